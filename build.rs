@@ -1,0 +1,135 @@
+//! Compiles `src/bpf/steer.bpf.c` into `$OUT_DIR/steer.bpf.o` with `clang -O2 -g -target bpf`.
+//!
+//! Headers, in this order:
+//! - libbpf's `bpf/bpf_helpers.h` and `bpf/bpf_endian.h`: the copy that the `libbpf-sys`
+//!   dependency installs into its own OUT_DIR (`DEP_BPF_INCLUDE`, always present because
+//!   libbpf-sys builds its vendored libbpf), else the system's (Debian package libbpf-dev).
+//! - the kernel UAPI headers (`linux/bpf.h`, ...) from /usr/include (package linux-libc-dev),
+//!   and `asm/types.h` from the multiarch directory `/usr/include/<triple>` (Debian puts it
+//!   there; the triple is what `cc -dumpmachine` prints).
+//!
+//! Every missing tool or header stops the build with the package that provides it.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SOURCE: &str = "src/bpf/steer.bpf.c";
+
+fn main() {
+    println!("cargo:rerun-if-changed={SOURCE}");
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=CLANG");
+    println!("cargo:rerun-if-env-changed=BPF_MULTIARCH_INCLUDE");
+
+    if let Err(message) = build() {
+        // A panic message is printed in full by cargo; keep it one readable paragraph.
+        panic!("\n\nbuilding the XDP program {SOURCE} failed:\n{message}\n");
+    }
+}
+
+fn build() -> Result<(), String> {
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
+    let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_owned());
+    check_clang(&clang)?;
+    let libbpf_include = libbpf_include()?;
+    let multiarch_include = multiarch_include()?;
+    if !Path::new("/usr/include/linux/bpf.h").exists() {
+        return Err(
+            "missing /usr/include/linux/bpf.h: install the kernel UAPI headers \
+                    (Debian/Ubuntu: apt-get install linux-libc-dev)"
+                .to_owned(),
+        );
+    }
+
+    let object = out_dir.join("steer.bpf.o");
+    let output = Command::new(&clang)
+        .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Wextra", "-Werror"])
+        .arg("-I")
+        .arg(&libbpf_include)
+        .arg("-I")
+        .arg(&multiarch_include)
+        .args(["-c", SOURCE, "-o"])
+        .arg(&object)
+        .output()
+        .map_err(|e| format!("could not run {clang}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{clang} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(())
+}
+
+fn check_clang(clang: &str) -> Result<(), String> {
+    let output = Command::new(clang).arg("--version").output().map_err(|e| {
+        format!(
+            "could not run `{clang}` ({e}): install clang (Debian/Ubuntu: apt-get install clang), \
+             or point the CLANG environment variable at a clang with the BPF target"
+        )
+    })?;
+    if !output.status.success() {
+        return Err(format!("`{clang} --version` failed ({})", output.status));
+    }
+    Ok(())
+}
+
+/// The directory holding `bpf/bpf_helpers.h`.
+fn libbpf_include() -> Result<PathBuf, String> {
+    let candidates = env::var_os("DEP_BPF_INCLUDE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from("/usr/include")]);
+    for dir in candidates {
+        if dir.join("bpf/bpf_helpers.h").exists() && dir.join("bpf/bpf_endian.h").exists() {
+            return Ok(dir);
+        }
+    }
+    Err(
+        "no libbpf headers (bpf/bpf_helpers.h): neither the libbpf-sys build \
+         (DEP_BPF_INCLUDE) nor /usr/include has them; install libbpf-dev \
+         (Debian/Ubuntu: apt-get install libbpf-dev)"
+            .to_owned(),
+    )
+}
+
+/// The multiarch include directory holding `asm/types.h` (needed by `linux/types.h`).
+fn multiarch_include() -> Result<PathBuf, String> {
+    if let Some(dir) = env::var_os("BPF_MULTIARCH_INCLUDE") {
+        return Ok(PathBuf::from(dir));
+    }
+    let triple = host_triple()?;
+    let dir = PathBuf::from("/usr/include").join(&triple);
+    if dir.join("asm/types.h").exists() {
+        return Ok(dir);
+    }
+    if Path::new("/usr/include/asm/types.h").exists() {
+        return Ok(PathBuf::from("/usr/include"));
+    }
+    Err(format!(
+        "missing {}/asm/types.h: install the kernel UAPI headers (Debian/Ubuntu: apt-get install \
+         linux-libc-dev), or set BPF_MULTIARCH_INCLUDE to the directory that holds asm/types.h",
+        dir.display()
+    ))
+}
+
+/// The Debian multiarch triple: `cc -dumpmachine`, else derived from the cargo target.
+fn host_triple() -> Result<String, String> {
+    let from_cc = ["cc", "gcc"].iter().find_map(|cc| {
+        let output = Command::new(cc).arg("-dumpmachine").output().ok()?;
+        let triple = String::from_utf8(output.stdout).ok()?.trim().to_owned();
+        (output.status.success() && !triple.is_empty()).then_some(triple)
+    });
+    if let Some(triple) = from_cc {
+        return Ok(triple);
+    }
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").map_err(|e| e.to_string())?;
+    let env_abi = env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
+    let arch = if arch == "x86" { "i386" } else { arch.as_str() };
+    Ok(format!(
+        "{arch}-linux-{}",
+        if env_abi.is_empty() { "gnu" } else { &env_abi }
+    ))
+}

@@ -1,0 +1,132 @@
+//! The accept queue: completed handshakes waiting for a worker, and the workers' reports that
+//! the kernel now owns a connection.
+//!
+//! Bounded by the backlog (like `listen(2)`'s): at most `backlog` [`Handshake`]s wait, each
+//! an [`Accepted`] (about 200 bytes plus its early data, at most one MSS). A push into a full
+//! queue fails and hands the connection back, so the shard applies the overflow policy
+//! ([`crate::listener::Listener::handle_accept_overflow`]). Every shard pushes into the same
+//! queue through its own [`AcceptSender`], which also receives the handoff reports for the
+//! connections it accepted.
+
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+
+use crate::listener::{Accepted, FourTuple};
+
+/// A completed handshake waiting for a worker.
+#[derive(Debug)]
+pub struct Handshake {
+    pub accepted: Accepted,
+    handed_off: Sender<FourTuple>,
+}
+
+impl Handshake {
+    /// Tells the accepting shard that the kernel owns the connection now (or that it was reset),
+    /// so its segments are no longer expected. A report that does not fit is dropped: the
+    /// shard's handoff marker then expires on its own.
+    pub fn report_handed_off(&self) {
+        let _ = self.handed_off.try_send(self.accepted.tuple);
+    }
+}
+
+/// The queue; make one sender per shard and clone the receiver for every worker.
+pub struct AcceptQueue {
+    sender: Sender<Handshake>,
+    receiver: Receiver<Handshake>,
+    backlog: usize,
+}
+
+impl AcceptQueue {
+    /// A queue of at most `backlog` handshakes.
+    pub fn new(backlog: usize) -> AcceptQueue {
+        let (sender, receiver) = crossbeam_channel::bounded(backlog);
+        AcceptQueue {
+            sender,
+            receiver,
+            backlog,
+        }
+    }
+
+    /// A sender for one shard, with room for `max_reports` handoff reports.
+    pub fn sender(&self, max_reports: usize) -> AcceptSender {
+        let (handed_off, reports) = crossbeam_channel::bounded(max_reports);
+        AcceptSender {
+            queue: self.sender.clone(),
+            handed_off,
+            reports,
+        }
+    }
+
+    pub fn receiver(&self) -> AcceptReceiver {
+        AcceptReceiver(self.receiver.clone())
+    }
+
+    pub fn backlog(&self) -> usize {
+        self.backlog
+    }
+}
+
+/// One shard's end of the accept queue.
+pub struct AcceptSender {
+    queue: Sender<Handshake>,
+    handed_off: Sender<FourTuple>,
+    reports: Receiver<FourTuple>,
+}
+
+impl AcceptSender {
+    /// Queues a handshake; hands it back if the queue is full (or no worker is left).
+    #[expect(
+        clippy::result_large_err,
+        reason = "the connection comes back by value so the overflow path needs no allocation"
+    )]
+    pub fn try_push(&self, accepted: Accepted) -> Result<(), Accepted> {
+        let handshake = Handshake {
+            accepted,
+            handed_off: self.handed_off.clone(),
+        };
+        self.queue.try_send(handshake).map_err(|error| match error {
+            TrySendError::Full(handshake) | TrySendError::Disconnected(handshake) => {
+                handshake.accepted
+            }
+        })
+    }
+
+    /// Handshakes waiting, over all shards.
+    pub fn depth(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The connections of this shard handed off since the last call.
+    pub fn handed_off(&self) -> impl Iterator<Item = FourTuple> + '_ {
+        self.reports.try_iter()
+    }
+}
+
+/// What [`AcceptReceiver::pop`] found.
+#[derive(Debug)]
+pub enum Pop {
+    Handshake(Handshake),
+    Timeout,
+    /// Every shard is gone and the queue is empty.
+    Closed,
+}
+
+/// A worker's end of the accept queue.
+#[derive(Clone)]
+pub struct AcceptReceiver(Receiver<Handshake>);
+
+impl AcceptReceiver {
+    /// The next handshake, waiting up to `timeout`.
+    pub fn pop(&self, timeout: Duration) -> Pop {
+        match self.0.recv_timeout(timeout) {
+            Ok(handshake) => Pop::Handshake(handshake),
+            Err(RecvTimeoutError::Timeout) => Pop::Timeout,
+            Err(RecvTimeoutError::Disconnected) => Pop::Closed,
+        }
+    }
+
+    pub fn depth(&self) -> usize {
+        self.0.len()
+    }
+}

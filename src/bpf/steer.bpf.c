@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0
+/*
+ * synwall steering program (XDP).
+ *
+ * Decides, for every frame received on the interface, who handles it:
+ *   - not ours (ARP, ICMP, ICMPv6/NDP, UDP, other ports, other addresses,
+ *     non-first fragments)                                 -> XDP_PASS (kernel)
+ *   - TCP to a served address:port that a kernel socket in a non-LISTEN state
+ *     owns (ESTABLISHED, TIME_WAIT, SYN_RECV, ...)         -> XDP_PASS (kernel)
+ *   - every other TCP segment to a served address:port     -> XSKMAP[rx queue]
+ *     and, when no AF_XDP socket is registered there, XDP_DROP: a served
+ *     port's segments never leak to the kernel, which would answer with a RST
+ *     or let a kernel listener complete the handshake.
+ *
+ * Maps (filled and read by src/sys/steer.rs; keep the layouts in sync):
+ *   served   : hash, struct served_key -> __u8. Port 0 is the "this address
+ *              serves some port" marker used for segments whose ports are not
+ *              visible. An all-zero address is the wildcard of its family.
+ *   xsks     : XSKMAP, rx queue index -> AF_XDP socket.
+ *   counters : per-CPU array of __u64, indexed by enum counter.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#define MAX_QUEUES 256
+#define MAX_SERVED 256
+#define MAX_IPV6_EXT_HDRS 4
+
+#define ETH_P_8021Q_BE bpf_htons(0x8100)
+#define ETH_P_IP_BE bpf_htons(0x0800)
+#define ETH_P_IPV6_BE bpf_htons(0x86DD)
+#define IPV4_FRAG_OFFSET_MASK 0x1FFF
+#define IPV6_FRAG_OFFSET_MASK 0xFFF8
+
+#define NEXTHDR_HOP 0
+#define NEXTHDR_TCP 6
+#define NEXTHDR_ROUTING 43
+#define NEXTHDR_FRAGMENT 44
+#define NEXTHDR_DEST 60
+
+enum counter {
+	COUNTER_PASSED = 0,
+	COUNTER_REDIRECTED = 1,
+	COUNTER_DROPPED_NO_XSK = 2,
+	COUNTER_KERNEL_OWNED = 3,
+	COUNTER_MAX = 4,
+};
+
+struct served_key {
+	__u8 family; /* 4 or 6 */
+	__u8 pad;
+	__be16 port; /* network byte order; 0 = address marker */
+	__u8 addr[16]; /* IPv4 in the first 4 bytes; all zero = wildcard */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SERVED);
+	__type(key, struct served_key);
+	__type(value, __u8);
+} served SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, MAX_QUEUES);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+struct vlan_hdr {
+	__be16 tci;
+	__be16 encapsulated_proto;
+};
+
+struct ipv6_ext_hdr {
+	__u8 nexthdr;
+	__u8 hdrlen; /* in 8-octet units, not counting the first 8 octets */
+};
+
+struct ipv6_frag_hdr {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off; /* offset in 8-octet units << 3 | flags */
+	__be32 identification;
+};
+
+enum verdict {
+	VERDICT_PASS, /* not ours */
+	VERDICT_KERNEL, /* ours, but a kernel socket owns the connection */
+	VERDICT_XSK, /* ours: to user space */
+};
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *value = bpf_map_lookup_elem(&counters, &which);
+
+	if (value)
+		*value += 1;
+}
+
+/* Exact address first, then the wildcard of the family. Clobbers key->addr. */
+static __always_inline int is_served(struct served_key *key)
+{
+	if (bpf_map_lookup_elem(&served, key))
+		return 1;
+	__builtin_memset(key->addr, 0, sizeof(key->addr));
+	return bpf_map_lookup_elem(&served, key) != NULL;
+}
+
+/* Segments whose ports cannot be seen: ours when the address serves anything. */
+static __always_inline enum verdict served_address_verdict(struct served_key *key)
+{
+	key->port = 0;
+	return is_served(key) ? VERDICT_XSK : VERDICT_PASS;
+}
+
+/* True when a kernel socket that is not a listener owns the tuple. */
+static __always_inline int kernel_owns(struct xdp_md *ctx, struct bpf_sock_tuple *tuple,
+				       __u32 tuple_len)
+{
+	struct bpf_sock *sk;
+	int owned;
+
+	sk = bpf_skc_lookup_tcp(ctx, tuple, tuple_len, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	owned = sk->state != BPF_TCP_LISTEN;
+	bpf_sk_release(sk);
+	return owned;
+}
+
+/*
+ * The TCP part, shared by both families. `key` holds the destination address;
+ * `tuple` the addresses, filled by the caller (ports are filled here).
+ */
+static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, struct tcphdr *th,
+						 void *data_end, struct served_key *key,
+						 struct bpf_sock_tuple *tuple, __u32 tuple_len,
+						 int is_ipv4)
+{
+	/* The ports are the first 4 bytes of the header. */
+	if ((void *)th + 4 > data_end)
+		return served_address_verdict(key);
+	key->port = th->dest;
+	if (!is_served(key))
+		return VERDICT_PASS;
+	/* Header cut short (tiny first fragment, truncated frame): user space drops it. */
+	if ((void *)(th + 1) > data_end)
+		return VERDICT_XSK;
+	/* A pure SYN never belongs to an existing connection. */
+	if (th->syn && !th->ack)
+		return VERDICT_XSK;
+	if (is_ipv4) {
+		tuple->ipv4.sport = th->source;
+		tuple->ipv4.dport = th->dest;
+	} else {
+		tuple->ipv6.sport = th->source;
+		tuple->ipv6.dport = th->dest;
+	}
+	return kernel_owns(ctx, tuple, tuple_len) ? VERDICT_KERNEL : VERDICT_XSK;
+}
+
+static __always_inline enum verdict classify_ipv4(struct xdp_md *ctx, struct iphdr *iph,
+						  void *data_end)
+{
+	struct served_key key = { .family = 4 };
+	struct bpf_sock_tuple tuple = {};
+	__u32 header_len;
+
+	if ((void *)(iph + 1) > data_end)
+		return VERDICT_PASS;
+	if (iph->version != 4 || iph->protocol != IPPROTO_TCP)
+		return VERDICT_PASS;
+	header_len = iph->ihl * 4;
+	if (header_len < sizeof(*iph))
+		return VERDICT_PASS; /* malformed: the kernel drops it */
+	/* A non-first fragment cannot be reassembled without the first one,
+	 * which is ours when it is to a served port: the kernel drops it. */
+	if (bpf_ntohs(iph->frag_off) & IPV4_FRAG_OFFSET_MASK)
+		return VERDICT_PASS;
+
+	__builtin_memcpy(key.addr, &iph->daddr, 4);
+	tuple.ipv4.saddr = iph->saddr;
+	tuple.ipv4.daddr = iph->daddr;
+	return classify_tcp(ctx, (void *)iph + header_len, data_end, &key, &tuple,
+			    sizeof(tuple.ipv4), 1);
+}
+
+static __always_inline enum verdict classify_ipv6(struct xdp_md *ctx, struct ipv6hdr *ip6h,
+						  void *data_end)
+{
+	struct served_key key = { .family = 6 };
+	struct bpf_sock_tuple tuple = {};
+	void *cursor;
+	__u8 nexthdr;
+	int i;
+
+	if ((void *)(ip6h + 1) > data_end)
+		return VERDICT_PASS;
+	if (ip6h->version != 6)
+		return VERDICT_PASS;
+
+	__builtin_memcpy(key.addr, &ip6h->daddr, 16);
+	nexthdr = ip6h->nexthdr;
+	cursor = ip6h + 1;
+
+	/* A bounded loop: the verifier (5.3+) proves it ends. */
+	for (i = 0; i < MAX_IPV6_EXT_HDRS; i++) {
+		if (nexthdr == NEXTHDR_TCP)
+			break;
+		if (nexthdr == NEXTHDR_FRAGMENT) {
+			struct ipv6_frag_hdr *fh = cursor;
+
+			if ((void *)(fh + 1) > data_end)
+				return served_address_verdict(&key);
+			if (bpf_ntohs(fh->frag_off) & IPV6_FRAG_OFFSET_MASK)
+				return VERDICT_PASS; /* non-first fragment */
+			nexthdr = fh->nexthdr;
+			cursor = fh + 1;
+		} else if (nexthdr == NEXTHDR_HOP || nexthdr == NEXTHDR_ROUTING ||
+			   nexthdr == NEXTHDR_DEST) {
+			struct ipv6_ext_hdr *eh = cursor;
+
+			if ((void *)(eh + 1) > data_end)
+				return served_address_verdict(&key);
+			nexthdr = eh->nexthdr;
+			cursor += ((__u32)eh->hdrlen + 1) * 8;
+		} else {
+			return VERDICT_PASS; /* ICMPv6, UDP, ESP, AH, no next header, ... */
+		}
+	}
+	/* The walk ended on an extension header: the chain is longer than we
+	 * follow. User space parses it fully (and drops it). */
+	if (nexthdr != NEXTHDR_TCP)
+		return served_address_verdict(&key);
+
+	__builtin_memcpy(tuple.ipv6.saddr, &ip6h->saddr, 16);
+	__builtin_memcpy(tuple.ipv6.daddr, &ip6h->daddr, 16);
+	return classify_tcp(ctx, cursor, data_end, &key, &tuple, sizeof(tuple.ipv6), 0);
+}
+
+SEC("xdp")
+int synwall_steer(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	enum verdict verdict = VERDICT_PASS;
+	void *l3;
+	__be16 proto;
+
+	if ((void *)(eth + 1) > data_end)
+		goto out;
+	proto = eth->h_proto;
+	l3 = eth + 1;
+	if (proto == ETH_P_8021Q_BE) {
+		struct vlan_hdr *vh = l3;
+
+		if ((void *)(vh + 1) > data_end)
+			goto out;
+		proto = vh->encapsulated_proto;
+		l3 = vh + 1;
+	}
+	if (proto == ETH_P_IP_BE)
+		verdict = classify_ipv4(ctx, l3, data_end);
+	else if (proto == ETH_P_IPV6_BE)
+		verdict = classify_ipv6(ctx, l3, data_end);
+
+out:
+	if (verdict == VERDICT_XSK) {
+		/* The low bits of the flags are the action when the map has no
+		 * socket at this index: drop, never pass. */
+		long action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_DROP);
+
+		count(action == XDP_REDIRECT ? COUNTER_REDIRECTED : COUNTER_DROPPED_NO_XSK);
+		return action;
+	}
+	count(verdict == VERDICT_KERNEL ? COUNTER_KERNEL_OWNED : COUNTER_PASSED);
+	return XDP_PASS;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

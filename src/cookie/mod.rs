@@ -1,0 +1,333 @@
+//! SYN cookies: the whole state of a handshake folded into the server's initial sequence
+//! number, so a SYN needs no memory until its ACK proves the peer's address.
+//!
+//! # Layout of the 32-bit cookie (our ISN)
+//!
+//! ```text
+//!    31   30  29  28                                                0
+//!  +----+--------+---------------------------------------------------+
+//!  | kp |  mssi  |                  MAC (29 bits)                    |
+//!  +----+--------+---------------------------------------------------+
+//! ```
+//! - `kp`: parity of the key epoch; selects one of the two key slots ([`keys::KeyRing`]).
+//! - `mssi`: index into the MSS table of the address family ([`MssTable`]).
+//! - `MAC`: the first 29 bits of HMAC-SHA256(epoch key, local address ‖ peer address ‖
+//!   local port ‖ peer port ‖ client ISN ‖ mssi ‖ option byte). The option byte is
+//!   `0x40 | option bits` when the client sent timestamps, else 0.
+//!
+//! When the client sends timestamps, the options of its SYN that the ACK does not repeat travel
+//! in the low 6 bits of our TSval, which the client echoes in every TSecr ([`SynOptions`]):
+//!
+//! ```text
+//!    5     4      3     0
+//!  +-----+------+---------+
+//!  | ecn | sack | wscale  |     wscale 15 = no window scaling
+//!  +-----+------+---------+
+//! ```
+//! Unlike the kernel's cookies, those bits are covered by the MAC: a forged TSecr cannot turn
+//! on window scaling or SACK. Without timestamps the bits have nowhere to travel, so a cookie
+//! handshake without timestamps gets no window scaling and no SACK (the kernel does the same).
+//!
+//! # Cost and forgery odds
+//!
+//! One MAC per SYN and at most one per ACK: HMAC-SHA256 from a pre-keyed state is two SHA-256
+//! compressions (the message fits one block). A blind attacker picks the ACK number; for a
+//! given 4-tuple, client ISN and option bits, exactly 2 (key parities) × 4 (MSS indexes) = 8
+//! of the 2^32 values carry a valid MAC, so an ACK is accepted with probability
+//! 8 / 2^32 = 2^-29, the figure of the kernel's cookies. Cheap checks come first (the cookie
+//! gate and the age of the echoed timestamp, in the listener) so most forged ACKs cost no MAC.
+//!
+//! # Validity
+//!
+//! A cookie is valid while its key epoch is the current or the previous one: between one and
+//! two rotation periods after it was issued (64–128 s with the default 64 s period; the kernel
+//! accepts cookies up to 2 minutes old).
+
+pub mod keys;
+
+use std::net::SocketAddr;
+
+use hmac::Mac;
+use subtle::ConstantTimeEq;
+
+use crate::seq::SeqNumber;
+use keys::KeyRing;
+
+/// Bits of the TS value that carry [`SynOptions`].
+pub const TS_OPTION_BITS: u32 = 6;
+const TS_OPTION_MASK: u32 = (1 << TS_OPTION_BITS) - 1;
+const NO_WINDOW_SCALE: u32 = 0xf;
+const SACK_BIT: u32 = 1 << 4;
+const ECN_BIT: u32 = 1 << 5;
+const OPTION_BYTE_TIMESTAMPS: u8 = 0x40;
+
+const MAC_BITS: u32 = 29;
+const MAC_MASK: u32 = (1 << MAC_BITS) - 1;
+const MSS_INDEX_SHIFT: u32 = MAC_BITS;
+const PARITY_SHIFT: u32 = 31;
+
+/// The four MSS values a cookie can encode. A client's MSS is rounded down to the largest
+/// entry not above it (to the first entry when below all of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MssTable(pub [u16; 4]);
+
+impl MssTable {
+    /// IPv4: 536 (the RFC 1122 default, 576-byte datagrams), 1300 (VPN and tunnel paths),
+    /// 1440 (PPPoE, IP-in-IP), 1460 (Ethernet's 1500-byte MTU). The kernel uses the same.
+    pub const IPV4: MssTable = MssTable([536, 1300, 1440, 1460]);
+    /// IPv6: the 1280, 1480, 1500 and 9000-byte MTUs minus 60 bytes of IPv6 and TCP headers.
+    pub const IPV6: MssTable = MssTable([1220, 1420, 1440, 8940]);
+
+    /// The index of the largest entry not above `mss`, or 0.
+    pub fn index_for(&self, mss: u16) -> u32 {
+        self.0.iter().rposition(|&entry| entry <= mss).unwrap_or(0) as u32
+    }
+
+    pub fn mss(&self, index: u32) -> u16 {
+        self.0[index as usize & 3]
+    }
+
+    /// Whether the entries are ascending, as lookups require.
+    pub fn is_ascending(&self) -> bool {
+        self.0.windows(2).all(|pair| pair[0] < pair[1])
+    }
+}
+
+/// The SYN options a cookie carries in the TS value when the client sent timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SynOptions {
+    /// The client's window scale shift, if it offered window scaling.
+    pub window_scale: Option<u8>,
+    pub sack_permitted: bool,
+    /// Whether ECN was negotiated.
+    pub ecn: bool,
+}
+
+impl SynOptions {
+    /// The 6 option bits.
+    pub fn to_bits(self) -> u32 {
+        let window_scale = self
+            .window_scale
+            .map_or(NO_WINDOW_SCALE, |shift| u32::from(shift.min(14)));
+        let sack = if self.sack_permitted { SACK_BIT } else { 0 };
+        let ecn = if self.ecn { ECN_BIT } else { 0 };
+        window_scale | sack | ecn
+    }
+
+    /// Decodes the low 6 bits of a TS value. Every bit pattern decodes; only the MAC tells
+    /// whether they are ours.
+    pub fn from_timestamp(ts: u32) -> SynOptions {
+        let window_scale = match ts & NO_WINDOW_SCALE {
+            NO_WINDOW_SCALE => None,
+            shift => Some(shift as u8),
+        };
+        SynOptions {
+            window_scale,
+            sack_permitted: ts & SACK_BIT != 0,
+            ecn: ts & ECN_BIT != 0,
+        }
+    }
+
+    /// A TS value for `clock` whose low bits carry `self`, never above `clock` (so the
+    /// timestamps a handed-off socket sends later never go backwards).
+    pub fn timestamp(self, clock: u32) -> u32 {
+        let ts = (clock & !TS_OPTION_MASK) | self.to_bits();
+        if ts > clock {
+            ts.wrapping_sub(1 << TS_OPTION_BITS)
+        } else {
+            ts
+        }
+    }
+}
+
+/// What a cookie is made of, apart from the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieInput {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub client_isn: SeqNumber,
+    /// The SYN options carried in the TS value; `None` when the client sent no timestamps.
+    pub options: Option<SynOptions>,
+}
+
+/// Makes and checks cookies.
+pub struct CookieJar {
+    keys: KeyRing,
+    mss_v4: MssTable,
+    mss_v6: MssTable,
+}
+
+impl CookieJar {
+    /// # Panics
+    /// If an MSS table is not strictly ascending.
+    pub fn new(keys: KeyRing, mss_v4: MssTable, mss_v6: MssTable) -> CookieJar {
+        assert!(mss_v4.is_ascending() && mss_v6.is_ascending());
+        CookieJar {
+            keys,
+            mss_v4,
+            mss_v6,
+        }
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    pub fn keys_mut(&mut self) -> &mut KeyRing {
+        &mut self.keys
+    }
+
+    /// The cookie for a SYN whose client announced `client_mss`.
+    pub fn encode(&self, input: &CookieInput, client_mss: u16) -> u32 {
+        let table = self.table(input.local);
+        let mss_index = table.index_for(client_mss);
+        let (parity, key) = self.keys.current();
+        let mac = mac29(key, input, mss_index);
+        parity << PARITY_SHIFT | mss_index << MSS_INDEX_SHIFT | mac
+    }
+
+    /// Checks `cookie` against `input`; returns the MSS it encodes if valid.
+    pub fn check(&self, input: &CookieInput, cookie: u32) -> Option<u16> {
+        let mss_index = (cookie >> MSS_INDEX_SHIFT) & 3;
+        let key = self.keys.by_parity(cookie >> PARITY_SHIFT);
+        let expected = mac29(key, input, mss_index);
+        bool::from(expected.ct_eq(&(cookie & MAC_MASK)))
+            .then(|| self.table(input.local).mss(mss_index))
+    }
+
+    /// The MSS the cookie of a SYN announcing `client_mss` will carry.
+    pub fn encoded_mss(&self, local: SocketAddr, client_mss: u16) -> u16 {
+        let table = self.table(local);
+        table.mss(table.index_for(client_mss))
+    }
+
+    fn table(&self, local: SocketAddr) -> &MssTable {
+        if local.is_ipv4() {
+            &self.mss_v4
+        } else {
+            &self.mss_v6
+        }
+    }
+}
+
+fn mac29(key: &keys::MacKey, input: &CookieInput, mss_index: u32) -> u32 {
+    let mut message = [0u8; 16 + 16 + 2 + 2 + 4 + 1 + 1];
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| {
+        message[len..len + bytes.len()].copy_from_slice(bytes);
+        len += bytes.len();
+    };
+    match (input.local, input.remote) {
+        (SocketAddr::V4(local), SocketAddr::V4(remote)) => {
+            put(&local.ip().octets());
+            put(&remote.ip().octets());
+        }
+        (SocketAddr::V6(local), SocketAddr::V6(remote)) => {
+            put(&local.ip().octets());
+            put(&remote.ip().octets());
+        }
+        _ => unreachable!("a connection's addresses share one family"),
+    }
+    put(&input.local.port().to_be_bytes());
+    put(&input.remote.port().to_be_bytes());
+    put(&input.client_isn.0.to_be_bytes());
+    let option_byte = input.options.map_or(0, |options| {
+        OPTION_BYTE_TIMESTAMPS | options.to_bits() as u8
+    });
+    put(&[mss_index as u8, option_byte]);
+    let mut mac = key.clone();
+    mac.update(&message[..len]);
+    let tag = mac.finalize().into_bytes();
+    u32::from_be_bytes([tag[0], tag[1], tag[2], tag[3]]) >> (32 - MAC_BITS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keys::Secret;
+    use std::time::Duration;
+
+    fn jar() -> CookieJar {
+        let keys = KeyRing::new(
+            Secret::from_bytes([42; 32]),
+            Duration::from_secs(64),
+            Duration::from_secs(1_000_000),
+        );
+        CookieJar::new(keys, MssTable::IPV4, MssTable::IPV6)
+    }
+
+    fn input() -> CookieInput {
+        CookieInput {
+            local: "198.18.0.1:80".parse().unwrap(),
+            remote: "198.18.7.9:40000".parse().unwrap(),
+            client_isn: SeqNumber(u32::MAX),
+            options: Some(SynOptions {
+                window_scale: Some(7),
+                sack_permitted: true,
+                ecn: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn test_mss_table_rounds_down() {
+        let table = MssTable::IPV4;
+        assert_eq!(table.mss(table.index_for(1460)), 1460);
+        assert_eq!(table.mss(table.index_for(1459)), 1440);
+        assert_eq!(table.mss(table.index_for(9000)), 1460);
+        assert_eq!(table.mss(table.index_for(536)), 536);
+        assert_eq!(table.mss(table.index_for(100)), 536);
+        assert!(MssTable::IPV6.is_ascending());
+    }
+
+    #[test]
+    fn test_cookie_round_trip_near_wraparound() {
+        let jar = jar();
+        let cookie = jar.encode(&input(), 1400);
+        assert_eq!(jar.check(&input(), cookie), Some(1300));
+    }
+
+    #[test]
+    fn test_cookie_valid_for_one_more_epoch_only() {
+        let mut jar = jar();
+        let cookie = jar.encode(&input(), 1460);
+        let epoch_start = Duration::from_secs(1_000_000 / 64 * 64);
+        // One tick before the next epoch, at its start, and through its last second.
+        jar.keys_mut().rotate(epoch_start + Duration::from_secs(63));
+        assert_eq!(jar.check(&input(), cookie), Some(1460));
+        jar.keys_mut().rotate(epoch_start + Duration::from_secs(64));
+        assert_eq!(jar.check(&input(), cookie), Some(1460));
+        jar.keys_mut()
+            .rotate(epoch_start + Duration::from_secs(127));
+        assert_eq!(jar.check(&input(), cookie), Some(1460));
+        jar.keys_mut()
+            .rotate(epoch_start + Duration::from_secs(128));
+        assert_eq!(jar.check(&input(), cookie), None);
+    }
+
+    #[test]
+    fn test_option_bits_round_trip() {
+        for window_scale in (0..=14).map(Some).chain([None]) {
+            for sack_permitted in [false, true] {
+                for ecn in [false, true] {
+                    let options = SynOptions {
+                        window_scale,
+                        sack_permitted,
+                        ecn,
+                    };
+                    let ts = options.timestamp(0x1234_5678);
+                    assert!(ts <= 0x1234_5678);
+                    assert_eq!(SynOptions::from_timestamp(ts), options);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn test_timestamp_never_exceeds_clock() {
+        let options = SynOptions::default(); // bits 0x0f
+        assert_eq!(options.timestamp(0x40), 0x0f);
+        assert_eq!(options.timestamp(0x4f), 0x4f);
+        assert_eq!(options.timestamp(0x5f), 0x4f);
+    }
+}

@@ -1,0 +1,128 @@
+//! An in-memory [`FrameIo`]: frames injected by the caller are received, frames transmitted
+//! are collected. A fixed pool of buffers is shared by both directions, like a UMEM: when every
+//! buffer waits in the transmit queue, received frames get no transmit buffer.
+//! Nothing is allocated after creation.
+
+use std::collections::VecDeque;
+use std::io;
+use std::time::Duration;
+
+use super::{FrameIo, MIN_TX_FRAME};
+
+struct Frame {
+    buf: Box<[u8]>,
+    len: usize,
+}
+
+/// See the module documentation.
+pub struct MemoryDevice {
+    rx: VecDeque<Frame>,
+    tx: VecDeque<Frame>,
+    free: Vec<Frame>,
+}
+
+impl MemoryDevice {
+    /// A device with a pool of `frames` buffers of [`MIN_TX_FRAME`] bytes.
+    pub fn new(frames: usize) -> MemoryDevice {
+        MemoryDevice {
+            rx: VecDeque::with_capacity(frames),
+            tx: VecDeque::with_capacity(frames),
+            free: (0..frames)
+                .map(|_| Frame {
+                    buf: vec![0; MIN_TX_FRAME].into_boxed_slice(),
+                    len: 0,
+                })
+                .collect(),
+        }
+    }
+
+    /// Queues a frame for reception. Returns `false` (the frame is lost, as on a full ring)
+    /// when no buffer is free or the frame is larger than a buffer.
+    pub fn inject(&mut self, frame: &[u8]) -> bool {
+        if frame.len() > MIN_TX_FRAME {
+            return false;
+        }
+        let Some(mut buf) = self.free.pop() else {
+            return false;
+        };
+        buf.buf[..frame.len()].copy_from_slice(frame);
+        buf.len = frame.len();
+        self.rx.push_back(buf);
+        true
+    }
+
+    /// Hands every transmitted frame to `sink`, oldest first, and frees its buffer.
+    pub fn drain_tx(&mut self, mut sink: impl FnMut(&[u8])) {
+        while let Some(frame) = self.tx.pop_front() {
+            sink(&frame.buf[..frame.len]);
+            self.free.push(frame);
+        }
+    }
+
+    /// Frames waiting to be received.
+    pub fn rx_len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Frames transmitted and not yet drained.
+    pub fn tx_len(&self) -> usize {
+        self.tx.len()
+    }
+}
+
+impl FrameIo for MemoryDevice {
+    fn receive<F>(&mut self, budget: usize, mut on_frame: F) -> io::Result<usize>
+    where
+        F: FnMut(&[u8], &mut [u8]) -> Option<usize>,
+    {
+        let mut received = 0;
+        while received < budget {
+            let Some(rx) = self.rx.pop_front() else {
+                break;
+            };
+            received += 1;
+            match self.free.pop() {
+                Some(mut tx) => match on_frame(&rx.buf[..rx.len], &mut tx.buf) {
+                    Some(len) => {
+                        tx.len = len;
+                        self.tx.push_back(tx);
+                    }
+                    None => self.free.push(tx),
+                },
+                None => {
+                    let _ = on_frame(&rx.buf[..rx.len], &mut []);
+                }
+            }
+            self.free.push(rx);
+        }
+        Ok(received)
+    }
+
+    fn transmit<F>(&mut self, budget: usize, mut fill: F) -> io::Result<usize>
+    where
+        F: FnMut(&mut [u8]) -> Option<usize>,
+    {
+        let mut sent = 0;
+        while sent < budget {
+            let Some(mut tx) = self.free.pop() else {
+                break;
+            };
+            let Some(len) = fill(&mut tx.buf) else {
+                self.free.push(tx);
+                break;
+            };
+            tx.len = len;
+            self.tx.push_back(tx);
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn wait(&mut self, _timeout: Duration) -> io::Result<bool> {
+        Ok(!self.rx.is_empty())
+    }
+}

@@ -1,0 +1,44 @@
+//! synwall: a TCP listener that a SYN flood cannot knock over.
+//!
+//! The flood-facing half of the TCP handshake runs in user space on AF_XDP; every connection
+//! that completes it is handed to the kernel as an ordinary established socket.
+//!
+//! ```text
+//!   NIC rx queue ─► XDP program ─┬─ not ours / kernel-owned connection ─► kernel
+//!                                └─ SYN, ACK, RST to a served port ─► AF_XDP socket
+//!   ┌──────────────────────────── one shard per rx queue ─────────────────────────────┐
+//!   │ device (FrameIo) ─► wire::parse ─► Listener (sans-IO) ─► wire::emit ─► device │
+//!   │                                     │  SYN queue (bounded)  cookies (HMAC)     │
+//!   └─────────────────────────────────────┼───────────────────────────────────────────┘
+//!                                         ▼ Accepted
+//!                        accept queue (bounded, crossbeam) ─► workers ─► kernel socket
+//! ```
+//!
+//! Layers, bottom up; each module's doc states its contract:
+//! - [`seq`]: sequence-number arithmetic modulo 2^32.
+//! - [`wire`]: parse and emit Ethernet/VLAN/IPv4/IPv6/TCP; never panics on input.
+//! - [`cookie`]: SYN cookies (HMAC-SHA256) and their keys.
+//! - [`listener`]: the handshake state machine; no clock, thread, socket or channel inside.
+//! - [`counters`]: a counter for every outcome, lock-free to read.
+//! - [`device`]: the batched frame-I/O trait, and an in-memory device.
+//! - [`accept_queue`], [`shard`]: the bounded hand-over to workers and the fast-path loop.
+//! - [`sys`]: the XDP steering program, the AF_XDP device, and every line of `unsafe`.
+//!
+//! Invariants: memory is bounded by configuration (SYN queue, handoff markers, accept queue,
+//! frame pools are allocated once); nothing on the per-packet path allocates, except the
+//! early data of a completed handshake; no `unsafe` outside [`sys`].
+
+#![deny(unsafe_code)]
+
+pub mod accept_queue;
+pub mod cookie;
+pub mod counters;
+pub mod device;
+pub mod listener;
+pub mod rate_limit;
+pub mod seq;
+pub mod shard;
+#[allow(unsafe_code)]
+pub mod sys;
+mod table;
+pub mod wire;

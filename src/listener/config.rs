@@ -1,0 +1,150 @@
+//! Listener settings, named after the sysctls they mirror.
+
+use std::time::Duration;
+
+use crate::cookie::MssTable;
+use crate::wire::Endpoints;
+
+/// When SYNs are answered with cookies instead of SYN-queue entries (`tcp_syncookies`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncookiesMode {
+    /// Never (0): every SYN needs a SYN-queue entry; SYNs that find it full are dropped.
+    Never,
+    /// When the SYN queue is full (1), the kernel's default.
+    #[default]
+    WhenFull,
+    /// Always (2): no SYN-queue state at all.
+    Always,
+}
+
+/// Settings of one listener shard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    /// The addresses and ports served.
+    pub served: Endpoints,
+    /// `tcp_syncookies`.
+    pub syncookies: SyncookiesMode,
+    /// SYN-queue capacity (`tcp_max_syn_backlog`). Each entry takes at most
+    /// [`crate::listener::Listener::syn_queue_bytes`] / capacity bytes, allocated up front.
+    pub max_syn_backlog: usize,
+    /// SYN-ACK retransmissions before a queued connection is dropped (`tcp_synack_retries`).
+    /// Retransmissions go out 1, 2, 4, 8, 16... s apart; the entry is dropped 2^(retries+1) − 1
+    /// seconds after the first SYN-ACK (63 s for 5).
+    pub synack_retries: u8,
+    /// Answer a completed handshake that finds the accept queue full with a RST
+    /// (`tcp_abort_on_overflow`) instead of dropping its ACK.
+    pub abort_on_overflow: bool,
+    /// The MSS we announce over IPv4 and IPv6.
+    pub mss_v4: u16,
+    pub mss_v6: u16,
+    /// The window-scale shift we offer to clients that offer window scaling.
+    pub window_scale: u8,
+    /// The receive window in our SYN-ACK (never scaled in a SYN segment).
+    pub receive_window: u16,
+    /// Offer SACK to clients that offer it.
+    pub sack: bool,
+    /// Echo timestamps to clients that send them.
+    pub timestamps: bool,
+    /// Agree to ECN with clients that ask for it (RFC 3168).
+    pub ecn: bool,
+    /// TTL / hop limit of the segments we send.
+    pub hop_limit: u8,
+    /// The MSS values cookies can encode.
+    pub cookie_mss_v4: MssTable,
+    pub cookie_mss_v6: MssTable,
+    /// RSTs per second at most to invalid ACKs (RFC 9293 §3.10.7.1); 0 drops them silently.
+    /// The bucket holds one second's worth.
+    pub invalid_ack_rsts_per_sec: u32,
+    /// How long an accepted connection is remembered as being handed off, so that its
+    /// retransmitted segments are not taken for new cookie ACKs.
+    pub handoff_timeout: Duration,
+    /// Accepted connections remembered as being handed off, at most; a handshake completing
+    /// when this is full is treated as an accept-queue overflow.
+    pub max_pending_handoffs: usize,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> ListenerConfig {
+        ListenerConfig {
+            served: Endpoints::default(),
+            syncookies: SyncookiesMode::WhenFull,
+            max_syn_backlog: 4096,
+            synack_retries: 5,
+            abort_on_overflow: false,
+            mss_v4: 1460,
+            mss_v6: 1440,
+            window_scale: 7,
+            receive_window: 65535,
+            sack: true,
+            timestamps: true,
+            ecn: false,
+            hop_limit: 64,
+            cookie_mss_v4: MssTable::IPV4,
+            cookie_mss_v6: MssTable::IPV6,
+            invalid_ack_rsts_per_sec: 1000,
+            handoff_timeout: Duration::from_secs(3),
+            max_pending_handoffs: 4096,
+        }
+    }
+}
+
+/// A setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no address:port to serve")]
+    NothingServed,
+    #[error("max_syn_backlog must be at least 1 unless syncookies = always")]
+    NoSynQueue,
+    #[error("max_syn_backlog {0} is above the limit of 16777216")]
+    SynQueueTooLarge(usize),
+    #[error("synack_retries {0} is above the limit of 10")]
+    TooManyRetries(u8),
+    #[error("window_scale {0} is above the RFC 7323 limit of 14")]
+    WindowScale(u8),
+    #[error("mss {0} is below the minimum of 88 (TCP_MIN_MSS)")]
+    MssTooSmall(u16),
+    #[error("cookie MSS table {0:?} must be strictly ascending")]
+    MssTable([u16; 4]),
+    #[error("max_pending_handoffs must be at least 1")]
+    NoPendingHandoffs,
+}
+
+/// The smallest MSS the kernel works with (`TCP_MIN_MSS`).
+const MIN_MSS: u16 = 88;
+const MAX_SYN_BACKLOG: usize = 1 << 24;
+const MAX_SYNACK_RETRIES: u8 = 10;
+
+impl ListenerConfig {
+    /// Checks every setting; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.served.iter().next().is_none() {
+            return Err(ConfigError::NothingServed);
+        }
+        if self.max_syn_backlog == 0 && self.syncookies != SyncookiesMode::Always {
+            return Err(ConfigError::NoSynQueue);
+        }
+        if self.max_syn_backlog > MAX_SYN_BACKLOG {
+            return Err(ConfigError::SynQueueTooLarge(self.max_syn_backlog));
+        }
+        if self.synack_retries > MAX_SYNACK_RETRIES {
+            return Err(ConfigError::TooManyRetries(self.synack_retries));
+        }
+        if self.window_scale > 14 {
+            return Err(ConfigError::WindowScale(self.window_scale));
+        }
+        for mss in [self.mss_v4, self.mss_v6] {
+            if mss < MIN_MSS {
+                return Err(ConfigError::MssTooSmall(mss));
+            }
+        }
+        for table in [self.cookie_mss_v4, self.cookie_mss_v6] {
+            if !table.is_ascending() {
+                return Err(ConfigError::MssTable(table.0));
+            }
+        }
+        if self.max_pending_handoffs == 0 {
+            return Err(ConfigError::NoPendingHandoffs);
+        }
+        Ok(())
+    }
+}

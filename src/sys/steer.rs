@@ -1,0 +1,620 @@
+//! The XDP steering program (`src/bpf/steer.bpf.c`): loading, attaching, replacing a stale copy,
+//! and its maps (`served`, `xsks`, `counters`).
+//!
+//! Owns the libbpf object (the program and its maps) and the BPF link that keeps the program
+//! attached. Invariants:
+//! - While a [`SteeringProgram`] exists, its program is attached to its interface through the
+//!   link. Dropping it closes the link, which detaches the program; so does the death of the
+//!   process by any means (SIGINT, SIGTERM, SIGKILL, abort), because the kernel detaches a
+//!   link-attached XDP program when the last fd of the link is closed. No bpffs pin is made.
+//! - A program attached the old way (netlink, which outlives its process) with our name is
+//!   stale by construction and is removed at attach, in both generic and native mode. A
+//!   link-attached program with our name belongs to a live process and is never touched.
+//!   Any other program is left alone and reported.
+//! - The `served` map is filled before the program is attached, so it never runs half-filled.
+
+use std::ffi::{CStr, c_void};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::{self, NonNull};
+use std::{fs, io, mem};
+
+use libxdp_sys as ffi;
+
+use super::error::{XdpError, neg_errno};
+use super::interface_index;
+use super::xsk::XdpDevice;
+
+/// The compiled program, embedded at build time (see build.rs).
+static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));
+/// The program's function name in steer.bpf.c; also how a stale copy is recognised.
+const PROGRAM_NAME: &CStr = c"synwall_steer";
+/// Entries of the XSKMAP (`MAX_QUEUES` in steer.bpf.c).
+const MAX_QUEUES: u32 = 256;
+/// Entries of the `served` map (`MAX_SERVED` in steer.bpf.c).
+const MAX_SERVED_KEYS: usize = 256;
+/// Size of `struct served_key` in steer.bpf.c.
+const SERVED_KEY_LEN: usize = 20;
+
+// From linux/if_link.h (not in libxdp-sys's bindings).
+const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+
+/// How the steering program is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    /// Native (driver) mode if the driver supports it, generic (SKB) mode otherwise.
+    Auto,
+    /// Native (driver, DRV) mode only.
+    Native,
+    /// Generic (SKB) mode only.
+    Generic,
+}
+
+/// The program's per-action counters, summed over all CPUs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SteerCounters {
+    /// Frames that are not ours, passed to the kernel.
+    pub passed: u64,
+    /// Frames redirected to an AF_XDP socket.
+    pub redirected: u64,
+    /// Frames of ours dropped because no AF_XDP socket is registered on their rx queue.
+    pub dropped_no_xsk: u64,
+    /// Segments to a served port that a non-listening kernel socket owns, passed to the kernel.
+    pub kernel_owned: u64,
+}
+
+/// What the program decided for one frame (see [`SteeringProgram::dry_run`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpAction {
+    /// XDP_ABORTED.
+    Aborted,
+    /// XDP_DROP.
+    Drop,
+    /// XDP_PASS.
+    Pass,
+    /// XDP_TX.
+    Tx,
+    /// XDP_REDIRECT.
+    Redirect,
+    /// Any other value.
+    Other(u32),
+}
+
+impl From<u32> for XdpAction {
+    fn from(value: u32) -> Self {
+        match value {
+            ffi::xdp_action_XDP_ABORTED => Self::Aborted,
+            ffi::xdp_action_XDP_DROP => Self::Drop,
+            ffi::xdp_action_XDP_PASS => Self::Pass,
+            ffi::xdp_action_XDP_TX => Self::Tx,
+            ffi::xdp_action_XDP_REDIRECT => Self::Redirect,
+            other => Self::Other(other),
+        }
+    }
+}
+
+/// A libbpf object; closing it releases the program and map fds it holds.
+struct Object(NonNull<ffi::bpf_object>);
+
+// SAFETY: the pointer is only dereferenced by libbpf in `Drop`, which has exclusive access;
+// every other use goes through fds, and the bpf() system call is thread-safe.
+unsafe impl Send for Object {}
+// SAFETY: as above; no method reads or writes the object through `&self`.
+unsafe impl Sync for Object {}
+
+impl Drop for Object {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from a successful bpf_object__open_mem and is closed once.
+        unsafe { ffi::bpf_object__close(self.0.as_ptr()) };
+    }
+}
+
+/// The fds the loaded object holds, valid while it is open.
+struct Loaded {
+    _object: Object,
+    prog_fd: RawFd,
+    served_fd: RawFd,
+    xsks_fd: RawFd,
+    counters_fd: RawFd,
+}
+
+/// The steering program, attached to one interface (see the module docs for its invariants).
+pub struct SteeringProgram {
+    // Field order is drop order: the link goes first, so the program is detached before the
+    // object holding it is closed.
+    _link: OwnedFd,
+    object: Loaded,
+    ifindex: u32,
+    mode: XdpMode,
+    possible_cpus: usize,
+}
+
+impl std::fmt::Debug for SteeringProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SteeringProgram")
+            .field("ifindex", &self.ifindex)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SteeringProgram {
+    /// Loads the program, fills `served`, removes a stale copy left by a killed run and
+    /// attaches in `mode` (Auto: native first, then generic).
+    ///
+    /// An unspecified address in `served` (`0.0.0.0`, `::`) is the wildcard of its family: any
+    /// destination address arriving on this interface. IPv4 and IPv6 are separate.
+    pub fn attach(ifname: &str, mode: XdpMode, served: &[SocketAddr]) -> Result<Self, XdpError> {
+        let ifindex = interface_index(ifname)?;
+        let keys = served_keys(served)?;
+        let possible_cpus = possible_cpus()?;
+        let object = load(ifname)?;
+        for key in &keys {
+            let one: u8 = 1;
+            // SAFETY: key and value point to live buffers of the map's key and value sizes.
+            let ret = unsafe {
+                ffi::bpf_map_update_elem(
+                    object.served_fd,
+                    key.as_ptr().cast(),
+                    ptr::from_ref(&one).cast(),
+                    u64::from(ffi::BPF_ANY),
+                )
+            };
+            if ret < 0 {
+                return Err(XdpError::from_os(
+                    "filling the served map",
+                    ifname,
+                    neg_errno(ret),
+                ));
+            }
+        }
+        remove_stale(ifindex, ifname)?;
+        let (link, mode) = attach_link(object.prog_fd, ifindex, ifname, mode)?;
+        tracing::info!(ifname, ?mode, "XDP steering program attached");
+        Ok(Self {
+            _link: link,
+            object,
+            ifindex,
+            mode,
+            possible_cpus,
+        })
+    }
+
+    /// The mode the program was attached in: [`XdpMode::Native`] or [`XdpMode::Generic`].
+    pub fn mode(&self) -> XdpMode {
+        self.mode
+    }
+
+    /// Steers the served segments of `device`'s rx queue to it (its fd goes into the XSKMAP).
+    /// The entry disappears by itself when the device is dropped.
+    pub fn register(&self, device: &XdpDevice) -> Result<(), XdpError> {
+        if device.ifindex() != self.ifindex {
+            return Err(XdpError::Config(format!(
+                "the AF_XDP socket is bound to interface index {}, the program to {}",
+                device.ifindex(),
+                self.ifindex
+            )));
+        }
+        let queue_id = checked_queue(device.queue_id())?;
+        let fd = u32::try_from(device.as_raw_fd())
+            .map_err(|_| XdpError::Config("negative AF_XDP socket fd".to_owned()))?;
+        // SAFETY: key and value point to live u32s, the XSKMAP's key and value sizes.
+        let ret = unsafe {
+            ffi::bpf_map_update_elem(
+                self.object.xsks_fd,
+                ptr::from_ref(&queue_id).cast(),
+                ptr::from_ref(&fd).cast(),
+                u64::from(ffi::BPF_ANY),
+            )
+        };
+        if ret < 0 {
+            return Err(XdpError::from_os(
+                "registering the AF_XDP socket in the XSKMAP",
+                device.ifname(),
+                neg_errno(ret),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Removes the AF_XDP socket of `queue_id` from the XSKMAP: from then on the queue's
+    /// served segments are dropped. Not an error when none is registered.
+    pub fn unregister(&self, queue_id: u32) -> Result<(), XdpError> {
+        let queue_id = checked_queue(queue_id)?;
+        // SAFETY: the key points to a live u32, the XSKMAP's key size.
+        let ret = unsafe {
+            ffi::bpf_map_delete_elem(self.object.xsks_fd, ptr::from_ref(&queue_id).cast())
+        };
+        if ret < 0 && ret != -libc::ENOENT {
+            return Err(XdpError::Os {
+                action: "removing an AF_XDP socket from the XSKMAP",
+                ifname: format!("ifindex {}", self.ifindex),
+                source: neg_errno(ret),
+            });
+        }
+        Ok(())
+    }
+
+    /// The program's counters, summed over all CPUs.
+    pub fn counters(&self) -> Result<SteerCounters, XdpError> {
+        let mut per_cpu = vec![0u64; self.possible_cpus];
+        let mut totals = [0u64; 4];
+        for (index, total) in (0u32..).zip(totals.iter_mut()) {
+            // SAFETY: the key is a live u32; the value buffer holds one u64 per possible CPU,
+            // which is what a lookup in a per-CPU array of u64 writes.
+            let ret = unsafe {
+                ffi::bpf_map_lookup_elem(
+                    self.object.counters_fd,
+                    ptr::from_ref(&index).cast(),
+                    per_cpu.as_mut_ptr().cast::<c_void>(),
+                )
+            };
+            if ret < 0 {
+                return Err(XdpError::Os {
+                    action: "reading the XDP counters",
+                    ifname: format!("ifindex {}", self.ifindex),
+                    source: neg_errno(ret),
+                });
+            }
+            *total = per_cpu.iter().sum();
+        }
+        let [passed, redirected, dropped_no_xsk, kernel_owned] = totals;
+        Ok(SteerCounters {
+            passed,
+            redirected,
+            dropped_no_xsk,
+            kernel_owned,
+        })
+    }
+
+    /// Runs the loaded program once on `frame` (BPF_PROG_TEST_RUN, rx queue 0, in the calling
+    /// thread's network namespace) and returns its decision. Nothing is sent or redirected, the
+    /// counters do count it. A self-test for operators and tests: what would happen to this frame?
+    pub fn dry_run(&self, frame: &[u8]) -> Result<XdpAction, XdpError> {
+        let size = u32::try_from(frame.len())
+            .map_err(|_| XdpError::Config("frame too large for a dry run".to_owned()))?;
+        // SAFETY: bpf_test_run_opts is a plain C struct; all-zero is its documented default.
+        let mut opts: ffi::bpf_test_run_opts = unsafe { mem::zeroed() };
+        opts.sz = mem::size_of::<ffi::bpf_test_run_opts>();
+        opts.data_in = frame.as_ptr().cast();
+        opts.data_size_in = size;
+        opts.repeat = 1;
+        // SAFETY: opts is initialised with its size; data_in points to `size` readable bytes
+        // that outlive the call; data_out is null, so the kernel writes no output.
+        let ret = unsafe { ffi::bpf_prog_test_run_opts(self.object.prog_fd, &mut opts) };
+        if ret < 0 {
+            return Err(XdpError::Os {
+                action: "test-running the XDP program",
+                ifname: format!("ifindex {}", self.ifindex),
+                source: neg_errno(ret),
+            });
+        }
+        Ok(XdpAction::from(opts.retval))
+    }
+}
+
+fn checked_queue(queue_id: u32) -> Result<u32, XdpError> {
+    if queue_id >= MAX_QUEUES {
+        return Err(XdpError::Config(format!(
+            "rx queue {queue_id} is beyond the XSKMAP's {MAX_QUEUES} entries"
+        )));
+    }
+    Ok(queue_id)
+}
+
+/// The `served` keys for `served`: each address:port, plus the address with port 0 (the
+/// "this address serves something" marker for segments whose ports cannot be seen).
+fn served_keys(served: &[SocketAddr]) -> Result<Vec<[u8; SERVED_KEY_LEN]>, XdpError> {
+    let mut keys = Vec::with_capacity(served.len() * 2);
+    for addr in served {
+        if addr.port() == 0 {
+            return Err(XdpError::Config(format!(
+                "served address {addr} has port 0"
+            )));
+        }
+        for port in [addr.port(), 0] {
+            let mut key = [0u8; SERVED_KEY_LEN];
+            key[2..4].copy_from_slice(&port.to_be_bytes());
+            match addr.ip() {
+                IpAddr::V4(ip) => {
+                    key[0] = 4;
+                    key[4..8].copy_from_slice(&ip.octets());
+                }
+                IpAddr::V6(ip) => {
+                    key[0] = 6;
+                    key[4..20].copy_from_slice(&ip.octets());
+                }
+            }
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    if keys.len() > MAX_SERVED_KEYS {
+        return Err(XdpError::Config(format!(
+            "too many served addresses: {} map entries needed, {MAX_SERVED_KEYS} available",
+            keys.len()
+        )));
+    }
+    Ok(keys)
+}
+
+/// The number of possible CPUs, the number of values a per-CPU map lookup returns.
+fn possible_cpus() -> Result<usize, XdpError> {
+    let path = "/sys/devices/system/cpu/possible";
+    let text = fs::read_to_string(path).map_err(|source| XdpError::Os {
+        action: "reading the possible CPUs",
+        ifname: path.to_owned(),
+        source,
+    })?;
+    parse_cpu_list(text.trim())
+        .ok_or_else(|| XdpError::Config(format!("cannot parse {path}: {text:?}")))
+}
+
+/// Counts the CPUs of a kernel CPU list such as `0-3,8,10-11`.
+fn parse_cpu_list(list: &str) -> Option<usize> {
+    list.split(',').try_fold(0usize, |count, range| {
+        let (first, last) = range.split_once('-').unwrap_or((range, range));
+        let (first, last) = (first.parse::<usize>().ok()?, last.parse::<usize>().ok()?);
+        Some(count + last.checked_sub(first)? + 1)
+    })
+}
+
+fn load(ifname: &str) -> Result<Loaded, XdpError> {
+    // SAFETY: bpf_object_open_opts is a plain C struct; all-zero is its documented default.
+    let mut opts: ffi::bpf_object_open_opts = unsafe { mem::zeroed() };
+    opts.sz = mem::size_of::<ffi::bpf_object_open_opts>();
+    opts.object_name = c"synwall".as_ptr();
+    // SAFETY: OBJECT is a 'static buffer of OBJECT.len() bytes that libbpf only reads; opts is
+    // initialised with its size and its string is 'static.
+    let raw = unsafe { ffi::bpf_object__open_mem(OBJECT.as_ptr().cast(), OBJECT.len(), &opts) };
+    let Some(raw) = NonNull::new(raw) else {
+        return Err(XdpError::Load {
+            what: "opening the embedded object",
+            source: io::Error::last_os_error(),
+        });
+    };
+    let object = Object(raw);
+    // SAFETY: the object is open; libbpf returns its status as a negative errno.
+    let ret = unsafe { ffi::bpf_object__load(object.0.as_ptr()) };
+    if ret < 0 {
+        let source = neg_errno(ret);
+        if matches!(source.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
+            return Err(XdpError::from_os("loading the XDP program", ifname, source));
+        }
+        return Err(XdpError::Load {
+            what: "loading into the kernel",
+            source,
+        });
+    }
+    // SAFETY: the object is open and loaded; the name is a valid C string.
+    let program =
+        unsafe { ffi::bpf_object__find_program_by_name(object.0.as_ptr(), PROGRAM_NAME.as_ptr()) };
+    if program.is_null() {
+        return Err(XdpError::Load {
+            what: "finding the program synwall_steer",
+            source: io::Error::from_raw_os_error(libc::ENOENT),
+        });
+    }
+    // SAFETY: `program` belongs to the loaded object.
+    let prog_fd = unsafe { ffi::bpf_program__fd(program) };
+    let map_fd = |name: &CStr| {
+        // SAFETY: the object is open and loaded; the name is a valid C string.
+        let map = unsafe { ffi::bpf_object__find_map_by_name(object.0.as_ptr(), name.as_ptr()) };
+        if map.is_null() {
+            return Err(XdpError::Load {
+                what: "finding a map of the program",
+                source: io::Error::from_raw_os_error(libc::ENOENT),
+            });
+        }
+        // SAFETY: `map` belongs to the loaded object.
+        Ok(unsafe { ffi::bpf_map__fd(map) })
+    };
+    let served_fd = map_fd(c"served")?;
+    let xsks_fd = map_fd(c"xsks")?;
+    let counters_fd = map_fd(c"counters")?;
+    if prog_fd < 0 || served_fd < 0 || xsks_fd < 0 || counters_fd < 0 {
+        return Err(XdpError::Load {
+            what: "the loaded object has no fd",
+            source: io::Error::from_raw_os_error(libc::EBADF),
+        });
+    }
+    Ok(Loaded {
+        _object: object,
+        prog_fd,
+        served_fd,
+        xsks_fd,
+        counters_fd,
+    })
+}
+
+/// Removes synwall programs that were attached the old way (netlink) and so outlived their
+/// process; refuses when a foreign program or a live synwall (a BPF link) holds the interface.
+fn remove_stale(ifindex: u32, ifname: &str) -> Result<(), XdpError> {
+    let ifindex_c = ifindex_c(ifindex)?;
+    // SAFETY: bpf_xdp_query_opts is a plain C struct; all-zero is its documented default.
+    let mut query: ffi::bpf_xdp_query_opts = unsafe { mem::zeroed() };
+    query.sz = mem::size_of::<ffi::bpf_xdp_query_opts>();
+    // SAFETY: query is initialised with its size and outlives the call.
+    let ret = unsafe { ffi::bpf_xdp_query(ifindex_c, 0, &mut query) };
+    if ret < 0 {
+        return Err(XdpError::from_os(
+            "querying attached XDP programs",
+            ifname,
+            neg_errno(ret),
+        ));
+    }
+    let attached = [
+        (
+            query.skb_prog_id,
+            XDP_FLAGS_SKB_MODE,
+            "generic",
+            "xdpgeneric",
+        ),
+        (query.drv_prog_id, XDP_FLAGS_DRV_MODE, "native", "xdpdrv"),
+    ];
+    for (id, flags, mode, ip_keyword) in attached {
+        if id == 0 {
+            continue;
+        }
+        let Some(name) = program_name(id) else {
+            continue; // gone meanwhile
+        };
+        if name.as_c_str() != PROGRAM_NAME {
+            return Err(XdpError::ForeignProgram {
+                ifname: ifname.to_owned(),
+                name: name.to_string_lossy().into_owned(),
+                id,
+                mode,
+                ip_keyword,
+            });
+        }
+        // SAFETY: plain call with scalar arguments; no options.
+        let ret = unsafe { ffi::bpf_xdp_detach(ifindex_c, flags, ptr::null()) };
+        if ret == -libc::EBUSY {
+            // Only a BPF link refuses a netlink detach, and a link lives as long as its process.
+            return Err(XdpError::AlreadyServed {
+                ifname: ifname.to_owned(),
+                id,
+            });
+        }
+        if ret < 0 {
+            return Err(XdpError::from_os(
+                "detaching a stale XDP program",
+                ifname,
+                neg_errno(ret),
+            ));
+        }
+        tracing::warn!(ifname, id, mode, "removed a stale synwall XDP program");
+    }
+    Ok(())
+}
+
+/// The name of the program with this id, or None when it no longer exists.
+fn program_name(id: u32) -> Option<std::ffi::CString> {
+    // SAFETY: plain call with a scalar argument.
+    let fd = unsafe { ffi::bpf_prog_get_fd_by_id(id) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a fresh program fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: bpf_prog_info is a plain C struct; all-zero asks for no arrays.
+    let mut info: ffi::bpf_prog_info = unsafe { mem::zeroed() };
+    let mut len = u32::try_from(mem::size_of::<ffi::bpf_prog_info>()).ok()?;
+    // SAFETY: info and len are live and len is info's size; all array pointers in info are
+    // null with zero counts, so the kernel writes nothing else.
+    let ret = unsafe { ffi::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
+    if ret < 0 {
+        return None;
+    }
+    let bytes: Vec<u8> = info
+        .name
+        .iter()
+        .map(|&c| c as u8)
+        .take_while(|&b| b != 0)
+        .collect();
+    std::ffi::CString::new(bytes).ok()
+}
+
+/// Attaches through a BPF link; returns the link and the mode it got.
+fn attach_link(
+    prog_fd: RawFd,
+    ifindex: u32,
+    ifname: &str,
+    mode: XdpMode,
+) -> Result<(OwnedFd, XdpMode), XdpError> {
+    let ifindex_c = ifindex_c(ifindex)?;
+    let create = |flags: u32| -> io::Result<OwnedFd> {
+        // SAFETY: bpf_link_create_opts is a plain C struct; all-zero is its documented default.
+        let mut opts: ffi::bpf_link_create_opts = unsafe { mem::zeroed() };
+        opts.sz = mem::size_of::<ffi::bpf_link_create_opts>();
+        opts.flags = flags;
+        // SAFETY: prog_fd is the loaded program's fd; opts is initialised with its size.
+        let fd = unsafe {
+            ffi::bpf_link_create(prog_fd, ifindex_c, ffi::bpf_attach_type_BPF_XDP, &opts)
+        };
+        if fd < 0 {
+            return Err(neg_errno(fd));
+        }
+        // SAFETY: fd is a fresh link fd that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let fail = |mode: &'static str, source: io::Error| {
+        if matches!(source.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
+            return XdpError::from_os("attaching the XDP program", ifname, source);
+        }
+        let hint = match source.raw_os_error() {
+            Some(libc::EBUSY | libc::EEXIST) => {
+                "; another XDP program is attached (ip link show dev <ifname>)"
+            }
+            Some(libc::EOPNOTSUPP) => "; the driver has no native XDP: use generic mode",
+            Some(libc::ERANGE | libc::EINVAL) => {
+                "; native mode may refuse a large MTU (veth: lower the peer's MTU, e.g. 1500)"
+            }
+            _ => "",
+        };
+        XdpError::Attach {
+            ifname: ifname.to_owned(),
+            mode,
+            source,
+            hint,
+        }
+    };
+    match mode {
+        XdpMode::Native => create(XDP_FLAGS_DRV_MODE)
+            .map(|link| (link, XdpMode::Native))
+            .map_err(|e| fail("native", e)),
+        XdpMode::Generic => create(XDP_FLAGS_SKB_MODE)
+            .map(|link| (link, XdpMode::Generic))
+            .map_err(|e| fail("generic", e)),
+        XdpMode::Auto => match create(XDP_FLAGS_DRV_MODE) {
+            Ok(link) => Ok((link, XdpMode::Native)),
+            Err(native) => {
+                tracing::info!(ifname, error = %native, "native XDP refused, trying generic");
+                create(XDP_FLAGS_SKB_MODE)
+                    .map(|link| (link, XdpMode::Generic))
+                    .map_err(|e| fail("native, then generic", e))
+            }
+        },
+    }
+}
+
+fn ifindex_c(ifindex: u32) -> Result<i32, XdpError> {
+    i32::try_from(ifindex).map_err(|_| XdpError::Config(format!("ifindex {ifindex} out of range")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_are_counted() {
+        assert_eq!(parse_cpu_list("0"), Some(1));
+        assert_eq!(parse_cpu_list("0-1"), Some(2));
+        assert_eq!(parse_cpu_list("0-3,8,10-11"), Some(7));
+        assert_eq!(parse_cpu_list("3-1"), None);
+        assert_eq!(parse_cpu_list(""), None);
+    }
+
+    #[test]
+    fn served_keys_have_markers_and_no_duplicates() {
+        let served: Vec<SocketAddr> = vec![
+            "198.18.0.1:80".parse().unwrap(),
+            "198.18.0.1:443".parse().unwrap(),
+            "[::]:80".parse().unwrap(),
+        ];
+        let keys = served_keys(&served).unwrap();
+        assert_eq!(keys.len(), 5); // 2 ports + 1 marker for v4, 1 port + 1 marker for v6
+        assert_eq!(&keys[0][..8], &[4, 0, 0, 80, 198, 18, 0, 1]);
+        assert_eq!(&keys[1][..8], &[4, 0, 0, 0, 198, 18, 0, 1]);
+        assert_eq!(keys[3], {
+            let mut k = [0u8; SERVED_KEY_LEN];
+            k[0] = 6;
+            k[3] = 80;
+            k
+        });
+        assert!(served_keys(&["198.18.0.1:0".parse().unwrap()]).is_err());
+    }
+}

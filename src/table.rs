@@ -1,0 +1,296 @@
+//! A bounded table of entries under attacker-chosen keys, each waiting for a deadline.
+//!
+//! Entries live in a slab allocated once at creation; a hash map with a randomly keyed hasher
+//! (SipHash-1-3, `std`'s `RandomState`) maps keys to slab slots, so a flood of chosen 4-tuples
+//! cannot build long probe chains. Every entry sits in one of a few timer lists: intrusive
+//! doubly-linked FIFOs. Callers append to a list only with deadlines not earlier than its tail,
+//! so each list is ordered and the earliest deadline is always at a head.
+//!
+//! Memory never grows after creation: at most [`TimerTable::allocated_bytes`], whatever
+//! arrives. Insertion into a full table fails and hands the entry back.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::Hash;
+use std::mem::size_of;
+use std::time::Instant;
+
+type SlotId = u32;
+const NIL: SlotId = SlotId::MAX;
+
+struct Slot<K, V> {
+    entry: Option<Entry<K, V>>,
+    prev: SlotId,
+    next: SlotId,
+}
+
+struct Entry<K, V> {
+    key: K,
+    value: V,
+    deadline: Instant,
+    list: usize,
+}
+
+#[derive(Clone, Copy)]
+struct ListEnds {
+    head: SlotId,
+    tail: SlotId,
+}
+
+/// See the module documentation.
+pub(crate) struct TimerTable<K, V> {
+    index: HashMap<K, SlotId, RandomState>,
+    slots: Vec<Slot<K, V>>,
+    free: Vec<SlotId>,
+    lists: Vec<ListEnds>,
+    /// The index's capacity at creation; it never grows past it (see `new`).
+    index_capacity: usize,
+}
+
+impl<K: Copy + Eq + Hash, V> TimerTable<K, V> {
+    /// A table for `capacity` entries with `lists` timer lists.
+    pub(crate) fn new(capacity: usize, lists: usize) -> TimerTable<K, V> {
+        assert!(capacity < NIL as usize, "capacity must fit a slot id");
+        // Twice the entries: hashbrown then always reclaims deleted buckets by rehashing in
+        // place instead of growing, however keys churn.
+        let index = HashMap::with_capacity_and_hasher(capacity * 2, RandomState::new());
+        TimerTable {
+            index_capacity: index.capacity(),
+            index,
+            slots: (0..capacity)
+                .map(|_| Slot {
+                    entry: None,
+                    prev: NIL,
+                    next: NIL,
+                })
+                .collect(),
+            free: (0..capacity as SlotId).rev().collect(),
+            lists: vec![
+                ListEnds {
+                    head: NIL,
+                    tail: NIL
+                };
+                lists
+            ],
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.free.is_empty()
+    }
+
+    /// Bytes held by the table's allocations; constant over the table's life.
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        // hashbrown keeps at least 1/8 of its buckets empty and one control byte per bucket.
+        self.index_capacity * 8 / 7 * (size_of::<(K, SlotId)>() + 1)
+            + self.slots.capacity() * size_of::<Slot<K, V>>()
+            + self.free.capacity() * size_of::<SlotId>()
+            + self.lists.capacity() * size_of::<ListEnds>()
+    }
+
+    pub(crate) fn contains(&self, key: &K) -> bool {
+        self.index.contains_key(key)
+    }
+
+    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+        let id = *self.index.get(key)?;
+        self.entry(id).map(|entry| &entry.value)
+    }
+
+    /// Inserts an entry that is not yet present, at the tail of `list`. Hands the entry back
+    /// when the table is full.
+    pub(crate) fn insert(
+        &mut self,
+        key: K,
+        value: V,
+        list: usize,
+        deadline: Instant,
+    ) -> Result<(), V> {
+        debug_assert!(!self.index.contains_key(&key));
+        let Some(id) = self.free.pop() else {
+            return Err(value);
+        };
+        self.index.insert(key, id);
+        self.slots[id as usize].entry = Some(Entry {
+            key,
+            value,
+            deadline,
+            list,
+        });
+        self.link_tail(id, list);
+        Ok(())
+    }
+
+    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+        let id = self.index.remove(key)?;
+        self.unlink(id);
+        self.free.push(id);
+        self.slots[id as usize]
+            .entry
+            .take()
+            .map(|entry| entry.value)
+    }
+
+    /// Moves an entry to the tail of `list` with a new deadline.
+    pub(crate) fn reschedule(&mut self, key: &K, list: usize, deadline: Instant) {
+        let Some(&id) = self.index.get(key) else {
+            return;
+        };
+        self.unlink(id);
+        if let Some(entry) = self.slots[id as usize].entry.as_mut() {
+            entry.list = list;
+            entry.deadline = deadline;
+        }
+        self.link_tail(id, list);
+    }
+
+    /// The earliest deadline of any entry.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.lists
+            .iter()
+            .filter_map(|ends| self.entry(ends.head).map(|entry| entry.deadline))
+            .min()
+    }
+
+    /// The entry of `lists` with the earliest deadline, if that deadline is not after `now`.
+    pub(crate) fn due(
+        &self,
+        now: Instant,
+        lists: std::ops::Range<usize>,
+    ) -> Option<(K, &V, usize)> {
+        self.lists[lists]
+            .iter()
+            .filter_map(|ends| self.entry(ends.head))
+            .filter(|entry| entry.deadline <= now)
+            .min_by_key(|entry| entry.deadline)
+            .map(|entry| (entry.key, &entry.value, entry.list))
+    }
+
+    /// The deadline of the entry under `key`.
+    pub(crate) fn deadline(&self, key: &K) -> Option<Instant> {
+        let id = *self.index.get(key)?;
+        self.entry(id).map(|entry| entry.deadline)
+    }
+
+    fn entry(&self, id: SlotId) -> Option<&Entry<K, V>> {
+        self.slots.get(id as usize)?.entry.as_ref()
+    }
+
+    fn link_tail(&mut self, id: SlotId, list: usize) {
+        let ends = self.lists[list];
+        debug_assert!(
+            self.entry(ends.tail)
+                .zip(self.entry(id))
+                .is_none_or(|(tail, new)| tail.deadline <= new.deadline),
+            "timer lists take deadlines in order"
+        );
+        self.slots[id as usize].prev = ends.tail;
+        self.slots[id as usize].next = NIL;
+        match ends.tail {
+            NIL => self.lists[list].head = id,
+            tail => self.slots[tail as usize].next = id,
+        }
+        self.lists[list].tail = id;
+    }
+
+    fn unlink(&mut self, id: SlotId) {
+        let Some(list) = self.entry(id).map(|entry| entry.list) else {
+            return;
+        };
+        let Slot { prev, next, .. } = self.slots[id as usize];
+        match prev {
+            NIL => self.lists[list].head = next,
+            prev => self.slots[prev as usize].next = next,
+        }
+        match next {
+            NIL => self.lists[list].tail = prev,
+            next => self.slots[next as usize].prev = prev,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn at(base: Instant, secs: u64) -> Instant {
+        base + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn test_full_table_hands_entry_back() {
+        let now = Instant::now();
+        let mut table = TimerTable::new(2, 1);
+        table.insert(1u32, "a", 0, now).unwrap();
+        table.insert(2, "b", 0, now).unwrap();
+        assert!(table.is_full());
+        assert_eq!(table.insert(3, "c", 0, now), Err("c"));
+        assert_eq!(table.remove(&1), Some("a"));
+        table.insert(3, "c", 0, now).unwrap();
+        assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    fn test_due_picks_earliest_head_across_lists() {
+        let base = Instant::now();
+        let mut table = TimerTable::new(8, 3);
+        table.insert(1u32, (), 0, at(base, 5)).unwrap();
+        table.insert(2, (), 1, at(base, 3)).unwrap();
+        table.insert(3, (), 2, at(base, 4)).unwrap();
+        assert_eq!(table.next_deadline(), Some(at(base, 3)));
+        assert_eq!(table.due(at(base, 2), 0..3), None);
+        assert_eq!(table.due(at(base, 3), 0..3).map(|d| d.0), Some(2));
+        assert_eq!(table.due(at(base, 9), 0..1).map(|d| d.0), Some(1));
+        assert_eq!(table.due(at(base, 9), 2..3).map(|d| d.0), Some(3));
+    }
+
+    #[test]
+    fn test_remove_and_reschedule_keep_lists_linked() {
+        let base = Instant::now();
+        let mut table = TimerTable::new(8, 2);
+        for key in 0u32..5 {
+            table.insert(key, key, 0, at(base, u64::from(key))).unwrap();
+        }
+        table.remove(&0);
+        table.remove(&2);
+        table.remove(&4);
+        table.reschedule(&1, 1, at(base, 10));
+        assert_eq!(table.due(at(base, 99), 0..1).map(|d| d.0), Some(3));
+        table.remove(&3);
+        assert_eq!(table.due(at(base, 99), 0..1), None);
+        assert_eq!(table.due(at(base, 99), 0..2).map(|d| d.0), Some(1));
+        assert_eq!(table.deadline(&1), Some(at(base, 10)));
+        table.remove(&1);
+        assert_eq!(table.next_deadline(), None);
+        assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn test_memory_is_allocated_once() {
+        let now = Instant::now();
+        let mut table = TimerTable::new(4096, 2);
+        let before = table.allocated_bytes();
+        // Churn at full occupancy: one new key in, the oldest out, a million times.
+        for key in 0u32..1_000_000 {
+            if table.is_full() {
+                table.remove(&(key - 4096));
+            }
+            table.insert(key, [0u8; 32], 0, now).unwrap();
+            assert!(
+                table.index.capacity() <= table.index_capacity,
+                "the index grew"
+            );
+        }
+        assert_eq!(table.len(), 4096);
+        assert!(
+            table.index.capacity() <= table.index_capacity,
+            "the index grew"
+        );
+        assert_eq!(table.allocated_bytes(), before);
+    }
+}

@@ -1,0 +1,228 @@
+//! TCP options of a handshake: MSS (RFC 9293), window scale and timestamps (RFC 7323),
+//! SACK-permitted (RFC 2018).
+//!
+//! Parsing skips unknown options and rejects malformed lengths: a length below 2, running past
+//! the header, or different from the fixed length of a known option. Emission uses the layout
+//! Linux sends, 4-byte aligned: MSS, then SACK-permitted and timestamps, then window scale.
+
+/// The largest shift RFC 7323 §2.3 allows; larger values are treated as 14.
+pub const MAX_WINDOW_SCALE: u8 = 14;
+
+/// The timestamps option (RFC 7323 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Timestamps {
+    /// TSval: the sender's clock.
+    pub value: u32,
+    /// TSecr: the latest TSval received from the peer.
+    pub echo: u32,
+}
+
+/// The options synwall reads and writes. Unknown options are not represented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TcpOptions {
+    pub mss: Option<u16>,
+    pub window_scale: Option<u8>,
+    pub sack_permitted: bool,
+    pub timestamps: Option<Timestamps>,
+}
+
+const END: u8 = 0;
+const NOP: u8 = 1;
+const MSS: u8 = 2;
+const WINDOW_SCALE: u8 = 3;
+const SACK_PERMITTED: u8 = 4;
+const TIMESTAMPS: u8 = 8;
+
+/// The longest options block [`TcpOptions::emit`] writes.
+pub(crate) const MAX_EMITTED_LEN: usize = 20;
+
+/// A malformed option length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BadOptionLength;
+
+impl TcpOptions {
+    /// Parses the options area of a TCP header (the bytes after the fixed 20).
+    pub(crate) fn parse(mut area: &[u8]) -> Result<TcpOptions, BadOptionLength> {
+        let mut options = TcpOptions::default();
+        while let Some(&kind) = area.first() {
+            match kind {
+                END => break,
+                NOP => {
+                    area = &area[1..];
+                    continue;
+                }
+                _ => {}
+            }
+            let len = usize::from(*area.get(1).ok_or(BadOptionLength)?);
+            if len < 2 || len > area.len() {
+                return Err(BadOptionLength);
+            }
+            let body = &area[2..len];
+            match (kind, body.len()) {
+                (MSS, 2) => options.mss = Some(u16::from_be_bytes([body[0], body[1]])),
+                (WINDOW_SCALE, 1) => options.window_scale = Some(body[0].min(MAX_WINDOW_SCALE)),
+                (SACK_PERMITTED, 0) => options.sack_permitted = true,
+                (TIMESTAMPS, 8) => {
+                    options.timestamps = Some(Timestamps {
+                        value: u32::from_be_bytes([body[0], body[1], body[2], body[3]]),
+                        echo: u32::from_be_bytes([body[4], body[5], body[6], body[7]]),
+                    })
+                }
+                (MSS | WINDOW_SCALE | SACK_PERMITTED | TIMESTAMPS, _) => {
+                    return Err(BadOptionLength);
+                }
+                _ => {}
+            }
+            area = &area[len..];
+        }
+        Ok(options)
+    }
+
+    /// The number of bytes [`TcpOptions::emit`] writes: always a multiple of 4.
+    pub(crate) fn emitted_len(&self) -> usize {
+        let mss = if self.mss.is_some() { 4 } else { 0 };
+        let sack_and_timestamps = match (self.sack_permitted, self.timestamps.is_some()) {
+            (_, true) => 12,
+            (true, false) => 4,
+            (false, false) => 0,
+        };
+        let window_scale = if self.window_scale.is_some() { 4 } else { 0 };
+        mss + sack_and_timestamps + window_scale
+    }
+
+    /// Writes the options into `out`, which must be exactly [`TcpOptions::emitted_len`] long.
+    pub(crate) fn emit(&self, out: &mut [u8]) {
+        debug_assert_eq!(out.len(), self.emitted_len());
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            out[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        if let Some(mss) = self.mss {
+            let [hi, lo] = mss.to_be_bytes();
+            put(&[MSS, 4, hi, lo]);
+        }
+        match (self.sack_permitted, self.timestamps) {
+            (sack, Some(ts)) => {
+                if sack {
+                    put(&[SACK_PERMITTED, 2]);
+                } else {
+                    put(&[NOP, NOP]);
+                }
+                put(&[TIMESTAMPS, 10]);
+                put(&ts.value.to_be_bytes());
+                put(&ts.echo.to_be_bytes());
+            }
+            (true, None) => put(&[NOP, NOP, SACK_PERMITTED, 2]),
+            (false, None) => {}
+        }
+        if let Some(shift) = self.window_scale {
+            put(&[NOP, WINDOW_SCALE, 3, shift]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(bytes: &[u8]) -> Result<TcpOptions, BadOptionLength> {
+        TcpOptions::parse(bytes)
+    }
+
+    fn emit(options: &TcpOptions) -> Vec<u8> {
+        let mut out = vec![0xa5; options.emitted_len()];
+        options.emit(&mut out);
+        out
+    }
+
+    #[test]
+    fn test_parse_linux_syn_options() {
+        // MSS 1460, SACK-permitted, timestamps, NOP, window scale 7: what Linux sends.
+        let bytes = [
+            2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 7, 0, 0, 0, 0, 1, 3, 3, 7,
+        ];
+        let options = parse(&bytes).unwrap();
+        assert_eq!(
+            options,
+            TcpOptions {
+                mss: Some(1460),
+                window_scale: Some(7),
+                sack_permitted: true,
+                timestamps: Some(Timestamps { value: 7, echo: 0 }),
+            }
+        );
+        assert_eq!(emit(&options), bytes);
+    }
+
+    #[test]
+    fn test_parse_windows_syn_options() {
+        // MSS, NOP, window scale 8, NOP, NOP, SACK-permitted: what Windows sends.
+        let bytes = [2, 4, 5, 180, 1, 3, 3, 8, 1, 1, 4, 2];
+        let options = parse(&bytes).unwrap();
+        assert_eq!(options.mss, Some(1460));
+        assert_eq!(options.window_scale, Some(8));
+        assert!(options.sack_permitted);
+        assert_eq!(options.timestamps, None);
+    }
+
+    #[test]
+    fn test_parse_skips_unknown_options() {
+        // MD5 signature (19, 18 bytes), an unknown 2-byte option, then MSS.
+        let mut bytes = vec![19, 18];
+        bytes.extend_from_slice(&[0xee; 16]);
+        bytes.extend_from_slice(&[253, 2, 2, 4, 0x05, 0xb4]);
+        assert_eq!(parse(&bytes).unwrap().mss, Some(1460));
+    }
+
+    #[test]
+    fn test_parse_stops_at_end_of_options() {
+        let bytes = [0, 2, 4, 5, 180];
+        assert_eq!(parse(&bytes).unwrap(), TcpOptions::default());
+    }
+
+    #[test]
+    fn test_parse_rejects_malformed_lengths() {
+        let cases: &[&[u8]] = &[
+            &[2],                     // length byte missing
+            &[2, 1, 0, 0],            // length below 2
+            &[2, 0],                  // zero length would loop forever
+            &[2, 6, 5, 180],          // runs past the end
+            &[2, 3, 5],               // MSS with the wrong length
+            &[3, 4, 7, 0],            // window scale with the wrong length
+            &[4, 3, 0],               // SACK-permitted with the wrong length
+            &[8, 6, 0, 0, 0, 0],      // timestamps with the wrong length
+            &[253, 9, 0, 0, 0, 0, 0], // unknown option running past the end
+        ];
+        for case in cases {
+            assert_eq!(parse(case), Err(BadOptionLength), "{case:?}");
+        }
+    }
+
+    #[test]
+    fn test_parse_clamps_window_scale() {
+        assert_eq!(parse(&[3, 3, 15]).unwrap().window_scale, Some(14));
+    }
+
+    #[test]
+    fn test_emit_layouts_are_aligned() {
+        for mss in [None, Some(1460)] {
+            for window_scale in [None, Some(7)] {
+                for sack_permitted in [false, true] {
+                    for timestamps in [None, Some(Timestamps { value: 1, echo: 2 })] {
+                        let options = TcpOptions {
+                            mss,
+                            window_scale,
+                            sack_permitted,
+                            timestamps,
+                        };
+                        let bytes = emit(&options);
+                        assert_eq!(bytes.len() % 4, 0);
+                        assert!(bytes.len() <= MAX_EMITTED_LEN);
+                        assert_eq!(parse(&bytes).unwrap(), options);
+                    }
+                }
+            }
+        }
+    }
+}

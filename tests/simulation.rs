@@ -1,0 +1,335 @@
+//! A seeded simulation in virtual time: a flood of spoofed SYNs and a few hundred clients doing
+//! real handshakes (with SYN-ACK loss and SYN retransmission) through the in-memory device, the
+//! shard loop and the accept queue. Every client must get in, memory must stay within its bound,
+//! and nothing may be left behind once the timers run out.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use synwall::accept_queue::{AcceptQueue, AcceptReceiver, Pop};
+use synwall::counters::{Counter, Gauge};
+use synwall::device::memory::MemoryDevice;
+use synwall::listener::{Listener, ListenerConfig, SyncookiesMode};
+use synwall::shard::Shard;
+use synwall::wire::{Endpoints, Parsed, TcpFlags};
+
+const TICK: Duration = Duration::from_millis(1);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum State {
+    /// Not started; sends its SYN at this tick.
+    Waiting(u64),
+    /// SYN sent at `sent_at`; resent after `rto` ticks without a SYN-ACK (doubling, as Linux).
+    SynSent { sent_at: u64, rto: u64 },
+    /// ACK sent; waiting for the listener to accept.
+    AckSent,
+    /// Accepted: the kernel owns it now, its segments no longer reach the listener.
+    Done,
+}
+
+struct SimClient {
+    client: Client,
+    state: State,
+    request: Vec<u8>,
+}
+
+struct Outcome {
+    completed: usize,
+    clients: usize,
+    max_queue_len: usize,
+    listener_counters: synwall::counters::CounterSnapshot,
+}
+
+struct Simulation {
+    shard: Shard<MemoryDevice>,
+    accept: AcceptReceiver,
+    rng: StdRng,
+    now: Instant,
+    unix: Duration,
+    tick: u64,
+    clients: Vec<SimClient>,
+    by_addr: HashMap<SocketAddr, usize>,
+    synack_loss: f64,
+    queue_bytes: usize,
+    max_queue_len: usize,
+}
+
+impl Simulation {
+    fn new(seed: u64, mode: SyncookiesMode, clients: usize, synack_loss: f64) -> Simulation {
+        let now = Instant::now();
+        let config = ListenerConfig {
+            max_syn_backlog: 256,
+            ..config(mode)
+        };
+        let listener = Listener::new(config, keys(START_UNIX), now).unwrap();
+        let queue_bytes = listener.syn_queue_bytes();
+        let accept_queue = AcceptQueue::new(128);
+        let accept = accept_queue.receiver();
+        let shard = Shard::new(
+            listener,
+            MemoryDevice::new(8192),
+            accept_queue.sender(1024),
+            512,
+        );
+        let mut rng = StdRng::seed_from_u64(seed);
+        let clients: Vec<SimClient> = (0..clients)
+            .map(|i| {
+                let addr = SocketAddr::V4(SocketAddrV4::new(
+                    Ipv4Addr::new(198, 18, 64 + (i / 250) as u8, (i % 250) as u8 + 1),
+                    40000 + i as u16,
+                ));
+                let options = match i % 3 {
+                    0 => linux_options(rng.random()),
+                    1 => windows_options(),
+                    _ => macos_options(rng.random()),
+                };
+                SimClient {
+                    client: Client::new(&addr.to_string(), rng.random(), options),
+                    state: State::Waiting(rng.random_range(0..3000)),
+                    request: format!("GET /{i} HTTP/1.1\r\n\r\n").into_bytes(),
+                }
+            })
+            .collect();
+        let by_addr = clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.client.addr, i))
+            .collect();
+        Simulation {
+            shard,
+            accept,
+            rng,
+            now,
+            unix: START_UNIX,
+            tick: 0,
+            clients,
+            by_addr,
+            synack_loss,
+            queue_bytes,
+            max_queue_len: 0,
+        }
+    }
+
+    /// A spoofed SYN from 198.18.128.0/17 with a random port, ISN and OS option layout.
+    fn flood_syn(&mut self) -> Vec<u8> {
+        let source = Ipv4Addr::from(
+            u32::from(Ipv4Addr::new(198, 18, 128, 0)) | self.rng.random_range(0..1 << 15),
+        );
+        let port = self.rng.random_range(1024..=u16::MAX);
+        let options = match self.rng.random_range(0..3) {
+            0 => linux_options(self.rng.random()),
+            1 => windows_options(),
+            _ => macos_options(self.rng.random()),
+        };
+        let client = Client::new(
+            &SocketAddrV4::new(source, port).to_string(),
+            self.rng.random(),
+            options,
+        );
+        frame(&client.syn())
+    }
+
+    fn run(&mut self, ticks: u64, flood_per_tick: usize) {
+        for _ in 0..ticks {
+            for _ in 0..flood_per_tick {
+                let syn = self.flood_syn();
+                assert!(
+                    self.shard.device_mut().inject(&syn),
+                    "device pool exhausted"
+                );
+            }
+            self.step_clients();
+            self.shard.poll(self.now, self.unix).unwrap();
+            self.deliver_replies();
+            self.drain_accept_queue();
+            let len = self.shard.listener().syn_queue_len();
+            self.max_queue_len = self.max_queue_len.max(len);
+            assert!(len <= 256);
+            assert_eq!(self.shard.listener().syn_queue_bytes(), self.queue_bytes);
+            self.now += TICK;
+            self.unix += TICK;
+            self.tick += 1;
+        }
+    }
+
+    fn step_clients(&mut self) {
+        let tick = self.tick;
+        for sim in &mut self.clients {
+            let (sent_at, rto) = match sim.state {
+                State::Waiting(start) if start == tick => (tick, 1000),
+                State::SynSent { sent_at, rto } if tick == sent_at + rto => (tick, rto * 2),
+                _ => continue,
+            };
+            sim.state = State::SynSent { sent_at, rto };
+            assert!(self.shard.device_mut().inject(&frame(&sim.client.syn())));
+        }
+    }
+
+    fn deliver_replies(&mut self) {
+        let mut replies = Vec::new();
+        self.shard.device_mut().drain_tx(|frame| {
+            replies.push((destination(frame), frame.to_vec()));
+        });
+        for (dst, reply) in replies {
+            let Some(&index) = self.by_addr.get(&dst) else {
+                continue; // a SYN-ACK to a spoofed source: lost in the void
+            };
+            if self.rng.random_bool(self.synack_loss) {
+                continue;
+            }
+            let sim = &mut self.clients[index];
+            let syn_ack = match synwall::wire::parse(&reply, &Endpoints::new([dst])) {
+                Parsed::Ours(repr) => repr,
+                other => panic!("unparsable reply to {dst}: {other:?}"),
+            };
+            assert_eq!(syn_ack.flags, TcpFlags::SYN | TcpFlags::ACK, "to {dst}");
+            assert_eq!(syn_ack.ack, sim.client.isn + 1);
+            match sim.state {
+                State::SynSent { .. } | State::AckSent => {
+                    let ack = sim.client.ack(&syn_ack, &sim.request);
+                    sim.state = State::AckSent;
+                    assert!(self.shard.device_mut().inject(&frame(&ack)));
+                }
+                // The kernel owns it: a late SYN-ACK would reach the kernel socket, not us.
+                State::Done | State::Waiting(_) => {}
+            }
+        }
+    }
+
+    fn drain_accept_queue(&mut self) {
+        while let Pop::Handshake(handshake) = self.accept.pop(Duration::ZERO) {
+            let accepted = &handshake.accepted;
+            let index = self.by_addr[&accepted.tuple.remote];
+            let sim = &mut self.clients[index];
+            assert_eq!(
+                sim.state,
+                State::AckSent,
+                "{:?} accepted twice",
+                accepted.tuple
+            );
+            assert_eq!(accepted.early_data, sim.request);
+            assert_eq!(accepted.client_isn, sim.client.isn);
+            assert_eq!(accepted.server_isn + 1, accepted.our_next_seq());
+            sim.state = State::Done;
+            handshake.report_handed_off();
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        Outcome {
+            completed: self
+                .clients
+                .iter()
+                .filter(|c| c.state == State::Done)
+                .count(),
+            clients: self.clients.len(),
+            max_queue_len: self.max_queue_len,
+            listener_counters: self.shard.listener().counters().snapshot(),
+        }
+    }
+}
+
+/// The destination of a frame we sent, read with etherparse.
+fn destination(frame: &[u8]) -> SocketAddr {
+    let sliced = etherparse::SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = sliced.net else {
+        panic!("the simulation is IPv4 only");
+    };
+    let Some(etherparse::TransportSlice::Tcp(tcp)) = sliced.transport else {
+        panic!("not TCP");
+    };
+    SocketAddr::new(
+        ip.header().destination_addr().into(),
+        tcp.destination_port(),
+    )
+}
+
+fn flood_and_clients(seed: u64, mode: SyncookiesMode) -> Outcome {
+    let mut sim = Simulation::new(seed, mode, 300, 0.1);
+    // 4 s of flood at 50 SYNs per ms (50,000/s), the clients starting within the first 3 s.
+    sim.run(4000, 50);
+    // Then quiet: retransmissions finish, queue entries expire.
+    sim.run(70_000, 0);
+    sim.outcome()
+}
+
+#[test]
+fn test_flood_every_client_completes_when_full() {
+    let outcome = flood_and_clients(1, SyncookiesMode::WhenFull);
+    let counters = outcome.listener_counters;
+    assert_eq!(
+        outcome.completed,
+        outcome.clients,
+        "{:?}",
+        counters.non_zero()
+    );
+    assert_eq!(outcome.max_queue_len, 256, "the flood filled the SYN queue");
+    assert!(counters.get(Counter::CookiesSent) > 100_000);
+    assert!(counters.get(Counter::AcceptedFromCookie) > 0);
+    assert_eq!(
+        counters.get(Counter::AcceptedFromCookie) + counters.get(Counter::AcceptedFromQueue),
+        outcome.clients as u64
+    );
+    assert_eq!(counters.gauge(Gauge::SynQueueDepth), 0, "left behind");
+    assert_eq!(counters.gauge(Gauge::HandoffsPending), 0, "left behind");
+}
+
+#[test]
+fn test_flood_every_client_completes_always() {
+    let outcome = flood_and_clients(2, SyncookiesMode::Always);
+    let counters = outcome.listener_counters;
+    assert_eq!(
+        outcome.completed,
+        outcome.clients,
+        "{:?}",
+        counters.non_zero()
+    );
+    assert_eq!(outcome.max_queue_len, 0);
+    assert_eq!(
+        counters.get(Counter::AcceptedFromCookie),
+        outcome.clients as u64
+    );
+}
+
+#[test]
+fn test_flood_locks_clients_out_without_cookies() {
+    // The contrast that shows the flood is real: with cookies off, as with the kernel's
+    // tcp_syncookies=0, spoofed SYNs hold every queue slot and most clients never get one.
+    let mut sim = Simulation::new(3, SyncookiesMode::Never, 300, 0.0);
+    sim.run(4000, 50);
+    let outcome = sim.outcome();
+    assert!(
+        outcome.completed < outcome.clients / 4,
+        "{} of {} got in",
+        outcome.completed,
+        outcome.clients
+    );
+    assert!(outcome.listener_counters.get(Counter::SynQueueFullDrops) > 100_000);
+}
+
+#[test]
+fn test_quiet_listener_serves_everyone_from_the_queue() {
+    let mut sim = Simulation::new(4, SyncookiesMode::WhenFull, 300, 0.3);
+    sim.run(20_000, 0);
+    let outcome = sim.outcome();
+    let counters = outcome.listener_counters;
+    assert_eq!(
+        outcome.completed,
+        outcome.clients,
+        "{:?}",
+        counters.non_zero()
+    );
+    assert_eq!(counters.get(Counter::CookiesSent), 0);
+    assert!(counters.get(Counter::SynAckRetransmits) + counters.get(Counter::DuplicateSyns) > 0);
+    assert_eq!(
+        counters.get(Counter::AcceptedFromQueue),
+        outcome.clients as u64
+    );
+    assert_eq!(sim.shard.listener().syn_queue_len(), 0);
+}
