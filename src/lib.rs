@@ -34,6 +34,7 @@ pub mod accept_queue;
 pub mod cookie;
 pub mod counters;
 pub mod device;
+pub mod lab;
 pub mod listener;
 pub mod rate_limit;
 pub mod seq;

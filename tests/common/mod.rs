@@ -266,7 +266,7 @@ impl Harness {
 /// message; in CI (`CI` set) it fails the test.
 pub fn require_tool(name: &str) -> bool {
     let found = std::process::Command::new(name)
-        .arg("--version")
+        .arg(if name == "ip" { "-V" } else { "--version" })
         .output()
         .is_ok_and(|output| output.status.success());
     if !found {
@@ -277,4 +277,28 @@ pub fn require_tool(name: &str) -> bool {
         eprintln!("SKIPPED: {name} is not installed (the README's test command installs it)");
     }
     found
+}
+
+/// Whether privileged tests (network namespaces, XDP, AF_XDP) can run: root and `ip` present.
+/// Outside CI they are skipped with a message; in CI (`CI` set) a missing privilege fails.
+pub fn require_privileges() -> bool {
+    // The effective uid, from /proc/self/status.
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find(|line| line.starts_with("Uid:"))
+            .and_then(|line| line.split_whitespace().nth(2))
+            == Some("0")
+    });
+    let ok = root && require_tool("ip") && require_tool("ethtool");
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "privileged tests must run in CI: run them as root (the README's test command)"
+        );
+        eprintln!(
+            "SKIPPED: needs root for network namespaces and AF_XDP (run the README's test command as root)"
+        );
+    }
+    ok
 }
