@@ -9,7 +9,8 @@
 //! A new master secret (a reload) takes effect at the next epoch: the slots in use keep their
 //! keys, so cookies already issued stay valid for their whole window.
 //!
-//! Secrets and MAC states are zeroized on drop.
+//! Secrets and MAC states are zeroized on drop. Derivation uses the `hmac` crate; the
+//! per-packet MAC uses the pre-keyed states of [`super::mac`].
 
 use std::fs;
 use std::io::{self, Write};
@@ -21,8 +22,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-/// A pre-keyed HMAC-SHA256 state; cloned for every MAC computed.
-pub(crate) type MacKey = Hmac<Sha256>;
+use super::mac::PrekeyedMac;
 
 const SECRET_LEN: usize = 32;
 const DERIVATION_LABEL: &[u8] = b"synwall cookie key v1";
@@ -99,14 +99,14 @@ impl Secret {
         file.sync_all().map_err(io_error)
     }
 
-    fn derive(&self, epoch: u64) -> MacKey {
+    fn derive(&self, epoch: u64) -> PrekeyedMac {
         let mut derivation =
-            MacKey::new_from_slice(self.0.as_ref()).expect("HMAC takes keys of any length");
+            Hmac::<Sha256>::new_from_slice(self.0.as_ref()).expect("HMAC takes keys of any length");
         derivation.update(DERIVATION_LABEL);
         derivation.update(&epoch.to_be_bytes());
         let mut epoch_key = Zeroizing::new([0u8; SECRET_LEN]);
         epoch_key.copy_from_slice(&derivation.finalize().into_bytes());
-        MacKey::new_from_slice(epoch_key.as_ref()).expect("HMAC takes keys of any length")
+        PrekeyedMac::new(&epoch_key)
     }
 }
 
@@ -121,7 +121,7 @@ pub struct KeyRing {
     master: Secret,
     period_secs: u64,
     epoch: u64,
-    slots: [MacKey; 2],
+    slots: [PrekeyedMac; 2],
 }
 
 impl KeyRing {
@@ -177,13 +177,13 @@ impl KeyRing {
     }
 
     /// The parity bit and key of the current epoch: what new cookies are made with.
-    pub(crate) fn current(&self) -> (u32, &MacKey) {
+    pub(crate) fn current(&self) -> (u32, &PrekeyedMac) {
         let slot = slot_of(self.epoch);
         (slot as u32, &self.slots[slot])
     }
 
     /// The key a cookie with parity bit `parity` was made with, if still valid.
-    pub(crate) fn by_parity(&self, parity: u32) -> &MacKey {
+    pub(crate) fn by_parity(&self, parity: u32) -> &PrekeyedMac {
         &self.slots[parity as usize & 1]
     }
 }
@@ -198,17 +198,15 @@ mod tests {
 
     const PERIOD: Duration = Duration::from_secs(64);
 
-    fn tag(key: &MacKey) -> Vec<u8> {
-        let mut mac = key.clone();
-        mac.update(b"probe");
-        mac.finalize().into_bytes().to_vec()
+    fn tag(key: &PrekeyedMac) -> u32 {
+        key.tag32(b"probe")
     }
 
     #[test]
-    fn test_mac_states_zeroize_on_drop() {
-        // An HMAC state is two SHA-256 cores (inner and outer) and a block buffer; with the
-        // `zeroize` features each wipes itself when dropped.
+    fn test_keys_zeroize_on_drop() {
         fn assert_zeroize_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        assert_zeroize_on_drop::<PrekeyedMac>();
+        // The derivation's HMAC state: two SHA-256 cores that wipe themselves when dropped.
         assert_zeroize_on_drop::<sha2::block_api::Sha256VarCore>();
     }
 

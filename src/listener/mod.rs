@@ -289,7 +289,7 @@ impl Listener {
                 self.config.hop_limit,
             );
             self.update_gauges();
-            return self.transmit_rst(&reset, tx);
+            return self.transmit(&reset, tx, Counter::RstsSent);
         }
         if accepted.path == HandshakePath::Queue {
             let entry = HalfOpen {
@@ -331,7 +331,6 @@ impl Listener {
         }
         if let Some(entry) = self.queue.get(&tuple) {
             if entry.client_isn == syn.seq {
-                self.counters.incr(Counter::DuplicateSyns);
                 let repr = self.syn_ack(
                     now,
                     tuple,
@@ -340,9 +339,7 @@ impl Listener {
                     entry.client_isn,
                     &entry.offer,
                 );
-                return self
-                    .transmit(&repr, tx)
-                    .unwrap_or_else(|reason| self.drop(reason));
+                return self.transmit(&repr, tx, Counter::DuplicateSyns);
             }
             // A new connection attempt from the same 4-tuple.
             self.queue.remove(&tuple);
@@ -369,13 +366,7 @@ impl Listener {
         let repr = self.syn_ack(now, tuple, syn.link, isn, syn.seq, &offer);
         if stateless {
             self.open_cookie_gate(now);
-            let verdict = self
-                .transmit(&repr, tx)
-                .unwrap_or_else(|reason| self.drop(reason));
-            if matches!(verdict, Verdict::Transmit(_)) {
-                self.counters.incr(Counter::CookiesSent);
-            }
-            return verdict;
+            return self.transmit(&repr, tx, Counter::CookiesSent);
         }
         let entry = HalfOpen {
             link: syn.link,
@@ -389,13 +380,7 @@ impl Listener {
             .expect("the queue had room");
         self.update_gauges();
         // Without a buffer now, the retransmission timer sends it later.
-        let verdict = self
-            .transmit(&repr, tx)
-            .unwrap_or_else(|reason| self.drop(reason));
-        if matches!(verdict, Verdict::Transmit(_)) {
-            self.counters.incr(Counter::SynAcksSent);
-        }
-        verdict
+        self.transmit(&repr, tx, Counter::SynAcksSent)
     }
 
     fn on_ack(
@@ -611,23 +596,18 @@ impl Listener {
         }
         self.counters.incr(reason.counter());
         let reset = reset(tuple, ack.link, ack.ack, self.config.hop_limit);
-        self.transmit_rst(&reset, tx)
+        self.transmit(&reset, tx, Counter::RstsSent)
     }
 
-    fn transmit_rst(&mut self, reset: &TcpRepr<'_>, tx: &mut [u8]) -> Verdict {
-        match self.transmit(reset, tx) {
-            Ok(verdict) => {
-                self.counters.incr(Counter::RstsSent);
-                verdict
+    /// Writes `repr` into `tx` and counts it under `sent`; a drop when `tx` is too small.
+    fn transmit(&self, repr: &TcpRepr<'_>, tx: &mut [u8], sent: Counter) -> Verdict {
+        match wire::emit(repr, tx) {
+            Ok(len) => {
+                self.counters.incr(sent);
+                Verdict::Transmit(len)
             }
-            Err(reason) => self.drop(reason),
+            Err(_) => self.drop(DropReason::NoTxBuffer),
         }
-    }
-
-    fn transmit(&self, repr: &TcpRepr<'_>, tx: &mut [u8]) -> Result<Verdict, DropReason> {
-        wire::emit(repr, tx)
-            .map(Verdict::Transmit)
-            .map_err(|_| DropReason::NoTxBuffer)
     }
 
     fn drop(&self, reason: DropReason) -> Verdict {

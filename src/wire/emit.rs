@@ -2,11 +2,12 @@
 //!
 //! IPv4 frames carry DF and IP id 0 (RFC 6864 §4.1 allows any id on atomic datagrams), no IP
 //! options and no ECN codepoint; IPv6 frames carry traffic class and flow label 0 and no
-//! extension headers. No allocation, no copies beyond the bytes written.
+//! extension headers. No allocation, no copies beyond the bytes written; checksums are summed
+//! from the field values, never read back from the frame.
 
 use std::net::SocketAddr;
 
-use super::checksum;
+use super::checksum::Sum;
 use super::options::MAX_EMITTED_LEN;
 use super::{LinkAddrs, TcpRepr};
 
@@ -21,6 +22,8 @@ const ETHER_TYPE_IPV6: u16 = 0x86dd;
 const ETHER_TYPE_VLAN: u16 = 0x8100;
 const IP_PROTOCOL_TCP: u8 = 6;
 const IPV4_DONT_FRAGMENT: u16 = 0x4000;
+/// Version 4, header length 5 words, DSCP and ECN 0.
+const IPV4_VERSION_AND_IHL: u16 = 0x4500;
 
 /// The transmit buffer was too small for the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -93,18 +96,23 @@ fn emit_ip(repr: &TcpRepr<'_>, header: &mut [u8], tcp_len: usize) {
     match (repr.src, repr.dst) {
         (SocketAddr::V4(src), SocketAddr::V4(dst)) => {
             let total_len = (IPV4_LEN + tcp_len) as u16;
-            header[0] = 0x45;
-            header[1] = 0;
+            let ttl_and_protocol = u16::from(repr.hop_limit) << 8 | u16::from(IP_PROTOCOL_TCP);
+            let checksum = Sum::default()
+                .add_u16(IPV4_VERSION_AND_IHL)
+                .add_u16(total_len)
+                .add_u16(IPV4_DONT_FRAGMENT)
+                .add_u16(ttl_and_protocol)
+                .add_u32(src.ip().to_bits())
+                .add_u32(dst.ip().to_bits())
+                .finish();
+            header[0..2].copy_from_slice(&IPV4_VERSION_AND_IHL.to_be_bytes());
             header[2..4].copy_from_slice(&total_len.to_be_bytes());
             header[4..6].copy_from_slice(&[0, 0]);
             header[6..8].copy_from_slice(&IPV4_DONT_FRAGMENT.to_be_bytes());
-            header[8] = repr.hop_limit;
-            header[9] = IP_PROTOCOL_TCP;
-            header[10..12].copy_from_slice(&[0, 0]);
+            header[8..10].copy_from_slice(&ttl_and_protocol.to_be_bytes());
+            header[10..12].copy_from_slice(&checksum);
             header[12..16].copy_from_slice(&src.ip().octets());
             header[16..20].copy_from_slice(&dst.ip().octets());
-            let sum = checksum::finish(checksum::add(0, header));
-            header[10..12].copy_from_slice(&sum);
         }
         (SocketAddr::V6(src), SocketAddr::V6(dst)) => {
             header[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
@@ -122,17 +130,23 @@ fn emit_tcp(repr: &TcpRepr<'_>, segment: &mut [u8]) {
     let options_len = repr.options.emitted_len();
     debug_assert!(options_len <= MAX_EMITTED_LEN);
     let header_len = TCP_LEN + options_len;
+    let offset_and_flags = ((header_len / 4) as u16) << 12 | u16::from(repr.flags.0);
+    let sum = Sum::pseudo_header(repr.src.ip(), repr.dst.ip(), segment.len())
+        .add_u16(repr.src.port())
+        .add_u16(repr.dst.port())
+        .add_u32(repr.seq.0)
+        .add_u32(repr.ack.0)
+        .add_u16(offset_and_flags)
+        .add_u16(repr.window);
+    let checksum = repr.options.add_to(sum).add_bytes(repr.payload).finish();
     segment[0..2].copy_from_slice(&repr.src.port().to_be_bytes());
     segment[2..4].copy_from_slice(&repr.dst.port().to_be_bytes());
     segment[4..8].copy_from_slice(&repr.seq.0.to_be_bytes());
     segment[8..12].copy_from_slice(&repr.ack.0.to_be_bytes());
-    segment[12] = ((header_len / 4) as u8) << 4;
-    segment[13] = repr.flags.0;
+    segment[12..14].copy_from_slice(&offset_and_flags.to_be_bytes());
     segment[14..16].copy_from_slice(&repr.window.to_be_bytes());
-    segment[16..20].copy_from_slice(&[0, 0, 0, 0]);
+    segment[16..18].copy_from_slice(&checksum);
+    segment[18..20].copy_from_slice(&[0, 0]);
     repr.options.emit(&mut segment[TCP_LEN..header_len]);
     segment[header_len..].copy_from_slice(repr.payload);
-    let sum = checksum::pseudo_header_sum(repr.src.ip(), repr.dst.ip(), segment.len());
-    let sum = checksum::finish(checksum::add(sum, segment));
-    segment[16..18].copy_from_slice(&sum);
 }

@@ -8,6 +8,8 @@
 /// The largest shift RFC 7323 §2.3 allows; larger values are treated as 14.
 pub const MAX_WINDOW_SCALE: u8 = 14;
 
+use super::checksum::Sum;
+
 /// The timestamps option (RFC 7323 §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Timestamps {
@@ -90,6 +92,34 @@ impl TcpOptions {
         mss + sack_and_timestamps + window_scale
     }
 
+    /// Adds the bytes [`TcpOptions::emit`] writes to a checksum, from the values: the same
+    /// layout, word by word.
+    pub(crate) fn add_to(&self, mut sum: Sum) -> Sum {
+        if let Some(mss) = self.mss {
+            sum = sum.add_u16(word(MSS, 4)).add_u16(mss);
+        }
+        match (self.sack_permitted, self.timestamps) {
+            (sack, Some(ts)) => {
+                let first = if sack {
+                    word(SACK_PERMITTED, 2)
+                } else {
+                    word(NOP, NOP)
+                };
+                sum = sum
+                    .add_u16(first)
+                    .add_u16(word(TIMESTAMPS, 10))
+                    .add_u32(ts.value)
+                    .add_u32(ts.echo);
+            }
+            (true, None) => sum = sum.add_u16(word(NOP, NOP)).add_u16(word(SACK_PERMITTED, 2)),
+            (false, None) => {}
+        }
+        if let Some(shift) = self.window_scale {
+            sum = sum.add_u16(word(NOP, WINDOW_SCALE)).add_u16(word(3, shift));
+        }
+        sum
+    }
+
     /// Writes the options into `out`, which must be exactly [`TcpOptions::emitted_len`] long.
     pub(crate) fn emit(&self, out: &mut [u8]) {
         debug_assert_eq!(out.len(), self.emitted_len());
@@ -120,6 +150,10 @@ impl TcpOptions {
             put(&[NOP, WINDOW_SCALE, 3, shift]);
         }
     }
+}
+
+fn word(high: u8, low: u8) -> u16 {
+    u16::from_be_bytes([high, low])
 }
 
 #[cfg(test)]
@@ -217,6 +251,11 @@ mod tests {
                             timestamps,
                         };
                         let bytes = emit(&options);
+                        assert_eq!(
+                            options.add_to(Sum::default()).finish(),
+                            Sum::default().add_bytes(&bytes).finish(),
+                            "{options:?}"
+                        );
                         assert_eq!(bytes.len() % 4, 0);
                         assert!(bytes.len() <= MAX_EMITTED_LEN);
                         assert_eq!(parse(&bytes).unwrap(), options);

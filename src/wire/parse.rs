@@ -8,7 +8,7 @@ use etherparse::{
     TcpHeaderSlice,
 };
 
-use super::checksum;
+use super::checksum::Sum;
 use super::options::TcpOptions;
 use super::{Endpoints, LinkAddrs, TcpFlags, TcpRepr};
 use crate::seq::SeqNumber;
@@ -47,6 +47,7 @@ pub enum Malformed {
 
 /// Parses `frame` (an Ethernet frame without FCS). Only TCP to an address and port in `served`
 /// is [`Parsed::Ours`].
+#[inline]
 pub fn parse<'a>(frame: &'a [u8], served: &Endpoints) -> Parsed<'a> {
     let Ok(ethernet) = Ethernet2Slice::from_slice_without_fcs(frame) else {
         return Parsed::Malformed(Malformed::Ethernet);
@@ -74,6 +75,7 @@ pub fn parse<'a>(frame: &'a [u8], served: &Endpoints) -> Parsed<'a> {
     }
 }
 
+#[inline]
 fn parse_ipv4<'a>(link: LinkAddrs, packet: &'a [u8], served: &Endpoints) -> Parsed<'a> {
     let Ok(ip) = Ipv4Slice::from_slice(packet) else {
         return Parsed::Malformed(Malformed::Ipv4Header);
@@ -83,7 +85,7 @@ fn parse_ipv4<'a>(link: LinkAddrs, packet: &'a [u8], served: &Endpoints) -> Pars
     if ip.payload_ip_number() != IpNumber::TCP || !served.serves_address(dst) {
         return Parsed::NotOurs;
     }
-    if !checksum::verifies(checksum::add(0, header.slice())) {
+    if !Sum::default().add_bytes(header.slice()).verifies() {
         return Parsed::Malformed(Malformed::Ipv4Checksum);
     }
     let segment = ip.payload().payload;
@@ -94,6 +96,7 @@ fn parse_ipv4<'a>(link: LinkAddrs, packet: &'a [u8], served: &Endpoints) -> Pars
     parse_tcp(link, src, dst, header.ttl(), segment, served)
 }
 
+#[inline]
 fn parse_ipv6<'a>(link: LinkAddrs, packet: &'a [u8], served: &Endpoints) -> Parsed<'a> {
     let Ok(ip) = Ipv6Slice::from_slice(packet) else {
         return Parsed::Malformed(Malformed::Ipv6Header);
@@ -133,6 +136,7 @@ fn classify_fragment<'a>(
     }
 }
 
+#[inline]
 fn parse_tcp<'a>(
     link: LinkAddrs,
     src: IpAddr,
@@ -151,8 +155,10 @@ fn parse_tcp<'a>(
     if tcp.source_port() == 0 {
         return Parsed::Malformed(Malformed::TcpHeader);
     }
-    let sum = checksum::pseudo_header_sum(src, dst, segment.len());
-    if !checksum::verifies(checksum::add(sum, segment)) {
+    if !Sum::pseudo_header(src, dst, segment.len())
+        .add_bytes(segment)
+        .verifies()
+    {
         return Parsed::Malformed(Malformed::TcpChecksum);
     }
     let Ok(options) = TcpOptions::parse(tcp.options()) else {
