@@ -111,7 +111,7 @@ fn bench_listener(c: &mut Criterion) {
                 else {
                     unreachable!("every ACK carries a valid cookie")
                 };
-                h.listener.handle_handoff_complete(&accepted.tuple);
+                h.listener.handle_handoff_complete(&accepted, &mut tx);
             }
         })
     });
@@ -126,17 +126,18 @@ fn bench_listener(c: &mut Criterion) {
         let Verdict::Accepted(accepted) = q.send_frame(&ack).0 else {
             unreachable!("the ACK matches its queue entry")
         };
-        q.listener.handle_handoff_complete(&accepted.tuple);
-        handshakes.push((frame(&client.syn()), ack, accepted.tuple));
+        q.handoff_complete(&accepted);
+        handshakes.push((frame(&client.syn()), ack));
     }
     group.bench_function("syn_queue_handshake_batch", |b| {
         b.iter(|| {
-            for (syn, ack, tuple) in &handshakes {
+            for (syn, ack) in &handshakes {
                 black_box(q.listener.handle_frame(q.now, syn, &mut tx));
-                let Verdict::Accepted(_) = q.listener.handle_frame(q.now, ack, &mut tx) else {
+                let Verdict::Accepted(accepted) = q.listener.handle_frame(q.now, ack, &mut tx)
+                else {
                     unreachable!("the ACK matches its queue entry")
                 };
-                q.listener.handle_handoff_complete(tuple);
+                q.listener.handle_handoff_complete(&accepted, &mut tx);
             }
         })
     });

@@ -12,21 +12,37 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
-use crate::listener::{Accepted, FourTuple};
+use crate::listener::Accepted;
 
 /// A completed handshake waiting for a worker.
 #[derive(Debug)]
 pub struct Handshake {
     pub accepted: Accepted,
-    handed_off: Sender<FourTuple>,
+    reports: Sender<HandoffReport>,
+}
+
+/// What became of a handoff, told to the shard that accepted the connection.
+#[derive(Debug)]
+pub enum HandoffReport {
+    /// The kernel owns the connection: its segments no longer reach the shard, which tells the
+    /// peer about any early data the kernel socket took.
+    Done(Accepted),
+    /// No kernel socket could be made: the shard resets the peer.
+    Failed(Accepted),
 }
 
 impl Handshake {
-    /// Tells the accepting shard that the kernel owns the connection now (or that it was reset),
-    /// so its segments are no longer expected. A report that does not fit is dropped: the
-    /// shard's handoff marker then expires on its own.
-    pub fn report_handed_off(&self) {
-        let _ = self.handed_off.try_send(self.accepted.tuple);
+    /// Tells the accepting shard that the kernel owns the connection now. A report that does
+    /// not fit is dropped: the shard's handoff marker then expires on its own.
+    pub fn report_handed_off(self) {
+        let _ = self.reports.try_send(HandoffReport::Done(self.accepted));
+    }
+
+    /// Tells the accepting shard that the handoff failed, so that it resets the peer instead of
+    /// leaving it half-open. If the report does not fit, the peer's next segment meets no
+    /// socket and is answered with a RST anyway.
+    pub fn report_failed(self) {
+        let _ = self.reports.try_send(HandoffReport::Failed(self.accepted));
     }
 }
 
@@ -50,10 +66,10 @@ impl AcceptQueue {
 
     /// A sender for one shard, with room for `max_reports` handoff reports.
     pub fn sender(&self, max_reports: usize) -> AcceptSender {
-        let (handed_off, reports) = crossbeam_channel::bounded(max_reports);
+        let (report_sender, reports) = crossbeam_channel::bounded(max_reports);
         AcceptSender {
             queue: self.sender.clone(),
-            handed_off,
+            report_sender,
             reports,
         }
     }
@@ -70,8 +86,8 @@ impl AcceptQueue {
 /// One shard's end of the accept queue.
 pub struct AcceptSender {
     queue: Sender<Handshake>,
-    handed_off: Sender<FourTuple>,
-    reports: Receiver<FourTuple>,
+    report_sender: Sender<HandoffReport>,
+    reports: Receiver<HandoffReport>,
 }
 
 impl AcceptSender {
@@ -83,7 +99,7 @@ impl AcceptSender {
     pub fn try_push(&self, accepted: Accepted) -> Result<(), Accepted> {
         let handshake = Handshake {
             accepted,
-            handed_off: self.handed_off.clone(),
+            reports: self.report_sender.clone(),
         };
         self.queue.try_send(handshake).map_err(|error| match error {
             TrySendError::Full(handshake) | TrySendError::Disconnected(handshake) => {
@@ -97,9 +113,9 @@ impl AcceptSender {
         self.queue.len()
     }
 
-    /// The connections of this shard handed off since the last call.
-    pub fn handed_off(&self) -> impl Iterator<Item = FourTuple> + '_ {
-        self.reports.try_iter()
+    /// The next handoff report for this shard's connections, if any.
+    pub fn next_report(&self) -> Option<HandoffReport> {
+        self.reports.try_recv().ok()
     }
 }
 

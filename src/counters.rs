@@ -78,6 +78,10 @@ counters! {
     AcceptedFromCookie => "synwall_accepted_total{path=\"cookie\"}", None;
     /// Completed handshakes that found the accept queue full.
     AcceptQueueOverflow => "synwall_accept_queue_overflow_total", Some("ListenOverflows");
+    /// Segments folded into a staged connection's early data.
+    EarlyDataSegments => "synwall_early_data_segments_total", None;
+    /// ACKs sent for early data on behalf of a new kernel socket.
+    EarlyDataAcks => "synwall_early_data_acks_total", None;
     /// Handoff markers that expired without the handoff being reported done.
     HandoffsExpired => "synwall_handoffs_expired_total", None;
     /// Segments for a connection being handed off to the kernel (dropped; the peer retransmits).

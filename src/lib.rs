@@ -22,6 +22,8 @@
 //! - [`counters`]: a counter for every outcome, lock-free to read.
 //! - [`device`]: the batched frame-I/O trait, and an in-memory device.
 //! - [`accept_queue`], [`shard`]: the bounded hand-over to workers and the fast-path loop.
+//! - [`handoff`], [`server`]: kernel sockets for completed handshakes, and the whole server
+//!   (threads, steering program, `accept()`) for applications.
 //! - [`sys`]: the XDP steering program, the AF_XDP device, and every line of `unsafe`.
 //!
 //! Invariants: memory is bounded by configuration (SYN queue, handoff markers, accept queue,
@@ -34,10 +36,12 @@ pub mod accept_queue;
 pub mod cookie;
 pub mod counters;
 pub mod device;
+pub mod handoff;
 pub mod lab;
 pub mod listener;
 pub mod rate_limit;
 pub mod seq;
+pub mod server;
 pub mod shard;
 #[allow(unsafe_code)]
 pub mod sys;

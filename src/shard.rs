@@ -5,7 +5,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::accept_queue::AcceptSender;
+use crate::accept_queue::{AcceptSender, HandoffReport};
 use crate::device::FrameIo;
 use crate::listener::{Listener, Verdict};
 
@@ -28,7 +28,7 @@ impl<D: FrameIo> Shard<D> {
         }
     }
 
-    /// One bounded round: handoff reports, key rotation, a batch of received frames, due
+    /// One bounded round: handoff reports (resetting peers whose handoff failed), key rotation, a batch of received frames, due
     /// timers and their retransmissions, then a flush. Returns the frames received.
     /// `unix_time` is the wall-clock time (for key epochs).
     pub fn poll(&mut self, now: Instant, unix_time: Duration) -> io::Result<usize> {
@@ -38,9 +38,23 @@ impl<D: FrameIo> Shard<D> {
             accept,
             budget,
         } = self;
-        for tuple in accept.handed_off() {
-            listener.handle_handoff_complete(&tuple);
-        }
+        // Handoff reports first: a done one may acknowledge early data, a failed one resets
+        // its peer.
+        device.transmit(*budget, |tx| {
+            loop {
+                let verdict = match accept.next_report()? {
+                    HandoffReport::Done(accepted) => {
+                        listener.handle_handoff_complete(&accepted, tx)
+                    }
+                    HandoffReport::Failed(accepted) => {
+                        listener.handle_handoff_failed(&accepted, tx)
+                    }
+                };
+                if let Verdict::Transmit(len) = verdict {
+                    return Some(len);
+                }
+            }
+        })?;
         listener.rotate_keys(unix_time);
         let received = device.receive(*budget, |rx, tx| {
             let verdict = match listener.handle_frame(now, rx, tx) {
@@ -61,14 +75,31 @@ impl<D: FrameIo> Shard<D> {
         {
             listener.handle_timeout(now);
             device.transmit(*budget, |tx| listener.poll_transmit(tx))?;
+            // Staged connections whose delay ran out; one that does not fit may need a RST.
+            device.transmit(*budget, |tx| {
+                loop {
+                    let accepted = listener.poll_accepted()?;
+                    if let Err(accepted) = accept.try_push(accepted) {
+                        if let Verdict::Transmit(len) =
+                            listener.handle_accept_overflow(now, accepted, tx)
+                        {
+                            return Some(len);
+                        }
+                    }
+                }
+            })?;
         }
         device.flush()?;
         Ok(received)
     }
 
-    /// The earliest time the shard has timer work, for sleeping between frames.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.listener.poll_timeout()
+    /// Sleeps until frames may be ready, a timer is due, or `max` passes.
+    pub fn wait(&mut self, now: Instant, max: Duration) -> io::Result<()> {
+        let until_timer = self
+            .listener
+            .poll_timeout()
+            .map_or(max, |deadline| deadline.saturating_duration_since(now));
+        self.device.wait(until_timer.min(max)).map(|_| ())
     }
 
     pub fn listener(&self) -> &Listener {

@@ -101,6 +101,14 @@ impl<K: Copy + Eq + Hash, V> TimerTable<K, V> {
         self.entry(id).map(|entry| &entry.value)
     }
 
+    pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let id = *self.index.get(key)?;
+        self.slots[id as usize]
+            .entry
+            .as_mut()
+            .map(|entry| &mut entry.value)
+    }
+
     /// Inserts an entry that is not yet present, at the tail of `list`. Hands the entry back
     /// when the table is full.
     pub(crate) fn insert(

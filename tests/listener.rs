@@ -651,7 +651,13 @@ fn test_established_pending_handoff_not_taken_for_new_cookie_ack() {
     assert_eq!(count(&h, Counter::HandoffPendingDrops), 3);
     assert_eq!(h.listener.counters().gauge(Gauge::HandoffsPending), 1);
 
-    h.listener.handle_handoff_complete(&accepted.tuple);
+    let ack_of_hello = h
+        .handoff_complete(&accepted)
+        .expect("the early data is acknowledged");
+    assert_eq!(
+        parse_reply(&ack_of_hello, client.addr).ack,
+        client.isn + 1 + 5
+    );
     assert_eq!(h.listener.counters().gauge(Gauge::HandoffsPending), 0);
     assert!(matches!(h.send(&ack).0, Verdict::Accepted(_)));
 }
@@ -763,11 +769,10 @@ fn test_cookie_valid_across_one_key_rotation_only() {
         matches!(verdict, Verdict::Accepted(_)),
         "one tick before the key expires"
     );
-    let tuple = match verdict {
-        Verdict::Accepted(accepted) => accepted.tuple,
-        _ => unreachable!(),
+    let Verdict::Accepted(accepted) = verdict else {
+        unreachable!()
     };
-    h.listener.handle_handoff_complete(&tuple);
+    h.handoff_complete(&accepted);
     h.advance(SECOND);
     keep_gate_open(&mut h);
     assert!(
@@ -849,4 +854,120 @@ fn test_listen_rejects_invalid_config() {
         ..config(SyncookiesMode::Always)
     };
     assert!(Listener::new(stateless, keys(START_UNIX), now).is_ok());
+}
+
+fn staging() -> Harness {
+    Harness::new(ListenerConfig {
+        handoff_delay: 2 * MS,
+        max_early_data: 100,
+        ..config(SyncookiesMode::Always)
+    })
+}
+
+#[test]
+fn test_established_staged_until_request_arrives() {
+    let mut h = staging();
+    let client = Client::new("198.18.5.5:40000", 10, linux_options(1));
+    let syn_ack = h.syn_ack_repr(&client);
+    let ack = client.ack(&syn_ack, b"");
+    assert_eq!(h.send(&ack), (Verdict::Consumed, None), "staged");
+    assert_eq!(h.listener.counters().gauge(Gauge::HandoffsPending), 1);
+    // The request follows in two segments; the second ends the write.
+    let first = client.data(&ack, 0, b"GET / HTTP/1.1\r\n", TcpFlags(0));
+    assert_eq!(h.send(&first), (Verdict::Consumed, None));
+    assert_eq!(
+        h.send(&first),
+        (Verdict::Drop(DropReason::HandoffPending), None),
+        "retransmission"
+    );
+    let second = client.data(&ack, 16, b"\r\n", TcpFlags::PSH);
+    let accepted = expect_accepted(h.send(&second).0);
+    assert_eq!(accepted.early_data, b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(count(&h, Counter::EarlyDataSegments), 2);
+    assert_eq!(
+        h.send(&second),
+        (Verdict::Drop(DropReason::HandoffPending), None),
+        "handing off"
+    );
+
+    // Once the kernel owns it, the peer learns that its request arrived.
+    let reply = h
+        .handoff_complete(&accepted)
+        .expect("an ACK for the early data");
+    let ack_of_data = parse_reply(&reply, client.addr);
+    assert_eq!(ack_of_data.flags, TcpFlags::ACK);
+    assert_eq!(ack_of_data.seq, syn_ack.seq + 1);
+    assert_eq!(ack_of_data.ack, client.isn + 1 + 18);
+    assert_eq!(
+        ack_of_data.options.timestamps.unwrap().echo,
+        accepted.timestamps.unwrap().value
+    );
+    assert_eq!(ack_of_data.window, (65535 - 18) >> 7);
+    assert_eq!(count(&h, Counter::EarlyDataAcks), 1);
+    assert_eq!(h.listener.counters().gauge(Gauge::HandoffsPending), 0);
+}
+
+#[test]
+fn test_established_staged_released_when_delay_runs_out() {
+    let mut h = staging();
+    let client = Client::new("198.18.5.5:40000", 10, linux_options(1));
+    let syn_ack = h.syn_ack_repr(&client);
+    assert_eq!(h.send(&client.ack(&syn_ack, b"")).0, Verdict::Consumed);
+    h.advance(2 * MS - Duration::from_micros(1));
+    assert_eq!(
+        h.listener.poll_accepted(),
+        None,
+        "one tick before the delay"
+    );
+    h.advance(Duration::from_micros(1));
+    let accepted = h.listener.poll_accepted().expect("released");
+    assert!(accepted.early_data.is_empty());
+    assert_eq!(h.listener.poll_accepted(), None);
+    assert_eq!(
+        h.listener.counters().gauge(Gauge::HandoffsPending),
+        1,
+        "now handing off"
+    );
+}
+
+#[test]
+fn test_established_ack_with_pushed_request_goes_at_once() {
+    let mut h = staging();
+    let client = Client::new("198.18.5.5:40000", 10, linux_options(1));
+    let syn_ack = h.syn_ack_repr(&client);
+    let accepted = expect_accepted(h.send(&client.ack(&syn_ack, b"ping")).0);
+    assert_eq!(accepted.early_data, b"ping");
+}
+
+#[test]
+fn test_established_staged_early_data_capped() {
+    let mut h = staging();
+    let client = Client::new("198.18.5.5:40000", 10, linux_options(1));
+    let syn_ack = h.syn_ack_repr(&client);
+    let ack = client.ack(&syn_ack, b"");
+    h.send(&ack);
+    let big = [b'x'; 80];
+    assert_eq!(
+        h.send(&client.data(&ack, 0, &big, TcpFlags(0))).0,
+        Verdict::Consumed
+    );
+    // 80 + 80 would pass the cap of 100: released without the segment.
+    let accepted = expect_accepted(h.send(&client.data(&ack, 80, &big, TcpFlags(0))).0);
+    assert_eq!(accepted.early_data.len(), 80);
+}
+
+#[test]
+fn test_established_staged_reset_forgets_connection() {
+    let mut h = staging();
+    let client = Client::new("198.18.5.5:40000", 10, linux_options(1));
+    let syn_ack = h.syn_ack_repr(&client);
+    let ack = client.ack(&syn_ack, b"");
+    h.send(&ack);
+    let wrong = client.segment(TcpFlags::RST, ack.seq + 5, SeqNumber(0));
+    assert_eq!(h.send(&wrong).0, Verdict::Drop(DropReason::OutOfWindow));
+    let rst = client.segment(TcpFlags::RST, ack.seq, SeqNumber(0));
+    assert_eq!(h.send(&rst), (Verdict::Consumed, None));
+    assert_eq!(h.listener.counters().gauge(Gauge::HandoffsPending), 0);
+    h.advance(Duration::from_secs(5));
+    assert_eq!(h.listener.poll_accepted(), None);
 }

@@ -37,10 +37,16 @@ struct SimClient {
     client: Client,
     state: State,
     request: Vec<u8>,
+    /// Send the request in its own segment after the ACK (as Linux does), not in the ACK.
+    separate_request: bool,
+    /// Whether the listener acknowledged the request after the handoff.
+    request_acked: bool,
 }
 
 struct Outcome {
     completed: usize,
+    /// Clients told that their request arrived.
+    acked: usize,
     clients: usize,
     max_queue_len: usize,
     listener_counters: synwall::counters::CounterSnapshot,
@@ -65,6 +71,7 @@ impl Simulation {
         let now = Instant::now();
         let config = ListenerConfig {
             max_syn_backlog: 256,
+            handoff_delay: Duration::from_millis(2),
             ..config(mode)
         };
         let listener = Listener::new(config, keys(START_UNIX), now).unwrap();
@@ -93,6 +100,8 @@ impl Simulation {
                     client: Client::new(&addr.to_string(), rng.random(), options),
                     state: State::Waiting(rng.random_range(0..3000)),
                     request: format!("GET /{i} HTTP/1.1\r\n\r\n").into_bytes(),
+                    separate_request: i % 2 == 1,
+                    request_acked: false,
                 }
             })
             .collect();
@@ -180,21 +189,36 @@ impl Simulation {
             let Some(&index) = self.by_addr.get(&dst) else {
                 continue; // a SYN-ACK to a spoofed source: lost in the void
             };
-            if self.rng.random_bool(self.synack_loss) {
-                continue;
-            }
             let sim = &mut self.clients[index];
-            let syn_ack = match synwall::wire::parse(&reply, &Endpoints::new([dst])) {
+            let reply = match synwall::wire::parse(&reply, &Endpoints::new([dst])) {
                 Parsed::Ours(repr) => repr,
                 other => panic!("unparsable reply to {dst}: {other:?}"),
             };
-            assert_eq!(syn_ack.flags, TcpFlags::SYN | TcpFlags::ACK, "to {dst}");
-            assert_eq!(syn_ack.ack, sim.client.isn + 1);
+            if reply.flags == TcpFlags::ACK {
+                // The early data went into the kernel socket, and we are told so.
+                assert_eq!(sim.state, State::Done, "to {dst}");
+                assert_eq!(reply.ack, sim.client.isn + 1 + sim.request.len() as u32);
+                sim.request_acked = true;
+                continue;
+            }
+            assert_eq!(reply.flags, TcpFlags::SYN | TcpFlags::ACK, "to {dst}");
+            assert_eq!(reply.ack, sim.client.isn + 1);
+            if self.rng.random_bool(self.synack_loss) {
+                continue;
+            }
             match sim.state {
                 State::SynSent { .. } | State::AckSent => {
-                    let ack = sim.client.ack(&syn_ack, &sim.request);
                     sim.state = State::AckSent;
-                    assert!(self.shard.device_mut().inject(&frame(&ack)));
+                    let frames = if sim.separate_request {
+                        let ack = sim.client.ack(&reply, b"");
+                        let request = sim.client.data(&ack, 0, &sim.request, TcpFlags::PSH);
+                        vec![frame(&ack), frame(&request)]
+                    } else {
+                        vec![frame(&sim.client.ack(&reply, &sim.request))]
+                    };
+                    for frame in frames {
+                        assert!(self.shard.device_mut().inject(&frame));
+                    }
                 }
                 // The kernel owns it: a late SYN-ACK would reach the kernel socket, not us.
                 State::Done | State::Waiting(_) => {}
@@ -228,6 +252,7 @@ impl Simulation {
                 .iter()
                 .filter(|c| c.state == State::Done)
                 .count(),
+            acked: self.clients.iter().filter(|c| c.request_acked).count(),
             clients: self.clients.len(),
             max_queue_len: self.max_queue_len,
             listener_counters: self.shard.listener().counters().snapshot(),
@@ -269,6 +294,11 @@ fn test_flood_every_client_completes_when_full() {
         "{:?}",
         counters.non_zero()
     );
+    assert_eq!(outcome.acked, outcome.clients, "every request acknowledged");
+    assert!(
+        counters.get(Counter::EarlyDataSegments) > 0,
+        "requests after the ACK were staged"
+    );
     assert_eq!(outcome.max_queue_len, 256, "the flood filled the SYN queue");
     assert!(counters.get(Counter::CookiesSent) > 100_000);
     assert!(counters.get(Counter::AcceptedFromCookie) > 0);
@@ -289,6 +319,11 @@ fn test_flood_every_client_completes_always() {
         outcome.clients,
         "{:?}",
         counters.non_zero()
+    );
+    assert_eq!(outcome.acked, outcome.clients, "every request acknowledged");
+    assert!(
+        counters.get(Counter::EarlyDataSegments) > 0,
+        "requests after the ACK were staged"
     );
     assert_eq!(outcome.max_queue_len, 0);
     assert_eq!(
@@ -324,6 +359,11 @@ fn test_quiet_listener_serves_everyone_from_the_queue() {
         outcome.clients,
         "{:?}",
         counters.non_zero()
+    );
+    assert_eq!(outcome.acked, outcome.clients, "every request acknowledged");
+    assert!(
+        counters.get(Counter::EarlyDataSegments) > 0,
+        "requests after the ACK were staged"
     );
     assert_eq!(counters.get(Counter::CookiesSent), 0);
     assert!(counters.get(Counter::SynAckRetransmits) + counters.get(Counter::DuplicateSyns) > 0);

@@ -7,6 +7,10 @@
  *     non-first fragments)                                 -> XDP_PASS (kernel)
  *   - TCP to a served address:port that a kernel socket in a non-LISTEN state
  *     owns (ESTABLISHED, TIME_WAIT, SYN_RECV, ...)         -> XDP_PASS (kernel)
+ *   - a SYN that finds a TIME_WAIT socket: the client reconnects over a 4-tuple
+ *     the kernel still holds; its tuple is remembered (tw_handshakes), so the
+ *     rest of the new handshake also comes to us, as the kernel's own listener
+ *     would take it; the handoff then replaces the TIME_WAIT socket
  *   - every other TCP segment to a served address:port     -> XSKMAP[rx queue]
  *     and, when no AF_XDP socket is registered there, XDP_DROP: a served
  *     port's segments never leak to the kernel, which would answer with a RST
@@ -18,6 +22,8 @@
  *              visible. An all-zero address is the wildcard of its family.
  *   xsks     : XSKMAP, rx queue index -> AF_XDP socket.
  *   counters : per-CPU array of __u64, indexed by enum counter.
+ *   tw_handshakes : LRU hash of struct bpf_sock_tuple (zero-padded) -> __u8:
+ *              4-tuples of handshakes begun over a TIME_WAIT socket.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -31,6 +37,7 @@
 #define MAX_QUEUES 256
 #define MAX_SERVED 256
 #define MAX_IPV6_EXT_HDRS 4
+#define MAX_TW_HANDSHAKES 4096
 
 #define ETH_P_8021Q_BE bpf_htons(0x8100)
 #define ETH_P_IP_BE bpf_htons(0x0800)
@@ -80,6 +87,13 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_TW_HANDSHAKES);
+	__type(key, struct bpf_sock_tuple);
+	__type(value, __u8);
+} tw_handshakes SEC(".maps");
+
 struct vlan_hdr {
 	__be16 tci;
 	__be16 encapsulated_proto;
@@ -127,19 +141,19 @@ static __always_inline enum verdict served_address_verdict(struct served_key *ke
 	return is_served(key) ? VERDICT_XSK : VERDICT_PASS;
 }
 
-/* True when a kernel socket that is not a listener owns the tuple. */
-static __always_inline int kernel_owns(struct xdp_md *ctx, struct bpf_sock_tuple *tuple,
-				       __u32 tuple_len)
+/* The state of the kernel socket for the tuple, or -1 when there is none. */
+static __always_inline int socket_state(struct xdp_md *ctx, struct bpf_sock_tuple *tuple,
+					__u32 tuple_len)
 {
 	struct bpf_sock *sk;
-	int owned;
+	int state;
 
 	sk = bpf_skc_lookup_tcp(ctx, tuple, tuple_len, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
-		return 0;
-	owned = sk->state != BPF_TCP_LISTEN;
+		return -1;
+	state = sk->state;
 	bpf_sk_release(sk);
-	return owned;
+	return state;
 }
 
 /*
@@ -151,6 +165,9 @@ static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, struct tcph
 						 struct bpf_sock_tuple *tuple, __u32 tuple_len,
 						 int is_ipv4)
 {
+	const __u8 one = 1;
+	int state;
+
 	/* The ports are the first 4 bytes of the header. */
 	if ((void *)th + 4 > data_end)
 		return served_address_verdict(key);
@@ -160,9 +177,6 @@ static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, struct tcph
 	/* Header cut short (tiny first fragment, truncated frame): user space drops it. */
 	if ((void *)(th + 1) > data_end)
 		return VERDICT_XSK;
-	/* A pure SYN never belongs to an existing connection. */
-	if (th->syn && !th->ack)
-		return VERDICT_XSK;
 	if (is_ipv4) {
 		tuple->ipv4.sport = th->source;
 		tuple->ipv4.dport = th->dest;
@@ -170,7 +184,18 @@ static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, struct tcph
 		tuple->ipv6.sport = th->source;
 		tuple->ipv6.dport = th->dest;
 	}
-	return kernel_owns(ctx, tuple, tuple_len) ? VERDICT_KERNEL : VERDICT_XSK;
+	state = socket_state(ctx, tuple, tuple_len);
+	/* A pure SYN is always a new connection attempt, ours to answer. */
+	if (th->syn && !th->ack) {
+		if (state == BPF_TCP_TIME_WAIT)
+			bpf_map_update_elem(&tw_handshakes, tuple, &one, BPF_ANY);
+		return VERDICT_XSK;
+	}
+	if (state < 0 || state == BPF_TCP_LISTEN)
+		return VERDICT_XSK;
+	if (state == BPF_TCP_TIME_WAIT && bpf_map_lookup_elem(&tw_handshakes, tuple))
+		return VERDICT_XSK;
+	return VERDICT_KERNEL;
 }
 
 static __always_inline enum verdict classify_ipv4(struct xdp_md *ctx, struct iphdr *iph,

@@ -55,11 +55,18 @@ pub struct ListenerConfig {
     /// RSTs per second at most to invalid ACKs (RFC 9293 §3.10.7.1); 0 drops them silently.
     /// The bucket holds one second's worth.
     pub invalid_ack_rsts_per_sec: u32,
+    /// How long a completed handshake waits for the client's first write before it goes to
+    /// the accept queue (it goes at once when a segment carries PSH or FIN); zero sends every
+    /// handshake at once. Server-first protocols (SSH, SMTP) wait this long for their banner.
+    pub handoff_delay: Duration,
+    /// Early data one connection may collect while staged.
+    pub max_early_data: usize,
     /// How long an accepted connection is remembered as being handed off, so that its
     /// retransmitted segments are not taken for new cookie ACKs.
     pub handoff_timeout: Duration,
-    /// Accepted connections remembered as being handed off, at most; a handshake completing
-    /// when this is full is treated as an accept-queue overflow.
+    /// Connections staged or being handed off, at most; a handshake completing when this is
+    /// full is treated as an accept-queue overflow. Worst-case memory: this many times
+    /// (`max_early_data` + about 200 bytes).
     pub max_pending_handoffs: usize,
 }
 
@@ -82,6 +89,8 @@ impl Default for ListenerConfig {
             cookie_mss_v4: MssTable::IPV4,
             cookie_mss_v6: MssTable::IPV6,
             invalid_ack_rsts_per_sec: 1000,
+            handoff_delay: Duration::from_millis(2),
+            max_early_data: 8192,
             handoff_timeout: Duration::from_secs(3),
             max_pending_handoffs: 4096,
         }

@@ -5,7 +5,8 @@
 //!
 //! - [`Listener::handle_frame`] for every received frame → a [`Verdict`];
 //! - [`Listener::handle_timeout`] when [`Listener::poll_timeout`] is reached, then
-//!   [`Listener::poll_transmit`] until it returns `None` (SYN-ACK retransmissions);
+//!   [`Listener::poll_transmit`] until it returns `None` (SYN-ACK retransmissions) and
+//!   [`Listener::poll_accepted`] until it returns `None` (staged connections released);
 //! - [`Listener::handle_accept_overflow`] when an [`Accepted`] connection did not fit the
 //!   accept queue, and [`Listener::handle_handoff_complete`] once the kernel owns it;
 //! - [`Listener::rotate_keys`] with the wall-clock time, at least once per second.
@@ -29,11 +30,14 @@
 //!   RSTs), and counted; over the limit they are dropped.
 //! - RST: removes a queued entry when its sequence number is in window; never answered.
 //! - SYN+FIN, SYN+RST, SYN+ACK and segments without SYN, ACK or RST are counted drops.
-//! - After the handshake, segments of the connection keep reaching us until the kernel socket
-//!   exists; they are dropped (the peer retransmits) and never taken for new cookie ACKs.
+//! - After the handshake the connection is staged for up to `handoff_delay`: in-order payload
+//!   (the request that usually follows the ACK at once) becomes early data for the kernel socket,
+//!   and a segment with PSH or FIN releases it at once. Once released, its segments are dropped
+//!   until the kernel socket exists (the peer retransmits), never taken for new cookie ACKs.
 
 mod accepted;
 mod config;
+mod handoffs;
 mod syn_queue;
 
 pub use accepted::{Accepted, FourTuple, HandshakePath, WindowScale};
@@ -49,8 +53,8 @@ use crate::cookie::{CookieInput, CookieJar, SynOptions};
 use crate::counters::{Counter, Counters, Gauge};
 use crate::rate_limit::TokenBucket;
 use crate::seq::SeqNumber;
-use crate::table::TimerTable;
 use crate::wire::{self, LinkAddrs, Malformed, Parsed, TcpFlags, TcpOptions, TcpRepr, Timestamps};
+use handoffs::{Handoffs, Pending};
 use syn_queue::{HalfOpen, Offer, SynQueue};
 
 /// MSS assumed when a SYN carries none (RFC 9293 §3.7.1, RFC 8200 §5).
@@ -120,7 +124,7 @@ pub struct Listener {
     config: ListenerConfig,
     cookies: CookieJar,
     queue: SynQueue,
-    handoffs: TimerTable<FourTuple, ()>,
+    handoffs: Handoffs,
     counters: Arc<Counters>,
     clock_origin: Instant,
     timestamp_offset: u32,
@@ -140,7 +144,7 @@ impl Listener {
         Ok(Listener {
             cookies: CookieJar::new(keys, config.cookie_mss_v4, config.cookie_mss_v6),
             queue: SynQueue::new(config.max_syn_backlog, config.synack_retries),
-            handoffs: TimerTable::new(config.max_pending_handoffs, 1),
+            handoffs: Handoffs::new(config.max_pending_handoffs, config.handoff_timeout),
             counters: Arc::default(),
             clock_origin: now,
             // A random offset per listener, so timestamps do not reveal its uptime.
@@ -210,7 +214,7 @@ impl Listener {
             if flags.contains(TcpFlags::SYN) {
                 return self.drop(DropReason::BadFlags);
             }
-            return self.on_rst(&segment, tuple);
+            return self.on_rst(now, &segment, tuple);
         }
         if flags.contains(TcpFlags::SYN) {
             if flags.contains(TcpFlags::ACK) || flags.contains(TcpFlags::FIN) {
@@ -241,11 +245,18 @@ impl Listener {
             // The client may still ACK late: let its cookie through.
             self.open_cookie_gate(now);
         }
-        while let Some((tuple, _, _)) = self.handoffs.due(now, 0..1) {
-            self.handoffs.remove(&tuple);
+        while self.handoffs.next_expired(now).is_some() {
             self.counters.incr(Counter::HandoffsExpired);
         }
         self.update_gauges();
+    }
+
+    /// The next staged connection whose staging delay ran out (as of the last
+    /// [`Listener::handle_timeout`]), for the accept queue; `None` when none is due.
+    pub fn poll_accepted(&mut self) -> Option<Accepted> {
+        let accepted = self.handoffs.next_released(self.timers_now);
+        self.update_gauges();
+        accepted
     }
 
     /// Writes the next due SYN-ACK retransmission into `tx`; `None` when nothing is due (or
@@ -312,10 +323,53 @@ impl Listener {
         Verdict::Consumed
     }
 
-    /// The kernel now owns `tuple`: its segments no longer reach us.
-    pub fn handle_handoff_complete(&mut self, tuple: &FourTuple) {
-        self.handoffs.remove(tuple);
+    /// The kernel now owns `accepted`'s connection: its segments no longer reach us. When
+    /// early data went into the kernel socket, the peer is told with an ACK written into `tx`
+    /// (the kernel's own window probe on leaving repair mode does not tell it), so it does not
+    /// retransmit what the application has already read.
+    pub fn handle_handoff_complete(&mut self, accepted: &Accepted, tx: &mut [u8]) -> Verdict {
+        self.handoffs.remove(&accepted.tuple);
         self.update_gauges();
+        if accepted.early_data.is_empty() {
+            return Verdict::Consumed;
+        }
+        let early = accepted.early_data.len() as u32;
+        let shift = accepted.window_scale.map_or(0, |scale| scale.receive);
+        let window = u32::from(accepted.receive_window).saturating_sub(early) >> shift;
+        let ack = TcpRepr {
+            link: accepted.link.reversed(),
+            src: accepted.tuple.local,
+            dst: accepted.tuple.remote,
+            hop_limit: self.config.hop_limit,
+            seq: accepted.our_next_seq(),
+            ack: accepted.peer_next_seq() + early,
+            flags: TcpFlags::ACK,
+            window: window.min(u32::from(u16::MAX)) as u16,
+            options: TcpOptions {
+                // Our clock as the SYN-ACK left it: the kernel's clock continues from there.
+                timestamps: accepted.timestamps.map(|ts| Timestamps {
+                    value: ts.echo,
+                    echo: ts.value,
+                }),
+                ..TcpOptions::default()
+            },
+            payload: &[],
+        };
+        self.transmit(&ack, tx, Counter::EarlyDataAcks)
+    }
+
+    /// No kernel socket could be built for `accepted`: its peer is reset (a RST written into
+    /// `tx`, counted) instead of being left half-open.
+    pub fn handle_handoff_failed(&mut self, accepted: &Accepted, tx: &mut [u8]) -> Verdict {
+        self.handoffs.remove(&accepted.tuple);
+        self.update_gauges();
+        let reset = reset(
+            accepted.tuple,
+            accepted.link,
+            accepted.our_next_seq(),
+            self.config.hop_limit,
+        );
+        self.transmit(&reset, tx, Counter::RstsSent)
     }
 
     fn on_syn(
@@ -390,8 +444,8 @@ impl Listener {
         tuple: FourTuple,
         tx: &mut [u8],
     ) -> Verdict {
-        if self.handoffs.contains(&tuple) {
-            return self.drop(DropReason::HandoffPending);
+        if let Some(verdict) = self.on_handoff_segment(now, ack, tuple) {
+            return verdict;
         }
         if let Some(entry) = self.queue.get(&tuple) {
             if ack.ack != entry.server_isn + 1 {
@@ -444,7 +498,10 @@ impl Listener {
         self.accept(now, ack, tuple, completion, tx)
     }
 
-    fn on_rst(&mut self, rst: &TcpRepr<'_>, tuple: FourTuple) -> Verdict {
+    fn on_rst(&mut self, now: Instant, rst: &TcpRepr<'_>, tuple: FourTuple) -> Verdict {
+        if let Some(verdict) = self.on_handoff_segment(now, rst, tuple) {
+            return verdict;
+        }
         if let Some(entry) = self.queue.get(&tuple) {
             let window = u32::from(self.config.receive_window).max(1);
             if !rst.seq.is_in_window(entry.client_isn + 1, window) {
@@ -455,10 +512,49 @@ impl Listener {
             self.update_gauges();
             return Verdict::Consumed;
         }
-        if self.handoffs.contains(&tuple) {
-            return self.drop(DropReason::HandoffPending);
-        }
         self.drop(DropReason::StrayRst)
+    }
+
+    /// A segment (ACK or RST) of a connection whose handshake completed: folded into its early
+    /// data while it is staged, else dropped. `None` when the connection is not pending.
+    fn on_handoff_segment(
+        &mut self,
+        now: Instant,
+        segment: &TcpRepr<'_>,
+        tuple: FourTuple,
+    ) -> Option<Verdict> {
+        let max_early_data = self.config.max_early_data;
+        let Pending::Staged(accepted) = self.handoffs.get_mut(&tuple)? else {
+            return Some(self.drop(DropReason::HandoffPending));
+        };
+        let expected = accepted.peer_next_seq() + accepted.early_data.len() as u32;
+        if segment.flags.contains(TcpFlags::RST) {
+            if segment.seq != expected {
+                return Some(self.drop(DropReason::OutOfWindow));
+            }
+            self.handoffs.remove(&tuple);
+            self.counters.incr(Counter::ResetsReceived);
+            self.update_gauges();
+            return Some(Verdict::Consumed);
+        }
+        if segment.seq != expected || segment.payload.is_empty() {
+            // A retransmission, or a pure ACK: nothing to add.
+            return Some(self.drop(DropReason::HandoffPending));
+        }
+        if accepted.early_data.len() + segment.payload.len() > max_early_data {
+            // Full: released without this segment, which the peer retransmits to the kernel.
+            self.counters.incr(Counter::HandoffPendingDrops);
+            return self.handoffs.release(&tuple, now).map(Verdict::Accepted);
+        }
+        accepted.early_data.extend_from_slice(segment.payload);
+        accepted.timestamps = segment.options.timestamps.or(accepted.timestamps);
+        let send_shift = accepted.window_scale.map_or(0, |scale| scale.send);
+        accepted.peer_window = u32::from(segment.window) << send_shift;
+        self.counters.incr(Counter::EarlyDataSegments);
+        if ends_write(segment.flags) {
+            return self.handoffs.release(&tuple, now).map(Verdict::Accepted);
+        }
+        Some(Verdict::Consumed)
     }
 
     fn accept(
@@ -497,12 +593,23 @@ impl Listener {
                 .syn_at
                 .map(|syn_at| now.saturating_duration_since(syn_at)),
         };
-        let deadline = now + self.config.handoff_timeout;
-        if self.handoffs.insert(tuple, (), 0, deadline).is_err() {
+        // Stage the connection for the request that usually follows its ACK at once, unless
+        // this segment already ends a write or staging is off.
+        if ends_write(ack.flags) || self.config.handoff_delay.is_zero() {
+            if !self.handoffs.start(tuple, now) {
+                return self.handle_accept_overflow(now, accepted, tx);
+            }
+            self.update_gauges();
+            return Verdict::Accepted(accepted);
+        }
+        if let Err(accepted) = self
+            .handoffs
+            .stage(accepted, now + self.config.handoff_delay)
+        {
             return self.handle_accept_overflow(now, accepted, tx);
         }
         self.update_gauges();
-        Verdict::Accepted(accepted)
+        Verdict::Consumed
     }
 
     /// What we agree to for `syn`.
@@ -645,6 +752,11 @@ fn reset(tuple: FourTuple, link: LinkAddrs, seq: SeqNumber, hop_limit: u8) -> Tc
         options: TcpOptions::default(),
         payload: &[],
     }
+}
+
+/// Whether a segment ends one of the peer's writes: the request is complete.
+fn ends_write(flags: TcpFlags) -> bool {
+    flags.contains(TcpFlags::PSH) || flags.contains(TcpFlags::FIN)
 }
 
 /// Source addresses that cannot open a TCP connection.

@@ -4,6 +4,8 @@
 //! - [`SteeringProgram`] (steer.rs) owns the XDP program and its maps, attached to one interface.
 //! - [`XdpDevice`] (xsk.rs) owns one AF_XDP socket and its UMEM on one rx queue; it implements
 //!   [`FrameIo`](crate::device::FrameIo).
+//! - [`repair`] builds the kernel socket of a completed handshake (TCP_REPAIR); [`channels`]
+//!   counts an interface's rx queues.
 //! - [`netns`] moves a thread into a named network namespace (labs and tests); [`affinity`]
 //!   pins a thread to a CPU.
 //! - [`XdpError`] (error.rs) names the cause of every failure.
@@ -24,8 +26,10 @@
 //! and drop things in order is still the clean exit.
 
 pub mod affinity;
+pub mod channels;
 mod error;
 pub mod netns;
+pub mod repair;
 mod steer;
 mod xsk;
 

@@ -36,10 +36,13 @@ pub fn keys(unix_time: Duration) -> KeyRing {
     KeyRing::new(secret(), KEY_PERIOD, unix_time)
 }
 
+/// A listener serving [`server_v4`] and [`server_v6`]. Handshakes go to the accept queue as
+/// soon as they complete (no staging), which most tests want; staging has tests of its own.
 pub fn config(syncookies: SyncookiesMode) -> ListenerConfig {
     ListenerConfig {
         served: Endpoints::new([server_v4(), server_v6()]),
         syncookies,
+        handoff_delay: Duration::ZERO,
         ..ListenerConfig::default()
     }
 }
@@ -155,6 +158,25 @@ impl Client {
     }
 }
 
+impl Client {
+    /// A data segment `offset` bytes after the final ACK `ack`, carrying its options.
+    pub fn data<'a>(
+        &self,
+        ack: &TcpRepr<'_>,
+        offset: u32,
+        payload: &'a [u8],
+        flags: TcpFlags,
+    ) -> TcpRepr<'a> {
+        TcpRepr {
+            seq: ack.seq + offset,
+            flags: TcpFlags::ACK | flags,
+            payload,
+            options: ack.options,
+            ..self.segment(TcpFlags::ACK, ack.seq, ack.ack)
+        }
+    }
+}
+
 /// The bytes of `repr` as a frame.
 pub fn frame(repr: &TcpRepr<'_>) -> Vec<u8> {
     let mut buf = vec![0; wire::emitted_len(repr)];
@@ -240,6 +262,17 @@ impl Harness {
     #[track_caller]
     pub fn syn_ack_repr(&mut self, client: &Client) -> TcpRepr<'static> {
         detach(parse_reply(&self.syn_ack(client), client.addr))
+    }
+
+    /// Tells the listener the kernel owns `accepted`; returns the frame it sent, if any.
+    pub fn handoff_complete(&mut self, accepted: &synwall::listener::Accepted) -> Option<Vec<u8>> {
+        match self
+            .listener
+            .handle_handoff_complete(accepted, &mut self.tx)
+        {
+            Verdict::Transmit(len) => Some(self.tx[..len].to_vec()),
+            _ => None,
+        }
     }
 
     /// Moves time forward; runs due timers; returns the frames they sent.

@@ -1,0 +1,442 @@
+//! The server: synwall on a NIC, for applications and for `synwall listen`.
+//!
+//! [`Server::bind`] attaches the steering program, starts one fast-path thread per rx queue
+//! (each with its own AF_XDP socket and listener shard, all sharing the cookie secret) and the
+//! handoff workers, and returns once every queue is served or with the first error. Established
+//! connections come out of [`Server::accept`] / [`Server::incoming`].
+//!
+//! Threads: one per rx queue (optionally pinned to a CPU), `workers` handoff workers. Memory:
+//! per queue one UMEM ([`XdpDeviceConfig`]) and one SYN queue; the accept queue and the ready
+//! channel hold at most `backlog` connections each. Dropping the server stops every thread and
+//! detaches the program (the kernel also detaches it if the process dies).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::accept_queue::{AcceptQueue, AcceptReceiver, AcceptSender};
+use crate::cookie::keys::{KeyError, KeyRing, Secret};
+use crate::counters::{CounterSnapshot, Counters};
+use crate::handoff::{self, Connection, HandoffCounters};
+use crate::listener::{ConfigError, Listener, ListenerConfig};
+use crate::shard::Shard;
+use crate::sys::{
+    SteerCounters, SteeringProgram, XdpDevice, XdpDeviceConfig, XdpError, XdpMode, XskStatistics,
+    affinity, channels,
+};
+
+/// The longest a fast-path thread sleeps between looks at its stop flag and handoff reports.
+const IDLE_WAIT: Duration = Duration::from_millis(10);
+/// How often a fast-path thread publishes its AF_XDP ring statistics.
+const STATISTICS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Everything [`Server::bind`] needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The network interface to serve on.
+    pub interface: String,
+    /// The rx queues to serve; empty serves every rx queue of the interface.
+    pub queues: Vec<u32>,
+    pub listener: ListenerConfig,
+    /// Completed handshakes waiting for a handoff worker, at most; as many established
+    /// connections wait for the application.
+    pub backlog: usize,
+    /// Handoff worker threads.
+    pub workers: usize,
+    pub xdp_mode: XdpMode,
+    pub device: XdpDeviceConfig,
+    /// The cookie secret; `None` draws one from the OS random source.
+    pub secret: Option<Secret>,
+    /// How often cookie keys rotate.
+    pub key_period: Duration,
+    /// CPUs to pin the fast-path threads to, in queue order (cycled); empty pins nothing.
+    pub cpus: Vec<usize>,
+    /// Frames per direction handled in one round of a fast-path loop.
+    pub budget: usize,
+}
+
+impl ServerConfig {
+    /// A configuration serving `served` on `interface` with every other setting at its default.
+    pub fn new(interface: &str, served: &[SocketAddr]) -> ServerConfig {
+        ServerConfig {
+            interface: interface.to_owned(),
+            queues: Vec::new(),
+            listener: ListenerConfig {
+                served: crate::wire::Endpoints::new(served.iter().copied()),
+                ..ListenerConfig::default()
+            },
+            backlog: 4096,
+            workers: 2,
+            xdp_mode: XdpMode::Auto,
+            device: XdpDeviceConfig::default(),
+            secret: None,
+            key_period: Duration::from_secs(64),
+            cpus: Vec::new(),
+            budget: 64,
+        }
+    }
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("invalid listener setting: {0}")]
+    Config(#[from] ConfigError),
+    #[error("invalid setting: {0}")]
+    Setting(String),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Xdp(#[from] XdpError),
+    #[error("reading the rx queues of {interface}: {source}")]
+    Queues {
+        interface: String,
+        source: io::Error,
+    },
+    #[error("fast path of rx queue {queue}: {source}")]
+    FastPath { queue: u32, source: io::Error },
+    #[error("starting a thread: {0}")]
+    Thread(io::Error),
+    #[error("the server was shut down")]
+    Closed,
+}
+
+/// A snapshot of everything the server counts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerStats {
+    /// The listener counters and gauges, summed over shards.
+    pub listener: CounterSnapshot,
+    pub handoffs_completed: u64,
+    pub handoffs_failed: u64,
+    /// AF_XDP ring statistics, summed over queues (updated every second).
+    pub xsk: XskStatistics,
+    pub steering: SteerCounters,
+    /// Handshakes waiting for a handoff worker.
+    pub accept_queue_depth: usize,
+    /// Established connections waiting for the application.
+    pub ready_depth: usize,
+}
+
+/// One fast-path thread's published figures.
+struct ShardHandle {
+    counters: Arc<Counters>,
+    xsk: Arc<XskCells>,
+}
+
+/// AF_XDP ring statistics, published by a fast-path thread for readers on any thread.
+#[derive(Default)]
+struct XskCells {
+    rx_dropped: AtomicU64,
+    rx_ring_full: AtomicU64,
+    rx_fill_ring_empty: AtomicU64,
+    tx_invalid: AtomicU64,
+    tx_ring_empty: AtomicU64,
+}
+
+impl XskCells {
+    fn store(&self, stats: XskStatistics) {
+        self.rx_dropped.store(stats.rx_dropped, Ordering::Relaxed);
+        self.rx_ring_full
+            .store(stats.rx_ring_full, Ordering::Relaxed);
+        self.rx_fill_ring_empty
+            .store(stats.rx_fill_ring_empty, Ordering::Relaxed);
+        self.tx_invalid.store(stats.tx_invalid, Ordering::Relaxed);
+        self.tx_ring_empty
+            .store(stats.tx_ring_empty, Ordering::Relaxed);
+    }
+
+    /// Adds the published figures to `sum`.
+    fn add_to(&self, sum: &mut XskStatistics) {
+        sum.rx_dropped += self.rx_dropped.load(Ordering::Relaxed);
+        sum.rx_ring_full += self.rx_ring_full.load(Ordering::Relaxed);
+        sum.rx_fill_ring_empty += self.rx_fill_ring_empty.load(Ordering::Relaxed);
+        sum.tx_invalid += self.tx_invalid.load(Ordering::Relaxed);
+        sum.tx_ring_empty += self.tx_ring_empty.load(Ordering::Relaxed);
+    }
+}
+
+/// See the module documentation.
+pub struct Server {
+    stop: Arc<AtomicBool>,
+    failure: Arc<Mutex<Option<ServerError>>>,
+    threads: Vec<JoinHandle<()>>,
+    ready: Receiver<Connection>,
+    accept_queue: AcceptReceiver,
+    shards: Vec<ShardHandle>,
+    handoff: Arc<HandoffCounters>,
+    // Dropped last, after the threads are joined: the program detaches when it goes.
+    program: Arc<SteeringProgram>,
+}
+
+impl Server {
+    /// Starts serving; see the module documentation.
+    pub fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        config.listener.validate()?;
+        if config.backlog == 0 || config.workers == 0 || config.budget == 0 {
+            return Err(ServerError::Setting(
+                "backlog, workers and budget must each be at least 1".to_owned(),
+            ));
+        }
+        let queues = if config.queues.is_empty() {
+            rx_queues(&config.interface)?
+        } else {
+            config.queues.clone()
+        };
+        let secret = match &config.secret {
+            Some(secret) => secret.clone(),
+            None => Secret::random()?,
+        };
+        let served: Vec<SocketAddr> = config.listener.served.iter().copied().collect();
+        let program = Arc::new(SteeringProgram::attach(
+            &config.interface,
+            config.xdp_mode,
+            &served,
+        )?);
+
+        let accept_queue = AcceptQueue::new(config.backlog);
+        let (ready_tx, ready) = crossbeam_channel::bounded(config.backlog);
+        // From here on, dropping `server` stops and joins whatever was started.
+        let mut server = Server {
+            stop: Arc::new(AtomicBool::new(false)),
+            failure: Arc::new(Mutex::new(None)),
+            threads: Vec::new(),
+            ready,
+            accept_queue: accept_queue.receiver(),
+            shards: Vec::new(),
+            handoff: Arc::new(HandoffCounters::default()),
+            program,
+        };
+        let mut started = Vec::new();
+        for (index, &queue) in queues.iter().enumerate() {
+            let (started_tx, started_rx) = crossbeam_channel::bounded(1);
+            let fast_path = FastPath {
+                config: config.clone(),
+                queue,
+                cpu: (!config.cpus.is_empty()).then(|| config.cpus[index % config.cpus.len()]),
+                secret: secret.clone(),
+                program: Arc::clone(&server.program),
+                accept: accept_queue.sender(config.listener.max_pending_handoffs),
+                stop: Arc::clone(&server.stop),
+                failure: Arc::clone(&server.failure),
+            };
+            server.spawn(format!("synwall-rx{queue}"), move || {
+                fast_path.run(started_tx)
+            })?;
+            started.push(started_rx);
+        }
+        for worker in 0..config.workers {
+            let (queue, ready_tx, counters, stop) = (
+                accept_queue.receiver(),
+                ready_tx.clone(),
+                Arc::clone(&server.handoff),
+                Arc::clone(&server.stop),
+            );
+            server.spawn(format!("synwall-handoff{worker}"), move || {
+                handoff::run_worker(queue, ready_tx, counters, stop)
+            })?;
+        }
+        for started in started {
+            match started.recv() {
+                Ok(Ok(handle)) => server.shards.push(handle),
+                Ok(Err(error)) => return Err(error),
+                Err(_) => return Err(server.take_failure()),
+            }
+        }
+        tracing::info!(
+            interface = config.interface,
+            queues = ?queues,
+            mode = ?server.program.mode(),
+            "serving"
+        );
+        Ok(server)
+    }
+
+    fn spawn(
+        &mut self,
+        name: String,
+        body: impl FnOnce() + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let thread = thread::Builder::new()
+            .name(name)
+            .spawn(body)
+            .map_err(ServerError::Thread)?;
+        self.threads.push(thread);
+        Ok(())
+    }
+
+    /// The next established connection; blocks. Fails once the server has stopped.
+    pub fn accept(&self) -> Result<Connection, ServerError> {
+        loop {
+            if let Some(connection) = self.accept_timeout(IDLE_WAIT * 10)? {
+                return Ok(connection);
+            }
+        }
+    }
+
+    /// The next established connection within `timeout`, if any.
+    pub fn accept_timeout(&self, timeout: Duration) -> Result<Option<Connection>, ServerError> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(self.take_failure());
+        }
+        match self.ready.recv_timeout(timeout) {
+            Ok(connection) => Ok(Some(connection)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(self.take_failure()),
+        }
+    }
+
+    /// Established connections, until the server stops.
+    pub fn incoming(&self) -> impl Iterator<Item = Connection> + '_ {
+        std::iter::from_fn(|| self.accept().ok())
+    }
+
+    /// Everything the server counts, now.
+    pub fn stats(&self) -> ServerStats {
+        let mut stats = ServerStats {
+            handoffs_completed: self.handoff.completed.load(Ordering::Relaxed),
+            handoffs_failed: self.handoff.failed.load(Ordering::Relaxed),
+            steering: self.program.counters().unwrap_or_default(),
+            accept_queue_depth: self.accept_queue.depth(),
+            ready_depth: self.ready.len(),
+            ..ServerStats::default()
+        };
+        for shard in &self.shards {
+            stats.listener.merge(&shard.counters.snapshot());
+            shard.xsk.add_to(&mut stats.xsk);
+        }
+        stats
+    }
+
+    /// The XDP mode the steering program got.
+    pub fn xdp_mode(&self) -> XdpMode {
+        self.program.mode()
+    }
+
+    /// Whether every thread is still serving.
+    pub fn is_running(&self) -> bool {
+        !self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Stops every thread and detaches the program.
+    pub fn shutdown(self) {}
+
+    fn take_failure(&self) -> ServerError {
+        self.failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+            .unwrap_or(ServerError::Closed)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What one fast-path thread needs.
+struct FastPath {
+    config: ServerConfig,
+    queue: u32,
+    cpu: Option<usize>,
+    secret: Secret,
+    program: Arc<SteeringProgram>,
+    accept: AcceptSender,
+    stop: Arc<AtomicBool>,
+    failure: Arc<Mutex<Option<ServerError>>>,
+}
+
+impl FastPath {
+    /// Sets up the queue's socket and shard, tells `started` how that went, then loops until
+    /// stopped. A failure of the loop stops the whole server.
+    fn run(self, started: crossbeam_channel::Sender<Result<ShardHandle, ServerError>>) {
+        let FastPath {
+            config,
+            queue,
+            cpu,
+            secret,
+            program,
+            accept,
+            stop,
+            failure,
+        } = self;
+        let setup = (|| {
+            if let Some(cpu) = cpu {
+                affinity::pin_current_thread(cpu)
+                    .map_err(|source| ServerError::FastPath { queue, source })?;
+            }
+            let device = XdpDevice::open(&config.interface, queue, config.device)?;
+            program.register(&device)?;
+            let keys = KeyRing::new(secret, config.key_period, unix_time());
+            let listener = Listener::new(config.listener.clone(), keys, Instant::now())?;
+            let handle = ShardHandle {
+                counters: listener.counters(),
+                xsk: Arc::default(),
+            };
+            Ok((Shard::new(listener, device, accept, config.budget), handle))
+        })();
+        let (mut shard, handle) = match setup {
+            Ok(ready) => ready,
+            Err(error) => {
+                let _ = started.send(Err(error));
+                return;
+            }
+        };
+        let xsk = Arc::clone(&handle.xsk);
+        let _ = started.send(Ok(handle));
+        if let Err(source) = serve(&mut shard, config.budget, &stop, &xsk) {
+            tracing::error!(queue, error = %source, "fast path failed; stopping the server");
+            *failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(ServerError::FastPath { queue, source });
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The fast-path loop: a bounded round, then a short sleep when the round was not full.
+fn serve(
+    shard: &mut Shard<XdpDevice>,
+    budget: usize,
+    stop: &AtomicBool,
+    xsk: &XskCells,
+) -> io::Result<()> {
+    let mut published = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if shard.poll(now, unix_time())? < budget {
+            shard.wait(now, IDLE_WAIT)?;
+        }
+        if now.duration_since(published) >= STATISTICS_INTERVAL {
+            published = now;
+            if let Ok(stats) = shard.device_mut().statistics() {
+                xsk.store(stats);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Wall-clock time since the Unix epoch (cookie key epochs).
+fn unix_time() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// Every rx queue of `interface`.
+fn rx_queues(interface: &str) -> Result<Vec<u32>, ServerError> {
+    let count = channels::rx_queue_count(interface).map_err(|source| ServerError::Queues {
+        interface: interface.to_owned(),
+        source,
+    })?;
+    Ok((0..count).collect())
+}

@@ -1,0 +1,279 @@
+//! The kernel handoff: an ordinary established kernel socket built from a handshake completed
+//! in user space, with TCP_REPAIR (needs CAP_NET_ADMIN).
+//!
+//! The order matters and was checked on the target kernel:
+//! 1. `socket`, `TCP_REPAIR` on (repair mode also lets many sockets bind one local port);
+//! 2. `bind` the local address;
+//! 3. the sequence numbers of both queues (`TCP_REPAIR_QUEUE` + `TCP_QUEUE_SEQ`): only while
+//!    the socket is still closed;
+//! 4. `connect`: in repair mode no SYN is sent, the socket is ESTABLISHED and hashed;
+//! 5. the options (`TCP_REPAIR_OPTIONS`), the timestamp clock (`TCP_TIMESTAMP`, so ours keeps
+//!    running where the SYN-ACK left it and the peer's PAWS check passes), the windows
+//!    (`TCP_REPAIR_WINDOW`);
+//! 6. early data from the final ACK written into the receive queue;
+//! 7. repair off: the kernel sends a window probe, which also acknowledges the early data.
+//!
+//! Owns nothing past the call: the socket comes back as a [`TcpStream`].
+
+use std::io;
+use std::mem;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::listener::Accepted;
+
+// From linux/tcp.h.
+const TCP_REPAIR: libc::c_int = 19;
+const TCP_REPAIR_QUEUE: libc::c_int = 20;
+const TCP_QUEUE_SEQ: libc::c_int = 21;
+const TCP_REPAIR_OPTIONS: libc::c_int = 22;
+const TCP_TIMESTAMP: libc::c_int = 24;
+const TCP_REPAIR_WINDOW: libc::c_int = 29;
+const TCP_REPAIR_ON: libc::c_int = 1;
+const TCP_REPAIR_OFF: libc::c_int = 0;
+const TCP_NO_QUEUE: libc::c_int = 0;
+const TCP_RECV_QUEUE: libc::c_int = 1;
+const TCP_SEND_QUEUE: libc::c_int = 2;
+const TCPOPT_MAXSEG: u32 = 2;
+const TCPOPT_WINDOW: u32 = 3;
+const TCPOPT_SACK_PERM: u32 = 4;
+const TCPOPT_TIMESTAMP: u32 = 8;
+
+/// `struct tcp_repair_opt`.
+#[repr(C)]
+struct RepairOption {
+    code: u32,
+    value: u32,
+}
+
+/// `struct tcp_repair_window`.
+#[repr(C)]
+struct RepairWindow {
+    snd_wl1: u32,
+    snd_wnd: u32,
+    max_window: u32,
+    rcv_wnd: u32,
+    rcv_wup: u32,
+}
+
+/// The step of the handoff that failed, with the kernel's answer.
+#[derive(Debug, thiserror::Error)]
+#[error("handing {peer} to the kernel: {step}: {source}")]
+pub struct HandoffError {
+    pub peer: SocketAddr,
+    pub step: &'static str,
+    #[source]
+    pub source: io::Error,
+}
+
+/// Builds the established kernel socket of `accepted`.
+pub fn establish(accepted: &Accepted) -> Result<TcpStream, HandoffError> {
+    let peer = accepted.tuple.remote;
+    let fail = |step| move |source| HandoffError { peer, step, source };
+    let socket = Repairing::new(accepted.tuple.local).map_err(fail("creating the socket"))?;
+    socket
+        .bind(accepted.tuple.local)
+        .map_err(fail("binding the local address"))?;
+    socket
+        .set_queue_seq(TCP_RECV_QUEUE, accepted.peer_next_seq().0)
+        .map_err(fail("setting the receive sequence"))?;
+    socket
+        .set_queue_seq(TCP_SEND_QUEUE, accepted.our_next_seq().0)
+        .map_err(fail("setting the send sequence"))?;
+    socket
+        .connect(peer)
+        .map_err(fail("connecting in repair mode"))?;
+    socket
+        .set_options(accepted)
+        .map_err(fail("restoring the TCP options"))?;
+    if let Some(timestamps) = accepted.timestamps {
+        socket
+            .set_int(TCP_TIMESTAMP, timestamps.echo as libc::c_int)
+            .map_err(fail("restoring the timestamp clock"))?;
+    }
+    socket
+        .set_window(accepted)
+        .map_err(fail("restoring the windows"))?;
+    if !accepted.early_data.is_empty() {
+        socket
+            .fill_receive_queue(&accepted.early_data)
+            .map_err(fail("queueing the early data"))?;
+    }
+    socket.finish().map_err(fail("leaving repair mode"))
+}
+
+/// A TCP socket in repair mode.
+struct Repairing(OwnedFd);
+
+impl Repairing {
+    fn new(local: SocketAddr) -> io::Result<Repairing> {
+        let domain = if local.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        };
+        // SAFETY: plain socket(2) call with constant arguments.
+        let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh socket that nothing else owns.
+        let socket = Repairing(unsafe { OwnedFd::from_raw_fd(fd) });
+        socket.set_int(TCP_REPAIR, TCP_REPAIR_ON)?;
+        Ok(socket)
+    }
+
+    fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    fn set_int(&self, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
+        set_option(self.fd(), option, &value)
+    }
+
+    fn bind(&self, local: SocketAddr) -> io::Result<()> {
+        let (address, len) = socket_address(local);
+        // SAFETY: `address` is a live sockaddr of `len` bytes.
+        check(unsafe { libc::bind(self.fd(), ptr_of(&address), len) })
+    }
+
+    fn set_queue_seq(&self, queue: libc::c_int, seq: u32) -> io::Result<()> {
+        self.set_int(TCP_REPAIR_QUEUE, queue)?;
+        set_option(self.fd(), TCP_QUEUE_SEQ, &seq)
+    }
+
+    fn connect(&self, peer: SocketAddr) -> io::Result<()> {
+        let (address, len) = socket_address(peer);
+        // SAFETY: `address` is a live sockaddr of `len` bytes.
+        check(unsafe { libc::connect(self.fd(), ptr_of(&address), len) })
+    }
+
+    fn set_options(&self, accepted: &Accepted) -> io::Result<()> {
+        let mut options = vec![RepairOption {
+            code: TCPOPT_MAXSEG,
+            value: u32::from(accepted.mss),
+        }];
+        if let Some(scale) = accepted.window_scale {
+            options.push(RepairOption {
+                code: TCPOPT_WINDOW,
+                value: u32::from(scale.send) | u32::from(scale.receive) << 16,
+            });
+        }
+        if accepted.sack_permitted {
+            options.push(RepairOption {
+                code: TCPOPT_SACK_PERM,
+                value: 0,
+            });
+        }
+        if accepted.timestamps.is_some() {
+            options.push(RepairOption {
+                code: TCPOPT_TIMESTAMP,
+                value: 0,
+            });
+        }
+        let len = mem::size_of_val(options.as_slice()) as libc::socklen_t;
+        // SAFETY: `options` is a live array of `len` bytes of `struct tcp_repair_opt`.
+        check(unsafe {
+            libc::setsockopt(
+                self.fd(),
+                libc::IPPROTO_TCP,
+                TCP_REPAIR_OPTIONS,
+                options.as_ptr().cast(),
+                len,
+            )
+        })
+    }
+
+    fn set_window(&self, accepted: &Accepted) -> io::Result<()> {
+        let window = RepairWindow {
+            snd_wl1: accepted.peer_next_seq().0,
+            snd_wnd: accepted.peer_window,
+            max_window: accepted.peer_window,
+            rcv_wnd: u32::from(accepted.receive_window),
+            rcv_wup: accepted.peer_next_seq().0,
+        };
+        set_option(self.fd(), TCP_REPAIR_WINDOW, &window)
+    }
+
+    /// In repair mode with the receive queue selected, `send` appends to the receive queue.
+    fn fill_receive_queue(&self, data: &[u8]) -> io::Result<()> {
+        self.set_int(TCP_REPAIR_QUEUE, TCP_RECV_QUEUE)?;
+        let mut rest = data;
+        while !rest.is_empty() {
+            // SAFETY: `rest` is a live buffer of `rest.len()` bytes.
+            let sent = unsafe { libc::send(self.fd(), rest.as_ptr().cast(), rest.len(), 0) };
+            if sent < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            rest = &rest[sent as usize..];
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> io::Result<TcpStream> {
+        self.set_int(TCP_REPAIR_QUEUE, TCP_NO_QUEUE)?;
+        self.set_int(TCP_REPAIR, TCP_REPAIR_OFF)?;
+        Ok(TcpStream::from(self.0))
+    }
+}
+
+fn set_option<T>(fd: RawFd, option: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` is a live `T` of the size passed.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            option,
+            (value as *const T).cast(),
+            mem::size_of::<T>() as libc::socklen_t,
+        )
+    })
+}
+
+fn check(ret: libc::c_int) -> io::Result<()> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn ptr_of(address: &libc::sockaddr_storage) -> *const libc::sockaddr {
+    (address as *const libc::sockaddr_storage).cast()
+}
+
+/// `addr` as a `sockaddr_in` or `sockaddr_in6` in a `sockaddr_storage`, with its length.
+fn socket_address(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid (unspecified) value.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: v6.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: v6.scope_id(),
+            };
+            // SAFETY: as above.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
