@@ -86,6 +86,8 @@ counters! {
     HandoffsExpired => "synwall_handoffs_expired_total", None;
     /// Segments for a connection being handed off to the kernel (dropped; the peer retransmits).
     HandoffPendingDrops => "synwall_rejected_total{reason=\"handoff_pending\"}", None;
+    /// Segments steered to us before their connection's kernel socket existed, seen after it did.
+    LateForKernel => "synwall_rejected_total{reason=\"late_for_kernel\"}", None;
     /// ACKs matching a queued connection with the wrong acknowledgment number.
     AckMismatch => "synwall_rejected_total{reason=\"ack_mismatch\"}", None;
     /// ACKs with no queued connection while cookies are off.

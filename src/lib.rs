@@ -23,7 +23,8 @@
 //! - [`device`]: the batched frame-I/O trait, and an in-memory device.
 //! - [`accept_queue`], [`shard`]: the bounded hand-over to workers and the fast-path loop.
 //! - [`handoff`], [`server`]: kernel sockets for completed handshakes, and the whole server
-//!   (threads, steering program, `accept()`) for applications.
+//!   (threads, steering program, `accept()`) for applications; [`proxy`] joins connections to
+//!   an upstream for `synwall listen`.
 //! - [`sys`]: the XDP steering program, the AF_XDP device, and every line of `unsafe`.
 //!
 //! Invariants: memory is bounded by configuration (SYN queue, handoff markers, accept queue,
@@ -39,6 +40,7 @@ pub mod device;
 pub mod handoff;
 pub mod lab;
 pub mod listener;
+pub mod proxy;
 pub mod rate_limit;
 pub mod seq;
 pub mod server;

@@ -44,7 +44,7 @@ impl<D: FrameIo> Shard<D> {
             loop {
                 let verdict = match accept.next_report()? {
                     HandoffReport::Done(accepted) => {
-                        listener.handle_handoff_complete(&accepted, tx)
+                        listener.handle_handoff_complete(now, &accepted, tx)
                     }
                     HandoffReport::Failed(accepted) => {
                         listener.handle_handoff_failed(&accepted, tx)
@@ -79,12 +79,11 @@ impl<D: FrameIo> Shard<D> {
             device.transmit(*budget, |tx| {
                 loop {
                     let accepted = listener.poll_accepted()?;
-                    if let Err(accepted) = accept.try_push(accepted) {
-                        if let Verdict::Transmit(len) =
+                    if let Err(accepted) = accept.try_push(accepted)
+                        && let Verdict::Transmit(len) =
                             listener.handle_accept_overflow(now, accepted, tx)
-                        {
-                            return Some(len);
-                        }
+                    {
+                        return Some(len);
                     }
                 }
             })?;

@@ -92,10 +92,6 @@ impl<K: Copy + Eq + Hash, V> TimerTable<K, V> {
             + self.lists.capacity() * size_of::<ListEnds>()
     }
 
-    pub(crate) fn contains(&self, key: &K) -> bool {
-        self.index.contains_key(key)
-    }
-
     pub(crate) fn get(&self, key: &K) -> Option<&V> {
         let id = *self.index.get(key)?;
         self.entry(id).map(|entry| &entry.value)
@@ -176,6 +172,11 @@ impl<K: Copy + Eq + Hash, V> TimerTable<K, V> {
             .filter(|entry| entry.deadline <= now)
             .min_by_key(|entry| entry.deadline)
             .map(|entry| (entry.key, &entry.value, entry.list))
+    }
+
+    /// The key at the head of `list` (its earliest deadline), if any.
+    pub(crate) fn first(&self, list: usize) -> Option<K> {
+        self.entry(self.lists[list].head).map(|entry| entry.key)
     }
 
     /// The deadline of the entry under `key`.

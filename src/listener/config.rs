@@ -59,7 +59,8 @@ pub struct ListenerConfig {
     /// the accept queue (it goes at once when a segment carries PSH or FIN); zero sends every
     /// handshake at once. Server-first protocols (SSH, SMTP) wait this long for their banner.
     pub handoff_delay: Duration,
-    /// Early data one connection may collect while staged.
+    /// Early data one connection may collect while staged. The default, 16 KiB, holds a full
+    /// initial window of 10 segments; segments beyond it race the handoff and are retransmitted.
     pub max_early_data: usize,
     /// How long an accepted connection is remembered as being handed off, so that its
     /// retransmitted segments are not taken for new cookie ACKs.
@@ -90,7 +91,7 @@ impl Default for ListenerConfig {
             cookie_mss_v6: MssTable::IPV6,
             invalid_ack_rsts_per_sec: 1000,
             handoff_delay: Duration::from_millis(2),
-            max_early_data: 8192,
+            max_early_data: 16 * 1024,
             handoff_timeout: Duration::from_secs(3),
             max_pending_handoffs: 4096,
         }

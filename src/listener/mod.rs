@@ -33,7 +33,8 @@
 //! - After the handshake the connection is staged for up to `handoff_delay`: in-order payload
 //!   (the request that usually follows the ACK at once) becomes early data for the kernel socket,
 //!   and a segment with PSH or FIN releases it at once. Once released, its segments are dropped
-//!   until the kernel socket exists (the peer retransmits), never taken for new cookie ACKs.
+//!   until the kernel socket exists (the peer retransmits), and for a short linger after (stale
+//!   frames from the receive ring), never taken for new cookie ACKs.
 
 mod accepted;
 mod config;
@@ -87,6 +88,8 @@ pub enum DropReason {
     SynQueueFull,
     /// A segment for a connection being handed off to the kernel.
     HandoffPending,
+    /// A segment for a connection the kernel owns now, steered to us before it did.
+    LateForKernel,
     /// An ACK to check as a cookie while no cookie was sent recently.
     CookieGateClosed,
     CookieInvalid,
@@ -108,6 +111,7 @@ impl DropReason {
             DropReason::BadFlags => Counter::BadFlags,
             DropReason::SynQueueFull => Counter::SynQueueFullDrops,
             DropReason::HandoffPending => Counter::HandoffPendingDrops,
+            DropReason::LateForKernel => Counter::LateForKernel,
             DropReason::CookieGateClosed => Counter::CookieAcksGated,
             DropReason::CookieInvalid => Counter::CookieAcksInvalid,
             DropReason::UnknownAck => Counter::UnknownAcks,
@@ -327,8 +331,13 @@ impl Listener {
     /// early data went into the kernel socket, the peer is told with an ACK written into `tx`
     /// (the kernel's own window probe on leaving repair mode does not tell it), so it does not
     /// retransmit what the application has already read.
-    pub fn handle_handoff_complete(&mut self, accepted: &Accepted, tx: &mut [u8]) -> Verdict {
-        self.handoffs.remove(&accepted.tuple);
+    pub fn handle_handoff_complete(
+        &mut self,
+        now: Instant,
+        accepted: &Accepted,
+        tx: &mut [u8],
+    ) -> Verdict {
+        self.handoffs.finish(&accepted.tuple, now);
         self.update_gauges();
         if accepted.early_data.is_empty() {
             return Verdict::Consumed;
@@ -380,8 +389,11 @@ impl Listener {
         tx: &mut [u8],
     ) -> Verdict {
         self.counters.incr(Counter::SynReceived);
-        if self.handoffs.contains(&tuple) {
-            return self.drop(DropReason::HandoffPending);
+        match self.handoffs.get_mut(&tuple) {
+            // The kernel owns (owned) that 4-tuple: this is a new connection attempt.
+            Some(Pending::Handed) => self.handoffs.remove(&tuple),
+            Some(_) => return self.drop(DropReason::HandoffPending),
+            None => {}
         }
         if let Some(entry) = self.queue.get(&tuple) {
             if entry.client_isn == syn.seq {
@@ -524,8 +536,10 @@ impl Listener {
         tuple: FourTuple,
     ) -> Option<Verdict> {
         let max_early_data = self.config.max_early_data;
-        let Pending::Staged(accepted) = self.handoffs.get_mut(&tuple)? else {
-            return Some(self.drop(DropReason::HandoffPending));
+        let accepted = match self.handoffs.get_mut(&tuple)? {
+            Pending::Staged(accepted) => accepted,
+            Pending::HandingOff => return Some(self.drop(DropReason::HandoffPending)),
+            Pending::Handed => return Some(self.drop(DropReason::LateForKernel)),
         };
         let expected = accepted.peer_next_seq() + accepted.early_data.len() as u32;
         if segment.flags.contains(TcpFlags::RST) {

@@ -2,6 +2,8 @@
 //! segments, a harness driving a listener through virtual time, and tool checks.
 #![allow(dead_code)] // Each test crate uses a different subset.
 
+pub mod lab;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -268,7 +270,7 @@ impl Harness {
     pub fn handoff_complete(&mut self, accepted: &synwall::listener::Accepted) -> Option<Vec<u8>> {
         match self
             .listener
-            .handle_handoff_complete(accepted, &mut self.tx)
+            .handle_handoff_complete(self.now, accepted, &mut self.tx)
         {
             Verdict::Transmit(len) => Some(self.tx[..len].to_vec()),
             _ => None,
