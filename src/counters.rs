@@ -78,16 +78,19 @@ counters! {
     AcceptedFromCookie => "synwall_accepted_total{path=\"cookie\"}", None;
     /// Completed handshakes that found the accept queue full.
     AcceptQueueOverflow => "synwall_accept_queue_overflow_total", Some("ListenOverflows");
-    /// Segments folded into a staged connection's early data.
-    EarlyDataSegments => "synwall_early_data_segments_total", None;
+    /// Segments of connections being handed off, held for their kernel sockets.
+    HeldSegments => "synwall_held_segments_total", None;
+    /// Segments handed to the local kernel stack once their connection's kernel socket existed.
+    Reinjected => "synwall_reinjected_total", None;
+    /// Segments that could not be handed to the local kernel stack (the peer retransmits them).
+    ReinjectFailures => "synwall_reinject_failures_total", None;
     /// ACKs sent for early data on behalf of a new kernel socket.
     EarlyDataAcks => "synwall_early_data_acks_total", None;
     /// Handoff markers that expired without the handoff being reported done.
     HandoffsExpired => "synwall_handoffs_expired_total", None;
-    /// Segments for a connection being handed off to the kernel (dropped; the peer retransmits).
-    HandoffPendingDrops => "synwall_rejected_total{reason=\"handoff_pending\"}", None;
-    /// Segments steered to us before their connection's kernel socket existed, seen after it did.
-    LateForKernel => "synwall_rejected_total{reason=\"late_for_kernel\"}", None;
+    /// Segments of connections being handed off beyond `max_held_bytes` (dropped; the peer
+    /// retransmits them).
+    HeldOverflow => "synwall_rejected_total{reason=\"held_overflow\"}", None;
     /// ACKs matching a queued connection with the wrong acknowledgment number.
     AckMismatch => "synwall_rejected_total{reason=\"ack_mismatch\"}", None;
     /// ACKs with no queued connection while cookies are off.
@@ -158,15 +161,22 @@ pub enum Gauge {
     SynQueueDepth,
     /// Accepted connections whose handoff to the kernel is not yet reported done.
     HandoffsPending,
+    /// Bytes of segments held for kernel sockets not yet made.
+    HeldBytes,
 }
 
 impl Gauge {
-    pub const ALL: &'static [Gauge] = &[Gauge::SynQueueDepth, Gauge::HandoffsPending];
+    pub const ALL: &'static [Gauge] = &[
+        Gauge::SynQueueDepth,
+        Gauge::HandoffsPending,
+        Gauge::HeldBytes,
+    ];
 
     pub fn series(self) -> &'static str {
         match self {
             Gauge::SynQueueDepth => "synwall_syn_queue_depth",
             Gauge::HandoffsPending => "synwall_handoffs_pending",
+            Gauge::HeldBytes => "synwall_held_bytes",
         }
     }
 
@@ -174,6 +184,7 @@ impl Gauge {
         match self {
             Gauge::SynQueueDepth => "Connections in the SYN queue.",
             Gauge::HandoffsPending => "Accepted connections not yet handed to the kernel.",
+            Gauge::HeldBytes => "Bytes of segments held for kernel sockets not yet made.",
         }
     }
 }
@@ -197,8 +208,13 @@ impl Default for Counters {
 impl Counters {
     /// Adds one. Only the owning shard's thread may call this (single writer).
     pub(crate) fn incr(&self, counter: Counter) {
+        self.add(counter, 1);
+    }
+
+    /// Adds `n`. Only the owning shard's thread may call this (single writer).
+    pub(crate) fn add(&self, counter: Counter, n: usize) {
         let cell = &self.counters[counter as usize];
-        cell.store(cell.load(Relaxed) + 1, Relaxed);
+        cell.store(cell.load(Relaxed) + n as u64, Relaxed);
     }
 
     /// Sets a gauge. Only the owning shard's thread may call this (single writer).

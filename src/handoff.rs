@@ -1,7 +1,8 @@
 //! Handoff workers: completed handshakes in, established kernel sockets out.
 //!
 //! A worker pops a [`Handshake`] from the accept queue, builds its kernel socket with
-//! TCP_REPAIR ([`crate::sys::repair`]), reports back to the shard that accepted it, and passes
+//! TCP_REPAIR ([`crate::sys::repair`]) while the steering program keeps the connection's
+//! segments away from the half-built socket, reports back to the shard that accepted it, and passes
 //! the [`Connection`] on to the application through a bounded channel. A failed handoff is
 //! counted and reported, and the shard resets the peer: nothing is left half-open. When the
 //! application stops taking connections, the workers block, the accept queue fills, and the
@@ -16,7 +17,7 @@ use crossbeam_channel::{SendTimeoutError, Sender};
 
 use crate::accept_queue::{AcceptReceiver, Pop};
 use crate::listener::{Accepted, HandshakePath, WindowScale};
-use crate::sys::repair;
+use crate::sys::{SteeringProgram, repair};
 
 /// How long a worker waits for work or for room before looking at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
@@ -66,11 +67,13 @@ pub struct HandoffCounters {
     pub failed: AtomicU64,
 }
 
-/// Runs one worker until `stop` is set or the accept queue closes.
+/// Runs one worker until `stop` is set or the accept queue closes. `steering` keeps each
+/// connection's segments away from its kernel socket until the socket is ready.
 pub fn run_worker(
     queue: AcceptReceiver,
     ready: Sender<Connection>,
     counters: Arc<HandoffCounters>,
+    steering: Arc<SteeringProgram>,
     stop: Arc<AtomicBool>,
 ) {
     while !stop.load(Ordering::Relaxed) {
@@ -80,11 +83,17 @@ pub fn run_worker(
             Pop::Closed => return,
         };
         let accepted = &handshake.accepted;
-        let stream = match repair::establish(accepted) {
+        let shield = steering.shield(&accepted.tuple);
+        if let Err(error) = &shield {
+            tracing::warn!(%error, "cannot shield a handoff; its first segments may be retransmitted");
+        }
+        let established = repair::establish(accepted);
+        drop(shield);
+        let stream = match established {
             Ok(stream) => stream,
             Err(error) => {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%error, "handoff failed; the peer is reset");
+                tracing::warn!(%error, "handoff failed; the peer is reset");
                 handshake.report_failed();
                 continue;
             }

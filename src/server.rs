@@ -25,6 +25,7 @@ use crate::counters::{CounterSnapshot, Counters};
 use crate::handoff::{self, Connection, HandoffCounters};
 use crate::listener::{ConfigError, Listener, ListenerConfig};
 use crate::shard::Shard;
+use crate::sys::inject::RawInjector;
 use crate::sys::{
     SteerCounters, SteeringProgram, XdpDevice, XdpDeviceConfig, XdpError, XdpMode, XskStatistics,
     affinity, channels,
@@ -61,14 +62,18 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// A configuration serving `served` on `interface` with every other setting at its default.
+    /// A configuration serving `served` on `interface` with every other setting at its default,
+    /// and the window scale the kernel's own listener would offer in the calling thread's
+    /// network namespace.
     pub fn new(interface: &str, served: &[SocketAddr]) -> ServerConfig {
+        let defaults = ListenerConfig::default();
         ServerConfig {
             interface: interface.to_owned(),
             queues: Vec::new(),
             listener: ListenerConfig {
                 served: crate::wire::Endpoints::new(served.iter().copied()),
-                ..ListenerConfig::default()
+                window_scale: kernel_window_scale().unwrap_or(defaults.window_scale),
+                ..defaults
             },
             backlog: 4096,
             workers: 2,
@@ -102,6 +107,10 @@ pub enum ServerError {
     FastPath { queue: u32, source: io::Error },
     #[error("starting a thread: {0}")]
     Thread(io::Error),
+    #[error(
+        "opening a raw socket to hand early segments to the kernel: {source}; grant CAP_NET_RAW"
+    )]
+    RawSocket { source: io::Error },
     #[error("the server was shut down")]
     Closed,
 }
@@ -230,14 +239,15 @@ impl Server {
             started.push(started_rx);
         }
         for worker in 0..config.workers {
-            let (queue, ready_tx, counters, stop) = (
+            let (queue, ready_tx, counters, steering, stop) = (
                 accept_queue.receiver(),
                 ready_tx.clone(),
                 Arc::clone(&server.handoff),
+                Arc::clone(&server.program),
                 Arc::clone(&server.stop),
             );
             server.spawn(format!("synwall-handoff{worker}"), move || {
-                handoff::run_worker(queue, ready_tx, counters, stop)
+                handoff::run_worker(queue, ready_tx, counters, steering, stop)
             })?;
         }
         for started in started {
@@ -376,13 +386,18 @@ impl FastPath {
             }
             let device = XdpDevice::open(&config.interface, queue, config.device)?;
             program.register(&device)?;
+            let injector =
+                RawInjector::new().map_err(|source| ServerError::RawSocket { source })?;
             let keys = KeyRing::new(secret, config.key_period, unix_time());
             let listener = Listener::new(config.listener.clone(), keys, Instant::now())?;
             let handle = ShardHandle {
                 counters: listener.counters(),
                 xsk: Arc::default(),
             };
-            Ok((Shard::new(listener, device, accept, config.budget), handle))
+            Ok((
+                Shard::new(listener, device, injector, accept, config.budget),
+                handle,
+            ))
         })();
         let (mut shard, handle) = match setup {
             Ok(ready) => ready,
@@ -404,7 +419,7 @@ impl FastPath {
 
 /// The fast-path loop: a bounded round, then a short sleep when the round was not full.
 fn serve(
-    shard: &mut Shard<XdpDevice>,
+    shard: &mut Shard<XdpDevice, RawInjector>,
     budget: usize,
     stop: &AtomicBool,
     xsk: &XskCells,
@@ -430,6 +445,22 @@ fn unix_time() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
+}
+
+/// The window-scale shift the kernel offers: enough for its largest receive buffer
+/// (`tcp_select_initial_window`: log2 of max(tcp_rmem[2], rmem_max), minus 15, at most 14).
+fn kernel_window_scale() -> Option<u8> {
+    let read_last = |path: &str| -> Option<u64> {
+        std::fs::read_to_string(path)
+            .ok()?
+            .split_whitespace()
+            .last()?
+            .parse()
+            .ok()
+    };
+    let space =
+        read_last("/proc/sys/net/ipv4/tcp_rmem")?.max(read_last("/proc/sys/net/core/rmem_max")?);
+    Some((space.max(1).ilog2().saturating_sub(15)).min(14) as u8)
 }
 
 /// Every rx queue of `interface`.

@@ -1,50 +1,84 @@
-//! A shard: one listener, one frame device and one end of the accept queue, joined by the
-//! fast-path loop body [`Shard::poll`]. One shard runs per NIC receive queue, on its own thread;
-//! shards share nothing but the accept queue and the key secret.
+//! A shard: one listener, one frame device, a way to the local kernel stack and one end of the
+//! accept queue, joined by the fast-path loop body [`Shard::poll`]. One shard runs per NIC
+//! receive queue, on its own thread; shards share nothing but the accept queue and the key
+//! secret.
 
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::accept_queue::{AcceptSender, HandoffReport};
-use crate::device::FrameIo;
+use crate::counters::{Counter, Counters};
+use crate::device::{FrameIo, LocalDelivery};
 use crate::listener::{Listener, Verdict};
 
 /// See the module documentation.
-pub struct Shard<D> {
+pub struct Shard<D, L> {
     listener: Listener,
     device: D,
+    local: Local<L>,
     accept: AcceptSender,
     budget: usize,
 }
 
-impl<D: FrameIo> Shard<D> {
+/// The local kernel stack, and the count of what could not be delivered to it.
+struct Local<L> {
+    delivery: L,
+    counters: Arc<Counters>,
+}
+
+impl<L: LocalDelivery> Local<L> {
+    fn deliver(&mut self, packet: &[u8]) {
+        if let Err(error) = self.delivery.deliver(packet) {
+            self.counters.incr(Counter::ReinjectFailures);
+            tracing::debug!(%error, "a held segment could not reach the kernel");
+        }
+    }
+}
+
+impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
     /// A shard handling at most `budget` frames per direction in each [`Shard::poll`].
-    pub fn new(listener: Listener, device: D, accept: AcceptSender, budget: usize) -> Shard<D> {
+    pub fn new(
+        listener: Listener,
+        device: D,
+        delivery: L,
+        accept: AcceptSender,
+        budget: usize,
+    ) -> Shard<D, L> {
+        let local = Local {
+            delivery,
+            counters: listener.counters(),
+        };
         Shard {
             listener,
             device,
+            local,
             accept,
             budget,
         }
     }
 
-    /// One bounded round: handoff reports (resetting peers whose handoff failed), key rotation, a batch of received frames, due
-    /// timers and their retransmissions, then a flush. Returns the frames received.
-    /// `unix_time` is the wall-clock time (for key epochs).
+    /// One bounded round: handoff reports (delivering held segments to new kernel sockets,
+    /// acknowledging early data, resetting peers whose handoff failed), key rotation, a batch of
+    /// received frames, due timers and their retransmissions, then a flush. Returns the frames
+    /// received. `unix_time` is the wall-clock time (for key epochs).
     pub fn poll(&mut self, now: Instant, unix_time: Duration) -> io::Result<usize> {
         let Shard {
             listener,
             device,
+            local,
             accept,
             budget,
         } = self;
-        // Handoff reports first: a done one may acknowledge early data, a failed one resets
-        // its peer.
         device.transmit(*budget, |tx| {
             loop {
                 let verdict = match accept.next_report()? {
                     HandoffReport::Done(accepted) => {
-                        listener.handle_handoff_complete(now, &accepted, tx)
+                        let done = listener.handle_handoff_complete(now, &accepted, tx);
+                        for packet in &done.reinject {
+                            local.deliver(packet);
+                        }
+                        done.ack
                     }
                     HandoffReport::Failed(accepted) => {
                         listener.handle_handoff_failed(&accepted, tx)
@@ -66,6 +100,10 @@ impl<D: FrameIo> Shard<D> {
             };
             match verdict {
                 Verdict::Transmit(len) => Some(len),
+                Verdict::Reinject(range) => {
+                    local.deliver(&rx[range]);
+                    None
+                }
                 _ => None,
             }
         })?;
@@ -75,18 +113,6 @@ impl<D: FrameIo> Shard<D> {
         {
             listener.handle_timeout(now);
             device.transmit(*budget, |tx| listener.poll_transmit(tx))?;
-            // Staged connections whose delay ran out; one that does not fit may need a RST.
-            device.transmit(*budget, |tx| {
-                loop {
-                    let accepted = listener.poll_accepted()?;
-                    if let Err(accepted) = accept.try_push(accepted)
-                        && let Verdict::Transmit(len) =
-                            listener.handle_accept_overflow(now, accepted, tx)
-                    {
-                        return Some(len);
-                    }
-                }
-            })?;
         }
         device.flush()?;
         Ok(received)
@@ -111,5 +137,10 @@ impl<D: FrameIo> Shard<D> {
 
     pub fn device_mut(&mut self) -> &mut D {
         &mut self.device
+    }
+
+    /// What the shard delivered to the local kernel stack (for in-memory deliveries).
+    pub fn delivery_mut(&mut self) -> &mut L {
+        &mut self.local.delivery
     }
 }

@@ -626,52 +626,91 @@ fn test_listen_ipv6_with_vlan_completes_both_paths() {
     }
 }
 
+/// The IP packet inside an Ethernet frame without VLAN tag.
+fn ip_packet(frame: &[u8]) -> &[u8] {
+    &frame[14..]
+}
+
 #[test]
-fn test_established_pending_handoff_not_taken_for_new_cookie_ack() {
+fn test_established_segments_held_until_the_kernel_owns_the_connection() {
     let mut h = harness(SyncookiesMode::Always);
     let client = Client::new("198.18.5.5:40000", 10, linux_options(1));
     let syn_ack = h.syn_ack_repr(&client);
     let ack = client.ack(&syn_ack, b"hello");
     let accepted = expect_accepted(h.send(&ack).0);
-    // The data segment is retransmitted before the kernel socket exists: it would pass as a
-    // cookie ACK, but belongs to the connection being handed off.
+    assert_eq!(accepted.early_data, b"hello");
+    // Everything that follows before the kernel socket exists is held for it, never taken for
+    // a new cookie ACK: a retransmission (it would validate as a cookie), the next request, a
+    // FIN, a SYN, a RST.
+    let request = client.data(&ack, 5, b"more", TcpFlags::PSH);
+    let fin = client.data(&ack, 9, b"", TcpFlags::FIN);
+    let rst = client.segment(TcpFlags::RST, client.isn + 10, SeqNumber(0));
+    let held = [
+        frame(&ack),
+        frame(&request),
+        frame(&fin),
+        frame(&client.syn()),
+        frame(&rst),
+    ];
+    for segment in &held {
+        assert_eq!(h.send_frame(segment), (Verdict::Consumed, None));
+    }
+    assert_eq!(count(&h, Counter::HeldSegments), 5);
+    let held_bytes: usize = held.iter().map(|frame| ip_packet(frame).len()).sum();
     assert_eq!(
-        h.send(&ack),
-        (Verdict::Drop(DropReason::HandoffPending), None)
+        h.listener.counters().gauge(Gauge::HeldBytes),
+        held_bytes as u64
     );
-    assert_eq!(
-        h.send(&client.syn()),
-        (Verdict::Drop(DropReason::HandoffPending), None)
-    );
-    let rst = client.segment(TcpFlags::RST, client.isn + 1, SeqNumber(0));
-    assert_eq!(
-        h.send(&rst),
-        (Verdict::Drop(DropReason::HandoffPending), None)
-    );
-    assert_eq!(count(&h, Counter::HandoffPendingDrops), 3);
     assert_eq!(h.listener.counters().gauge(Gauge::HandoffsPending), 1);
 
-    let ack_of_hello = h
-        .handoff_complete(&accepted)
-        .expect("the early data is acknowledged");
+    let (ack_of_hello, reinject) = h.handoff_complete(&accepted);
+    let ack_of_hello = ack_of_hello.expect("the early data is acknowledged");
     assert_eq!(
         parse_reply(&ack_of_hello, client.addr).ack,
         client.isn + 1 + 5
     );
-    assert_eq!(h.listener.counters().gauge(Gauge::HandoffsPending), 0);
-    // Frames steered to us before the kernel socket existed may still come out of the ring:
-    // dropped, never reset, for a while after the handoff.
+    let expected: Vec<&[u8]> = held.iter().map(|frame| ip_packet(frame)).collect();
     assert_eq!(
-        h.send(&ack),
-        (Verdict::Drop(DropReason::LateForKernel), None)
+        reinject, expected,
+        "held packets go to the kernel in arrival order"
     );
+    assert_eq!(count(&h, Counter::Reinjected), 5);
+    assert_eq!(h.listener.counters().gauge(Gauge::HandoffsPending), 0);
+    assert_eq!(h.listener.counters().gauge(Gauge::HeldBytes), 0);
+
+    // Frames steered to us before the kernel socket existed may still come out of the ring:
+    // straight to the kernel, for a while after the handoff.
+    let late = frame(&request);
+    let Verdict::Reinject(range) = h.send_frame(&late).0 else {
+        panic!("expected a re-injection");
+    };
+    assert_eq!(&late[range], ip_packet(&late));
     h.advance(Duration::from_millis(99));
-    assert_eq!(h.send(&ack).0, Verdict::Drop(DropReason::LateForKernel));
+    assert!(matches!(h.send(&ack).0, Verdict::Reinject(_)));
     h.advance(Duration::from_millis(1));
     assert!(
         matches!(h.send(&ack).0, Verdict::Accepted(_)),
         "forgotten after the linger"
     );
+}
+
+#[test]
+fn test_established_held_segments_bounded() {
+    let mut h = Harness::new(ListenerConfig {
+        max_held_bytes: 200,
+        ..config(SyncookiesMode::Always)
+    });
+    let client = Client::new("198.18.5.5:40000", 10, linux_options(1));
+    let syn_ack = h.syn_ack_repr(&client);
+    let ack = client.ack(&syn_ack, b"");
+    expect_accepted(h.send(&ack).0);
+    let request = frame(&client.data(&ack, 0, &[7; 100], TcpFlags::PSH));
+    assert_eq!(h.send_frame(&request).0, Verdict::Consumed);
+    assert_eq!(
+        h.send_frame(&request).0,
+        Verdict::Drop(DropReason::HeldOverflow)
+    );
+    assert_eq!(count(&h, Counter::HeldOverflow), 1);
 }
 
 #[test]
@@ -682,8 +721,8 @@ fn test_established_handed_tuple_takes_a_new_syn() {
     let accepted = expect_accepted(h.send(&client.ack(&syn_ack, b"")).0);
     assert_eq!(
         h.handoff_complete(&accepted),
-        None,
-        "no early data, nothing to say"
+        (None, Vec::new()),
+        "no early data, nothing held"
     );
     // The client reconnects over the same 4-tuple (TIME-WAIT reuse): a new handshake.
     let again = Client {
@@ -887,120 +926,4 @@ fn test_listen_rejects_invalid_config() {
         ..config(SyncookiesMode::Always)
     };
     assert!(Listener::new(stateless, keys(START_UNIX), now).is_ok());
-}
-
-fn staging() -> Harness {
-    Harness::new(ListenerConfig {
-        handoff_delay: 2 * MS,
-        max_early_data: 100,
-        ..config(SyncookiesMode::Always)
-    })
-}
-
-#[test]
-fn test_established_staged_until_request_arrives() {
-    let mut h = staging();
-    let client = Client::new("198.18.5.5:40000", 10, linux_options(1));
-    let syn_ack = h.syn_ack_repr(&client);
-    let ack = client.ack(&syn_ack, b"");
-    assert_eq!(h.send(&ack), (Verdict::Consumed, None), "staged");
-    assert_eq!(h.listener.counters().gauge(Gauge::HandoffsPending), 1);
-    // The request follows in two segments; the second ends the write.
-    let first = client.data(&ack, 0, b"GET / HTTP/1.1\r\n", TcpFlags(0));
-    assert_eq!(h.send(&first), (Verdict::Consumed, None));
-    assert_eq!(
-        h.send(&first),
-        (Verdict::Drop(DropReason::HandoffPending), None),
-        "retransmission"
-    );
-    let second = client.data(&ack, 16, b"\r\n", TcpFlags::PSH);
-    let accepted = expect_accepted(h.send(&second).0);
-    assert_eq!(accepted.early_data, b"GET / HTTP/1.1\r\n\r\n");
-    assert_eq!(count(&h, Counter::EarlyDataSegments), 2);
-    assert_eq!(
-        h.send(&second),
-        (Verdict::Drop(DropReason::HandoffPending), None),
-        "handing off"
-    );
-
-    // Once the kernel owns it, the peer learns that its request arrived.
-    let reply = h
-        .handoff_complete(&accepted)
-        .expect("an ACK for the early data");
-    let ack_of_data = parse_reply(&reply, client.addr);
-    assert_eq!(ack_of_data.flags, TcpFlags::ACK);
-    assert_eq!(ack_of_data.seq, syn_ack.seq + 1);
-    assert_eq!(ack_of_data.ack, client.isn + 1 + 18);
-    assert_eq!(
-        ack_of_data.options.timestamps.unwrap().echo,
-        accepted.timestamps.unwrap().value
-    );
-    assert_eq!(ack_of_data.window, (65535 - 18) >> 7);
-    assert_eq!(count(&h, Counter::EarlyDataAcks), 1);
-    assert_eq!(h.listener.counters().gauge(Gauge::HandoffsPending), 0);
-}
-
-#[test]
-fn test_established_staged_released_when_delay_runs_out() {
-    let mut h = staging();
-    let client = Client::new("198.18.5.5:40000", 10, linux_options(1));
-    let syn_ack = h.syn_ack_repr(&client);
-    assert_eq!(h.send(&client.ack(&syn_ack, b"")).0, Verdict::Consumed);
-    h.advance(2 * MS - Duration::from_micros(1));
-    assert_eq!(
-        h.listener.poll_accepted(),
-        None,
-        "one tick before the delay"
-    );
-    h.advance(Duration::from_micros(1));
-    let accepted = h.listener.poll_accepted().expect("released");
-    assert!(accepted.early_data.is_empty());
-    assert_eq!(h.listener.poll_accepted(), None);
-    assert_eq!(
-        h.listener.counters().gauge(Gauge::HandoffsPending),
-        1,
-        "now handing off"
-    );
-}
-
-#[test]
-fn test_established_ack_with_pushed_request_goes_at_once() {
-    let mut h = staging();
-    let client = Client::new("198.18.5.5:40000", 10, linux_options(1));
-    let syn_ack = h.syn_ack_repr(&client);
-    let accepted = expect_accepted(h.send(&client.ack(&syn_ack, b"ping")).0);
-    assert_eq!(accepted.early_data, b"ping");
-}
-
-#[test]
-fn test_established_staged_early_data_capped() {
-    let mut h = staging();
-    let client = Client::new("198.18.5.5:40000", 10, linux_options(1));
-    let syn_ack = h.syn_ack_repr(&client);
-    let ack = client.ack(&syn_ack, b"");
-    h.send(&ack);
-    let big = [b'x'; 80];
-    assert_eq!(
-        h.send(&client.data(&ack, 0, &big, TcpFlags(0))).0,
-        Verdict::Consumed
-    );
-    // 80 + 80 would pass the cap of 100: released without the segment.
-    let accepted = expect_accepted(h.send(&client.data(&ack, 80, &big, TcpFlags(0))).0);
-    assert_eq!(accepted.early_data.len(), 80);
-}
-
-#[test]
-fn test_established_staged_reset_forgets_connection() {
-    let mut h = staging();
-    let client = Client::new("198.18.5.5:40000", 10, linux_options(1));
-    let syn_ack = h.syn_ack_repr(&client);
-    let ack = client.ack(&syn_ack, b"");
-    h.send(&ack);
-    let wrong = client.segment(TcpFlags::RST, ack.seq + 5, SeqNumber(0));
-    assert_eq!(h.send(&wrong).0, Verdict::Drop(DropReason::OutOfWindow));
-    let rst = client.segment(TcpFlags::RST, ack.seq, SeqNumber(0));
-    assert_eq!(h.send(&rst), (Verdict::Consumed, None));
-    assert_eq!(h.listener.counters().gauge(Gauge::HandoffsPending), 0);
-    h.advance(Duration::from_secs(5));
-    assert_eq!(h.listener.poll_accepted(), None);
 }

@@ -3,7 +3,8 @@
 
 mod common;
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use common::lab::*;
@@ -12,6 +13,7 @@ use rand::{Rng, SeedableRng};
 use synwall::counters::Counter;
 use synwall::lab::Topology;
 use synwall::listener::SyncookiesMode;
+use synwall::sys::tcp_info::tcp_info;
 
 fn lab() -> Option<Topology> {
     require_privileges().then(|| Topology::create("swt").expect("creating the lab"))
@@ -96,8 +98,6 @@ fn test_when_full_crosses_from_queue_to_cookies() {
     let server = EchoServer::start(&topology, Echo::UntilEof, |config| {
         config.listener.syncookies = SyncookiesMode::WhenFull;
         config.listener.max_syn_backlog = 2;
-        // Keep entries queued a little longer, so that concurrent clients find it full.
-        config.listener.handoff_delay = Duration::from_millis(2);
     });
     concurrent_echoes(&topology, served_v4(), 200);
     let stats = server.stats();
@@ -107,4 +107,308 @@ fn test_when_full_crosses_from_queue_to_cookies() {
     assert!(queued > 0, "some handshakes went through the queue");
     assert!(cookies > 0, "the queue filled and cookies took over");
     assert!(stats.listener.get(Counter::SynQueueOverflow) > 0);
+}
+
+/// Runs `f` in the client namespace and returns its result.
+fn in_client<T: Send + 'static>(topology: &Topology, f: impl FnOnce() -> T + Send + 'static) -> T {
+    topology
+        .spawn_in(&topology.client_ns, f)
+        .join()
+        .expect("client thread panicked")
+        .expect("entering the client namespace")
+}
+
+/// `ss -tin` of the established sockets matching `filter` in namespace `ns`.
+fn ss_info(topology: &Topology, ns: &str, filter: &str) -> String {
+    topology
+        .run_in(ns, &["ss", "-tin", "state", "established", filter])
+        .expect("ss")
+}
+
+/// The value of a `name:value` field of `ss -ti` output.
+fn ss_field<'a>(info: &'a str, name: &str) -> &'a str {
+    info.split_whitespace()
+        .find_map(|word| word.strip_prefix(name)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {name} in {info}"))
+}
+
+#[test]
+fn test_kernel_socket_negotiated_what_the_client_offered() {
+    let Some(topology) = lab() else { return };
+    for mode in [SyncookiesMode::Always, SyncookiesMode::Never] {
+        // In the server namespace: synwall on port 80 and, for comparison, the kernel's own
+        // listener on port 81; each takes one connection from the same client.
+        let iface = topology.server_if.clone();
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+        let server = topology.spawn_in(&topology.server_ns, move || {
+            let mut config = synwall::server::ServerConfig::new(&iface, &[served_v4()]);
+            config.listener.syncookies = mode;
+            let synwall = synwall::server::Server::bind(config).unwrap();
+            let kernel = TcpListener::bind((synwall::lab::SERVER_V4, 81)).unwrap();
+            ready_tx.send(()).unwrap();
+            let handed = synwall.accept().unwrap().stream;
+            let (native, _) = kernel.accept().unwrap();
+            let infos = (tcp_info(&handed).unwrap(), tcp_info(&native).unwrap());
+            let _ = done_rx.recv_timeout(Duration::from_secs(10));
+            infos
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server started");
+        let clients = in_client(&topology, || {
+            let handed = TcpStream::connect_timeout(&served_v4(), Duration::from_secs(3)).unwrap();
+            let native = TcpStream::connect_timeout(
+                &(synwall::lab::SERVER_V4, 81).into(),
+                Duration::from_secs(3),
+            )
+            .unwrap();
+            (handed, native)
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let handed_ss = ss_info(&topology, &topology.server_ns, "( sport = :80 )");
+        let native_ss = ss_info(&topology, &topology.server_ns, "( sport = :81 )");
+        done_tx.send(()).unwrap();
+        let (handed, native) = server.join().unwrap().unwrap();
+        drop(clients);
+
+        assert!(handed.timestamps && handed.sack, "{mode:?}: {handed:?}");
+        assert_eq!(
+            handed, native,
+            "{mode:?}: synwall's socket matches the kernel's own"
+        );
+        for field in ["wscale", "mss"] {
+            assert_eq!(
+                ss_field(&handed_ss, field),
+                ss_field(&native_ss, field),
+                "{mode:?} ss {field}"
+            );
+        }
+    }
+}
+
+/// Drops the first SYN-ACK from port 80 that reaches the client namespace.
+fn drop_first_synack(topology: &Topology) {
+    let rules = "table inet synwall_test {
+        chain input {
+            type filter hook input priority 0;
+            tcp sport 80 tcp flags & (syn | ack) == (syn | ack) limit rate 1/hour burst 1 packets counter drop
+        }
+    }";
+    let file = std::env::temp_dir().join(format!("synwall-nft-{}.nft", topology.client_ns));
+    std::fs::write(&file, rules).unwrap();
+    topology
+        .run_in(&topology.client_ns, &["nft", "-f", file.to_str().unwrap()])
+        .expect("nft");
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn test_lost_synack_is_answered_again() {
+    let Some(topology) = lab() else { return };
+    for mode in [SyncookiesMode::Never, SyncookiesMode::Always] {
+        let _server = EchoServer::start(&topology, Echo::UntilEof, |config| {
+            config.listener.syncookies = mode;
+        });
+        drop_first_synack(&topology);
+        let started = std::time::Instant::now();
+        let echoed = in_client(&topology, || echo_roundtrip(served_v4(), b"after a loss"));
+        assert_eq!(
+            echoed.expect("connects despite the loss"),
+            sha256(b"after a loss")
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "{mode:?}: the first SYN-ACK was lost"
+        );
+        let rules = topology
+            .run_in(
+                &topology.client_ns,
+                &["nft", "list", "table", "inet", "synwall_test"],
+            )
+            .unwrap();
+        assert!(
+            rules.contains("packets 1 "),
+            "exactly one SYN-ACK dropped: {rules}"
+        );
+        topology
+            .run_in(
+                &topology.client_ns,
+                &["nft", "delete", "table", "inet", "synwall_test"],
+            )
+            .unwrap();
+    }
+}
+
+#[test]
+fn test_only_the_served_port_is_steered() {
+    let Some(topology) = lab() else { return };
+    // A kernel listener on the served port (a canary: it must get nothing) and one on another
+    // port (it must keep working), both in the server namespace.
+    let (canary, other) = topology
+        .spawn_in(&topology.server_ns, || {
+            let canary = TcpListener::bind(served_v4()).unwrap();
+            let other = TcpListener::bind((synwall::lab::SERVER_V4, 81)).unwrap();
+            canary.set_nonblocking(true).unwrap();
+            (canary, other)
+        })
+        .join()
+        .unwrap()
+        .unwrap();
+    let server = EchoServer::start(&topology, Echo::UntilEof, |_| {});
+    topology
+        .run_in(&topology.client_ns, &["ip", "neigh", "flush", "all"])
+        .unwrap();
+    topology
+        .run_in(
+            &topology.client_ns,
+            &[
+                "ping",
+                "-c",
+                "2",
+                "-W",
+                "2",
+                &synwall::lab::SERVER_V4.to_string(),
+            ],
+        )
+        .expect("ping (and ARP) work while attached");
+    topology
+        .run_in(
+            &topology.client_ns,
+            &[
+                "ping",
+                "-6",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                &synwall::lab::SERVER_V6.to_string(),
+            ],
+        )
+        .expect("ping -6 (and neighbour discovery) work while attached");
+    let served = in_client(&topology, || {
+        let other = TcpStream::connect_timeout(
+            &(synwall::lab::SERVER_V4, 81).into(),
+            Duration::from_secs(3),
+        );
+        let served = echo_roundtrip(served_v4(), b"to synwall");
+        (other.is_ok(), served)
+    });
+    assert!(served.0, "the kernel listener on port 81 is reachable");
+    assert_eq!(served.1.unwrap(), sha256(b"to synwall"));
+    other.accept().expect("port 81 got its connection");
+    assert_eq!(
+        canary.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "the kernel listener on the served port got nothing"
+    );
+    assert!(server.stats().steering.redirected > 0);
+}
+
+#[test]
+fn test_accept_queue_overflow_resets_when_asked() {
+    let Some(topology) = lab() else { return };
+    let server = EchoServer::start(&topology, Echo::UntilEof, |config| {
+        config.listener.abort_on_overflow = true;
+        config.backlog = 1;
+        config.workers = 1;
+    });
+    server.set_accepting(false);
+    let outcomes = in_client(&topology, || {
+        let clients: Vec<_> = (0..8)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    echo_roundtrip(served_v4(), &[i; 100]).map_err(|e| e.kind())
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .map(|c| c.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let resets = outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome, Err(std::io::ErrorKind::ConnectionReset)))
+        .count();
+    assert!(resets > 0, "clients saw resets: {outcomes:?}");
+    let stats = server.stats();
+    assert!(stats.listener.get(Counter::AcceptQueueOverflow) > 0);
+    assert!(stats.listener.get(Counter::RstsSent) > 0);
+}
+
+#[test]
+fn test_accept_queue_overflow_drops_and_clients_get_in_later() {
+    let Some(topology) = lab() else { return };
+    let server = EchoServer::start(&topology, Echo::UntilEof, |config| {
+        config.backlog = 1;
+        config.workers = 1;
+    });
+    server.set_accepting(false);
+    let clients = topology.spawn_in(&topology.client_ns, || {
+        let clients: Vec<_> = (0..8u8)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    echo_roundtrip(served_v4(), &[i; 100]).map(|hash| (i, hash))
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .map(|c| c.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let overflowed = server.stats().listener.get(Counter::AcceptQueueOverflow);
+    server.set_accepting(true);
+    let outcomes = clients.join().unwrap().unwrap();
+    assert!(
+        overflowed > 0,
+        "the accept queue overflowed while the application slept"
+    );
+    for outcome in outcomes {
+        let (i, hash) = outcome.expect("no client is reset; each gets in once there is room");
+        assert_eq!(hash, sha256(&[i; 100]));
+    }
+    assert_eq!(server.stats().listener.get(Counter::RstsSent), 0);
+}
+
+#[test]
+fn test_reconnect_over_a_time_wait_tuple() {
+    let Some(topology) = lab() else { return };
+    let server = EchoServer::start(&topology, Echo::OnceThenClose, |config| {
+        config.listener.syncookies = SyncookiesMode::Always;
+    });
+    let exchange = |local_port: u16| {
+        move || -> std::io::Result<Vec<u8>> {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&SocketAddr::from((synwall::lab::CLIENT_V4, local_port)).into())?;
+            socket.connect_timeout(&served_v4().into(), Duration::from_secs(3))?;
+            let mut stream: TcpStream = socket.into();
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            stream.write_all(b"ping")?;
+            let mut reply = Vec::new();
+            stream.read_to_end(&mut reply)?;
+            Ok(reply)
+        }
+    };
+    assert_eq!(in_client(&topology, exchange(45678)).unwrap(), b"ping");
+    // The server closed first: the kernel holds the 4-tuple in TIME-WAIT.
+    std::thread::sleep(Duration::from_millis(200));
+    let time_wait = topology
+        .run_in(
+            &topology.server_ns,
+            &["ss", "-tan", "state", "time-wait", "( dport = :45678 )"],
+        )
+        .unwrap();
+    assert!(
+        time_wait.contains(":45678"),
+        "server-side TIME-WAIT: {time_wait}"
+    );
+    assert_eq!(
+        in_client(&topology, exchange(45678)).expect("gets in again"),
+        b"ping"
+    );
+    assert_eq!(server.stats().handoffs_failed, 0);
 }

@@ -14,8 +14,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use synwall::accept_queue::{AcceptQueue, AcceptReceiver, Pop};
 use synwall::counters::{Counter, Gauge};
-use synwall::device::memory::MemoryDevice;
+use synwall::device::memory::{MemoryDelivery, MemoryDevice};
 use synwall::listener::{Listener, ListenerConfig, SyncookiesMode};
+use synwall::seq::SeqNumber;
 use synwall::shard::Shard;
 use synwall::wire::{Endpoints, Parsed, TcpFlags};
 
@@ -39,21 +40,26 @@ struct SimClient {
     request: Vec<u8>,
     /// Send the request in its own segment after the ACK (as Linux does), not in the ACK.
     separate_request: bool,
-    /// Whether the listener acknowledged the request after the handoff.
-    request_acked: bool,
+    /// Whether the listener acknowledged early data after the handoff.
+    early_data_acked: bool,
+    /// What the kernel socket got: early data, then re-injected segments' payload.
+    kernel_received: Vec<u8>,
 }
 
 struct Outcome {
     completed: usize,
-    /// Clients told that their request arrived.
-    acked: usize,
+    /// Clients whose kernel socket got exactly their request.
+    requests_intact: usize,
+    /// Clients told that their early data arrived, of those who sent it with the ACK.
+    early_data_acked: usize,
+    early_data_senders: usize,
     clients: usize,
     max_queue_len: usize,
     listener_counters: synwall::counters::CounterSnapshot,
 }
 
 struct Simulation {
-    shard: Shard<MemoryDevice>,
+    shard: Shard<MemoryDevice, MemoryDelivery>,
     accept: AcceptReceiver,
     rng: StdRng,
     now: Instant,
@@ -71,7 +77,6 @@ impl Simulation {
         let now = Instant::now();
         let config = ListenerConfig {
             max_syn_backlog: 256,
-            handoff_delay: Duration::from_millis(2),
             ..config(mode)
         };
         let listener = Listener::new(config, keys(START_UNIX), now).unwrap();
@@ -81,6 +86,7 @@ impl Simulation {
         let shard = Shard::new(
             listener,
             MemoryDevice::new(8192),
+            MemoryDelivery::default(),
             accept_queue.sender(1024),
             512,
         );
@@ -101,7 +107,8 @@ impl Simulation {
                     state: State::Waiting(rng.random_range(0..3000)),
                     request: format!("GET /{i} HTTP/1.1\r\n\r\n").into_bytes(),
                     separate_request: i % 2 == 1,
-                    request_acked: false,
+                    early_data_acked: false,
+                    kernel_received: Vec::new(),
                 }
             })
             .collect();
@@ -156,6 +163,7 @@ impl Simulation {
             self.step_clients();
             self.shard.poll(self.now, self.unix).unwrap();
             self.deliver_replies();
+            self.deliver_to_kernel();
             self.drain_accept_queue();
             let len = self.shard.listener().syn_queue_len();
             self.max_queue_len = self.max_queue_len.max(len);
@@ -197,8 +205,9 @@ impl Simulation {
             if reply.flags == TcpFlags::ACK {
                 // The early data went into the kernel socket, and we are told so.
                 assert_eq!(sim.state, State::Done, "to {dst}");
+                assert!(!sim.separate_request, "no early data to acknowledge");
                 assert_eq!(reply.ack, sim.client.isn + 1 + sim.request.len() as u32);
-                sim.request_acked = true;
+                sim.early_data_acked = true;
                 continue;
             }
             assert_eq!(reply.flags, TcpFlags::SYN | TcpFlags::ACK, "to {dst}");
@@ -226,6 +235,31 @@ impl Simulation {
         }
     }
 
+    /// Segments the shard handed to the local kernel: their payload goes to the client's
+    /// kernel socket.
+    fn deliver_to_kernel(&mut self) {
+        for packet in self.shard.delivery_mut().delivered.drain(..) {
+            let ip = etherparse::Ipv4Slice::from_slice(&packet).expect("an IPv4 packet");
+            let tcp =
+                etherparse::TcpSlice::from_slice(ip.payload().payload).expect("a TCP segment");
+            let src = SocketAddr::new(ip.header().source_addr().into(), tcp.source_port());
+            let index = self.by_addr[&src];
+            let sim = &mut self.clients[index];
+            assert_eq!(
+                sim.state,
+                State::Done,
+                "delivered only once the kernel owns it"
+            );
+            // Like a kernel socket: in sequence order, duplicates trimmed.
+            let offset = (SeqNumber(tcp.sequence_number()) - (sim.client.isn + 1)) as usize;
+            let received = sim.kernel_received.len();
+            assert!(offset <= received, "a hole before sequence offset {offset}");
+            if let Some(new) = tcp.payload().get(received - offset..) {
+                sim.kernel_received.extend_from_slice(new);
+            }
+        }
+    }
+
     fn drain_accept_queue(&mut self) {
         while let Pop::Handshake(handshake) = self.accept.pop(Duration::ZERO) {
             let accepted = &handshake.accepted;
@@ -237,7 +271,10 @@ impl Simulation {
                 "{:?} accepted twice",
                 accepted.tuple
             );
-            assert_eq!(accepted.early_data, sim.request);
+            if !sim.separate_request {
+                assert_eq!(accepted.early_data, sim.request);
+            }
+            sim.kernel_received.extend_from_slice(&accepted.early_data);
             assert_eq!(accepted.client_isn, sim.client.isn);
             assert_eq!(accepted.server_isn + 1, accepted.our_next_seq());
             sim.state = State::Done;
@@ -252,7 +289,13 @@ impl Simulation {
                 .iter()
                 .filter(|c| c.state == State::Done)
                 .count(),
-            acked: self.clients.iter().filter(|c| c.request_acked).count(),
+            requests_intact: self
+                .clients
+                .iter()
+                .filter(|c| c.kernel_received == c.request)
+                .count(),
+            early_data_acked: self.clients.iter().filter(|c| c.early_data_acked).count(),
+            early_data_senders: self.clients.iter().filter(|c| !c.separate_request).count(),
             clients: self.clients.len(),
             max_queue_len: self.max_queue_len,
             listener_counters: self.shard.listener().counters().snapshot(),
@@ -294,10 +337,17 @@ fn test_flood_every_client_completes_when_full() {
         "{:?}",
         counters.non_zero()
     );
-    assert_eq!(outcome.acked, outcome.clients, "every request acknowledged");
+    assert_eq!(
+        outcome.requests_intact, outcome.clients,
+        "every request reached its kernel socket"
+    );
+    assert_eq!(
+        outcome.early_data_acked, outcome.early_data_senders,
+        "early data acknowledged"
+    );
     assert!(
-        counters.get(Counter::EarlyDataSegments) > 0,
-        "requests after the ACK were staged"
+        counters.get(Counter::Reinjected) > 0,
+        "requests after the ACK were held for the kernel"
     );
     assert_eq!(outcome.max_queue_len, 256, "the flood filled the SYN queue");
     assert!(counters.get(Counter::CookiesSent) > 100_000);
@@ -320,10 +370,17 @@ fn test_flood_every_client_completes_always() {
         "{:?}",
         counters.non_zero()
     );
-    assert_eq!(outcome.acked, outcome.clients, "every request acknowledged");
+    assert_eq!(
+        outcome.requests_intact, outcome.clients,
+        "every request reached its kernel socket"
+    );
+    assert_eq!(
+        outcome.early_data_acked, outcome.early_data_senders,
+        "early data acknowledged"
+    );
     assert!(
-        counters.get(Counter::EarlyDataSegments) > 0,
-        "requests after the ACK were staged"
+        counters.get(Counter::Reinjected) > 0,
+        "requests after the ACK were held for the kernel"
     );
     assert_eq!(outcome.max_queue_len, 0);
     assert_eq!(
@@ -360,10 +417,17 @@ fn test_quiet_listener_serves_everyone_from_the_queue() {
         "{:?}",
         counters.non_zero()
     );
-    assert_eq!(outcome.acked, outcome.clients, "every request acknowledged");
+    assert_eq!(
+        outcome.requests_intact, outcome.clients,
+        "every request reached its kernel socket"
+    );
+    assert_eq!(
+        outcome.early_data_acked, outcome.early_data_senders,
+        "early data acknowledged"
+    );
     assert!(
-        counters.get(Counter::EarlyDataSegments) > 0,
-        "requests after the ACK were staged"
+        counters.get(Counter::Reinjected) > 0,
+        "requests after the ACK were held for the kernel"
     );
     assert_eq!(counters.get(Counter::CookiesSent), 0);
     assert!(counters.get(Counter::SynAckRetransmits) + counters.get(Counter::DuplicateSyns) > 0);

@@ -24,6 +24,11 @@
  *   counters : per-CPU array of __u64, indexed by enum counter.
  *   tw_handshakes : LRU hash of struct bpf_sock_tuple (zero-padded) -> __u8:
  *              4-tuples of handshakes begun over a TIME_WAIT socket.
+ *   handing_off : LRU hash of struct bpf_sock_tuple (zero-padded) -> __u8:
+ *              4-tuples whose kernel socket a worker is building with TCP_REPAIR.
+ *              Such a socket is hashed (ESTABLISHED) before its timestamps,
+ *              options and windows are restored; its segments keep going to
+ *              user space, which holds them for it, until it is ready.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -38,6 +43,7 @@
 #define MAX_SERVED 256
 #define MAX_IPV6_EXT_HDRS 4
 #define MAX_TW_HANDSHAKES 4096
+#define MAX_HANDING_OFF 65536
 
 #define ETH_P_8021Q_BE bpf_htons(0x8100)
 #define ETH_P_IP_BE bpf_htons(0x0800)
@@ -93,6 +99,13 @@ struct {
 	__type(key, struct bpf_sock_tuple);
 	__type(value, __u8);
 } tw_handshakes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_HANDING_OFF);
+	__type(key, struct bpf_sock_tuple);
+	__type(value, __u8);
+} handing_off SEC(".maps");
 
 struct vlan_hdr {
 	__be16 tci;
@@ -194,6 +207,8 @@ static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, struct tcph
 	if (state < 0 || state == BPF_TCP_LISTEN)
 		return VERDICT_XSK;
 	if (state == BPF_TCP_TIME_WAIT && bpf_map_lookup_elem(&tw_handshakes, tuple))
+		return VERDICT_XSK;
+	if (bpf_map_lookup_elem(&handing_off, tuple))
 		return VERDICT_XSK;
 	return VERDICT_KERNEL;
 }

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
-use super::{FrameIo, MIN_TX_FRAME};
+use super::{FrameIo, LocalDelivery, MIN_TX_FRAME};
 
 struct Frame {
     buf: Box<[u8]>,
@@ -124,5 +124,18 @@ impl FrameIo for MemoryDevice {
 
     fn wait(&mut self, _timeout: Duration) -> io::Result<bool> {
         Ok(!self.rx.is_empty())
+    }
+}
+
+/// A [`LocalDelivery`] that keeps what it is given, for tests to inspect.
+#[derive(Debug, Default)]
+pub struct MemoryDelivery {
+    pub delivered: Vec<Vec<u8>>,
+}
+
+impl LocalDelivery for MemoryDelivery {
+    fn deliver(&mut self, packet: &[u8]) -> io::Result<()> {
+        self.delivered.push(packet.to_vec());
+        Ok(())
     }
 }

@@ -7,6 +7,10 @@
 //! Implementations:
 //! - [`memory::MemoryDevice`]: an in-memory device for tests, simulations and benchmarks.
 //! - the AF_XDP device (see `crate::sys`), the production fast path.
+//!
+//! A [`LocalDelivery`] takes IP packets to the local kernel stack: segments of connections the
+//! kernel owns that reached user space first ([`crate::sys::inject::RawInjector`], or
+//! [`memory::MemoryDelivery`] in tests).
 
 pub mod memory;
 
@@ -43,4 +47,10 @@ pub trait FrameIo {
     /// Blocks until a frame may be ready to receive, or `timeout` passes. Returns whether
     /// frames may be ready.
     fn wait(&mut self, timeout: Duration) -> io::Result<bool>;
+}
+
+/// Delivers IP packets to the local kernel stack.
+pub trait LocalDelivery {
+    /// Hands `packet` (an IPv4 or IPv6 packet, checksums intact) to the local stack.
+    fn deliver(&mut self, packet: &[u8]) -> io::Result<()>;
 }

@@ -55,19 +55,15 @@ pub struct ListenerConfig {
     /// RSTs per second at most to invalid ACKs (RFC 9293 §3.10.7.1); 0 drops them silently.
     /// The bucket holds one second's worth.
     pub invalid_ack_rsts_per_sec: u32,
-    /// How long a completed handshake waits for the client's first write before it goes to
-    /// the accept queue (it goes at once when a segment carries PSH or FIN); zero sends every
-    /// handshake at once. Server-first protocols (SSH, SMTP) wait this long for their banner.
-    pub handoff_delay: Duration,
-    /// Early data one connection may collect while staged. The default, 16 KiB, holds a full
-    /// initial window of 10 segments; segments beyond it race the handoff and are retransmitted.
-    pub max_early_data: usize,
+    /// Bytes of segments held, over all connections being handed off, for their kernel
+    /// sockets (the request that follows a final ACK within microseconds); past this they are
+    /// dropped and the peers retransmit them.
+    pub max_held_bytes: usize,
     /// How long an accepted connection is remembered as being handed off, so that its
     /// retransmitted segments are not taken for new cookie ACKs.
     pub handoff_timeout: Duration,
-    /// Connections staged or being handed off, at most; a handshake completing when this is
-    /// full is treated as an accept-queue overflow. Worst-case memory: this many times
-    /// (`max_early_data` + about 200 bytes).
+    /// Connections being handed off, at most; a handshake completing when this is full is
+    /// treated as an accept-queue overflow. Worst-case memory: about 200 bytes each.
     pub max_pending_handoffs: usize,
 }
 
@@ -90,8 +86,7 @@ impl Default for ListenerConfig {
             cookie_mss_v4: MssTable::IPV4,
             cookie_mss_v6: MssTable::IPV6,
             invalid_ack_rsts_per_sec: 1000,
-            handoff_delay: Duration::from_millis(2),
-            max_early_data: 16 * 1024,
+            max_held_bytes: 8 << 20,
             handoff_timeout: Duration::from_secs(3),
             max_pending_handoffs: 4096,
         }

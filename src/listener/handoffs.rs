@@ -1,35 +1,38 @@
 //! Connections between the end of their handshake and the moment the kernel owns them.
 //!
-//! A completed handshake is first *staged*: the client's first request usually arrives a few
-//! microseconds after its final ACK, before any kernel socket could exist, and would be lost
-//! (costing the client a ~200 ms tail-loss probe). While staged, in-order payload is folded into
-//! the connection's early data, which the handoff writes into the kernel socket's receive queue.
-//! A connection is *released* to the accept queue when a segment ends a write (PSH or FIN), when
-//! its early data would pass the cap, or when the staging delay runs out. Once released it is
-//! *handing off* until the worker reports back or the handoff timeout passes; its segments are
-//! then dropped (the peer retransmits to the kernel socket) and never taken for new cookie ACKs.
-//! Once the kernel owns it, it stays *handed* for [`HANDED_LINGER`]: segments the XDP program
-//! steered to us before the kernel socket existed may still wait in the receive ring, and must
-//! not be taken for bad cookie ACKs (and reset). A new SYN on a handed 4-tuple starts afresh.
+//! A completed handshake goes to the accept queue at once and is *handing off* until the worker
+//! reports back (or the handoff timeout passes). Segments of it that reach us meanwhile (the
+//! request that follows the final ACK within microseconds, a FIN, a RST) are *held*: copied,
+//! and once the kernel socket exists, re-injected into the local kernel stack, which processes
+//! them as if they had just arrived. Once the kernel owns the connection it stays *handed* for
+//! [`HANDED_LINGER`]: segments the XDP program steered to us before the socket existed may still
+//! wait in the receive ring; they are re-injected at once, never taken for bad cookie ACKs.
 //!
-//! Memory: at most `capacity` connections, each an [`Accepted`] with at most the early-data cap,
-//! allocated when staged. Handed markers make room for new connections when the table is full.
+//! Memory: at most `capacity` connections and `max_held_bytes` of held segments in all; beyond
+//! that, segments are dropped and counted (the peer retransmits them to the kernel socket).
+//! Handed markers make room for new connections when the table is full.
 
 use std::time::{Duration, Instant};
 
-use super::{Accepted, FourTuple};
+use super::FourTuple;
 use crate::table::TimerTable;
 
 /// How long a connection the kernel owns is remembered: far longer than the receive ring
 /// takes to drain.
 pub(crate) const HANDED_LINGER: Duration = Duration::from_millis(100);
 
-const STAGED: usize = 0;
-const HANDING_OFF: usize = 1;
-const HANDED: usize = 2;
+const HANDING_OFF: usize = 0;
+const HANDED: usize = 1;
 
-pub(crate) enum Pending {
-    Staged(Accepted),
+enum Pending {
+    /// Being handed off, with the IP packets held for the kernel socket.
+    HandingOff(Vec<Vec<u8>>),
+    Handed,
+}
+
+/// Where a pending connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
     HandingOff,
     Handed,
 }
@@ -38,40 +41,36 @@ pub(crate) struct Handoffs {
     table: TimerTable<FourTuple, Pending>,
     handoff_timeout: Duration,
     handed: usize,
+    held_bytes: usize,
+    max_held_bytes: usize,
 }
 
 impl Handoffs {
-    pub fn new(capacity: usize, handoff_timeout: Duration) -> Handoffs {
+    pub fn new(capacity: usize, handoff_timeout: Duration, max_held_bytes: usize) -> Handoffs {
         Handoffs {
-            table: TimerTable::new(capacity, 3),
+            table: TimerTable::new(capacity, 2),
             handoff_timeout,
             handed: 0,
+            held_bytes: 0,
+            max_held_bytes,
         }
     }
 
-    /// Connections staged or being handed off (handed ones are not counted).
+    /// Connections being handed off (handed ones are not counted).
     pub fn len(&self) -> usize {
         self.table.len() - self.handed
     }
 
-    pub fn get_mut(&mut self, tuple: &FourTuple) -> Option<&mut Pending> {
-        self.table.get_mut(tuple)
+    /// Bytes of segments held for kernel sockets not yet made.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
     }
 
-    /// Stages `accepted` until `deadline`. Hands it back when full.
-    #[expect(
-        clippy::result_large_err,
-        reason = "the connection comes back by value so the overflow path needs no allocation"
-    )]
-    pub fn stage(&mut self, accepted: Accepted, deadline: Instant) -> Result<(), Accepted> {
-        self.make_room();
-        let tuple = accepted.tuple;
-        self.table
-            .insert(tuple, Pending::Staged(accepted), STAGED, deadline)
-            .map_err(|pending| match pending {
-                Pending::Staged(accepted) => accepted,
-                Pending::HandingOff | Pending::Handed => unreachable!("inserted as staged"),
-            })
+    pub fn stage(&self, tuple: &FourTuple) -> Option<Stage> {
+        Some(match self.table.get(tuple)? {
+            Pending::HandingOff(_) => Stage::HandingOff,
+            Pending::Handed => Stage::Handed,
+        })
     }
 
     /// Records that `tuple` is being handed off from `now`. False when full.
@@ -80,40 +79,43 @@ impl Handoffs {
         self.table
             .insert(
                 tuple,
-                Pending::HandingOff,
+                Pending::HandingOff(Vec::new()),
                 HANDING_OFF,
                 now + self.handoff_timeout,
             )
             .is_ok()
     }
 
-    /// Moves a staged connection to handing off; returns it for the accept queue.
-    pub fn release(&mut self, tuple: &FourTuple, now: Instant) -> Option<Accepted> {
-        let pending = self.table.get_mut(tuple)?;
-        let Pending::Staged(accepted) = std::mem::replace(pending, Pending::HandingOff) else {
-            return None;
-        };
-        self.table
-            .reschedule(tuple, HANDING_OFF, now + self.handoff_timeout);
-        Some(accepted)
-    }
-
-    /// The next staged connection whose delay ran out by `now`, released.
-    pub fn next_released(&mut self, now: Instant) -> Option<Accepted> {
-        let (tuple, _, _) = self.table.due(now, STAGED..STAGED + 1)?;
-        self.release(&tuple, now)
-    }
-
-    /// The kernel owns `tuple` from `now`: remembered as handed for [`HANDED_LINGER`].
-    pub fn finish(&mut self, tuple: &FourTuple, now: Instant) {
-        let Some(pending) = self.table.get_mut(tuple) else {
-            return;
-        };
-        if !matches!(pending, Pending::Handed) {
-            *pending = Pending::Handed;
-            self.handed += 1;
+    /// Keeps a copy of `packet` for `tuple`'s kernel socket. False when `tuple` is not being
+    /// handed off or the held bytes would pass their bound.
+    pub fn hold(&mut self, tuple: &FourTuple, packet: &[u8]) -> bool {
+        if self.held_bytes + packet.len() > self.max_held_bytes {
+            return false;
         }
+        let Some(Pending::HandingOff(held)) = self.table.get_mut(tuple) else {
+            return false;
+        };
+        held.push(packet.to_vec());
+        self.held_bytes += packet.len();
+        true
+    }
+
+    /// The kernel owns `tuple` from `now`: remembered as handed for [`HANDED_LINGER`]. Returns
+    /// the packets held for it, in arrival order.
+    pub fn finish(&mut self, tuple: &FourTuple, now: Instant) -> Vec<Vec<u8>> {
+        let Some(pending) = self.table.get_mut(tuple) else {
+            return Vec::new();
+        };
+        let held = match std::mem::replace(pending, Pending::Handed) {
+            Pending::HandingOff(held) => {
+                self.handed += 1;
+                held
+            }
+            Pending::Handed => Vec::new(),
+        };
+        self.held_bytes -= held.iter().map(Vec::len).sum::<usize>();
         self.table.reschedule(tuple, HANDED, now + HANDED_LINGER);
+        held
     }
 
     /// Forgets handed connections whose linger ended by `now`; removes and returns the next
@@ -123,14 +125,23 @@ impl Handoffs {
             self.remove(&tuple);
         }
         let (tuple, _, _) = self.table.due(now, HANDING_OFF..HANDING_OFF + 1)?;
-        self.table.remove(&tuple);
+        self.remove(&tuple);
         Some(tuple)
     }
 
+    /// Forgets `tuple` and whatever was held for it.
     pub fn remove(&mut self, tuple: &FourTuple) {
-        if let Some(Pending::Handed) = self.table.remove(tuple) {
-            self.handed -= 1;
+        match self.table.remove(tuple) {
+            Some(Pending::Handed) => self.handed -= 1,
+            Some(Pending::HandingOff(held)) => {
+                self.held_bytes -= held.iter().map(Vec::len).sum::<usize>();
+            }
+            None => {}
         }
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.table.next_deadline()
     }
 
     /// When full, forgets the oldest handed connection: they only guard against stale frames.
@@ -140,9 +151,5 @@ impl Handoffs {
         {
             self.remove(&oldest);
         }
-    }
-
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.table.next_deadline()
     }
 }

@@ -5,8 +5,7 @@
 //!
 //! - [`Listener::handle_frame`] for every received frame → a [`Verdict`];
 //! - [`Listener::handle_timeout`] when [`Listener::poll_timeout`] is reached, then
-//!   [`Listener::poll_transmit`] until it returns `None` (SYN-ACK retransmissions) and
-//!   [`Listener::poll_accepted`] until it returns `None` (staged connections released);
+//!   [`Listener::poll_transmit`] until it returns `None` (SYN-ACK retransmissions);
 //! - [`Listener::handle_accept_overflow`] when an [`Accepted`] connection did not fit the
 //!   accept queue, and [`Listener::handle_handoff_complete`] once the kernel owns it;
 //! - [`Listener::rotate_keys`] with the wall-clock time, at least once per second.
@@ -30,11 +29,11 @@
 //!   RSTs), and counted; over the limit they are dropped.
 //! - RST: removes a queued entry when its sequence number is in window; never answered.
 //! - SYN+FIN, SYN+RST, SYN+ACK and segments without SYN, ACK or RST are counted drops.
-//! - After the handshake the connection is staged for up to `handoff_delay`: in-order payload
-//!   (the request that usually follows the ACK at once) becomes early data for the kernel socket,
-//!   and a segment with PSH or FIN releases it at once. Once released, its segments are dropped
-//!   until the kernel socket exists (the peer retransmits), and for a short linger after (stale
-//!   frames from the receive ring), never taken for new cookie ACKs.
+//! - Payload on the final ACK becomes early data for the kernel socket. Later segments that
+//!   reach us before the kernel socket exists (the request that follows the ACK within
+//!   microseconds, a FIN) are held and then re-injected into the local kernel stack
+//!   ([`Verdict::Reinject`], [`HandoffComplete`]); for a short linger after, stale frames from
+//!   the receive ring are re-injected at once. None is ever taken for a new cookie ACK.
 
 mod accepted;
 mod config;
@@ -55,7 +54,7 @@ use crate::counters::{Counter, Counters, Gauge};
 use crate::rate_limit::TokenBucket;
 use crate::seq::SeqNumber;
 use crate::wire::{self, LinkAddrs, Malformed, Parsed, TcpFlags, TcpOptions, TcpRepr, Timestamps};
-use handoffs::{Handoffs, Pending};
+use handoffs::{Handoffs, Stage};
 use syn_queue::{HalfOpen, Offer, SynQueue};
 
 /// MSS assumed when a SYN carries none (RFC 9293 §3.7.1, RFC 8200 §5).
@@ -74,6 +73,9 @@ pub enum Verdict {
     Consumed,
     /// Not for a served port.
     Pass,
+    /// This part of the received frame is an IP packet of a connection the kernel owns now:
+    /// deliver it to the local kernel stack.
+    Reinject(std::ops::Range<usize>),
     /// Dropped and counted.
     Drop(DropReason),
 }
@@ -86,10 +88,8 @@ pub enum DropReason {
     BadFlags,
     /// A SYN found the SYN queue full and cookies are off.
     SynQueueFull,
-    /// A segment for a connection being handed off to the kernel.
-    HandoffPending,
-    /// A segment for a connection the kernel owns now, steered to us before it did.
-    LateForKernel,
+    /// A segment for a connection being handed off to the kernel, beyond what may be held.
+    HeldOverflow,
     /// An ACK to check as a cookie while no cookie was sent recently.
     CookieGateClosed,
     CookieInvalid,
@@ -110,8 +110,7 @@ impl DropReason {
             DropReason::MartianSource => Counter::MartianSources,
             DropReason::BadFlags => Counter::BadFlags,
             DropReason::SynQueueFull => Counter::SynQueueFullDrops,
-            DropReason::HandoffPending => Counter::HandoffPendingDrops,
-            DropReason::LateForKernel => Counter::LateForKernel,
+            DropReason::HeldOverflow => Counter::HeldOverflow,
             DropReason::CookieGateClosed => Counter::CookieAcksGated,
             DropReason::CookieInvalid => Counter::CookieAcksInvalid,
             DropReason::UnknownAck => Counter::UnknownAcks,
@@ -148,7 +147,11 @@ impl Listener {
         Ok(Listener {
             cookies: CookieJar::new(keys, config.cookie_mss_v4, config.cookie_mss_v6),
             queue: SynQueue::new(config.max_syn_backlog, config.synack_retries),
-            handoffs: Handoffs::new(config.max_pending_handoffs, config.handoff_timeout),
+            handoffs: Handoffs::new(
+                config.max_pending_handoffs,
+                config.handoff_timeout,
+                config.max_held_bytes,
+            ),
             counters: Arc::default(),
             clock_origin: now,
             // A random offset per listener, so timestamps do not reveal its uptime.
@@ -213,12 +216,15 @@ impl Listener {
             local: segment.dst,
             remote: segment.src,
         };
+        if let Some(verdict) = self.on_pending_handoff(rx, &segment, tuple) {
+            return verdict;
+        }
         let flags = segment.flags;
         if flags.contains(TcpFlags::RST) {
             if flags.contains(TcpFlags::SYN) {
                 return self.drop(DropReason::BadFlags);
             }
-            return self.on_rst(now, &segment, tuple);
+            return self.on_rst(&segment, tuple);
         }
         if flags.contains(TcpFlags::SYN) {
             if flags.contains(TcpFlags::ACK) || flags.contains(TcpFlags::FIN) {
@@ -253,14 +259,6 @@ impl Listener {
             self.counters.incr(Counter::HandoffsExpired);
         }
         self.update_gauges();
-    }
-
-    /// The next staged connection whose staging delay ran out (as of the last
-    /// [`Listener::handle_timeout`]), for the accept queue; `None` when none is due.
-    pub fn poll_accepted(&mut self) -> Option<Accepted> {
-        let accepted = self.handoffs.next_released(self.timers_now);
-        self.update_gauges();
-        accepted
     }
 
     /// Writes the next due SYN-ACK retransmission into `tx`; `None` when nothing is due (or
@@ -327,21 +325,29 @@ impl Listener {
         Verdict::Consumed
     }
 
-    /// The kernel now owns `accepted`'s connection: its segments no longer reach us. When
-    /// early data went into the kernel socket, the peer is told with an ACK written into `tx`
-    /// (the kernel's own window probe on leaving repair mode does not tell it), so it does not
-    /// retransmit what the application has already read.
+    /// The kernel now owns `accepted`'s connection: its segments no longer reach us. Returns
+    /// the segments held meanwhile, for the local kernel stack, and, when early data went into
+    /// the kernel socket, an ACK for the peer written into `tx` (the kernel's own window probe on
+    /// leaving repair mode does not tell it), so it does not retransmit what the application has
+    /// already read.
     pub fn handle_handoff_complete(
         &mut self,
         now: Instant,
         accepted: &Accepted,
         tx: &mut [u8],
-    ) -> Verdict {
-        self.handoffs.finish(&accepted.tuple, now);
+    ) -> HandoffComplete {
+        let reinject = self.handoffs.finish(&accepted.tuple, now);
+        self.counters.add(Counter::Reinjected, reinject.len());
         self.update_gauges();
-        if accepted.early_data.is_empty() {
-            return Verdict::Consumed;
-        }
+        let ack = if accepted.early_data.is_empty() {
+            Verdict::Consumed
+        } else {
+            self.early_data_ack(accepted, tx)
+        };
+        HandoffComplete { ack, reinject }
+    }
+
+    fn early_data_ack(&self, accepted: &Accepted, tx: &mut [u8]) -> Verdict {
         let early = accepted.early_data.len() as u32;
         let shift = accepted.window_scale.map_or(0, |scale| scale.receive);
         let window = u32::from(accepted.receive_window).saturating_sub(early) >> shift;
@@ -389,12 +395,6 @@ impl Listener {
         tx: &mut [u8],
     ) -> Verdict {
         self.counters.incr(Counter::SynReceived);
-        match self.handoffs.get_mut(&tuple) {
-            // The kernel owns (owned) that 4-tuple: this is a new connection attempt.
-            Some(Pending::Handed) => self.handoffs.remove(&tuple),
-            Some(_) => return self.drop(DropReason::HandoffPending),
-            None => {}
-        }
         if let Some(entry) = self.queue.get(&tuple) {
             if entry.client_isn == syn.seq {
                 let repr = self.syn_ack(
@@ -456,9 +456,6 @@ impl Listener {
         tuple: FourTuple,
         tx: &mut [u8],
     ) -> Verdict {
-        if let Some(verdict) = self.on_handoff_segment(now, ack, tuple) {
-            return verdict;
-        }
         if let Some(entry) = self.queue.get(&tuple) {
             if ack.ack != entry.server_isn + 1 {
                 return self.reject_ack(now, ack, tuple, DropReason::AckMismatch, tx);
@@ -510,10 +507,7 @@ impl Listener {
         self.accept(now, ack, tuple, completion, tx)
     }
 
-    fn on_rst(&mut self, now: Instant, rst: &TcpRepr<'_>, tuple: FourTuple) -> Verdict {
-        if let Some(verdict) = self.on_handoff_segment(now, rst, tuple) {
-            return verdict;
-        }
+    fn on_rst(&mut self, rst: &TcpRepr<'_>, tuple: FourTuple) -> Verdict {
         if let Some(entry) = self.queue.get(&tuple) {
             let window = u32::from(self.config.receive_window).max(1);
             if !rst.seq.is_in_window(entry.client_isn + 1, window) {
@@ -529,46 +523,38 @@ impl Listener {
 
     /// A segment (ACK or RST) of a connection whose handshake completed: folded into its early
     /// data while it is staged, else dropped. `None` when the connection is not pending.
-    fn on_handoff_segment(
+    /// A segment of a connection whose handshake completed: held for its kernel socket while
+    /// it is being made, handed to the kernel at once after. `None` when the connection is not
+    /// pending, or a SYN starts a new connection over a handed 4-tuple.
+    fn on_pending_handoff(
         &mut self,
-        now: Instant,
+        rx: &[u8],
         segment: &TcpRepr<'_>,
         tuple: FourTuple,
     ) -> Option<Verdict> {
-        let max_early_data = self.config.max_early_data;
-        let accepted = match self.handoffs.get_mut(&tuple)? {
-            Pending::Staged(accepted) => accepted,
-            Pending::HandingOff => return Some(self.drop(DropReason::HandoffPending)),
-            Pending::Handed => return Some(self.drop(DropReason::LateForKernel)),
-        };
-        let expected = accepted.peer_next_seq() + accepted.early_data.len() as u32;
-        if segment.flags.contains(TcpFlags::RST) {
-            if segment.seq != expected {
-                return Some(self.drop(DropReason::OutOfWindow));
-            }
+        let stage = self.handoffs.stage(&tuple)?;
+        let is_syn =
+            segment.flags.contains(TcpFlags::SYN) && !segment.flags.contains(TcpFlags::ACK);
+        if stage == Stage::Handed && is_syn {
+            // A new connection attempt over a 4-tuple the kernel owned.
             self.handoffs.remove(&tuple);
-            self.counters.incr(Counter::ResetsReceived);
-            self.update_gauges();
-            return Some(Verdict::Consumed);
+            return None;
         }
-        if segment.seq != expected || segment.payload.is_empty() {
-            // A retransmission, or a pure ACK: nothing to add.
-            return Some(self.drop(DropReason::HandoffPending));
+        let Some(range) = wire::ip_packet_range(rx) else {
+            return Some(self.drop(DropReason::Malformed(Malformed::Ethernet)));
+        };
+        match stage {
+            Stage::Handed => {
+                self.counters.incr(Counter::Reinjected);
+                Some(Verdict::Reinject(range))
+            }
+            Stage::HandingOff if self.handoffs.hold(&tuple, &rx[range]) => {
+                self.counters.incr(Counter::HeldSegments);
+                self.update_gauges();
+                Some(Verdict::Consumed)
+            }
+            Stage::HandingOff => Some(self.drop(DropReason::HeldOverflow)),
         }
-        if accepted.early_data.len() + segment.payload.len() > max_early_data {
-            // Full: released without this segment, which the peer retransmits to the kernel.
-            self.counters.incr(Counter::HandoffPendingDrops);
-            return self.handoffs.release(&tuple, now).map(Verdict::Accepted);
-        }
-        accepted.early_data.extend_from_slice(segment.payload);
-        accepted.timestamps = segment.options.timestamps.or(accepted.timestamps);
-        let send_shift = accepted.window_scale.map_or(0, |scale| scale.send);
-        accepted.peer_window = u32::from(segment.window) << send_shift;
-        self.counters.incr(Counter::EarlyDataSegments);
-        if ends_write(segment.flags) {
-            return self.handoffs.release(&tuple, now).map(Verdict::Accepted);
-        }
-        Some(Verdict::Consumed)
     }
 
     fn accept(
@@ -607,23 +593,11 @@ impl Listener {
                 .syn_at
                 .map(|syn_at| now.saturating_duration_since(syn_at)),
         };
-        // Stage the connection for the request that usually follows its ACK at once, unless
-        // this segment already ends a write or staging is off.
-        if ends_write(ack.flags) || self.config.handoff_delay.is_zero() {
-            if !self.handoffs.start(tuple, now) {
-                return self.handle_accept_overflow(now, accepted, tx);
-            }
-            self.update_gauges();
-            return Verdict::Accepted(accepted);
-        }
-        if let Err(accepted) = self
-            .handoffs
-            .stage(accepted, now + self.config.handoff_delay)
-        {
+        if !self.handoffs.start(tuple, now) {
             return self.handle_accept_overflow(now, accepted, tx);
         }
         self.update_gauges();
-        Verdict::Consumed
+        Verdict::Accepted(accepted)
     }
 
     /// What we agree to for `syn`.
@@ -740,7 +714,20 @@ impl Listener {
         self.counters.set(Gauge::SynQueueDepth, self.queue.len());
         self.counters
             .set(Gauge::HandoffsPending, self.handoffs.len());
+        self.counters
+            .set(Gauge::HeldBytes, self.handoffs.held_bytes());
     }
+}
+
+/// What [`Listener::handle_handoff_complete`] leaves to the driver.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HandoffComplete {
+    /// An ACK for the early data, written into the transmit buffer ([`Verdict::Transmit`]), or
+    /// [`Verdict::Consumed`].
+    pub ack: Verdict,
+    /// IP packets held while the kernel socket was being made, in arrival order: deliver them to
+    /// the local kernel stack.
+    pub reinject: Vec<Vec<u8>>,
 }
 
 /// How a handshake completed, from the SYN queue or a cookie.
@@ -766,11 +753,6 @@ fn reset(tuple: FourTuple, link: LinkAddrs, seq: SeqNumber, hop_limit: u8) -> Tc
         options: TcpOptions::default(),
         payload: &[],
     }
-}
-
-/// Whether a segment ends one of the peer's writes: the request is complete.
-fn ends_write(flags: TcpFlags) -> bool {
-    flags.contains(TcpFlags::PSH) || flags.contains(TcpFlags::FIN)
 }
 
 /// Source addresses that cannot open a TCP connection.

@@ -4,8 +4,9 @@
 //! - [`SteeringProgram`] (steer.rs) owns the XDP program and its maps, attached to one interface.
 //! - [`XdpDevice`] (xsk.rs) owns one AF_XDP socket and its UMEM on one rx queue; it implements
 //!   [`FrameIo`](crate::device::FrameIo).
-//! - [`repair`] builds the kernel socket of a completed handshake (TCP_REPAIR); [`channels`]
-//!   counts an interface's rx queues.
+//! - [`repair`] builds the kernel socket of a completed handshake (TCP_REPAIR); [`inject`]
+//!   hands it the segments that arrived before it existed; [`tcp_info`] reads back what a socket
+//!   negotiated; [`channels`] counts an interface's rx queues.
 //! - [`netns`] moves a thread into a named network namespace (labs and tests); [`affinity`]
 //!   pins a thread to a CPU.
 //! - [`XdpError`] (error.rs) names the cause of every failure.
@@ -28,16 +29,18 @@
 pub mod affinity;
 pub mod channels;
 mod error;
+pub mod inject;
 pub mod netns;
 pub mod repair;
 mod steer;
+pub mod tcp_info;
 mod xsk;
 
 use std::ffi::CString;
 use std::io;
 
 pub use error::XdpError;
-pub use steer::{SteerCounters, SteeringProgram, XdpAction, XdpMode};
+pub use steer::{HandoffShield, SteerCounters, SteeringProgram, XdpAction, XdpMode};
 pub use xsk::{XdpDevice, XdpDeviceConfig, XskStatistics, ZeroCopy};
 
 /// The index of `ifname` in the calling thread's network namespace.

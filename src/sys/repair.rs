@@ -3,15 +3,20 @@
 //!
 //! The order matters and was checked on the target kernel:
 //! 1. `socket`, `TCP_REPAIR` on (repair mode also lets many sockets bind one local port);
-//! 2. `bind` the local address;
+//! 2. `bind` the local address, `TCP_MAXSEG` to the peer's MSS (`connect` sizes the socket's
+//!    segments from it; the MSS in `TCP_REPAIR_OPTIONS` alone would leave them at the 536-byte
+//!    default), and `TCP_TIMESTAMP`, so that our timestamp clock continues where the SYN-ACK
+//!    left it and the peer's PAWS check passes (repair mode keeps it through `connect`);
 //! 3. the sequence numbers of both queues (`TCP_REPAIR_QUEUE` + `TCP_QUEUE_SEQ`): only while
 //!    the socket is still closed;
 //! 4. `connect`: in repair mode no SYN is sent, the socket is ESTABLISHED and hashed;
-//! 5. the options (`TCP_REPAIR_OPTIONS`), the timestamp clock (`TCP_TIMESTAMP`, so ours keeps
-//!    running where the SYN-ACK left it and the peer's PAWS check passes), the windows
-//!    (`TCP_REPAIR_WINDOW`);
+//! 5. the options (`TCP_REPAIR_OPTIONS`) and the windows (`TCP_REPAIR_WINDOW`);
 //! 6. early data from the final ACK written into the receive queue;
-//! 7. repair off: the kernel sends a window probe, which also acknowledges the early data.
+//! 7. repair off: the kernel sends a window probe.
+//!
+//! From `connect` on, the socket is hashed and would take segments from the network while
+//! half restored: the caller keeps them away from it until this returns (the XDP program's
+//! `handing_off` map, [`crate::sys::HandoffShield`]).
 //!
 //! Owns nothing past the call: the socket comes back as a [`TcpStream`].
 
@@ -75,6 +80,14 @@ pub fn establish(accepted: &Accepted) -> Result<TcpStream, HandoffError> {
         .bind(accepted.tuple.local)
         .map_err(fail("binding the local address"))?;
     socket
+        .set_int(libc::TCP_MAXSEG, libc::c_int::from(accepted.mss))
+        .map_err(fail("setting the MSS"))?;
+    if let Some(timestamps) = accepted.timestamps {
+        socket
+            .set_int(TCP_TIMESTAMP, timestamps.echo as libc::c_int)
+            .map_err(fail("restoring the timestamp clock"))?;
+    }
+    socket
         .set_queue_seq(TCP_RECV_QUEUE, accepted.peer_next_seq().0)
         .map_err(fail("setting the receive sequence"))?;
     socket
@@ -86,11 +99,6 @@ pub fn establish(accepted: &Accepted) -> Result<TcpStream, HandoffError> {
     socket
         .set_options(accepted)
         .map_err(fail("restoring the TCP options"))?;
-    if let Some(timestamps) = accepted.timestamps {
-        socket
-            .set_int(TCP_TIMESTAMP, timestamps.echo as libc::c_int)
-            .map_err(fail("restoring the timestamp clock"))?;
-    }
     socket
         .set_window(accepted)
         .map_err(fail("restoring the windows"))?;

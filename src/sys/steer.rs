@@ -24,6 +24,7 @@ use libxdp_sys as ffi;
 use super::error::{XdpError, neg_errno};
 use super::interface_index;
 use super::xsk::XdpDevice;
+use crate::listener::FourTuple;
 
 /// The compiled program, embedded at build time (see build.rs).
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));
@@ -117,6 +118,7 @@ struct Loaded {
     served_fd: RawFd,
     xsks_fd: RawFd,
     counters_fd: RawFd,
+    handing_off_fd: RawFd,
 }
 
 /// The steering program, attached to one interface (see the module docs for its invariants).
@@ -294,6 +296,74 @@ impl SteeringProgram {
     }
 }
 
+/// While alive, the segments of one connection go to user space even though its kernel socket
+/// exists: the socket is still being built (see `handing_off` in steer.bpf.c).
+#[must_use = "the shield is lowered when dropped"]
+pub struct HandoffShield<'a> {
+    program: &'a SteeringProgram,
+    key: [u8; SOCK_TUPLE_LEN],
+}
+
+impl Drop for HandoffShield<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the key points to a live buffer of the map's key size. A failure leaves an
+        // entry that the LRU map evicts in time; segments then only take the longer way.
+        unsafe {
+            ffi::bpf_map_delete_elem(self.program.object.handing_off_fd, self.key.as_ptr().cast())
+        };
+    }
+}
+
+impl SteeringProgram {
+    /// Keeps the segments of `tuple` coming to user space until the returned shield drops.
+    pub fn shield(&self, tuple: &FourTuple) -> Result<HandoffShield<'_>, XdpError> {
+        let key = sock_tuple(tuple);
+        let one: u8 = 1;
+        // SAFETY: key and value point to live buffers of the map's key and value sizes.
+        let ret = unsafe {
+            ffi::bpf_map_update_elem(
+                self.object.handing_off_fd,
+                key.as_ptr().cast(),
+                ptr::from_ref(&one).cast(),
+                u64::from(ffi::BPF_ANY),
+            )
+        };
+        if ret < 0 {
+            return Err(XdpError::Os {
+                action: "shielding a connection being handed off",
+                ifname: format!("ifindex {}", self.ifindex),
+                source: neg_errno(ret),
+            });
+        }
+        Ok(HandoffShield { program: self, key })
+    }
+}
+
+/// Size of `struct bpf_sock_tuple` (the IPv6 variant, the larger).
+const SOCK_TUPLE_LEN: usize = 36;
+
+/// `struct bpf_sock_tuple` for segments from the peer of `tuple`, zero-padded, as the XDP
+/// program builds it: source = the peer, addresses and ports in network order.
+fn sock_tuple(tuple: &FourTuple) -> [u8; SOCK_TUPLE_LEN] {
+    let mut key = [0u8; SOCK_TUPLE_LEN];
+    let ports_at = match (tuple.remote.ip(), tuple.local.ip()) {
+        (IpAddr::V4(peer), IpAddr::V4(local)) => {
+            key[0..4].copy_from_slice(&peer.octets());
+            key[4..8].copy_from_slice(&local.octets());
+            8
+        }
+        (IpAddr::V6(peer), IpAddr::V6(local)) => {
+            key[0..16].copy_from_slice(&peer.octets());
+            key[16..32].copy_from_slice(&local.octets());
+            32
+        }
+        _ => unreachable!("a connection's addresses share one family"),
+    };
+    key[ports_at..ports_at + 2].copy_from_slice(&tuple.remote.port().to_be_bytes());
+    key[ports_at + 2..ports_at + 4].copy_from_slice(&tuple.local.port().to_be_bytes());
+    key
+}
+
 fn checked_queue(queue_id: u32) -> Result<u32, XdpError> {
     if queue_id >= MAX_QUEUES {
         return Err(XdpError::Config(format!(
@@ -414,7 +484,8 @@ fn load(ifname: &str) -> Result<Loaded, XdpError> {
     let served_fd = map_fd(c"served")?;
     let xsks_fd = map_fd(c"xsks")?;
     let counters_fd = map_fd(c"counters")?;
-    if prog_fd < 0 || served_fd < 0 || xsks_fd < 0 || counters_fd < 0 {
+    let handing_off_fd = map_fd(c"handing_off")?;
+    if prog_fd < 0 || served_fd < 0 || xsks_fd < 0 || counters_fd < 0 || handing_off_fd < 0 {
         return Err(XdpError::Load {
             what: "the loaded object has no fd",
             source: io::Error::from_raw_os_error(libc::EBADF),
@@ -426,6 +497,7 @@ fn load(ifname: &str) -> Result<Loaded, XdpError> {
         served_fd,
         xsks_fd,
         counters_fd,
+        handing_off_fd,
     })
 }
 

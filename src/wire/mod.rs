@@ -32,7 +32,7 @@ mod parse;
 
 pub use emit::{BufferTooSmall, emit, emitted_len};
 pub use options::{TcpOptions, Timestamps};
-pub use parse::{Malformed, Parsed, parse};
+pub use parse::{Malformed, Parsed, ip_packet_range, parse};
 
 use std::net::{IpAddr, SocketAddr};
 

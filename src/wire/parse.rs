@@ -2,6 +2,7 @@
 //! malformed. See the module doc of [`crate::wire`] for fragments and extension headers.
 
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 
 use etherparse::{
     EtherType, Ethernet2Slice, IpNumber, Ipv4Slice, Ipv6ExtensionSlice, Ipv6Slice, SingleVlanSlice,
@@ -73,6 +74,35 @@ pub fn parse<'a>(frame: &'a [u8], served: &Endpoints) -> Parsed<'a> {
         EtherType::IPV6 => parse_ipv6(link, network, served),
         _ => Parsed::NotOurs,
     }
+}
+
+/// Where the IP packet of `frame` lies: after the Ethernet header and any VLAN tag, up to the
+/// length its IP header gives (short Ethernet frames are padded). `None` without a whole IPv4 or
+/// IPv6 packet.
+pub fn ip_packet_range(frame: &[u8]) -> Option<Range<usize>> {
+    let ethernet = Ethernet2Slice::from_slice_without_fcs(frame).ok()?;
+    let (ether_type, start) = match ethernet.ether_type() {
+        EtherType::VLAN_TAGGED_FRAME => (
+            SingleVlanSlice::from_slice(ethernet.payload_slice())
+                .ok()?
+                .ether_type(),
+            ethernet.header_slice().len() + 4,
+        ),
+        ether_type => (ether_type, ethernet.header_slice().len()),
+    };
+    let packet = frame.get(start..)?;
+    let be16 = |at: usize| {
+        Some(usize::from(u16::from_be_bytes([
+            *packet.get(at)?,
+            *packet.get(at + 1)?,
+        ])))
+    };
+    let len = match ether_type {
+        EtherType::IPV4 => be16(2)?,
+        EtherType::IPV6 => 40 + be16(4)?,
+        _ => return None,
+    };
+    (start + len <= frame.len()).then_some(start..start + len)
 }
 
 #[inline]

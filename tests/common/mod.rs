@@ -38,13 +38,11 @@ pub fn keys(unix_time: Duration) -> KeyRing {
     KeyRing::new(secret(), KEY_PERIOD, unix_time)
 }
 
-/// A listener serving [`server_v4`] and [`server_v6`]. Handshakes go to the accept queue as
-/// soon as they complete (no staging), which most tests want; staging has tests of its own.
+/// A listener serving [`server_v4`] and [`server_v6`].
 pub fn config(syncookies: SyncookiesMode) -> ListenerConfig {
     ListenerConfig {
         served: Endpoints::new([server_v4(), server_v6()]),
         syncookies,
-        handoff_delay: Duration::ZERO,
         ..ListenerConfig::default()
     }
 }
@@ -266,15 +264,20 @@ impl Harness {
         detach(parse_reply(&self.syn_ack(client), client.addr))
     }
 
-    /// Tells the listener the kernel owns `accepted`; returns the frame it sent, if any.
-    pub fn handoff_complete(&mut self, accepted: &synwall::listener::Accepted) -> Option<Vec<u8>> {
-        match self
+    /// Tells the listener the kernel owns `accepted`; returns the frame it sent (an ACK of early
+    /// data), if any, and the packets it held for the kernel.
+    pub fn handoff_complete(
+        &mut self,
+        accepted: &synwall::listener::Accepted,
+    ) -> (Option<Vec<u8>>, Vec<Vec<u8>>) {
+        let done = self
             .listener
-            .handle_handoff_complete(self.now, accepted, &mut self.tx)
-        {
+            .handle_handoff_complete(self.now, accepted, &mut self.tx);
+        let ack = match done.ack {
             Verdict::Transmit(len) => Some(self.tx[..len].to_vec()),
             _ => None,
-        }
+        };
+        (ack, done.reinject)
     }
 
     /// Moves time forward; runs due timers; returns the frames they sent.
