@@ -4,6 +4,8 @@
 //! - [`SteeringProgram`] (steer.rs) owns the XDP program and its maps, attached to one interface.
 //! - [`XdpDevice`] (xsk.rs) owns one AF_XDP socket and its UMEM on one rx queue; it implements
 //!   [`FrameIo`](crate::device::FrameIo).
+//! - [`PacketSocket`] (packet.rs) owns one AF_PACKET socket bound to an interface, batched with
+//!   `sendmmsg`/`recvmmsg`; also a [`FrameIo`](crate::device::FrameIo) (loadgen's fallback).
 //! - [`netns`] moves a thread into a named network namespace (labs and tests); [`affinity`]
 //!   pins a thread to a CPU.
 //! - [`XdpError`] (error.rs) names the cause of every failure.
@@ -26,6 +28,7 @@
 pub mod affinity;
 mod error;
 pub mod netns;
+mod packet;
 mod steer;
 mod xsk;
 
@@ -33,6 +36,7 @@ use std::ffi::CString;
 use std::io;
 
 pub use error::XdpError;
+pub use packet::{PacketError, PacketSocket, PacketSocketConfig, interface_mac};
 pub use steer::{SteerCounters, SteeringProgram, XdpAction, XdpMode};
 pub use xsk::{XdpDevice, XdpDeviceConfig, XskStatistics, ZeroCopy};
 
