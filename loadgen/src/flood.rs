@@ -51,6 +51,16 @@ pub enum Backend {
     Packet,
 }
 
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StopReason::Packets => "packet count",
+            StopReason::Duration => "duration",
+            StopReason::Interrupted => "interruption",
+        })
+    }
+}
+
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -72,6 +82,9 @@ pub enum StopReason {
     Interrupted,
 }
 
+/// Why and when a worker stopped (after its last flush).
+pub type Ended = (StopReason, Instant);
+
 /// A worker's device.
 enum TxDevice {
     /// Boxed: the socket, its rings and their scratch are large, and move once.
@@ -89,7 +102,7 @@ pub struct Ready {
 
 /// The running workers.
 pub struct Flood {
-    workers: Vec<thread::JoinHandle<Result<StopReason, LoadgenError>>>,
+    workers: Vec<thread::JoinHandle<Result<Ended, LoadgenError>>>,
     /// Sends the start instant to each worker; dropped unsent, it releases them without one.
     go: Option<crossbeam_channel::Sender<Instant>>,
 }
@@ -120,7 +133,7 @@ impl Flood {
                 let go_rx = go_rx.clone();
                 thread::Builder::new()
                     .name(format!("flood-{index}"))
-                    .spawn(move || job.run(&ready_tx, &go_rx))
+                    .spawn(move || job.run(ready_tx, &go_rx))
                     .map_err(LoadgenError::Spawn)
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -130,21 +143,21 @@ impl Flood {
             go: Some(go_tx),
         };
         let mut ready = Vec::with_capacity(config.threads);
-        for report in ready_rx.iter() {
-            match report {
-                Ok(report) => ready.push(report),
-                Err(error) => {
+        for _ in 0..config.threads {
+            match ready_rx.recv() {
+                Ok(Ok(report)) => ready.push(report),
+                Ok(Err(error)) => {
                     flood.go = None;
                     // The error is the one to report; the others only stopped.
                     let _ = flood.join();
                     return Err(error);
                 }
+                Err(_) => {
+                    // Every worker is gone, one without reporting: its join says why.
+                    flood.go = None;
+                    return Err(flood.join().err().unwrap_or(LoadgenError::WorkerPanicked));
+                }
             }
-        }
-        if ready.len() < config.threads {
-            // A worker died before reporting; its join says why.
-            flood.go = None;
-            return Err(flood.join().err().unwrap_or(LoadgenError::WorkerPanicked));
         }
         ready.sort_by_key(|report| report.worker);
         Ok((flood, ready))
@@ -165,18 +178,20 @@ impl Flood {
         self.workers.iter().all(thread::JoinHandle::is_finished)
     }
 
-    /// Waits for every worker; the run's stop reason, or the first error.
-    pub fn join(self) -> Result<StopReason, LoadgenError> {
+    /// Waits for every worker; why the run stopped (the first reason other than the packet
+    /// count, if any) and when the last worker did, or the first error.
+    pub fn join(self) -> Result<Ended, LoadgenError> {
         drop(self.go);
         let mut reason = StopReason::Packets;
+        let mut last: Option<Instant> = None;
         let mut first_error = None;
         for worker in self.workers {
             match worker.join() {
-                Ok(Ok(StopReason::Packets)) => {}
-                Ok(Ok(other)) => {
+                Ok(Ok((stopped, at))) => {
                     if reason == StopReason::Packets {
-                        reason = other;
+                        reason = stopped;
                     }
+                    last = last.max(Some(at));
                 }
                 Ok(Err(error)) => {
                     first_error.get_or_insert(error);
@@ -188,7 +203,7 @@ impl Flood {
         }
         match first_error {
             Some(error) => Err(error),
-            None => Ok(reason),
+            None => Ok((reason, last.unwrap_or_else(Instant::now))),
         }
     }
 }
@@ -206,9 +221,9 @@ struct WorkerJob {
 impl WorkerJob {
     fn run(
         self,
-        ready: &crossbeam_channel::Sender<Result<Ready, LoadgenError>>,
+        ready: crossbeam_channel::Sender<Result<Ready, LoadgenError>>,
         go: &Receiver<Instant>,
-    ) -> Result<StopReason, LoadgenError> {
+    ) -> Result<Ended, LoadgenError> {
         let opened = self.pin().and_then(|()| self.open_device());
         let device = match opened {
             Ok((device, fallback)) => {
@@ -221,15 +236,16 @@ impl WorkerJob {
                     backend,
                     fallback,
                 }));
+                drop(ready);
                 device
             }
             Err(error) => {
                 let _ = ready.send(Err(error));
-                return Ok(StopReason::Interrupted);
+                return Ok((StopReason::Interrupted, Instant::now()));
             }
         };
         let Ok(start) = go.recv() else {
-            return Ok(StopReason::Interrupted);
+            return Ok((StopReason::Interrupted, Instant::now()));
         };
         let result = match device {
             TxDevice::Xdp(mut device) => self.flood(&mut *device, start),
@@ -238,10 +254,12 @@ impl WorkerJob {
         if result.is_err() {
             self.stop.store(true, Ordering::Relaxed);
         }
-        result.map_err(|source| LoadgenError::Worker {
-            worker: self.index,
-            source,
-        })
+        result
+            .map(|reason| (reason, Instant::now()))
+            .map_err(|source| LoadgenError::Worker {
+                worker: self.index,
+                source,
+            })
     }
 
     fn pin(&self) -> Result<(), LoadgenError> {

@@ -39,7 +39,8 @@
 //! # JSON output (`--json`)
 //!
 //! One JSON object per line on stdout; notes and errors go to stderr. Each second a progress
-//! object, and one more for the last partial second; then exactly one summary object, last.
+//! object, and one more for the last partial second if it sent packets; then exactly one
+//! summary object, last.
 //! Counts are integers; `*_s` fields are seconds as floats; latencies are microseconds.
 //!
 //! ```text

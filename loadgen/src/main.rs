@@ -1,5 +1,6 @@
-//! `loadgen`: parses the command line, stops the run cleanly on SIGINT/SIGTERM, and exits
-//! non-zero with the error's cause chain when the run fails. See the library for the rest.
+//! `loadgen`: parses the command line, stops the run cleanly on SIGINT/SIGTERM (at once on the
+//! second one), and exits non-zero with the error's cause chain when the run fails. See the
+//! library for the rest.
 
 use std::io;
 use std::sync::Arc;
@@ -14,7 +15,12 @@ fn main() -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
-        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
+        // The first signal stops the run cleanly (summary included); a second one exits at once.
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::Relaxed) {
+                std::process::exit(130);
+            }
+        })
             .context("installing the SIGINT/SIGTERM handler")?;
     }
     loadgen::run(&config, &stop, io::stdout().lock(), io::stderr())?;

@@ -166,14 +166,18 @@ fn write_summary(out: &mut impl Write, summary: &Summary) -> io::Result<()> {
         .map_or("max".to_owned(), |rate| format!("{rate} pkt/s"));
     writeln!(
         out,
-        "summary: stopped by {:?} after {:.2} s; {} threads via {}, rate {rate}, mix {}",
-        summary.stop_reason, summary.elapsed_s, summary.threads, summary.tx, summary.mix
+        "summary: stopped by {} after {:.2} s; {} via {}, {} thread(s), rate {rate}, mix {}",
+        summary.stop_reason,
+        summary.elapsed_s,
+        summary.target,
+        summary.tx,
+        summary.threads,
+        summary.mix
     )?;
     writeln!(
         out,
-        "  sent {} packets to {} from {}, {} pkt/s on average ({})",
+        "  sent {} packets from {}, {} pkt/s on average ({})",
         summary.sent_total,
-        summary.target,
         summary.src_cidr,
         summary.pps,
         kinds(&summary.sent)

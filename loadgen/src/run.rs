@@ -125,7 +125,9 @@ pub fn run(
             );
             previous = current;
             next_report += REPORT_INTERVAL;
-            if let Err(error) = reporter.write(&Record::Progress(progress)) {
+            // The last, partial interval is reported only if it sent packets.
+            let empty_tail = finished && progress.sent.total() == 0;
+            if !empty_tail && let Err(error) = reporter.write(&Record::Progress(progress)) {
                 stop.store(true, Ordering::Relaxed);
                 break Err(LoadgenError::Output(error));
             }
@@ -140,7 +142,6 @@ pub fn run(
         );
     };
     let ended = flood.join();
-    let elapsed = previous.at.saturating_duration_since(start);
     done.store(true, Ordering::Relaxed);
     let legit = legit.map(LegitClients::finish);
     let sniffed = match sniffer {
@@ -151,8 +152,9 @@ pub fn run(
         None => Ok(()),
     };
     written?;
-    let stop_reason = ended?;
+    let (stop_reason, last_packet) = ended?;
     sniffed?;
+    let elapsed = last_packet.saturating_duration_since(start);
 
     let sent = KindCounts::from(counters.sent());
     let summary = Summary {
