@@ -3,7 +3,8 @@
 //!
 //! - SYN: a random source in the spoofed range, a random port in 1024–65535, a random ISN and
 //!   TSval; the client stack (Linux, Windows, macOS) rotates per packet.
-//! - ACK, RST, FIN: random source, port, sequence and acknowledgment numbers.
+//! - ACK, FIN+ACK: random source, port, sequence and acknowledgment numbers; RST: the same
+//!   with acknowledgment number 0, as a RST without ACK carries.
 //! - Near-miss ACK: answers a harvested SYN-ACK ([`SynAck`]) with `ack = cookie + 1` made wrong
 //!   in one of three ways, rotated: one bit flipped on the right tuple; the valid value replayed
 //!   from another port of the same address; replayed from another address on the same port.
@@ -160,7 +161,14 @@ impl Crafter {
                 None => (Kind::Syn, self.syn(out)?),
             },
             Kind::Ack => (kind, self.random_segment(|t| &t.ack, out)?),
-            Kind::Rst => (kind, self.random_segment(|t| &t.rst, out)?),
+            Kind::Rst => {
+                // A RST without ACK carries acknowledgment number 0 (RFC 9293 §3.10.7.1).
+                let patch = Patch {
+                    ack: SeqNumber(0),
+                    ..self.random_patch()
+                };
+                (kind, self.templates.rst.write(&patch, out)?)
+            }
             Kind::Fin => (kind, self.random_segment(|t| &t.fin, out)?),
         };
         Some((kind, len))
@@ -305,7 +313,10 @@ mod tests {
             let expected = match kind {
                 Kind::Syn => TcpFlags::SYN,
                 Kind::Ack => TcpFlags::ACK,
-                Kind::Rst => TcpFlags::RST,
+                Kind::Rst => {
+                    assert_eq!(repr.ack, SeqNumber(0));
+                    TcpFlags::RST
+                }
                 Kind::Fin => TcpFlags::FIN | TcpFlags::ACK,
                 Kind::NearMiss => unreachable!("not in the mix"),
             };

@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(130);
             }
         })
-            .context("installing the SIGINT/SIGTERM handler")?;
+        .context("installing the SIGINT/SIGTERM handler")?;
     }
     loadgen::run(&config, &stop, io::stdout().lock(), io::stderr())?;
     Ok(())
