@@ -3,7 +3,9 @@
 //! Validation is where the safety rules bite: the address guard ([`crate::guard`]), and the
 //! hard caps on duration and packet count that bound every run.
 
+use std::fmt;
 use std::net::{SocketAddr, SocketAddrV4};
+use std::ops::RangeInclusive;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -14,6 +16,8 @@ use crate::legit::LegitConfig;
 use crate::mix::{Kind, Mix};
 use crate::pacer::Rate;
 
+/// The shortest duration (also of the legit timeout).
+pub const MIN_DURATION: Duration = Duration::from_millis(1);
 /// No run lasts longer.
 pub const MAX_DURATION: Duration = Duration::from_secs(600);
 /// No run sends more packets.
@@ -172,12 +176,20 @@ fn join(errors: &[GuardError]) -> String {
     lines.join("; ")
 }
 
-fn out_of_range(name: &'static str, value: impl ToString, limit: impl ToString) -> ConfigError {
-    ConfigError::OutOfRange {
-        name,
-        value: value.to_string(),
-        limit: limit.to_string(),
+/// `value` if `range` contains it, else the error for `--name`.
+fn within<T: PartialOrd + fmt::Debug>(
+    name: &'static str,
+    value: T,
+    range: RangeInclusive<T>,
+) -> Result<T, ConfigError> {
+    if range.contains(&value) {
+        return Ok(value);
     }
+    Err(ConfigError::OutOfRange {
+        name,
+        value: format!("{value:?}"),
+        limit: format!("{:?} to {:?}", range.start(), range.end()),
+    })
 }
 
 impl Args {
@@ -190,54 +202,19 @@ impl Args {
         if !violations.is_empty() && !self.allow_outside_benchmark_range {
             return Err(ConfigError::Guard(violations));
         }
-        let duration = self.duration.0;
-        if duration.is_zero() || duration > MAX_DURATION {
-            return Err(out_of_range(
-                "duration",
-                format!("{duration:?}"),
-                format!("above 0 and at most {MAX_DURATION:?}"),
-            ));
-        }
-        let packets = self.packets.0;
-        if packets == 0 || packets > MAX_PACKETS {
-            return Err(out_of_range(
-                "packets",
-                packets,
-                format!("1 to {MAX_PACKETS}"),
-            ));
-        }
-        if !(1..=MAX_THREADS).contains(&self.threads) {
-            return Err(out_of_range(
-                "threads",
-                self.threads,
-                format!("1 to {MAX_THREADS}"),
-            ));
-        }
-        if !(1..=MAX_BATCH).contains(&self.batch) {
-            return Err(out_of_range(
-                "batch",
-                self.batch,
-                format!("1 to {MAX_BATCH}"),
-            ));
-        }
-        if self.legit_rate > MAX_LEGIT_RATE {
-            return Err(out_of_range(
-                "legit-rate",
-                self.legit_rate,
-                format!("at most {MAX_LEGIT_RATE}"),
-            ));
-        }
-        let legit_timeout = self.legit_timeout.0;
-        if legit_timeout.is_zero() || legit_timeout > MAX_LEGIT_TIMEOUT {
-            return Err(out_of_range(
-                "legit-timeout",
-                format!("{legit_timeout:?}"),
-                format!("above 0 and at most {MAX_LEGIT_TIMEOUT:?}"),
-            ));
-        }
-        let legit = (self.legit_rate > 0).then(|| LegitConfig {
+        let duration = within("duration", self.duration.0, MIN_DURATION..=MAX_DURATION)?;
+        let packets = within("packets", self.packets.0, 1..=MAX_PACKETS)?;
+        let threads = within("threads", self.threads, 1..=MAX_THREADS)?;
+        let batch = within("batch", self.batch, 1..=MAX_BATCH)?;
+        let legit_rate = within("legit-rate", self.legit_rate, 0..=MAX_LEGIT_RATE)?;
+        let legit_timeout = within(
+            "legit-timeout",
+            self.legit_timeout.0,
+            MIN_DURATION..=MAX_LEGIT_TIMEOUT,
+        )?;
+        let legit = (legit_rate > 0).then(|| LegitConfig {
             target: self.target,
-            rate: self.legit_rate,
+            rate: legit_rate,
             timeout: legit_timeout,
             request: unescape(&self.legit_request).into_bytes(),
             expect: self.legit_expect.into_bytes(),
@@ -251,10 +228,10 @@ impl Args {
             rate: self.rate.0,
             duration,
             packets,
-            threads: self.threads,
+            threads,
             cpus: self.cpus,
             tx: self.tx,
-            batch: self.batch,
+            batch,
             dst_mac: self.dst_mac.map(|mac| mac.0),
             legit,
             json: self.json,

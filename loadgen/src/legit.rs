@@ -65,13 +65,7 @@ pub enum Failure {
     Other,
 }
 
-const FAILURE_KINDS: usize = 8;
-
 impl Failure {
-    fn index(self) -> usize {
-        self as usize
-    }
-
     fn connecting(error: &io::Error) -> Failure {
         match error.kind() {
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Failure::Timeout,
@@ -113,28 +107,30 @@ pub struct FailureCounts {
     pub other: u64,
 }
 
-impl From<[u64; FAILURE_KINDS]> for FailureCounts {
-    fn from(counts: [u64; FAILURE_KINDS]) -> Self {
-        let [
-            timeout,
-            refused,
-            reset,
-            unreachable,
-            reply_timeout,
-            bad_reply,
-            overloaded,
-            other,
-        ] = counts;
-        FailureCounts {
-            timeout,
-            refused,
-            reset,
-            unreachable,
-            reply_timeout,
-            bad_reply,
-            overloaded,
-            other,
-        }
+impl FailureCounts {
+    fn count(&mut self, failure: Failure) {
+        let counter = match failure {
+            Failure::Timeout => &mut self.timeout,
+            Failure::Refused => &mut self.refused,
+            Failure::Reset => &mut self.reset,
+            Failure::Unreachable => &mut self.unreachable,
+            Failure::ReplyTimeout => &mut self.reply_timeout,
+            Failure::BadReply => &mut self.bad_reply,
+            Failure::Overloaded => &mut self.overloaded,
+            Failure::Other => &mut self.other,
+        };
+        *counter += 1;
+    }
+
+    fn total(&self) -> u64 {
+        self.timeout
+            + self.refused
+            + self.reset
+            + self.unreachable
+            + self.reply_timeout
+            + self.bad_reply
+            + self.overloaded
+            + self.other
     }
 }
 
@@ -163,7 +159,7 @@ pub struct LegitReport {
 #[derive(Debug, Clone)]
 struct Tally {
     ok: u64,
-    failures: [u64; FAILURE_KINDS],
+    failures: FailureCounts,
     connect_us: Histogram<u64>,
 }
 
@@ -171,7 +167,7 @@ impl Tally {
     fn new() -> Tally {
         Tally {
             ok: 0,
-            failures: [0; FAILURE_KINDS],
+            failures: FailureCounts::default(),
             connect_us: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
                 .expect("constant, valid histogram bounds"),
         }
@@ -185,12 +181,12 @@ impl Tally {
         }
         match outcome.failure {
             None => self.ok += 1,
-            Some(failure) => self.failures[failure.index()] += 1,
+            Some(failure) => self.failures.count(failure),
         }
     }
 
     fn report(&self) -> LegitReport {
-        let failed = self.failures.iter().sum();
+        let failed = self.failures.total();
         let histogram = &self.connect_us;
         let connect_us = (!histogram.is_empty()).then(|| Percentiles {
             p50: histogram.value_at_quantile(0.50),
@@ -202,7 +198,7 @@ impl Tally {
             attempts: self.ok + failed,
             ok: self.ok,
             failed,
-            failures: FailureCounts::from(self.failures),
+            failures: self.failures,
             connect_us,
         }
     }
@@ -412,31 +408,20 @@ mod tests {
 
     #[test]
     fn test_errors_map_to_failure_kinds() {
-        let error = |kind| io::Error::from(kind);
-        assert_eq!(
-            Failure::connecting(&error(io::ErrorKind::TimedOut)),
-            Failure::Timeout
-        );
-        assert_eq!(
-            Failure::replying(&error(io::ErrorKind::WouldBlock)),
-            Failure::ReplyTimeout
-        );
-        assert_eq!(
-            Failure::connecting(&error(io::ErrorKind::ConnectionRefused)),
-            Failure::Refused
-        );
-        assert_eq!(
-            Failure::replying(&error(io::ErrorKind::ConnectionReset)),
-            Failure::Reset
-        );
-        assert_eq!(
-            Failure::connecting(&error(io::ErrorKind::HostUnreachable)),
-            Failure::Unreachable
-        );
-        assert_eq!(
-            Failure::replying(&error(io::ErrorKind::InvalidData)),
-            Failure::Other
-        );
+        use io::ErrorKind::*;
+        let connecting = |kind| Failure::connecting(&io::Error::from(kind));
+        let replying = |kind| Failure::replying(&io::Error::from(kind));
+        let cases = [
+            (connecting(TimedOut), Failure::Timeout),
+            (replying(WouldBlock), Failure::ReplyTimeout),
+            (connecting(ConnectionRefused), Failure::Refused),
+            (replying(ConnectionReset), Failure::Reset),
+            (connecting(HostUnreachable), Failure::Unreachable),
+            (replying(InvalidData), Failure::Other),
+        ];
+        for (mapped, expected) in cases {
+            assert_eq!(mapped, expected);
+        }
     }
 
     #[test]

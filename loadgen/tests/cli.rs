@@ -35,6 +35,14 @@ fn test_help_names_the_bounds_and_the_override() {
     }
 }
 
+/// Runs loadgen on `lo` at one packet per second with `args`; it must fail. Its stderr.
+fn refused(args: &[&str]) -> String {
+    let all = [&["--interface", "lo", "--rate", "1"], args].concat();
+    let (ok, _, stderr) = loadgen(&all);
+    assert!(!ok, "{args:?} accepted");
+    stderr
+}
+
 #[test]
 fn test_guard_refuses_a_target_outside_the_benchmark_range() {
     for target in [
@@ -43,8 +51,7 @@ fn test_guard_refuses_a_target_outside_the_benchmark_range() {
         "192.168.0.1:443",
         "8.8.8.8:53",
     ] {
-        let (ok, _, stderr) = loadgen(&["-i", "lo", "-t", target, "--rate", "1"]);
-        assert!(!ok, "{target} accepted");
+        let stderr = refused(&["--target", target]);
         assert!(
             stderr.contains("outside the benchmark range 198.18.0.0/15"),
             "{stderr}"
@@ -59,18 +66,7 @@ fn test_guard_refuses_a_target_outside_the_benchmark_range() {
 #[test]
 fn test_guard_refuses_spoofed_sources_outside_the_benchmark_range() {
     for cidr in ["10.0.0.0/8", "0.0.0.0/0", "198.16.0.0/14"] {
-        let args = [
-            "-i",
-            "lo",
-            "-t",
-            "198.18.0.1:80",
-            "--rate",
-            "1",
-            "--src-cidr",
-            cidr,
-        ];
-        let (ok, _, stderr) = loadgen(&args);
-        assert!(!ok, "{cidr} accepted");
+        let stderr = refused(&["--target", "198.18.0.1:80", "--src-cidr", cidr]);
         assert!(
             stderr.contains(&format!("spoofed source range {cidr}")),
             "{stderr}"
@@ -81,18 +77,7 @@ fn test_guard_refuses_spoofed_sources_outside_the_benchmark_range() {
 #[test]
 fn test_hard_caps_are_enforced() {
     for (flag, value) in [("--duration", "11m"), ("--packets", "2000M")] {
-        let args = [
-            "-i",
-            "lo",
-            "-t",
-            "198.18.0.1:80",
-            "--rate",
-            "1",
-            flag,
-            value,
-        ];
-        let (ok, _, stderr) = loadgen(&args);
-        assert!(!ok, "{flag} {value} accepted");
+        let stderr = refused(&["--target", "198.18.0.1:80", flag, value]);
         assert!(stderr.contains("out of range"), "{stderr}");
     }
 }

@@ -40,9 +40,6 @@ const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 /// Why opening or using a [`PacketSocket`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PacketError {
-    /// The interface could not be found (see [`XdpError::NoSuchInterface`]).
-    #[error(transparent)]
-    Interface(#[from] XdpError),
     /// The kernel refused for lack of privileges.
     #[error("{action} on {ifname}: {source}; run as root or grant CAP_NET_RAW")]
     PermissionDenied {
@@ -64,32 +61,26 @@ pub enum PacketError {
     /// A parameter is out of range.
     #[error("invalid packet socket configuration: {0}")]
     Config(String),
-    /// Any other failure of a system call, with what was being done.
-    #[error("{action} on {ifname}: {source}")]
-    Os {
-        /// What was being done.
-        action: &'static str,
-        /// The interface concerned.
-        ifname: String,
-        /// The kernel's answer.
-        source: io::Error,
-    },
+    /// Any other failure of a system call, a missing interface included, classified as the XDP
+    /// layer classifies errnos ([`XdpError::NoSuchInterface`], [`XdpError::Os`]).
+    #[error(transparent)]
+    Os(#[from] XdpError),
 }
 
 impl PacketError {
+    /// [`XdpError::from_os`], with the capability an AF_PACKET socket needs named instead.
     fn from_os(action: &'static str, ifname: &str, source: io::Error) -> Self {
-        let ifname = ifname.to_owned();
-        match source.raw_os_error() {
-            Some(libc::EPERM | libc::EACCES) => Self::PermissionDenied {
+        match XdpError::from_os(action, ifname, source) {
+            XdpError::PermissionDenied {
+                action,
+                ifname,
+                source,
+            } => Self::PermissionDenied {
                 action,
                 ifname,
                 source,
             },
-            _ => Self::Os {
-                action,
-                ifname,
-                source,
-            },
+            other => Self::Os(other),
         }
     }
 }
@@ -145,24 +136,8 @@ impl PacketSocket {
         } else {
             0
         };
-        // SAFETY: plain system call with constant arguments.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::c_int::from(protocol),
-            )
-        };
-        if raw < 0 {
-            let source = io::Error::last_os_error();
-            return Err(PacketError::from_os(
-                "opening an AF_PACKET socket",
-                ifname,
-                source,
-            ));
-        }
-        // SAFETY: `raw` is a fresh fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = socket(libc::AF_PACKET, libc::SOCK_RAW, libc::c_int::from(protocol))
+            .map_err(|e| PacketError::from_os("opening an AF_PACKET socket", ifname, e))?;
         if cfg.qdisc_bypass {
             set_option(fd.as_raw_fd(), PACKET_QDISC_BYPASS, 1)
                 .map_err(|e| PacketError::from_os("setting PACKET_QDISC_BYPASS", ifname, e))?;
@@ -207,27 +182,16 @@ impl PacketSocket {
     /// returns how many it took (0 when its queue is full).
     fn send_chunk(&mut self, first: usize) -> io::Result<usize> {
         let count = (self.tx_lens.len() - first).min(MMSG_CHUNK);
-        // SAFETY: iovec and mmsghdr are plain data; all-zero is a valid value of each.
-        let mut iovecs: [libc::iovec; MMSG_CHUNK] = unsafe { mem::zeroed() };
-        // SAFETY: as above.
-        let mut headers: [libc::mmsghdr; MMSG_CHUNK] = unsafe { mem::zeroed() };
-        for (index, (iovec, header)) in iovecs.iter_mut().zip(&mut headers).enumerate() {
-            if index == count {
-                break;
-            }
-            let slot = first + index;
-            iovec.iov_base = self.tx_slots[slot * SLOT_LEN..].as_mut_ptr().cast();
-            iovec.iov_len = self.tx_lens[slot];
-            header.msg_hdr.msg_iov = iovec;
-            header.msg_hdr.msg_iovlen = 1;
-        }
+        let tx_lens = &self.tx_lens;
+        let mut scratch = MmsgScratch::zeroed();
+        scratch.point(&mut self.tx_slots, first, count, |slot| tx_lens[slot]);
         // SAFETY: the first `count` headers each point to one iovec, which points into a
         // transmit slot of `tx_lens[slot]` bytes; slots, iovecs and headers outlive the call,
         // and the kernel only reads the frames. No address is given: the socket is bound.
         let sent = unsafe {
             libc::sendmmsg(
                 self.fd.as_raw_fd(),
-                headers.as_mut_ptr(),
+                scratch.headers.as_mut_ptr(),
                 count as libc::c_uint,
                 libc::MSG_DONTWAIT,
             )
@@ -246,25 +210,14 @@ impl PacketSocket {
     /// Fills the receive slots with one `recvmmsg`; returns the frames received.
     fn receive_batch(&mut self, want: usize) -> io::Result<usize> {
         let count = want.min(self.batch).min(MMSG_CHUNK);
-        // SAFETY: iovec and mmsghdr are plain data; all-zero is a valid value of each.
-        let mut iovecs: [libc::iovec; MMSG_CHUNK] = unsafe { mem::zeroed() };
-        // SAFETY: as above.
-        let mut headers: [libc::mmsghdr; MMSG_CHUNK] = unsafe { mem::zeroed() };
-        for (slot, (iovec, header)) in iovecs.iter_mut().zip(&mut headers).enumerate() {
-            if slot == count {
-                break;
-            }
-            iovec.iov_base = self.rx_slots[slot * SLOT_LEN..].as_mut_ptr().cast();
-            iovec.iov_len = SLOT_LEN;
-            header.msg_hdr.msg_iov = iovec;
-            header.msg_hdr.msg_iovlen = 1;
-        }
+        let mut scratch = MmsgScratch::zeroed();
+        scratch.point(&mut self.rx_slots, 0, count, |_| SLOT_LEN);
         // SAFETY: the first `count` headers each point to one iovec, which points to a
         // receive slot of SLOT_LEN bytes that nothing else borrows; all outlive the call.
         let received = unsafe {
             libc::recvmmsg(
                 self.fd.as_raw_fd(),
-                headers.as_mut_ptr(),
+                scratch.headers.as_mut_ptr(),
                 count as libc::c_uint,
                 libc::MSG_DONTWAIT | libc::MSG_TRUNC,
                 std::ptr::null_mut(),
@@ -280,7 +233,7 @@ impl PacketSocket {
         let received = received as usize;
         self.rx_lens.clear();
         self.rx_lens
-            .extend(headers[..received].iter().map(|header| {
+            .extend(scratch.headers[..received].iter().map(|header| {
                 let len = header.msg_len as usize;
                 let truncated = header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
                 (!truncated && len <= SLOT_LEN).then_some(len)
@@ -416,6 +369,40 @@ impl FrameIo for PacketSocket {
     }
 }
 
+/// The message headers of one `sendmmsg`/`recvmmsg`, on the caller's stack: after
+/// [`MmsgScratch::point`], header `i` points to iovec `i`, which points to slot `first + i` of
+/// a pool. The scratch must not move between `point` and the system call.
+struct MmsgScratch {
+    iovecs: [libc::iovec; MMSG_CHUNK],
+    headers: [libc::mmsghdr; MMSG_CHUNK],
+}
+
+impl MmsgScratch {
+    fn zeroed() -> MmsgScratch {
+        // SAFETY: iovec and mmsghdr are plain data; all-zero is a valid value of each.
+        unsafe { mem::zeroed() }
+    }
+
+    /// Points the first `count` (at most [`MMSG_CHUNK`]) headers at the slots of `slots`
+    /// from `first` on, slot `s` being `len(s)` bytes long.
+    fn point(
+        &mut self,
+        slots: &mut [u8],
+        first: usize,
+        count: usize,
+        len: impl Fn(usize) -> usize,
+    ) {
+        let pairs = self.iovecs.iter_mut().zip(&mut self.headers);
+        for (index, (iovec, header)) in pairs.take(count).enumerate() {
+            let slot = first + index;
+            iovec.iov_base = slots[slot * SLOT_LEN..].as_mut_ptr().cast();
+            iovec.iov_len = len(slot);
+            header.msg_hdr.msg_iov = iovec;
+            header.msg_hdr.msg_iovlen = 1;
+        }
+    }
+}
+
 /// The Ethernet address of `ifname`, in the calling thread's network namespace.
 pub fn interface_mac(ifname: &str) -> Result<[u8; 6], PacketError> {
     let name = CString::new(ifname)
@@ -432,28 +419,12 @@ pub fn interface_mac(ifname: &str) -> Result<[u8; 6], PacketError> {
     for (to, from) in request.ifr_name.iter_mut().zip(bytes) {
         *to = *from as libc::c_char;
     }
-    // SAFETY: plain system call with constant arguments.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        let source = io::Error::last_os_error();
-        return Err(PacketError::from_os(
-            "opening a socket to query",
-            ifname,
-            source,
-        ));
-    }
-    // SAFETY: `raw` is a fresh fd that nothing else owns.
-    let socket = unsafe { OwnedFd::from_raw_fd(raw) };
+    let socket = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)
+        .map_err(|e| PacketError::from_os("opening a socket to query", ifname, e))?;
     // SAFETY: SIOCGIFHWADDR reads the NUL-terminated name and writes the address into the
     // live ifreq passed by pointer.
     if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFHWADDR, &raw mut request) } != 0 {
         let source = io::Error::last_os_error();
-        if source.raw_os_error() == Some(libc::ENODEV) {
-            return Err(XdpError::NoSuchInterface {
-                ifname: ifname.to_owned(),
-            }
-            .into());
-        }
         return Err(PacketError::from_os(
             "reading the hardware address",
             ifname,
@@ -473,6 +444,17 @@ pub fn interface_mac(ifname: &str) -> Result<[u8; 6], PacketError> {
         *to = *from as u8;
     }
     Ok(mac)
+}
+
+/// A new close-on-exec socket.
+fn socket(domain: libc::c_int, kind: libc::c_int, protocol: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: plain system call with integer arguments.
+    let raw = unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC, protocol) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 fn set_option(fd: RawFd, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
@@ -512,7 +494,7 @@ mod tests {
     fn test_interface_mac_of_a_missing_interface() {
         assert!(matches!(
             interface_mac("synwall-none0"),
-            Err(PacketError::Interface(XdpError::NoSuchInterface { .. }))
+            Err(PacketError::Os(XdpError::NoSuchInterface { .. }))
         ));
     }
 
