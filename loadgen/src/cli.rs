@@ -100,7 +100,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = TxChoice::Auto)]
     pub tx: TxChoice,
 
-    /// Most packets handed to the device per system call (at most 1024).
+    /// Most packets written per transmit round, one pacing step (at most 1024).
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub batch: usize,
 

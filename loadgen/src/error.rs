@@ -1,6 +1,7 @@
-//! Why a run could not start or ended in error. Each variant names the cause and, where an
-//! operator can act, the remedy (a capability, a flag); the device layers' own errors
-//! ([`XdpError`], [`PacketError`]) already name the missing capability.
+//! Why a run could not start or ended in error. Each message is self-contained: what was being
+//! done, the cause, and where an operator can act, the remedy (a capability, a flag); the
+//! device layers' own errors ([`XdpError`], [`PacketError`]) already name the missing
+//! capability. So a binary prints the top message only, never the chain of sources.
 
 use std::io;
 
@@ -21,9 +22,15 @@ pub enum LoadgenError {
         /// A remedy, when the errno suggests one (empty otherwise).
         hint: &'static str,
     },
-    #[error("AF_XDP transmit socket: {0}")]
+    #[error(transparent)]
     Xdp(#[from] XdpError),
-    #[error("AF_PACKET socket: {0}")]
+    #[error(
+        "AF_XDP socket on queue {queue}: {error}; flood thread N uses queue N, so --threads \
+         needs as many queues on the interface (a veth has one unless created with \
+         numrxqueues/numtxqueues): use fewer threads, or --tx packet"
+    )]
+    XdpQueue { queue: u32, error: XdpError },
+    #[error(transparent)]
     Packet(#[from] PacketError),
     #[error(transparent)]
     Neighbor(#[from] NeighborError),

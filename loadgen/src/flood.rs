@@ -49,6 +49,21 @@ pub enum Backend {
     Afxdp,
     /// AF_PACKET, sendmmsg, qdisc bypass.
     Packet,
+    /// Some threads on each (`--tx auto` fell back on some queues only).
+    Mixed,
+}
+
+impl Backend {
+    /// The backend of a run whose workers got `backends`.
+    pub fn of_run(backends: impl IntoIterator<Item = Backend>) -> Backend {
+        let mut backends = backends.into_iter();
+        let first = backends.next().unwrap_or(Backend::Packet);
+        if backends.all(|backend| backend == first) {
+            first
+        } else {
+            Backend::Mixed
+        }
+    }
 }
 
 impl fmt::Display for StopReason {
@@ -66,6 +81,7 @@ impl fmt::Display for Backend {
         f.write_str(match self {
             Backend::Afxdp => "afxdp",
             Backend::Packet => "packet",
+            Backend::Mixed => "mixed",
         })
     }
 }
@@ -289,8 +305,12 @@ impl WorkerJob {
                 zero_copy: ZeroCopy::Auto,
                 ..XdpDeviceConfig::default()
             };
-            XdpDevice::open(ifname, self.index as u32, cfg)
-                .map(|device| TxDevice::Xdp(Box::new(device)))
+            let queue = self.index as u32;
+            match XdpDevice::open(ifname, queue, cfg) {
+                Ok(device) => Ok(TxDevice::Xdp(Box::new(device))),
+                Err(error) if queue > 0 => Err(LoadgenError::XdpQueue { queue, error }),
+                Err(error) => Err(LoadgenError::Xdp(error)),
+            }
         };
         match self.config.tx {
             TxChoice::Packet => Ok((packet()?, None)),
@@ -362,5 +382,20 @@ impl WorkerJob {
             device.flush()?;
         }
         Ok(reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_backend_of_a_run() {
+        assert_eq!(Backend::of_run([Backend::Afxdp; 3]), Backend::Afxdp);
+        assert_eq!(Backend::of_run([Backend::Packet]), Backend::Packet);
+        assert_eq!(
+            Backend::of_run([Backend::Afxdp, Backend::Packet]),
+            Backend::Mixed
+        );
     }
 }

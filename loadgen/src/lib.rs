@@ -26,7 +26,7 @@
 //! - [`harvest`]: the reply sniffer feeding near-miss ACKs.
 //! - [`legit`]: the real clients, their failures by kind and latency percentiles.
 //! - [`neighbor`]: the destination MAC from the kernel's neighbour table.
-//! - [`stats`], [`report`], [`run`]: counters, output records, and the run that joins it all.
+//! - [`stats`], [`report`], [`mod@run`]: counters, output records, and the run that joins it all.
 //!
 //! # Safety of the network
 //!
@@ -55,7 +55,7 @@
 //!  "legit": null | LEGIT}     attempts that ended in this interval; null without --legit-rate
 //!
 //! {"type":"summary",
-//!  "tx": "afxdp" | "packet",
+//!  "tx": "afxdp" | "packet" | "mixed",
 //!  "stop_reason": "packets" | "duration" | "interrupted",
 //!  "elapsed_s": f64, "target": "198.18.0.1:80", "src_cidr": "198.18.128.0/17",
 //!  "mix": "syn=80,ack=15,rst=5", "rate_pps": u64 | null (max), "threads": usize,
@@ -68,8 +68,11 @@
 //!                       "bad_reply","overloaded","other": u64},
 //!          "connect_us": null | {"p50":u64,"p90":u64,"p99":u64,"max":u64}}
 //! ```
-//! `connect_us` covers every connect() that completed (null when none did). The Rust types
-//! are [`report::Record`] (serde, both directions).
+//! `connect_us` covers every connect() that completed (null when none did). `sent` counts
+//! frames handed to the transmit device; a device or veth that is overrun may still drop some
+//! (AF_PACKET frames refused with ENOBUFS are kept and sent again; AF_XDP copy mode cannot
+//! tell), so compare with the receiver's count when measuring. The Rust types are
+//! [`report::Record`] (serde, both directions).
 
 pub mod cli;
 pub mod craft;

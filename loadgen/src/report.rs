@@ -83,7 +83,8 @@ pub struct Progress {
 /// The whole run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    /// The transmit path ("afxdp" or "packet").
+    /// The transmit path ("afxdp", "packet", or "mixed" when `--tx auto` fell back on some
+    /// threads only).
     pub tx: Backend,
     /// "packets", "duration" or "interrupted".
     pub stop_reason: StopReason,

@@ -17,7 +17,7 @@ use synwall::sys::{interface_mac, netns};
 use crate::cli::Config;
 use crate::craft::Path;
 use crate::error::LoadgenError;
-use crate::flood::Flood;
+use crate::flood::{Backend, Flood};
 use crate::guard::OVERRIDE_FLAG;
 use crate::harvest::{HARVEST_QUEUE, spawn_sniffer};
 use crate::legit::{LegitClients, LegitReport};
@@ -158,7 +158,7 @@ pub fn run(
 
     let sent = KindCounts::from(counters.sent());
     let summary = Summary {
-        tx: ready[0].backend,
+        tx: Backend::of_run(ready.iter().map(|report| report.backend)),
         stop_reason,
         elapsed_s: elapsed.as_secs_f64(),
         target: config.target.to_string(),
