@@ -256,8 +256,13 @@ impl LegitClients {
                 let queue = queue.clone();
                 let config = Arc::clone(&config);
                 let tallies = Arc::clone(&tallies);
+                let stop = Arc::clone(&stop);
                 thread::spawn(move || {
                     for () in queue.iter() {
+                        // Tickets still queued when the run stops are not started.
+                        if stop.load(Ordering::Relaxed) {
+                            continue;
+                        }
                         let outcome = attempt(&config);
                         lock(&tallies).record(&outcome);
                     }
@@ -306,8 +311,8 @@ impl LegitClients {
         report
     }
 
-    /// Waits for the scheduler to stop and every attempt started to end; the whole run's
-    /// outcomes.
+    /// Waits for the scheduler to stop and every attempt started to end (at most two timeouts
+    /// after `stop`: connect, then reply); the whole run's outcomes.
     pub fn finish(self) -> LegitReport {
         // A thread that panicked recorded nothing more; the tallies still hold.
         let _ = self.scheduler.join();

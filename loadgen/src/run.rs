@@ -4,7 +4,8 @@
 //!
 //! Two flags: `stop` (from the caller, e.g. a signal handler) stops the workers early; `done`
 //! (raised here once the workers have stopped, for whatever reason) stops the sniffer and the
-//! legit scheduler, so nothing outlives the flood by more than one legit timeout.
+//! legit clients, so nothing outlives the flood by more than two legit timeouts (an attempt
+//! under way finishes its connect and its reply).
 
 use std::io::Write;
 use std::sync::Arc;
