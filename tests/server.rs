@@ -2,13 +2,15 @@
 //! another. Skipped without root outside CI; in CI they must run.
 
 mod common;
+#[path = "common/lab.rs"]
+mod lab;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use common::lab::*;
 use common::require_privileges;
+use lab::*;
 use rand::{Rng, SeedableRng};
 use synwall::counters::Counter;
 use synwall::lab::Topology;

@@ -4,6 +4,8 @@
 //! - [`SteeringProgram`] (steer.rs) owns the XDP program and its maps, attached to one interface.
 //! - [`XdpDevice`] (xsk.rs) owns one AF_XDP socket and its UMEM on one rx queue; it implements
 //!   [`FrameIo`](crate::device::FrameIo).
+//! - [`PacketSocket`] (packet.rs) owns one AF_PACKET socket bound to an interface, batched with
+//!   `sendmmsg`/`recvmmsg`; also a [`FrameIo`](crate::device::FrameIo) (loadgen's fallback).
 //! - [`repair`] builds the kernel socket of a completed handshake (TCP_REPAIR); [`inject`]
 //!   hands it the segments that arrived before it existed; [`tcp_info`] reads back what a socket
 //!   negotiated; [`channels`] counts an interface's rx queues.
@@ -31,6 +33,7 @@ pub mod channels;
 mod error;
 pub mod inject;
 pub mod netns;
+mod packet;
 pub mod repair;
 mod steer;
 pub mod tcp_info;
@@ -40,6 +43,7 @@ use std::ffi::CString;
 use std::io;
 
 pub use error::XdpError;
+pub use packet::{PacketError, PacketSocket, PacketSocketConfig, interface_mac};
 pub use steer::{HandoffShield, SteerCounters, SteeringProgram, XdpAction, XdpMode};
 pub use xsk::{XdpDevice, XdpDeviceConfig, XskStatistics, ZeroCopy};
 

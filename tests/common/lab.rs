@@ -1,6 +1,9 @@
 //! Privileged helpers: synwall serving inside a lab's server namespace, clients in its client
-//! namespace. Network safety: only the lab's namespaces and 198.18.0.0/15 (and the ULA that
-//! exists only inside them); everything is deleted when the [`Topology`] drops.
+//! namespace. Included by the test crates that use them (`#[path = "common/lab.rs"] mod lab;`).
+//! Network safety: only the lab's namespaces and 198.18.0.0/15 (and the ULA that exists only
+//! inside them); everything is deleted when the [`Topology`] drops.
+
+#![allow(dead_code)] // Each test crate uses a different subset.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -2,8 +2,6 @@
 //! segments, a harness driving a listener through virtual time, and tool checks.
 #![allow(dead_code)] // Each test crate uses a different subset.
 
-pub mod lab;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,416 @@
+//! loadgen against real receivers in the two-namespace lab: the frames it sends (tshark and
+//! synwall's parser on a capture), its bounds (packets, duration), its rate control, near-miss
+//! ACKs against synwall's listener, legit clients against a kernel server, and its errors.
+//!
+//! Every test skips without root outside CI (`require_privileges`); all traffic stays on the
+//! lab's veth pair in 198.18.0.0/15, and every run is bounded in packets and seconds.
+
+mod support;
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use loadgen::flood::{Backend, StopReason};
+use loadgen::report::Record;
+use pcap_file::pcap::PcapReader;
+use support::{Lab, require_tool};
+use synwall::accept_queue::{AcceptQueue, Pop};
+use synwall::cookie::keys::{KeyRing, Secret};
+use synwall::counters::Counter;
+use synwall::device::FrameIo;
+use synwall::lab::SERVER_V4;
+use synwall::listener::{Listener, ListenerConfig, SyncookiesMode};
+use synwall::shard::Shard;
+use synwall::sys::{SteeringProgram, XdpDevice, XdpDeviceConfig, XdpMode};
+use synwall::wire::{self, Endpoints, Parsed, TcpFlags};
+
+const LIMIT: Duration = Duration::from_secs(30);
+/// Frames from the spoofed range to the target's port 80, as dumpcap's filter.
+const FLOOD_FILTER: &str = "tcp dst port 80 and src net 198.18.128.0/17";
+
+/// TCP options of the three SYN layouts, with the 8 bytes of timestamps as `..`.
+const LINUX_OPTIONS: &str = "020405b40402080a................01030307";
+const WINDOWS_OPTIONS: &str = "020405b40103030801010402";
+const MACOS_OPTIONS: &str = "020405b4010303060101080a................04020000";
+
+fn matches_layout(options: &str, layout: &str) -> bool {
+    options.len() == layout.len()
+        && options
+            .chars()
+            .zip(layout.chars())
+            .all(|(have, want)| want == '.' || have == want)
+}
+
+/// Captures what loadgen sends over `tx` and checks it in tshark and in synwall's parser.
+fn check_frames(lab: &Lab, tx: &str, packets: usize) {
+    let capture_file = tempfile::Builder::new().suffix(".pcap").tempfile().unwrap();
+    let path = capture_file.path();
+    let mut dumpcap = lab.capture(FLOOD_FILTER, packets, 15, path);
+    let run = lab.loadgen(
+        80,
+        &[
+            "--tx",
+            tx,
+            "--mix",
+            "syn=3,ack=1,near-miss=1,rst=1,fin=1",
+            "--rate",
+            "2000",
+            "--packets",
+            &packets.to_string(),
+        ],
+        LIMIT,
+    );
+    let summary = run.summary();
+    assert_eq!(summary.sent_total, packets as u64);
+    assert!(summary.sent.near_miss > 0, "{summary:?}");
+    assert!(dumpcap.wait().unwrap().success());
+
+    // tshark: every frame TCP with good IP and TCP checksums, none malformed, no error.
+    let tshark = |filter: &str, fields: &[&str]| {
+        let mut args = vec![
+            "tshark",
+            "-r",
+            path.to_str().unwrap(),
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "tcp.check_checksum:TRUE",
+            "-o",
+            "tcp.analyze_sequence_numbers:FALSE",
+            "-Y",
+            filter,
+            "-T",
+            "fields",
+        ];
+        for field in fields {
+            args.extend(["-e", field]);
+        }
+        synwall::lab::run(&args).unwrap()
+    };
+    let all = tshark("frame", &["frame.number"]);
+    assert_eq!(all.lines().count(), packets, "frames captured");
+    let good = tshark(
+        "tcp && ip.checksum.status == 1 && tcp.checksum.status == 1",
+        &["frame.number"],
+    );
+    assert_eq!(good.lines().count(), packets, "frames with good checksums");
+    let bad = tshark(
+        "_ws.malformed || _ws.expert.severity >= 8388608 || _ws.expert.group == 0x01000000 \
+         || _ws.expert.group == 0x07000000",
+        &["frame.number", "_ws.expert.message"],
+    );
+    assert_eq!(bad, "", "malformed, checksum or error expert info");
+    // The SYNs carry exactly the three stacks' option layouts, each of them.
+    let syn_options = tshark("tcp.flags == 0x002", &["tcp.options"]);
+    let mut seen = [0; 3];
+    for options in syn_options.lines() {
+        let stack = [LINUX_OPTIONS, WINDOWS_OPTIONS, MACOS_OPTIONS]
+            .iter()
+            .position(|layout| matches_layout(options, layout))
+            .unwrap_or_else(|| panic!("unexpected SYN options {options}"));
+        seen[stack] += 1;
+    }
+    assert!(seen.iter().all(|n| *n > 0), "SYN layouts seen: {seen:?}");
+
+    // synwall's parser: every frame a TCP segment to the target, checksums verified.
+    let served = Endpoints::new([SocketAddr::new(SERVER_V4.into(), 80)]);
+    let mut reader = PcapReader::new(File::open(path).unwrap()).unwrap();
+    let mut flags_seen = Vec::new();
+    while let Some(packet) = reader.next_packet() {
+        let packet = packet.unwrap();
+        match wire::parse(&packet.data, &served) {
+            Parsed::Ours(repr) => {
+                if !flags_seen.contains(&repr.flags) {
+                    flags_seen.push(repr.flags);
+                }
+            }
+            other => panic!("not a valid segment to the target: {other:?}"),
+        }
+    }
+    for flags in [
+        TcpFlags::SYN,
+        TcpFlags::ACK,
+        TcpFlags::RST,
+        TcpFlags::FIN | TcpFlags::ACK,
+    ] {
+        assert!(flags_seen.contains(&flags), "{flags:?} in {flags_seen:?}");
+    }
+}
+
+#[test]
+fn test_frames_are_valid_tcp_over_afxdp_and_af_packet() {
+    let Some(lab) = Lab::new("lgf") else {
+        return;
+    };
+    if !require_tool("tshark") || !require_tool("dumpcap") {
+        return;
+    }
+    // A kernel listener answers SYNs with SYN-ACKs, which near-miss ACKs are made from.
+    let _listener = lab.listen(80);
+    check_frames(&lab, "afxdp", 700);
+    check_frames(&lab, "packet", 700);
+}
+
+#[test]
+fn test_run_stops_at_its_packet_count() {
+    let Some(lab) = Lab::new("lgp") else {
+        return;
+    };
+    let before = lab.server_rx_packets();
+    let run = lab.loadgen(
+        80,
+        &["--rate", "20k", "--packets", "12345", "--duration", "20s"],
+        LIMIT,
+    );
+    let received = lab.server_rx_packets() - before;
+    let summary = run.summary();
+    assert_eq!(summary.stop_reason, StopReason::Packets);
+    assert_eq!(summary.sent_total, 12345);
+    assert_eq!(summary.sent.syn, 12345);
+    assert!(summary.elapsed_s < 1.0, "{summary:?}");
+    // Besides the flood: the neighbour probe and ARP.
+    assert!((12345..12345 + 10).contains(&received), "{received}");
+    let progress_total: u64 = run.progress().iter().map(|p| p.sent.total()).sum();
+    assert_eq!(progress_total, 12345);
+}
+
+#[test]
+fn test_run_stops_at_its_duration_and_leaves_no_xdp_program() {
+    let Some(lab) = Lab::new("lgd") else {
+        return;
+    };
+    let started = Instant::now();
+    let mut running = lab.spawn_loadgen(
+        80,
+        &["--tx", "afxdp", "--rate", "1000", "--duration", "2s"],
+        LIMIT,
+    );
+    // While the AF_XDP socket is open, no XDP program is attached to the generator's
+    // interface (XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD), so its kernel keeps ARP and replies.
+    assert!(matches!(running.next_record(), Some(Record::Progress(_))));
+    let link = lab.in_client(&[
+        "ip",
+        "-details",
+        "link",
+        "show",
+        "dev",
+        &lab.topology.client_if,
+    ]);
+    assert!(!link.contains("xdp"), "{link}");
+    let run = running.finish();
+    let wall = started.elapsed();
+    let summary = run.summary();
+    assert_eq!(summary.stop_reason, StopReason::Duration);
+    assert_eq!(summary.tx, Backend::Afxdp);
+    assert!((1.95..2.1).contains(&summary.elapsed_s), "{summary:?}");
+    assert!((1900..=2000).contains(&summary.sent_total), "{summary:?}");
+    assert!(wall < Duration::from_secs(5), "{wall:?}");
+}
+
+#[test]
+fn test_rate_holds_within_five_percent() {
+    let Some(lab) = Lab::new("lgr") else {
+        return;
+    };
+    const RATE: f64 = 50_000.0;
+    let mut running = lab.spawn_loadgen(
+        80,
+        &["--rate", "50k", "--duration", "4s", "--cpus", "0"],
+        LIMIT,
+    );
+    // The receiver's count between the ends of the first and the third second.
+    let mut samples = Vec::new();
+    while let Some(record) = running.next_record() {
+        if let Record::Progress(progress) = record
+            && [1, 3].contains(&(progress.elapsed_s.round() as u32))
+        {
+            samples.push((Instant::now(), lab.server_rx_packets()));
+        }
+    }
+    let run = running.finish();
+    let summary = run.summary();
+    assert_eq!(samples.len(), 2, "{:?}", run.records);
+    let (t1, r1) = samples[0];
+    let (t3, r3) = samples[1];
+    let received = (r3 - r1) as f64 / (t3 - t1).as_secs_f64();
+    assert!(
+        (received / RATE - 1.0).abs() < 0.05,
+        "received {received:.0}/s for {RATE}/s"
+    );
+    let sent = summary.sent_total as f64 / summary.elapsed_s;
+    assert!((sent / RATE - 1.0).abs() < 0.05, "sent {sent:.0}/s");
+    for progress in &run.progress()[..3] {
+        let pps = progress.pps as f64;
+        assert!((pps / RATE - 1.0).abs() < 0.05, "{progress:?}");
+    }
+}
+
+/// A synwall listener (cookies always) on the server's veth until `stop`; returns how many
+/// handshakes it accepted and how many cookie ACKs it found invalid.
+fn synwall_server(lab: &Lab, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(u64, u64)> {
+    let ifname = lab.topology.server_if.clone();
+    let served = SocketAddr::new(SERVER_V4.into(), 80);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn({
+        let ns = lab.topology.server_ns.clone();
+        move || {
+            synwall::sys::netns::enter(&ns).unwrap();
+            let program = SteeringProgram::attach(&ifname, XdpMode::Generic, &[served]).unwrap();
+            let device = XdpDevice::open(&ifname, 0, XdpDeviceConfig::default()).unwrap();
+            program.register(&device).unwrap();
+            let unix = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+            let config = ListenerConfig {
+                served: Endpoints::new([served]),
+                syncookies: SyncookiesMode::Always,
+                ..ListenerConfig::default()
+            };
+            let keys = KeyRing::new(Secret::random().unwrap(), Duration::from_secs(64), unix());
+            let listener = Listener::new(config, keys, Instant::now()).unwrap();
+            let counters = listener.counters();
+            let queue = AcceptQueue::new(1024);
+            let accepted = queue.receiver();
+            let injector = synwall::sys::inject::RawInjector::new().unwrap();
+            let mut shard = Shard::new(listener, device, injector, queue.sender(64), 64);
+            ready_tx.send(()).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                shard.poll(Instant::now(), unix()).unwrap();
+                let _ = shard.device_mut().wait(Duration::from_millis(5));
+            }
+            let mut handshakes = 0;
+            while let Pop::Handshake(_) = accepted.pop(Duration::ZERO) {
+                handshakes += 1;
+            }
+            (handshakes, counters.get(Counter::CookieAcksInvalid))
+        }
+    });
+    ready_rx.recv().expect("the synwall server started");
+    handle
+}
+
+#[test]
+fn test_near_miss_acks_are_all_rejected_by_synwall() {
+    let Some(lab) = Lab::new("lgn") else {
+        return;
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = synwall_server(&lab, Arc::clone(&stop));
+    let run = lab.loadgen(
+        80,
+        &["--mode", "near-miss", "--rate", "4000", "--duration", "3s"],
+        LIMIT,
+    );
+    stop.store(true, Ordering::Relaxed);
+    let (accepted, invalid) = server.join().unwrap();
+    let summary = run.summary();
+    let replies = summary.replies.unwrap();
+    assert!(summary.sent.near_miss > 3000, "{summary:?}");
+    assert!(replies.syn_ack >= summary.sent.near_miss, "{summary:?}");
+    assert_eq!(accepted, 0, "a near-miss ACK was accepted");
+    assert_eq!(
+        invalid, summary.sent.near_miss,
+        "every near-miss ACK checked, and failed"
+    );
+}
+
+#[test]
+fn test_legit_clients_report_success_and_failures_by_kind() {
+    let Some(lab) = Lab::new("lgl") else {
+        return;
+    };
+    let server = lab.http_server(8080, b"HTTP/1.0 200 OK\r\n\r\nhello");
+    // Served, under a light SYN flood to the same port.
+    let args = [
+        "--rate",
+        "2000",
+        "--duration",
+        "2s",
+        "--legit-rate",
+        "20",
+        "--legit-expect",
+        "hello",
+    ];
+    let run = lab.loadgen(8080, &args, LIMIT);
+    let legit = run.summary().legit.clone().unwrap();
+    assert!(legit.attempts >= 38, "{legit:?}");
+    assert_eq!(legit.ok, legit.attempts, "{legit:?}");
+    let connect = legit.connect_us.unwrap();
+    assert!(connect.p50 <= connect.p99 && connect.p99 <= connect.max);
+    assert!(
+        run.progress()
+            .iter()
+            .any(|p| p.legit.as_ref().is_some_and(|l| l.ok > 0))
+    );
+
+    // The reply lacks the expected text.
+    let run = lab.loadgen(
+        8080,
+        &[
+            "--rate",
+            "100",
+            "--duration",
+            "1s",
+            "--legit-rate",
+            "10",
+            "--legit-expect",
+            "nope",
+        ],
+        LIMIT,
+    );
+    let legit = run.summary().legit.clone().unwrap();
+    assert!(legit.attempts > 0, "{legit:?}");
+    assert_eq!(legit.failures.bad_reply, legit.attempts, "{legit:?}");
+    server.store(true, Ordering::Relaxed);
+
+    // Nothing listens: refused.
+    let run = lab.loadgen(
+        8081,
+        &["--rate", "100", "--duration", "1s", "--legit-rate", "10"],
+        LIMIT,
+    );
+    let legit = run.summary().legit.clone().unwrap();
+    assert!(legit.attempts > 0, "{legit:?}");
+    assert_eq!(legit.failures.refused, legit.attempts, "{legit:?}");
+}
+
+#[test]
+fn test_errors_name_their_cause() {
+    let Some(lab) = Lab::new("lge") else {
+        return;
+    };
+    let t = &lab.topology;
+    let fails = |wrapper: &[&str], args: &[&[&str]]| {
+        let args = args.concat();
+        let run = lab.spawn_in_client(wrapper, &args, LIMIT).finish();
+        assert!(!run.status.success(), "{args:?} succeeded");
+        run.stderr
+    };
+    let bounded = [
+        "--target",
+        "198.18.0.1:80",
+        "--rate",
+        "10",
+        "--packets",
+        "10",
+    ];
+    let ours = ["--interface", t.client_if.as_str()];
+    let known_mac = ["--dst-mac", "02:00:00:00:00:01"];
+    let nobody = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ];
+
+    let stderr = fails(&[], &[&bounded, &["--interface", "nosuch0"]]);
+    assert!(stderr.contains("\"nosuch0\" does not exist"), "{stderr}");
+    // Without privileges, each step names the capability it lacks.
+    let stderr = fails(&nobody, &[&bounded, &ours, &known_mac, &["--tx", "packet"]]);
+    assert!(stderr.contains("CAP_NET_RAW"), "{stderr}");
+    let stderr = fails(&nobody, &[&bounded, &ours, &known_mac, &["--tx", "afxdp"]]);
+    assert!(stderr.contains("CAP_"), "{stderr}");
+    let stderr = fails(&nobody, &[&bounded, &ours, &["--netns", &t.client_ns]]);
+    assert!(stderr.contains("CAP_SYS_ADMIN"), "{stderr}");
+}

@@ -1,0 +1,154 @@
+//! Measurement, not a test (ignored by default): the highest SYN rate one generator core
+//! reaches on the lab's veth, with AF_XDP, with AF_PACKET, and hping3's for comparison.
+//!
+//! ```text
+//! cargo test -j1 --release -p loadgen --test measure -- --ignored --nocapture
+//! ```
+//!
+//! Set-up, as in LAB-NOTES: the generator runs pinned to CPU 0. The receiver must not eat the
+//! generator's core, so the server's veth drops the flood in XDP, native mode (synwall's
+//! steering program with no AF_XDP socket registered drops every frame to the served port),
+//! with threaded NAPI pinned to CPU 1. Received = the server veth's rx_packets; frames the
+//! veth could not hand over (its ring full) show as the client veth's tx_dropped.
+
+mod support;
+
+use std::fs;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use support::{Lab, require_tool};
+use synwall::lab::SERVER_V4;
+use synwall::sys::{SteeringProgram, XdpMode};
+
+const SECONDS: u64 = 3;
+
+struct Counts {
+    received: u64,
+    dropped: u64,
+}
+
+fn counts(lab: &Lab) -> Counts {
+    let t = &lab.topology;
+    let client_dropped = format!("/sys/class/net/{}/statistics/tx_dropped", t.client_if);
+    Counts {
+        received: lab.server_rx_packets(),
+        dropped: lab
+            .in_client(&["cat", &client_dropped])
+            .trim()
+            .parse()
+            .unwrap(),
+    }
+}
+
+/// Runs `generate`, which returns how many packets it claims to have sent and over how many
+/// seconds; prints and returns the received rate.
+fn measure(lab: &Lab, name: &str, generate: impl FnOnce() -> (u64, f64)) -> f64 {
+    let before = counts(lab);
+    let started = Instant::now();
+    let (sent, seconds) = generate();
+    let wall = started.elapsed().as_secs_f64();
+    let after = counts(lab);
+    let received = (after.received - before.received) as f64 / seconds;
+    println!(
+        "{name:>24}: sent {:>9.0}/s  received {received:>9.0}/s  veth drops {:>8}  ({seconds:.2} s of {wall:.2} s)",
+        sent as f64 / seconds,
+        after.dropped - before.dropped,
+    );
+    received
+}
+
+/// The pid of the threaded-NAPI kernel thread of `ifname`.
+fn napi_thread(ifname: &str) -> Option<u32> {
+    let prefix = format!("napi/{ifname}-");
+    fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let comm = fs::read_to_string(entry.path().join("comm")).ok()?;
+        comm.starts_with(&prefix).then_some(pid)
+    })
+}
+
+#[test]
+#[ignore = "a measurement: run with --release -- --ignored --nocapture"]
+fn measure_max_syn_rate_on_one_core() {
+    let Some(lab) = Lab::new("lgm") else {
+        return;
+    };
+    let t = &lab.topology;
+    let served = SocketAddr::new(SERVER_V4.into(), 80);
+    let program = t
+        .spawn_in(&t.server_ns, {
+            let ifname = t.server_if.clone();
+            move || SteeringProgram::attach(&ifname, XdpMode::Native, &[served])
+        })
+        .join()
+        .unwrap()
+        .unwrap()
+        .expect("attaching the dropping receiver");
+    let threaded = format!("echo 1 > /sys/class/net/{}/threaded", t.server_if);
+    lab.in_server(&["sh", "-c", &threaded]);
+    let napi = napi_thread(&t.server_if).expect("the veth's NAPI thread");
+    synwall::lab::run(&["taskset", "-p", "2", &napi.to_string()]).unwrap();
+
+    let mut rates = Vec::new();
+    for tx in ["afxdp", "packet"] {
+        let duration = format!("{SECONDS}s");
+        let args = [
+            "--tx",
+            tx,
+            "--rate",
+            "max",
+            "--duration",
+            &duration,
+            "--cpus",
+            "0",
+        ];
+        rates.push(measure(&lab, &format!("loadgen --tx {tx}"), || {
+            let run = lab.loadgen(80, &args, Duration::from_secs(30));
+            let summary = run.summary();
+            (summary.sent_total, summary.elapsed_s)
+        }));
+    }
+    if require_tool("hping3") {
+        let hping = measure(&lab, "hping3 (one source)", || {
+            let seconds = SECONDS.to_string();
+            let flood = [
+                "timeout",
+                &seconds,
+                "taskset",
+                "-c",
+                "0",
+                "hping3",
+                "-S",
+                "-p",
+                "80",
+                "--flood",
+                "-a",
+                "198.18.128.9",
+                "198.18.0.1",
+            ];
+            // timeout ends hping3 (status 124), which prints "N packets transmitted".
+            let output = match t.run_in(&t.client_ns, &flood) {
+                Ok(output) => output,
+                Err(error) => error.to_string(),
+            };
+            let words: Vec<&str> = output.split_whitespace().collect();
+            let sent = words
+                .windows(2)
+                .find(|pair| pair[1] == "packets")
+                .and_then(|pair| pair[0].parse().ok())
+                .unwrap_or(0);
+            (sent, SECONDS as f64)
+        });
+        assert!(
+            rates.iter().all(|rate| *rate > hping),
+            "{rates:?} vs {hping}"
+        );
+    }
+    let dropped = program.counters().unwrap().dropped_no_xsk;
+    println!(
+        "receiver: XDP ({:?} mode) dropped {dropped} frames",
+        program.mode()
+    );
+    assert!(rates.iter().all(|rate| *rate > 0.0));
+}
