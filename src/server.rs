@@ -465,9 +465,5 @@ fn kernel_window_scale() -> Option<u8> {
 
 /// Every rx queue of `interface`.
 fn rx_queues(interface: &str) -> Result<Vec<u32>, ServerError> {
-    let count = channels::rx_queue_count(interface).map_err(|source| ServerError::Queues {
-        interface: interface.to_owned(),
-        source,
-    })?;
-    Ok((0..count).collect())
+    Ok((0..channels::rx_queue_count(interface)?).collect())
 }

@@ -9,6 +9,8 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use super::XdpError;
+
 const ETHTOOL_GCHANNELS: u32 = 0x3c;
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
 
@@ -29,7 +31,11 @@ struct EthtoolChannels {
 
 /// The receive queues of `ifname`: its rx-only plus its combined channels. A driver that does
 /// not report channels has one.
-pub fn rx_queue_count(ifname: &str) -> io::Result<u32> {
+pub fn rx_queue_count(ifname: &str) -> Result<u32, XdpError> {
+    channels(ifname).map_err(|source| XdpError::from_os("reading the rx queues", ifname, source))
+}
+
+fn channels(ifname: &str) -> io::Result<u32> {
     let name = CString::new(ifname).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     if name.as_bytes_with_nul().len() > libc::IFNAMSIZ {
         return Err(io::Error::new(
