@@ -135,6 +135,18 @@ impl Counter {
         let series = self.series();
         series.split_once('{').map_or(series, |(family, _)| family)
     }
+
+    /// Help text for the whole family: a labelled family's series share it.
+    pub fn family_help(self) -> &'static str {
+        match self.family() {
+            "synwall_accepted_total" => "Handshakes completed, by path (SYN queue or cookie).",
+            "synwall_rejected_total" => {
+                "Segments not accepted, by reason: dropped, or answered with a RST when allowed."
+            }
+            "synwall_malformed_total" => "Frames that could not be parsed, by layer.",
+            _ => self.help(),
+        }
+    }
 }
 
 impl From<Malformed> for Counter {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{SendTimeoutError, Sender};
 
 use crate::accept_queue::{AcceptReceiver, Pop};
+use crate::histogram::DurationHistogram;
 use crate::listener::{Accepted, HandshakePath, WindowScale};
 use crate::sys::{SteeringProgram, repair};
 
@@ -65,6 +66,9 @@ pub struct HandoffCounters {
     pub completed: AtomicU64,
     /// Handoffs that failed; each peer was reset.
     pub failed: AtomicU64,
+    /// From SYN to final ACK, for handshakes completed from the SYN queue (a cookie handshake
+    /// keeps no SYN time).
+    pub handshake_duration: DurationHistogram,
 }
 
 /// Runs one worker until `stop` is set or the accept queue closes. `steering` keeps each
@@ -99,6 +103,9 @@ pub fn run_worker(
             }
         };
         counters.completed.fetch_add(1, Ordering::Relaxed);
+        if let Some(duration) = accepted.handshake_duration {
+            counters.handshake_duration.observe(duration);
+        }
         let mut connection = Connection {
             stream,
             peer: accepted.tuple.remote,

@@ -38,12 +38,15 @@ pub mod cookie;
 pub mod counters;
 pub mod device;
 pub mod handoff;
+pub mod histogram;
 pub mod lab;
 pub mod listener;
+pub mod metrics;
 pub mod proxy;
 pub mod rate_limit;
 pub mod seq;
 pub mod server;
+pub mod settings;
 pub mod shard;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -1,18 +1,20 @@
 //! The `synwall` command.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
 use synwall::cookie::keys::Secret;
-use synwall::listener::SyncookiesMode;
-use synwall::proxy::{self, ProxyConfig, ProxyCounters};
-use synwall::server::{Server, ServerConfig};
-use synwall::sys::XdpMode;
+use synwall::listener::ListenerUpdate;
+use synwall::metrics::{self, MetricsServer, Scrape};
+use synwall::proxy::Proxy;
+use synwall::server::Server;
+use synwall::settings::{DEFAULT_METRICS, Settings};
 
 #[derive(Parser)]
 #[command(version, about = "A SYN-flood-resistant TCP listener")]
@@ -24,75 +26,51 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Front a TCP service: answer handshakes on the NIC, proxy connections to the upstream.
+    /// SIGHUP reloads the secret and the reloadable settings; SIGINT/SIGTERM stop.
     Listen(ListenArgs),
+    /// Check a configuration (file and flags) as `listen` would, without attaching anything.
+    CheckConfig(ListenArgs),
     /// Write a new cookie secret (mode 0600) for a fleet of synwall instances to share.
     Keygen {
         /// Where to write it; an existing file is never overwritten.
         path: PathBuf,
     },
+    /// A live view of a running synwall's figures, read from its metrics endpoint.
+    Stats(StatsArgs),
 }
 
 #[derive(clap::Args)]
 struct ListenArgs {
-    /// The network interface to serve on.
-    #[arg(long)]
-    iface: String,
-    /// An address and port to serve (repeat for more; 0.0.0.0 or [::] serves every address).
-    #[arg(long = "listen", required = true)]
-    listen: Vec<SocketAddr>,
-    /// The service to proxy connections to, as HOST:PORT.
-    #[arg(long)]
-    upstream: String,
-    /// When to answer SYNs with cookies (tcp_syncookies 0/1/2).
-    #[arg(long, value_enum, default_value_t = Cookies::WhenFull)]
-    syncookies: Cookies,
-    /// Completed handshakes waiting for a handoff worker, at most (listen backlog).
-    #[arg(long, default_value_t = 4096)]
-    backlog: usize,
-    /// SYN-queue entries per rx queue (tcp_max_syn_backlog).
-    #[arg(long, default_value_t = 4096)]
-    max_syn_backlog: usize,
-    /// SYN-ACK retransmissions before a queued handshake is dropped (tcp_synack_retries).
-    #[arg(long, default_value_t = 5)]
-    synack_retries: u8,
-    /// Reset clients whose handshake finds the accept queue full (tcp_abort_on_overflow).
-    #[arg(long)]
-    abort_on_overflow: bool,
-    /// Handoff worker threads.
-    #[arg(long, default_value_t = 2)]
-    workers: usize,
-    /// Rx queues to serve, comma-separated (default: all).
-    #[arg(long, value_delimiter = ',')]
-    queues: Vec<u32>,
-    /// CPUs to pin the fast-path threads to, comma-separated, in queue order.
-    #[arg(long, value_delimiter = ',')]
-    cpus: Vec<usize>,
-    /// XDP attach mode.
-    #[arg(long, value_enum, default_value_t = Mode::Auto)]
-    xdp_mode: Mode,
-    /// The cookie secret shared by a fleet (see `synwall keygen`); random if absent.
-    #[arg(long)]
-    secret_file: Option<PathBuf>,
-    /// Connections proxied at once, at most.
-    #[arg(long, default_value_t = 4096)]
-    max_connections: usize,
-    /// How long to wait for the upstream to accept a connection.
-    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
-    upstream_timeout: Duration,
+    /// A configuration file (TOML; every key is documented in deploy/synwall.toml). Flags of
+    /// the same names override it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: Settings,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Cookies {
-    Never,
-    WhenFull,
-    Always,
+impl ListenArgs {
+    /// The flags over the configuration file, read now.
+    fn settings(&self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => Settings::load(path)?,
+            None => Settings::default(),
+        };
+        Ok(self.settings.clone().over(file))
+    }
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Mode {
-    Auto,
-    Native,
-    Generic,
+#[derive(clap::Args)]
+struct StatsArgs {
+    /// The metrics endpoint of the synwall to watch.
+    #[arg(long, default_value = DEFAULT_METRICS)]
+    metrics: SocketAddr,
+    /// Time between lines.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// Stop after this many lines.
+    #[arg(long)]
+    count: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -104,7 +82,8 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Listen(args) => listen(args),
+        Command::Listen(args) => listen(&args),
+        Command::CheckConfig(args) => check_config(&args),
         Command::Keygen { path } => {
             Secret::random()?
                 .store(&path)
@@ -112,58 +91,155 @@ fn main() -> anyhow::Result<()> {
             println!("wrote a new secret to {}", path.display());
             Ok(())
         }
+        Command::Stats(args) => stats(&args),
     }
 }
 
-fn listen(args: ListenArgs) -> anyhow::Result<()> {
-    let upstream = resolve(&args.upstream)?;
-    let mut config = ServerConfig::new(&args.iface, &args.listen);
-    config.listener.syncookies = match args.syncookies {
-        Cookies::Never => SyncookiesMode::Never,
-        Cookies::WhenFull => SyncookiesMode::WhenFull,
-        Cookies::Always => SyncookiesMode::Always,
-    };
-    config.listener.max_syn_backlog = args.max_syn_backlog;
-    config.listener.synack_retries = args.synack_retries;
-    config.listener.abort_on_overflow = args.abort_on_overflow;
-    config.backlog = args.backlog;
-    config.workers = args.workers;
-    config.queues = args.queues;
-    config.cpus = args.cpus;
-    config.xdp_mode = match args.xdp_mode {
-        Mode::Auto => XdpMode::Auto,
-        Mode::Native => XdpMode::Native,
-        Mode::Generic => XdpMode::Generic,
-    };
-    if let Some(path) = &args.secret_file {
-        config.secret = Some(Secret::load(path)?);
-    }
+fn check_config(args: &ListenArgs) -> anyhow::Result<()> {
+    let resolved = args.settings()?.resolve()?;
+    let server = &resolved.server;
+    println!(
+        "configuration OK: {} on {}, syncookies {:?}, proxied to {}, metrics on {}",
+        server
+            .listener
+            .served
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        server.interface,
+        server.listener.syncookies,
+        resolved.proxy.upstream,
+        resolved.metrics,
+    );
+    Ok(())
+}
 
+fn listen(args: &ListenArgs) -> anyhow::Result<()> {
+    let settings = args.settings()?;
+    // Every setting is checked, and the secret loaded, before anything is attached.
+    let resolved = settings.resolve()?;
     let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
-    let server =
-        Server::bind(config).with_context(|| format!("starting synwall on {}", args.iface))?;
-    let proxy_config = ProxyConfig {
-        upstream,
-        connect_timeout: args.upstream_timeout,
-        max_connections: args.max_connections,
-    };
-    let counters = Arc::new(ProxyCounters::default());
-    let result = proxy::run(&server, proxy_config, &counters, &stop);
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))
+        .context("installing signal handlers")?;
+
+    let interface = resolved.server.interface.clone();
+    let server = Arc::new(
+        Server::bind(resolved.server)
+            .with_context(|| format!("starting synwall on {interface}"))?,
+    );
+    let proxy = Arc::new(Proxy::new(resolved.proxy));
+    let metrics = MetricsServer::spawn(resolved.metrics, {
+        let (server, counters) = (Arc::clone(&server), proxy.counters());
+        move || metrics::render(&server.stats(), &counters)
+    })?;
+    tracing::info!(address = %metrics.address(), "metrics endpoint");
+    let proxying = thread::spawn({
+        let (server, proxy, stop) = (Arc::clone(&server), Arc::clone(&proxy), Arc::clone(&stop));
+        move || proxy.run(&server, &stop)
+    });
+
+    let mut running = settings;
+    while !stop.load(Ordering::Relaxed) && !proxying.is_finished() {
+        thread::sleep(Duration::from_millis(100));
+        if reload.swap(false, Ordering::Relaxed) {
+            running = reload_settings(args, &running, &server, &proxy);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
     tracing::info!("stopping");
+    let served = proxying.join().expect("the proxy thread panicked");
+    drop(metrics);
     drop(server);
-    result.context("serving")
+    served.context("serving")
 }
 
-fn resolve(upstream: &str) -> anyhow::Result<SocketAddr> {
-    let mut addresses = upstream
-        .to_socket_addrs()
-        .with_context(|| format!("resolving the upstream {upstream:?} (expected HOST:PORT)"))?;
-    match addresses.next() {
-        Some(address) => Ok(address),
-        None => bail!("the upstream {upstream:?} resolves to no address"),
+/// Re-reads the configuration (SIGHUP) and applies what can change while running; returns the
+/// settings now in force. A configuration that does not check out changes nothing.
+fn reload_settings(
+    args: &ListenArgs,
+    running: &Settings,
+    server: &Server,
+    proxy: &Proxy,
+) -> Settings {
+    let new = match args.settings() {
+        Ok(new) => new,
+        Err(error) => {
+            tracing::error!("reload: {error:#}; the running settings stay");
+            return running.clone();
+        }
+    };
+    let reloadable = match new.reloadable() {
+        Ok(reloadable) => reloadable,
+        Err(error) => {
+            tracing::error!("reload: {error}; the running settings stay");
+            return running.clone();
+        }
+    };
+    let restart = running.restart_needed(&new);
+    if !restart.is_empty() {
+        tracing::warn!(keys = ?restart, "reload: these settings take a restart; their old values stay");
     }
+    server.reload(&ListenerUpdate {
+        secret: reloadable.secret,
+        syncookies: reloadable.syncookies,
+        abort_on_overflow: reloadable.abort_on_overflow,
+        invalid_ack_rsts_per_sec: reloadable.invalid_ack_rsts_per_sec,
+    });
+    proxy.reconfigure(reloadable.proxy);
+    tracing::info!("reloaded");
+    running.with_reloadable_from(&new)
+}
+
+/// One line per interval: rates of the counters, current values of the gauges.
+fn stats(args: &StatsArgs) -> anyhow::Result<()> {
+    let fetch = || {
+        Scrape::fetch(args.metrics)
+            .with_context(|| format!("reading the metrics of the synwall at {}", args.metrics))
+    };
+    let mut previous = fetch()?;
+    let seconds = args.interval.as_secs_f64();
+    println!(
+        "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8}",
+        "SYN/s",
+        "SYN-ACK/s",
+        "cookie/s",
+        "valid/s",
+        "invalid/s",
+        "accept/s",
+        "synq",
+        "acceptq",
+        "handoffs",
+        "reject/s",
+        "proxied"
+    );
+    for _ in 0..args.count.unwrap_or(u64::MAX) {
+        thread::sleep(args.interval);
+        let now = fetch()?;
+        let rate = |family: &str| (now.family(family) - previous.family(family)) / seconds;
+        let syn_acks = rate("synwall_synacks_sent_total")
+            + rate("synwall_cookies_sent_total")
+            + rate("synwall_synack_retransmits_total");
+        println!(
+            "{:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>8} {:>8} {:>8} {:>9.0} {:>8}",
+            rate("synwall_syn_received_total"),
+            syn_acks,
+            rate("synwall_cookies_sent_total"),
+            rate("synwall_cookie_acks_valid_total"),
+            rate("synwall_cookie_acks_invalid_total"),
+            rate("synwall_accepted_total"),
+            now.get("synwall_syn_queue_depth"),
+            now.get("synwall_accept_queue_depth"),
+            now.get("synwall_handoffs_pending"),
+            rate("synwall_rejected_total") + rate("synwall_malformed_total"),
+            now.get("synwall_proxy_connections"),
+        );
+        previous = now;
+    }
+    Ok(())
 }

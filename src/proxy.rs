@@ -4,12 +4,13 @@
 //! Bounded: at most `max_connections` proxied at once (two threads each); when the limit is
 //! reached the proxy stops taking connections, the accept queue fills and the listener applies
 //! its overflow policy. An upstream that does not answer within `connect_timeout` gets the
-//! client a RST (counted), never a connection that silently goes nowhere.
+//! client a RST (counted), never a connection that silently goes nowhere. The configuration
+//! can change while running ([`Proxy::reconfigure`]); connections already joined keep going.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use crate::server::{Server, ServerError};
 /// How long the accept loop waits before looking at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProxyConfig {
     pub upstream: SocketAddr,
     pub connect_timeout: Duration,
@@ -42,36 +43,59 @@ pub struct ProxyCounters {
     pub bytes_to_clients: AtomicU64,
 }
 
-/// Proxies every connection `server` accepts until `stop` is set or the server fails.
-pub fn run(
-    server: &Server,
-    config: ProxyConfig,
-    counters: &Arc<ProxyCounters>,
-    stop: &AtomicBool,
-) -> Result<(), ServerError> {
-    let slots = Arc::new(Slots::new(config.max_connections));
-    while !stop.load(Ordering::Relaxed) {
-        if !slots.acquire(POLL) {
-            continue;
-        }
-        let Some(connection) = server.accept_timeout(POLL)? else {
-            slots.release();
-            continue;
-        };
-        let (slots, counters) = (Arc::clone(&slots), Arc::clone(counters));
-        let spawned = thread::Builder::new()
-            .name("synwall-proxy".to_owned())
-            .spawn(move || {
-                counters.active.fetch_add(1, Ordering::Relaxed);
-                proxy(connection, config, &counters);
-                counters.active.fetch_sub(1, Ordering::Relaxed);
-                slots.release();
-            });
-        if let Err(error) = spawned {
-            tracing::warn!(%error, "cannot start a proxy thread; the connection is dropped");
+/// The proxy of one server.
+pub struct Proxy {
+    config: RwLock<ProxyConfig>,
+    slots: Arc<Slots>,
+    counters: Arc<ProxyCounters>,
+}
+
+impl Proxy {
+    pub fn new(config: ProxyConfig) -> Proxy {
+        Proxy {
+            slots: Arc::new(Slots::new(config.max_connections)),
+            config: RwLock::new(config),
+            counters: Arc::default(),
         }
     }
-    Ok(())
+
+    pub fn counters(&self) -> Arc<ProxyCounters> {
+        Arc::clone(&self.counters)
+    }
+
+    /// Applies to connections accepted from now on.
+    pub fn reconfigure(&self, config: ProxyConfig) {
+        self.slots.set_limit(config.max_connections);
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+
+    /// Proxies every connection `server` accepts until `stop` is set or the server fails.
+    pub fn run(&self, server: &Server, stop: &AtomicBool) -> Result<(), ServerError> {
+        while !stop.load(Ordering::Relaxed) {
+            if !self.slots.acquire(POLL) {
+                continue;
+            }
+            let Some(connection) = server.accept_timeout(POLL)? else {
+                self.slots.release();
+                continue;
+            };
+            let config = *self.config.read().unwrap_or_else(|p| p.into_inner());
+            let (slots, counters) = (Arc::clone(&self.slots), Arc::clone(&self.counters));
+            let spawned = thread::Builder::new()
+                .name("synwall-proxy".to_owned())
+                .spawn(move || {
+                    counters.active.fetch_add(1, Ordering::Relaxed);
+                    proxy(connection, config, &counters);
+                    counters.active.fetch_sub(1, Ordering::Relaxed);
+                    slots.release();
+                });
+            if let Err(error) = spawned {
+                tracing::warn!(%error, "cannot start a proxy thread; the connection is dropped");
+                self.slots.release();
+            }
+        }
+        Ok(())
+    }
 }
 
 fn proxy(connection: Connection, config: ProxyConfig, counters: &ProxyCounters) {
@@ -128,36 +152,42 @@ fn reset(stream: TcpStream) {
     drop(stream);
 }
 
-/// A counting semaphore for the connection limit.
+/// A counting semaphore for the connection limit, whose limit may change.
 struct Slots {
-    free: Mutex<usize>,
+    /// (taken, limit)
+    state: Mutex<(usize, usize)>,
     released: Condvar,
 }
 
 impl Slots {
-    fn new(count: usize) -> Slots {
+    fn new(limit: usize) -> Slots {
         Slots {
-            free: Mutex::new(count),
+            state: Mutex::new((0, limit)),
             released: Condvar::new(),
         }
     }
 
     /// Takes a slot, waiting up to `timeout`; false when none came free.
     fn acquire(&self, timeout: Duration) -> bool {
-        let free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut free, _) = self
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut state, _) = self
             .released
-            .wait_timeout_while(free, timeout, |free| *free == 0)
+            .wait_timeout_while(state, timeout, |(taken, limit)| *taken >= *limit)
             .unwrap_or_else(|p| p.into_inner());
-        if *free == 0 {
+        if state.0 >= state.1 {
             return false;
         }
-        *free -= 1;
+        state.0 += 1;
         true
     }
 
     fn release(&self) {
-        *self.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).0 -= 1;
         self.released.notify_one();
+    }
+
+    fn set_limit(&self, limit: usize) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = limit;
+        self.released.notify_all();
     }
 }

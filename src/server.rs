@@ -17,13 +17,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::accept_queue::{AcceptQueue, AcceptReceiver, AcceptSender};
 use crate::cookie::keys::{KeyError, KeyRing, Secret};
-use crate::counters::{CounterSnapshot, Counters};
+use crate::counters::{Counter, CounterSnapshot, Counters};
 use crate::handoff::{self, Connection, HandoffCounters};
-use crate::listener::{ConfigError, Listener, ListenerConfig};
+use crate::histogram::HistogramSnapshot;
+use crate::listener::{ConfigError, Listener, ListenerConfig, ListenerUpdate};
 use crate::shard::Shard;
 use crate::sys::inject::RawInjector;
 use crate::sys::{
@@ -33,6 +34,10 @@ use crate::sys::{
 
 /// The longest a fast-path thread sleeps between looks at its stop flag and handoff reports.
 const IDLE_WAIT: Duration = Duration::from_millis(10);
+/// Updates waiting for a fast-path thread, at most.
+const UPDATES: usize = 4;
+/// Seconds without cookies after which a flood counts as over.
+const FLOOD_OVER_AFTER: Duration = Duration::from_secs(10);
 /// How often a fast-path thread publishes its AF_XDP ring statistics.
 const STATISTICS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -98,11 +103,6 @@ pub enum ServerError {
     Keys(#[from] KeyError),
     #[error(transparent)]
     Xdp(#[from] XdpError),
-    #[error("reading the rx queues of {interface}: {source}")]
-    Queues {
-        interface: String,
-        source: io::Error,
-    },
     #[error("fast path of rx queue {queue}: {source}")]
     FastPath { queue: u32, source: io::Error },
     #[error("starting a thread: {0}")]
@@ -116,7 +116,7 @@ pub enum ServerError {
 }
 
 /// A snapshot of everything the server counts.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ServerStats {
     /// The listener counters and gauges, summed over shards.
     pub listener: CounterSnapshot,
@@ -129,12 +129,15 @@ pub struct ServerStats {
     pub accept_queue_depth: usize,
     /// Established connections waiting for the application.
     pub ready_depth: usize,
+    /// From SYN to final ACK of handshakes completed from the SYN queue.
+    pub handshake_duration: HistogramSnapshot,
 }
 
-/// One fast-path thread's published figures.
+/// One fast-path thread's published figures, and the way to its listener.
 struct ShardHandle {
     counters: Arc<Counters>,
     xsk: Arc<XskCells>,
+    updates: Sender<ListenerUpdate>,
 }
 
 /// AF_XDP ring statistics, published by a fast-path thread for readers on any thread.
@@ -223,7 +226,10 @@ impl Server {
         let mut started = Vec::new();
         for (index, &queue) in queues.iter().enumerate() {
             let (started_tx, started_rx) = crossbeam_channel::bounded(1);
+            let (updates_tx, updates) = crossbeam_channel::bounded(UPDATES);
             let fast_path = FastPath {
+                updates_tx,
+                updates,
                 config: config.clone(),
                 queue,
                 cpu: (!config.cpus.is_empty()).then(|| config.cpus[index % config.cpus.len()]),
@@ -257,6 +263,17 @@ impl Server {
                 Err(_) => return Err(server.take_failure()),
             }
         }
+        let (counters, stop): (Vec<_>, _) = (
+            server
+                .shards
+                .iter()
+                .map(|shard| Arc::clone(&shard.counters))
+                .collect(),
+            Arc::clone(&server.stop),
+        );
+        server.spawn("synwall-monitor".to_owned(), move || {
+            monitor_flood(&counters, &stop)
+        })?;
         tracing::info!(
             interface = config.interface,
             queues = ?queues,
@@ -310,6 +327,7 @@ impl Server {
         let mut stats = ServerStats {
             handoffs_completed: self.handoff.completed.load(Ordering::Relaxed),
             handoffs_failed: self.handoff.failed.load(Ordering::Relaxed),
+            handshake_duration: self.handoff.handshake_duration.snapshot(),
             steering: self.program.counters().unwrap_or_default(),
             accept_queue_depth: self.accept_queue.depth(),
             ready_depth: self.ready.len(),
@@ -320,6 +338,14 @@ impl Server {
             shard.xsk.add_to(&mut stats.xsk);
         }
         stats
+    }
+
+    /// Applies `update` to every shard's listener at its next round (SIGHUP), without losing
+    /// any connection or handshake in flight.
+    pub fn reload(&self, update: &ListenerUpdate) {
+        for shard in &self.shards {
+            let _ = shard.updates.try_send(update.clone());
+        }
     }
 
     /// The XDP mode the steering program got.
@@ -355,6 +381,8 @@ impl Drop for Server {
 
 /// What one fast-path thread needs.
 struct FastPath {
+    updates_tx: Sender<ListenerUpdate>,
+    updates: Receiver<ListenerUpdate>,
     config: ServerConfig,
     queue: u32,
     cpu: Option<usize>,
@@ -370,6 +398,8 @@ impl FastPath {
     /// stopped. A failure of the loop stops the whole server.
     fn run(self, started: crossbeam_channel::Sender<Result<ShardHandle, ServerError>>) {
         let FastPath {
+            updates_tx,
+            updates,
             config,
             queue,
             cpu,
@@ -389,10 +419,16 @@ impl FastPath {
             let injector =
                 RawInjector::new().map_err(|source| ServerError::RawSocket { source })?;
             let keys = KeyRing::new(secret, config.key_period, unix_time());
-            let listener = Listener::new(config.listener.clone(), keys, Instant::now())?;
+            let mut listener = Listener::new(config.listener.clone(), keys, Instant::now())?;
+            if config.secret.is_some() {
+                // A given secret is shared (a fleet, or this host before a restart): handshakes
+                // begun elsewhere may end here.
+                listener.open_cookie_gate(Instant::now());
+            }
             let handle = ShardHandle {
                 counters: listener.counters(),
                 xsk: Arc::default(),
+                updates: updates_tx,
             };
             Ok((
                 Shard::new(listener, device, injector, accept, config.budget),
@@ -408,7 +444,7 @@ impl FastPath {
         };
         let xsk = Arc::clone(&handle.xsk);
         let _ = started.send(Ok(handle));
-        if let Err(source) = serve(&mut shard, config.budget, &stop, &xsk) {
+        if let Err(source) = serve(&mut shard, config.budget, &stop, &xsk, &updates) {
             tracing::error!(queue, error = %source, "fast path failed; stopping the server");
             *failure.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some(ServerError::FastPath { queue, source });
@@ -423,10 +459,14 @@ fn serve(
     budget: usize,
     stop: &AtomicBool,
     xsk: &XskCells,
+    updates: &Receiver<ListenerUpdate>,
 ) -> io::Result<()> {
     let mut published = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
+        for update in updates.try_iter() {
+            shard.listener_mut().apply(now, &update);
+        }
         if shard.poll(now, unix_time())? < budget {
             shard.wait(now, IDLE_WAIT)?;
         }
@@ -438,6 +478,52 @@ fn serve(
         }
     }
     Ok(())
+}
+
+/// Logs when cookies start being sent (a SYN flood, or a full SYN queue) and when they stop,
+/// once each: never per packet.
+fn monitor_flood(shards: &[Arc<Counters>], stop: &AtomicBool) {
+    let cookies_sent = || -> u64 {
+        shards
+            .iter()
+            .map(|counters| counters.get(Counter::CookiesSent))
+            .sum()
+    };
+    let mut last = cookies_sent();
+    // While in flood mode: when it started, the cookie count then, the last cookie seen.
+    let mut flood: Option<(Instant, u64, Instant)> = None;
+    while !stop.load(Ordering::Relaxed) {
+        // A second, in steps short enough to stop promptly.
+        for _ in 0..10 {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        let now = cookies_sent();
+        let per_second = now - last;
+        last = now;
+        flood = match flood {
+            None if per_second > 0 => {
+                tracing::warn!(
+                    cookies_per_second = per_second,
+                    "SYN flood: answering with cookies"
+                );
+                Some((Instant::now(), now - per_second, Instant::now()))
+            }
+            Some((since, first, _)) if per_second > 0 => Some((since, first, Instant::now())),
+            Some((since, first, last_cookie)) if last_cookie.elapsed() >= FLOOD_OVER_AFTER => {
+                tracing::info!(
+                    cookies = now - first,
+                    lasted_s = since.elapsed().as_secs(),
+                    "SYN flood over: no cookies for {} s",
+                    FLOOD_OVER_AFTER.as_secs()
+                );
+                None
+            }
+            unchanged => unchanged,
+        };
+    }
 }
 
 /// Wall-clock time since the Unix epoch (cookie key epochs).

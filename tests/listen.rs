@@ -28,7 +28,7 @@ fn upstream() -> String {
 fn listen(topology: &Topology, upstream: &str, extra: &[&str]) -> SynwallProcess {
     let mut args = vec![
         "listen",
-        "--iface",
+        "--interface",
         &topology.server_if,
         "--listen",
         "198.18.0.1:80",
@@ -181,7 +181,7 @@ fn test_startup_errors_name_their_cause() {
     let common_args = |iface: &'static str| {
         vec![
             "listen",
-            "--iface",
+            "--interface",
             iface,
             "--listen",
             "198.18.0.1:80",

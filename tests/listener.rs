@@ -912,7 +912,10 @@ fn test_listen_rejects_invalid_config() {
                 mss_v6: 40,
                 ..config(SyncookiesMode::WhenFull)
             },
-            ConfigError::MssTooSmall(40),
+            ConfigError::MssTooSmall {
+                key: "mss-v6",
+                value: 40,
+            },
         ),
     ];
     for (config, expected) in cases {

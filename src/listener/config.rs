@@ -6,7 +6,18 @@ use crate::cookie::MssTable;
 use crate::wire::Endpoints;
 
 /// When SYNs are answered with cookies instead of SYN-queue entries (`tcp_syncookies`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Deserialize,
+    serde::Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum SyncookiesMode {
     /// Never (0): every SYN needs a SYN-queue entry; SYNs that find it full are dropped.
     Never,
@@ -93,24 +104,25 @@ impl Default for ListenerConfig {
     }
 }
 
-/// A setting that cannot work.
+/// A setting that cannot work. Each message starts with the setting's name as the
+/// configuration file and the command line spell it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("no address:port to serve")]
+    #[error("listen: no address:port to serve")]
     NothingServed,
-    #[error("max_syn_backlog must be at least 1 unless syncookies = always")]
+    #[error("max-syn-backlog: must be at least 1 unless syncookies = always")]
     NoSynQueue,
-    #[error("max_syn_backlog {0} is above the limit of 16777216")]
+    #[error("max-syn-backlog: {0} is above the limit of 16777216")]
     SynQueueTooLarge(usize),
-    #[error("synack_retries {0} is above the limit of 10")]
+    #[error("synack-retries: {0} is above the limit of 10")]
     TooManyRetries(u8),
-    #[error("window_scale {0} is above the RFC 7323 limit of 14")]
+    #[error("window-scale: {0} is above the RFC 7323 limit of 14")]
     WindowScale(u8),
-    #[error("mss {0} is below the minimum of 88 (TCP_MIN_MSS)")]
-    MssTooSmall(u16),
-    #[error("cookie MSS table {0:?} must be strictly ascending")]
-    MssTable([u16; 4]),
-    #[error("max_pending_handoffs must be at least 1")]
+    #[error("{key}: {value} is below the minimum of 88 (TCP_MIN_MSS)")]
+    MssTooSmall { key: &'static str, value: u16 },
+    #[error("{key}: {table:?} must be strictly ascending")]
+    MssTable { key: &'static str, table: [u16; 4] },
+    #[error("max-pending-handoffs: must be at least 1")]
     NoPendingHandoffs,
 }
 
@@ -137,14 +149,20 @@ impl ListenerConfig {
         if self.window_scale > 14 {
             return Err(ConfigError::WindowScale(self.window_scale));
         }
-        for mss in [self.mss_v4, self.mss_v6] {
-            if mss < MIN_MSS {
-                return Err(ConfigError::MssTooSmall(mss));
+        for (key, value) in [("mss-v4", self.mss_v4), ("mss-v6", self.mss_v6)] {
+            if value < MIN_MSS {
+                return Err(ConfigError::MssTooSmall { key, value });
             }
         }
-        for table in [self.cookie_mss_v4, self.cookie_mss_v6] {
+        for (key, table) in [
+            ("cookie-mss-v4", self.cookie_mss_v4),
+            ("cookie-mss-v6", self.cookie_mss_v6),
+        ] {
             if !table.is_ascending() {
-                return Err(ConfigError::MssTable(table.0));
+                return Err(ConfigError::MssTable {
+                    key,
+                    table: table.0,
+                });
             }
         }
         if self.max_pending_handoffs == 0 {

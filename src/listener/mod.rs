@@ -193,10 +193,26 @@ impl Listener {
         self.cookies.keys_mut().rotate(unix_time)
     }
 
-    /// Replaces the master secret; it takes effect at the next key epoch, so cookies already
-    /// issued stay valid.
-    pub fn replace_secret(&mut self, secret: Secret) {
-        self.cookies.keys_mut().replace_master(secret);
+    /// Applies the settings a running listener takes without losing any state (SIGHUP): the
+    /// secret takes effect at the next key epoch, so cookies already issued stay valid.
+    pub fn apply(&mut self, now: Instant, update: &ListenerUpdate) {
+        if let Some(secret) = &update.secret {
+            self.cookies.keys_mut().replace_master(secret.clone());
+        }
+        self.config.syncookies = update.syncookies;
+        self.config.abort_on_overflow = update.abort_on_overflow;
+        if self.config.invalid_ack_rsts_per_sec != update.invalid_ack_rsts_per_sec {
+            self.config.invalid_ack_rsts_per_sec = update.invalid_ack_rsts_per_sec;
+            self.rst_limit = TokenBucket::new(update.invalid_ack_rsts_per_sec, now);
+        }
+    }
+
+    /// Opens the cookie gate now, for as long as a cookie stays valid: for a listener whose
+    /// secret is shared, the handshakes of other replicas (or of the process before a restart)
+    /// may complete here.
+    pub fn open_cookie_gate(&mut self, now: Instant) {
+        // The longest a cookie stays valid.
+        self.cookie_gate_until = Some(now + 2 * self.cookies.keys().period());
     }
 
     /// Handles one received frame, writing any reply into `tx`.
@@ -669,11 +685,6 @@ impl Listener {
         self.timestamp_offset.wrapping_add(elapsed)
     }
 
-    fn open_cookie_gate(&mut self, now: Instant) {
-        // The longest a cookie stays valid.
-        self.cookie_gate_until = Some(now + 2 * self.cookies.keys().period());
-    }
-
     /// Answers an unacceptable ACK with a RST, within the rate limit; drops it otherwise.
     fn reject_ack(
         &mut self,
@@ -717,6 +728,16 @@ impl Listener {
         self.counters
             .set(Gauge::HeldBytes, self.handoffs.held_bytes());
     }
+}
+
+/// The settings a running listener can change ([`Listener::apply`]).
+#[derive(Debug, Clone)]
+pub struct ListenerUpdate {
+    /// A new master secret, if any.
+    pub secret: Option<Secret>,
+    pub syncookies: SyncookiesMode,
+    pub abort_on_overflow: bool,
+    pub invalid_ack_rsts_per_sec: u32,
 }
 
 /// What [`Listener::handle_handoff_complete`] leaves to the driver.
