@@ -267,16 +267,10 @@ impl Scrape {
         let (head, body) = response
             .split_once("\r\n\r\n")
             .ok_or_else(|| io::Error::other("not an HTTP response"))?;
-        if !head.starts_with("HTTP/1.")
-            || !head
-                .split_whitespace()
-                .nth(1)
-                .is_some_and(|code| code == "200")
-        {
-            return Err(io::Error::other(format!(
-                "the endpoint answered {}",
-                head.lines().next().unwrap_or("")
-            )));
+        let status = head.lines().next().unwrap_or("");
+        let ok = status.starts_with("HTTP/1.") && status.split_whitespace().nth(1) == Some("200");
+        if !ok {
+            return Err(io::Error::other(format!("the endpoint answered {status}")));
         }
         Ok(Scrape::parse(body))
     }
