@@ -8,6 +8,8 @@ packages=(
   clang llvm libelf-dev zlib1g-dev m4 pkg-config gcc make libbpf-dev linux-libc-dev
   # lab and privileged tests: namespaces, offloads, captures, a real HTTP client
   iproute2 ethtool nftables tshark curl iputils-ping util-linux python3 procps
+  # checks of the deployment files
+  systemd
 )
 
 missing=()

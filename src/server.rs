@@ -29,7 +29,7 @@ use crate::shard::Shard;
 use crate::sys::inject::RawInjector;
 use crate::sys::{
     SteerCounters, SteeringProgram, XdpDevice, XdpDeviceConfig, XdpError, XdpMode, XskStatistics,
-    affinity, channels,
+    affinity, channels, repair,
 };
 
 /// The longest a fast-path thread sleeps between looks at its stop flag and handoff reports.
@@ -111,6 +111,15 @@ pub enum ServerError {
         "opening a raw socket to hand early segments to the kernel: {source}; grant CAP_NET_RAW"
     )]
     RawSocket { source: io::Error },
+    #[error(
+        "synwall cannot hand connections for {local} to the kernel: {source}; grant CAP_NET_ADMIN \
+         (TCP_REPAIR) and, for a port below net.ipv4.ip_unprivileged_port_start, \
+         CAP_NET_BIND_SERVICE"
+    )]
+    Handoff {
+        local: SocketAddr,
+        source: io::Error,
+    },
     #[error("the server was shut down")]
     Closed,
 }
@@ -204,6 +213,10 @@ impl Server {
             None => Secret::random()?,
         };
         let served: Vec<SocketAddr> = config.listener.served.iter().copied().collect();
+        for &local in &served {
+            repair::check_handoff_possible(local)
+                .map_err(|source| ServerError::Handoff { local, source })?;
+        }
         let program = Arc::new(SteeringProgram::attach(
             &config.interface,
             config.xdp_mode,

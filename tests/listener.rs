@@ -855,6 +855,21 @@ fn test_cookie_valid_across_one_key_rotation_only() {
 }
 
 #[test]
+fn test_syn_queue_memory_within_documented_bound() {
+    for capacity in [1, 64, 4096] {
+        let h = Harness::new(ListenerConfig {
+            max_syn_backlog: capacity,
+            ..config(SyncookiesMode::WhenFull)
+        });
+        let bytes = h.listener.syn_queue_bytes();
+        assert!(
+            bytes <= 440 * capacity + 1024,
+            "{capacity} entries take {bytes} bytes"
+        );
+    }
+}
+
+#[test]
 fn test_listen_timers_leave_nothing_behind() {
     let mut h = Harness::new(ListenerConfig {
         max_syn_backlog: 64,

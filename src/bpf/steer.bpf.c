@@ -170,36 +170,44 @@ static __always_inline int socket_state(struct xdp_md *ctx, struct bpf_sock_tupl
 }
 
 /*
- * The TCP part, shared by both families. `key` holds the destination address;
- * `tuple` the addresses, filled by the caller (ports are filled here).
+ * The TCP part, shared by both families; the header starts `offset` bytes into
+ * the frame. `key` holds the destination address; `tuple` the addresses, filled
+ * by the caller (ports are filled here).
+ *
+ * Headers at a variable offset (after IPv4 options, IPv6 extension headers) are
+ * copied with bpf_xdp_load_bytes, never reached by packet-pointer arithmetic:
+ * without CAP_PERFMON the verifier forbids variable-offset pointer arithmetic,
+ * and synwall runs with CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW, CAP_IPC_LOCK and
+ * CAP_NET_BIND_SERVICE only.
  */
-static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, struct tcphdr *th,
-						 void *data_end, struct served_key *key,
+static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, __u32 offset,
+						 struct served_key *key,
 						 struct bpf_sock_tuple *tuple, __u32 tuple_len,
 						 int is_ipv4)
 {
 	const __u8 one = 1;
+	struct tcphdr th;
 	int state;
 
 	/* The ports are the first 4 bytes of the header. */
-	if ((void *)th + 4 > data_end)
+	if (bpf_xdp_load_bytes(ctx, offset, &th, 4))
 		return served_address_verdict(key);
-	key->port = th->dest;
+	key->port = th.dest;
 	if (!is_served(key))
 		return VERDICT_PASS;
 	/* Header cut short (tiny first fragment, truncated frame): user space drops it. */
-	if ((void *)(th + 1) > data_end)
+	if (bpf_xdp_load_bytes(ctx, offset, &th, sizeof(th)))
 		return VERDICT_XSK;
 	if (is_ipv4) {
-		tuple->ipv4.sport = th->source;
-		tuple->ipv4.dport = th->dest;
+		tuple->ipv4.sport = th.source;
+		tuple->ipv4.dport = th.dest;
 	} else {
-		tuple->ipv6.sport = th->source;
-		tuple->ipv6.dport = th->dest;
+		tuple->ipv6.sport = th.source;
+		tuple->ipv6.dport = th.dest;
 	}
 	state = socket_state(ctx, tuple, tuple_len);
 	/* A pure SYN is always a new connection attempt, ours to answer. */
-	if (th->syn && !th->ack) {
+	if (th.syn && !th.ack) {
 		if (state == BPF_TCP_TIME_WAIT)
 			bpf_map_update_elem(&tw_handshakes, tuple, &one, BPF_ANY);
 		return VERDICT_XSK;
@@ -213,8 +221,9 @@ static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, struct tcph
 	return VERDICT_KERNEL;
 }
 
+/* The IPv4 header `iph` starts `offset` bytes into the frame. */
 static __always_inline enum verdict classify_ipv4(struct xdp_md *ctx, struct iphdr *iph,
-						  void *data_end)
+						  __u32 offset, void *data_end)
 {
 	struct served_key key = { .family = 4 };
 	struct bpf_sock_tuple tuple = {};
@@ -235,18 +244,62 @@ static __always_inline enum verdict classify_ipv4(struct xdp_md *ctx, struct iph
 	__builtin_memcpy(key.addr, &iph->daddr, 4);
 	tuple.ipv4.saddr = iph->saddr;
 	tuple.ipv4.daddr = iph->daddr;
-	return classify_tcp(ctx, (void *)iph + header_len, data_end, &key, &tuple,
-			    sizeof(tuple.ipv4), 1);
+	return classify_tcp(ctx, offset + header_len, &key, &tuple, sizeof(tuple.ipv4), 1);
 }
 
+/* ipv6_tcp_offset's answers besides an offset. */
+#define OFFSET_NOT_TCP -1 /* not TCP, or a non-first fragment: the kernel's */
+#define OFFSET_UNSEEN -2 /* the chain is longer than we follow or cut short */
+
+/*
+ * Walks the IPv6 extension headers that start `cursor` bytes into the frame,
+ * the first of type `nexthdr`: the offset of the TCP header, or OFFSET_*.
+ *
+ * A global function: the verifier checks it once, on its own, with unknown
+ * arguments. Inlined, the walk multiplies the states of everything around it
+ * past what the verifier accepts without CAP_PERFMON (it then also explores
+ * the speculative side of every branch).
+ */
+__noinline int ipv6_tcp_offset(struct xdp_md *ctx, __u32 cursor, __u32 nexthdr)
+{
+	int i;
+
+	for (i = 0; i < MAX_IPV6_EXT_HDRS; i++) {
+		if (nexthdr == NEXTHDR_TCP)
+			return cursor & 0xFFFF;
+		if (nexthdr == NEXTHDR_FRAGMENT) {
+			struct ipv6_frag_hdr fh;
+
+			if (bpf_xdp_load_bytes(ctx, cursor, &fh, sizeof(fh)))
+				return OFFSET_UNSEEN;
+			if (bpf_ntohs(fh.frag_off) & IPV6_FRAG_OFFSET_MASK)
+				return OFFSET_NOT_TCP;
+			nexthdr = fh.nexthdr;
+			cursor += sizeof(fh);
+		} else if (nexthdr == NEXTHDR_HOP || nexthdr == NEXTHDR_ROUTING ||
+			   nexthdr == NEXTHDR_DEST) {
+			struct ipv6_ext_hdr eh;
+
+			if (bpf_xdp_load_bytes(ctx, cursor, &eh, sizeof(eh)))
+				return OFFSET_UNSEEN;
+			nexthdr = eh.nexthdr;
+			cursor += ((__u32)eh.hdrlen + 1) * 8;
+		} else {
+			return OFFSET_NOT_TCP; /* ICMPv6, UDP, ESP, AH, no next header, ... */
+		}
+	}
+	/* The walk ended on an extension header: the chain is longer than we
+	 * follow. User space parses it fully (and drops it). */
+	return nexthdr == NEXTHDR_TCP ? (int)(cursor & 0xFFFF) : OFFSET_UNSEEN;
+}
+
+/* The IPv6 header `ip6h` starts `offset` bytes into the frame. */
 static __always_inline enum verdict classify_ipv6(struct xdp_md *ctx, struct ipv6hdr *ip6h,
-						  void *data_end)
+						  __u32 offset, void *data_end)
 {
 	struct served_key key = { .family = 6 };
 	struct bpf_sock_tuple tuple = {};
-	void *cursor;
-	__u8 nexthdr;
-	int i;
+	int tcp_offset;
 
 	if ((void *)(ip6h + 1) > data_end)
 		return VERDICT_PASS;
@@ -254,42 +307,15 @@ static __always_inline enum verdict classify_ipv6(struct xdp_md *ctx, struct ipv
 		return VERDICT_PASS;
 
 	__builtin_memcpy(key.addr, &ip6h->daddr, 16);
-	nexthdr = ip6h->nexthdr;
-	cursor = ip6h + 1;
-
-	/* A bounded loop: the verifier (5.3+) proves it ends. */
-	for (i = 0; i < MAX_IPV6_EXT_HDRS; i++) {
-		if (nexthdr == NEXTHDR_TCP)
-			break;
-		if (nexthdr == NEXTHDR_FRAGMENT) {
-			struct ipv6_frag_hdr *fh = cursor;
-
-			if ((void *)(fh + 1) > data_end)
-				return served_address_verdict(&key);
-			if (bpf_ntohs(fh->frag_off) & IPV6_FRAG_OFFSET_MASK)
-				return VERDICT_PASS; /* non-first fragment */
-			nexthdr = fh->nexthdr;
-			cursor = fh + 1;
-		} else if (nexthdr == NEXTHDR_HOP || nexthdr == NEXTHDR_ROUTING ||
-			   nexthdr == NEXTHDR_DEST) {
-			struct ipv6_ext_hdr *eh = cursor;
-
-			if ((void *)(eh + 1) > data_end)
-				return served_address_verdict(&key);
-			nexthdr = eh->nexthdr;
-			cursor += ((__u32)eh->hdrlen + 1) * 8;
-		} else {
-			return VERDICT_PASS; /* ICMPv6, UDP, ESP, AH, no next header, ... */
-		}
-	}
-	/* The walk ended on an extension header: the chain is longer than we
-	 * follow. User space parses it fully (and drops it). */
-	if (nexthdr != NEXTHDR_TCP)
+	tcp_offset = ipv6_tcp_offset(ctx, offset + sizeof(*ip6h), ip6h->nexthdr);
+	if (tcp_offset == OFFSET_NOT_TCP)
+		return VERDICT_PASS;
+	if (tcp_offset < 0)
 		return served_address_verdict(&key);
 
 	__builtin_memcpy(tuple.ipv6.saddr, &ip6h->saddr, 16);
 	__builtin_memcpy(tuple.ipv6.daddr, &ip6h->daddr, 16);
-	return classify_tcp(ctx, cursor, data_end, &key, &tuple, sizeof(tuple.ipv6), 0);
+	return classify_tcp(ctx, tcp_offset, &key, &tuple, sizeof(tuple.ipv6), 0);
 }
 
 SEC("xdp")
@@ -299,6 +325,7 @@ int synwall_steer(struct xdp_md *ctx)
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	enum verdict verdict = VERDICT_PASS;
+	__u32 l3_offset = sizeof(*eth);
 	void *l3;
 	__be16 proto;
 
@@ -313,11 +340,12 @@ int synwall_steer(struct xdp_md *ctx)
 			goto out;
 		proto = vh->encapsulated_proto;
 		l3 = vh + 1;
+		l3_offset += sizeof(*vh);
 	}
 	if (proto == ETH_P_IP_BE)
-		verdict = classify_ipv4(ctx, l3, data_end);
+		verdict = classify_ipv4(ctx, l3, l3_offset, data_end);
 	else if (proto == ETH_P_IPV6_BE)
-		verdict = classify_ipv6(ctx, l3, data_end);
+		verdict = classify_ipv6(ctx, l3, l3_offset, data_end);
 
 out:
 	if (verdict == VERDICT_XSK) {

@@ -6,4 +6,4 @@
 
 mod topology;
 
-pub use topology::{CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, SPOOFED_SOURCES, Topology, run};
+pub use topology::{CLIENT_V4, SERVER_V4, SPOOFED_SOURCES, Topology, run};

@@ -1,10 +1,14 @@
 //! Two network namespaces, server and client, joined by one veth pair.
 //!
+//! IPv4 only, with addresses in 198.18.0.0/15 (RFC 2544's benchmarking range): IPv6 is disabled
+//! in both namespaces, so not even a link-local address or a router solicitation appears.
+//! synwall's IPv6 paths are tested in memory and by the steering program's dry runs.
+//!
 //! Names carry a prefix, the process id and a counter, so parallel tests and concurrent runs
 //! never collide. Dropping a [`Topology`] deletes both namespaces, and the veth pair with them.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
@@ -13,8 +17,6 @@ use crate::sys::netns;
 
 pub const SERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-pub const SERVER_V6: Ipv6Addr = Ipv6Addr::new(0xfdff, 0x5f5f, 0, 0, 0, 0, 0, 1);
-pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0xfdff, 0x5f5f, 0, 0, 0, 0, 0, 2);
 /// Where floods draw spoofed sources from: routed through the client, so the server's kernel
 /// sends its answers to the client's MAC instead of resolving every spoofed address.
 pub const SPOOFED_SOURCES: &str = "198.18.128.0/17";
@@ -52,8 +54,21 @@ impl Topology {
             ));
         }
         // From the first namespace on, Drop removes whatever was made.
-        run(&["ip", "netns", "add", &topology.server_ns])?;
-        run(&["ip", "netns", "add", &topology.client_ns])?;
+        for ns in [&topology.server_ns, &topology.client_ns] {
+            run(&["ip", "netns", "add", ns])?;
+            // Devices made from now on inherit `default`; `all` covers the loopback.
+            if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+                topology.run_in(
+                    ns,
+                    &[
+                        "sysctl",
+                        "-qw",
+                        "net.ipv6.conf.all.disable_ipv6=1",
+                        "net.ipv6.conf.default.disable_ipv6=1",
+                    ],
+                )?;
+            }
+        }
         run(&[
             "ip",
             "link",
@@ -69,36 +84,14 @@ impl Topology {
             "netns",
             &topology.client_ns,
         ])?;
-        for (ns, dev, v4, v6) in [
-            (
-                &topology.server_ns,
-                &topology.server_if,
-                SERVER_V4,
-                SERVER_V6,
-            ),
-            (
-                &topology.client_ns,
-                &topology.client_if,
-                CLIENT_V4,
-                CLIENT_V6,
-            ),
+        for (ns, dev, address) in [
+            (&topology.server_ns, &topology.server_if, SERVER_V4),
+            (&topology.client_ns, &topology.client_if, CLIENT_V4),
         ] {
             topology.run_in(ns, &["ip", "link", "set", "lo", "up"])?;
             topology.run_in(ns, &["ip", "link", "set", dev, "mtu", "1500", "up"])?;
-            topology.run_in(ns, &["ip", "addr", "add", &format!("{v4}/24"), "dev", dev])?;
-            topology.run_in(
-                ns,
-                &[
-                    "ip",
-                    "-6",
-                    "addr",
-                    "add",
-                    &format!("{v6}/64"),
-                    "dev",
-                    dev,
-                    "nodad",
-                ],
-            )?;
+            let address = format!("{address}/24");
+            topology.run_in(ns, &["ip", "addr", "add", &address, "dev", dev])?;
         }
         topology.run_in(
             &topology.server_ns,

@@ -35,8 +35,8 @@ pub struct ListenerConfig {
     pub served: Endpoints,
     /// `tcp_syncookies`.
     pub syncookies: SyncookiesMode,
-    /// SYN-queue capacity (`tcp_max_syn_backlog`). Each entry takes at most
-    /// [`crate::listener::Listener::syn_queue_bytes`] / capacity bytes, allocated up front.
+    /// SYN-queue capacity (`tcp_max_syn_backlog`): at most 440 bytes per entry, allocated up
+    /// front ([`crate::listener::Listener::syn_queue_bytes`]); a full queue takes no more.
     pub max_syn_backlog: usize,
     /// SYN-ACK retransmissions before a queued connection is dropped (`tcp_synack_retries`).
     /// Retransmissions go out 1, 2, 4, 8, 16... s apart; the entry is dropped 2^(retries+1) − 1

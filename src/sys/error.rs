@@ -80,6 +80,17 @@ pub enum XdpError {
         /// The program's id.
         id: u32,
     },
+    /// The rx queue already has an AF_XDP socket, and kept it for as long as synwall waited.
+    #[error(
+        "rx queue {queue_id} of {ifname} already has an AF_XDP socket: another program serves it \
+         (or a stopped synwall's socket is still being released by the kernel)"
+    )]
+    QueueBusy {
+        /// The interface concerned.
+        ifname: String,
+        /// The queue asked for.
+        queue_id: u32,
+    },
     /// The embedded BPF object could not be opened or loaded (the verifier log went to stderr).
     #[error(
         "loading the XDP program: {what}: {source} (libbpf printed the details, and the verifier log if any, to stderr)"

@@ -110,6 +110,13 @@ pub fn establish(accepted: &Accepted) -> Result<TcpStream, HandoffError> {
     socket.finish().map_err(fail("leaving repair mode"))
 }
 
+/// Checks, before any client waits on it, that this process can build kernel sockets for
+/// `local`: TCP_REPAIR needs CAP_NET_ADMIN, and binding a port below
+/// `net.ipv4.ip_unprivileged_port_start` (1024 by default) needs CAP_NET_BIND_SERVICE.
+pub fn check_handoff_possible(local: SocketAddr) -> io::Result<()> {
+    Repairing::new(local)?.bind(local)
+}
+
 /// A TCP socket in repair mode.
 struct Repairing(OwnedFd);
 

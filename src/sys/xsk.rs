@@ -23,7 +23,8 @@ use std::ffi::CString;
 use std::io;
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
@@ -179,16 +180,16 @@ impl XdpDevice {
             ZeroCopy::Off => false,
         };
         let bound = if try_zero_copy {
-            match bind(ifname, queue_id, &cfg, true) {
+            match bind_when_free(ifname, queue_id, &cfg, true) {
                 Ok(bound) => Ok(bound),
                 Err(zc_error) if cfg.zero_copy == ZeroCopy::Auto => {
                     tracing::info!(ifname, queue_id, error = %zc_error, "zero-copy refused, using copy mode");
-                    bind(ifname, queue_id, &cfg, false)
+                    bind_when_free(ifname, queue_id, &cfg, false)
                 }
                 Err(zc_error) => Err(zc_error),
             }
         } else {
-            bind(ifname, queue_id, &cfg, false)
+            bind_when_free(ifname, queue_id, &cfg, false)
         }?;
         let Bound {
             umem,
@@ -490,6 +491,29 @@ struct Bound {
     zero_copy: bool,
 }
 
+/// How long [`bind_when_free`] waits for a busy queue.
+const BUSY_QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+/// [`bind`], waiting while the queue is busy: the kernel releases a closed AF_XDP socket's
+/// buffer pool, and with it the queue, from a work queue, so a restarted synwall (or a test
+/// binding again) can find its previous socket still there for a few milliseconds.
+fn bind_when_free(
+    ifname: &str,
+    queue_id: u32,
+    cfg: &XdpDeviceConfig,
+    zero_copy: bool,
+) -> Result<Bound, XdpError> {
+    let deadline = Instant::now() + BUSY_QUEUE_WAIT;
+    loop {
+        match bind(ifname, queue_id, cfg, zero_copy) {
+            Err(XdpError::QueueBusy { .. }) if Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(10));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Creates a UMEM and binds a socket with it, in zero-copy or copy mode. A failed bind leaves
 /// the UMEM's socket half set up, so a retry in another mode starts again from a new UMEM.
 fn bind(
@@ -531,7 +555,13 @@ fn bind(
     // SAFETY: the UMEM is fresh and not shared, so the shared-UMEM double-free hazard of
     // Socket::new does not arise; XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD is set anyway.
     let (tx, rx, rings) = unsafe { Socket::new(socket_config, &umem, &interface, queue_id) }
-        .map_err(|e| XdpError::from_umem("binding the AF_XDP socket", ifname, source_of(&e)))?;
+        .map_err(|e| match source_of(&e) {
+            busy if busy.raw_os_error() == Some(libc::EBUSY) => XdpError::QueueBusy {
+                ifname: ifname.to_owned(),
+                queue_id,
+            },
+            source => XdpError::from_umem("binding the AF_XDP socket", ifname, source),
+        })?;
     let (fill, comp) = rings.ok_or_else(|| {
         XdpError::Config("a fresh UMEM came without fill and completion rings".to_owned())
     })?;

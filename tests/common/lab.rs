@@ -7,25 +7,24 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Instant;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
+use synwall::device::FrameIo;
 
 use crossbeam_channel::{Receiver, Sender};
 use sha2::{Digest, Sha256};
-use synwall::lab::{SERVER_V4, SERVER_V6, Topology};
+use synwall::lab::{SERVER_V4, Topology};
 use synwall::server::{Server, ServerConfig, ServerStats};
 
 pub const PORT: u16 = 80;
 
 pub fn served_v4() -> SocketAddr {
     (SERVER_V4, PORT).into()
-}
-
-pub fn served_v6() -> SocketAddr {
-    (SERVER_V6, PORT).into()
 }
 
 /// What the echo application does with a connection.
@@ -46,14 +45,14 @@ pub struct EchoServer {
 }
 
 impl EchoServer {
-    /// Binds synwall on the lab's server interface (IPv4 and IPv6, port 80), configured by
+    /// Binds synwall on the lab's server interface (198.18.0.1, port 80), configured by
     /// `configure`, and echoes every connection. Panics when synwall fails to start.
     pub fn start(
         topology: &Topology,
         echo: Echo,
         configure: impl FnOnce(&mut ServerConfig),
     ) -> EchoServer {
-        let mut config = ServerConfig::new(&topology.server_if, &[served_v4(), served_v6()]);
+        let mut config = ServerConfig::new(&topology.server_if, &[served_v4()]);
         config.workers = 2;
         configure(&mut config);
         let stop = Arc::new(AtomicBool::new(false));
@@ -165,45 +164,307 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
-/// The `synwall` binary as a child process in namespace `ns`; killed on drop.
-pub struct SynwallProcess(pub Child);
+/// The `synwall` binary as a child process in namespace `ns`, its log (stderr) collected;
+/// killed on drop.
+pub struct SynwallProcess {
+    child: Child,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
 
 impl SynwallProcess {
     pub fn spawn(ns: &str, args: &[&str]) -> SynwallProcess {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_synwall")])
+        SynwallProcess::spawn_with(ns, &[], args)
+    }
+
+    /// Runs it under `prefix` (for example `setpriv ...`) inside the namespace.
+    pub fn spawn_with(ns: &str, prefix: &[&str], args: &[&str]) -> SynwallProcess {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(prefix)
+            .arg(env!("CARGO_BIN_EXE_synwall"))
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("cannot start synwall");
-        SynwallProcess(child)
-    }
-
-    /// Waits until synwall logs that it serves (or fails).
-    pub fn wait_serving(&mut self) {
-        let stderr = self.0.stderr.take().expect("stderr is piped");
-        let (lines_tx, lines_rx) = crossbeam_channel::unbounded();
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = Arc::clone(&log);
         thread::spawn(move || {
             use std::io::BufRead;
             for line in io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = lines_tx.send(line);
+                lines.lock().unwrap().push(line);
             }
         });
-        let mut seen = Vec::new();
-        while let Ok(line) = lines_rx.recv_timeout(Duration::from_secs(30)) {
-            if line.contains("serving") {
-                return;
-            }
-            seen.push(line);
+        SynwallProcess { child, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a line of its log contains `text`; panics with the log if it exits first or
+    /// 30 s pass.
+    pub fn wait_for_log(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains(text))
+        {
+            let exited = self.child.try_wait().expect("waiting for synwall");
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "no {text:?} from synwall ({exited:?}): {}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(20));
         }
-        panic!("synwall did not start: {}", seen.join("\n"));
+    }
+
+    /// Waits until it serves.
+    pub fn wait_serving(&mut self) {
+        self.wait_for_log("serving");
+    }
+
+    /// Sends it a signal (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Stops it with SIGTERM, as systemd does, and returns its log.
+    pub fn stop(&mut self) -> String {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "synwall did not stop on SIGTERM: {}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        // The reader thread takes the last lines after the exit.
+        thread::sleep(Duration::from_millis(100));
+        self.log()
+    }
+
+    /// Kills it with SIGKILL: nothing of it gets to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 impl Drop for SynwallProcess {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.kill();
     }
+}
+
+// --- synwall listen, the binary, and what stands around it -----------------------------
+
+pub const UPSTREAM_PORT: u16 = 8080;
+
+pub fn upstream() -> String {
+    format!("{SERVER_V4}:{UPSTREAM_PORT}")
+}
+
+/// `synwall listen` on the lab's server interface, proxying port 80 to `upstream`.
+pub fn listen(topology: &Topology, upstream: &str, extra: &[&str]) -> SynwallProcess {
+    let mut args = vec![
+        "listen",
+        "--interface",
+        &topology.server_if,
+        "--listen",
+        "198.18.0.1:80",
+        "--upstream",
+        upstream,
+    ];
+    args.extend_from_slice(extra);
+    let mut synwall = SynwallProcess::spawn(&topology.server_ns, &args);
+    synwall.wait_serving();
+    synwall
+}
+
+/// Runs `synwall` to completion in namespace `ns` (for start-up errors).
+pub fn synwall_output(ns: &str, prefix: &[&str], args: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(prefix)
+        .arg(env!("CARGO_BIN_EXE_synwall"))
+        .args(args)
+        .output()
+        .expect("running synwall")
+}
+
+/// A static HTTP server (python3) in the server namespace; killed on drop.
+pub struct HttpServer {
+    child: Child,
+    /// The directory it serves, removed on drop.
+    _root: tempfile::TempDir,
+}
+
+impl HttpServer {
+    pub fn start(topology: &Topology, body: &[u8]) -> HttpServer {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), body).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &topology.server_ns,
+                "python3",
+                "-m",
+                "http.server",
+            ])
+            .args(["--bind", &SERVER_V4.to_string(), &UPSTREAM_PORT.to_string()])
+            .arg("--directory")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let port_open = || {
+            topology
+                .run_in(
+                    &topology.server_ns,
+                    &["ss", "-tln", &format!("( sport = :{UPSTREAM_PORT} )")],
+                )
+                .is_ok_and(|out| out.contains(&format!(":{UPSTREAM_PORT}")))
+        };
+        while !port_open() {
+            assert!(Instant::now() < deadline, "the HTTP server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        HttpServer { child, _root: dir }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn curl(topology: &Topology) -> std::io::Result<String> {
+    topology.run_in(
+        &topology.client_ns,
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "http://198.18.0.1/index.html",
+        ],
+    )
+}
+
+/// An echo service on the upstream port in the server namespace, until dropped.
+pub struct EchoUpstream {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl EchoUpstream {
+    pub fn start(topology: &Topology) -> EchoUpstream {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let (bound_tx, bound_rx) = crossbeam_channel::bounded(1);
+        let thread = topology.spawn_in(&topology.server_ns, move || {
+            let listener = std::net::TcpListener::bind((SERVER_V4, UPSTREAM_PORT)).unwrap();
+            listener.set_nonblocking(true).unwrap();
+            bound_tx.send(()).unwrap();
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        stream.set_nonblocking(false).unwrap();
+                        thread::spawn(move || {
+                            let mut reader = stream.try_clone().unwrap();
+                            let _ = io::copy(&mut reader, &mut stream);
+                        });
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        bound_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the echo upstream started");
+        EchoUpstream {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EchoUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Sends `count` SYNs to port 80 from spoofed sources in 198.18.128.0/17, from the client
+/// namespace over AF_PACKET; bounded in packets and to 30 s.
+pub fn syn_flood(topology: &Topology, count: usize) {
+    let client_mac = topology
+        .mac(&topology.client_ns, &topology.client_if)
+        .unwrap();
+    let server_mac = topology
+        .mac(&topology.server_ns, &topology.server_if)
+        .unwrap();
+    let ifname = topology.client_if.clone();
+    topology
+        .spawn_in(&topology.client_ns, move || {
+            let mut socket = synwall::sys::PacketSocket::open(&ifname, Default::default()).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut sent = 0;
+            let mut next = 0u32;
+            while sent < count && Instant::now() < deadline {
+                sent += socket
+                    .transmit(count - sent, |tx| {
+                        next += 1;
+                        let source = format!(
+                            "198.18.{}.{}:{}",
+                            128 + (next >> 8) % 128,
+                            next % 256,
+                            1024 + next % 60000
+                        );
+                        let mut client = crate::common::Client::new(
+                            &source,
+                            next.wrapping_mul(2_654_435_761),
+                            crate::common::linux_options(next),
+                        );
+                        client.link = synwall::wire::LinkAddrs {
+                            src: client_mac,
+                            dst: server_mac,
+                            vlan: None,
+                        };
+                        client.server = served_v4();
+                        synwall::wire::emit(&client.syn(), tx).ok()
+                    })
+                    .unwrap();
+                socket.flush().unwrap();
+            }
+        })
+        .join()
+        .unwrap()
+        .unwrap();
 }

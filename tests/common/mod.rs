@@ -315,6 +315,12 @@ pub fn require_tool(name: &str) -> bool {
     found
 }
 
+/// A fresh lab (see `synwall::lab::Topology`) whose namespace names start with `prefix`, or
+/// `None` when privileged tests cannot run here (see [`require_privileges`]).
+pub fn privileged_lab(prefix: &str) -> Option<synwall::lab::Topology> {
+    require_privileges().then(|| synwall::lab::Topology::create(prefix).expect("creating the lab"))
+}
+
 /// Whether privileged tests (network namespaces, XDP, AF_XDP) can run: root and `ip` present.
 /// Outside CI they are skipped with a message; in CI (`CI` set) a missing privilege fails.
 pub fn require_privileges() -> bool {

@@ -1,0 +1,567 @@
+//! The XDP steering program's decisions, frame by frame, through BPF_PROG_TEST_RUN: nothing is
+//! sent. With no AF_XDP socket registered, "ours" shows as XDP_DROP and "the kernel's" as
+//! XDP_PASS. The frames' IPv6 addresses are documentation addresses; they never reach a wire.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::privileged_lab;
+use synwall::lab::SERVER_V4;
+use synwall::listener::FourTuple;
+use synwall::sys::{SteeringProgram, XdpAction, XdpMode};
+
+const OURS: XdpAction = XdpAction::Drop;
+const KERNEL: XdpAction = XdpAction::Pass;
+
+const SERVED4: [u8; 4] = SERVER_V4.octets();
+const OTHER4: [u8; 4] = [198, 18, 0, 9];
+const PEER4: [u8; 4] = [198, 18, 0, 2];
+const SERVED6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const OTHER6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+const PEER6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+const PORT: u16 = 7000;
+const OTHER_PORT: u16 = 7001;
+
+const ICMP: u8 = 1;
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const ICMPV6: u8 = 58;
+const HOP_BY_HOP: u8 = 0;
+const ROUTING: u8 = 43;
+const FRAGMENT: u8 = 44;
+const DEST_OPTS: u8 = 60;
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+const ETHERTYPE_ARP: u16 = 0x0806;
+/// IPv4 flags and fragment offset: "more fragments", offset 0.
+const FIRST_FRAGMENT: u16 = 0x2000;
+
+/// An Ethernet header with `vlan_tags` 802.1Q tags.
+fn ethernet(ethertype: u16, vlan_tags: usize) -> Vec<u8> {
+    let mut frame = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+    for _ in 0..vlan_tags {
+        frame.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
+    }
+    frame.extend_from_slice(&ethertype.to_be_bytes());
+    frame
+}
+
+/// A 20-byte TCP header.
+fn tcp(source: u16, destination: u16, flags: u8) -> Vec<u8> {
+    let mut header = vec![0u8; 20];
+    header[0..2].copy_from_slice(&source.to_be_bytes());
+    header[2..4].copy_from_slice(&destination.to_be_bytes());
+    header[12] = 5 << 4;
+    header[13] = flags;
+    header
+}
+
+/// An IPv4 packet.
+struct V4<'a> {
+    source: [u8; 4],
+    destination: [u8; 4],
+    protocol: u8,
+    fragment: u16,
+    option_words: u8,
+    vlan_tags: usize,
+    payload: &'a [u8],
+}
+
+impl<'a> V4<'a> {
+    fn tcp(destination: [u8; 4], payload: &'a [u8]) -> Self {
+        V4 {
+            source: PEER4,
+            destination,
+            protocol: TCP,
+            fragment: 0,
+            option_words: 0,
+            vlan_tags: 0,
+            payload,
+        }
+    }
+
+    fn frame(&self) -> Vec<u8> {
+        let header_len = 20 + usize::from(self.option_words) * 4;
+        let total_len = u16::try_from(header_len + self.payload.len()).unwrap();
+        let mut frame = ethernet(ETHERTYPE_IPV4, self.vlan_tags);
+        let mut header = vec![0u8; header_len];
+        header[0] = 0x40 | (5 + self.option_words);
+        header[2..4].copy_from_slice(&total_len.to_be_bytes());
+        header[6..8].copy_from_slice(&self.fragment.to_be_bytes());
+        header[8] = 64;
+        header[9] = self.protocol;
+        header[12..16].copy_from_slice(&self.source);
+        header[16..20].copy_from_slice(&self.destination);
+        frame.extend_from_slice(&header);
+        frame.extend_from_slice(self.payload);
+        frame
+    }
+}
+
+/// An IPv6 extension header: hop-by-hop, routing or destination options of `units` extra
+/// 8-byte units, or a fragment header whose fragment offset is `units`.
+#[derive(Clone, Copy)]
+struct Extension {
+    kind: u8,
+    units: u8,
+}
+
+const fn ext(kind: u8, units: u8) -> Extension {
+    Extension { kind, units }
+}
+
+/// An IPv6 frame: fixed header, `extensions`, then an `upper` protocol `payload`.
+fn v6_frame(destination: [u8; 16], extensions: &[Extension], upper: u8, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (i, extension) in extensions.iter().enumerate() {
+        let next = extensions.get(i + 1).map_or(upper, |e| e.kind);
+        let header = if extension.kind == FRAGMENT {
+            let mut header = vec![next, 0, 0, 0, 0, 0, 0, 1];
+            header[2..4].copy_from_slice(&(u16::from(extension.units) << 3).to_be_bytes());
+            header
+        } else {
+            let mut header = vec![0u8; 8 * (usize::from(extension.units) + 1)];
+            header[0] = next;
+            header[1] = extension.units;
+            header
+        };
+        body.extend_from_slice(&header);
+    }
+    body.extend_from_slice(payload);
+    let mut frame = ethernet(ETHERTYPE_IPV6, 0);
+    let mut header = vec![0u8; 40];
+    header[0] = 0x60;
+    header[4..6].copy_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
+    header[6] = extensions.first().map_or(upper, |e| e.kind);
+    header[7] = 64;
+    header[8..24].copy_from_slice(&PEER6);
+    header[24..40].copy_from_slice(&destination);
+    frame.extend_from_slice(&header);
+    frame.extend_from_slice(&body);
+    frame
+}
+
+fn v6_tcp(destination: [u8; 16], extensions: &[Extension], segment: &[u8]) -> Vec<u8> {
+    v6_frame(destination, extensions, TCP, segment)
+}
+
+/// Runs each case; the names of those that went elsewhere than expected.
+fn misrouted(program: &SteeringProgram, cases: &[(&str, Vec<u8>, XdpAction)]) -> Vec<String> {
+    cases
+        .iter()
+        .filter_map(|(name, frame, expected)| {
+            let got = program
+                .dry_run(frame)
+                .unwrap_or_else(|error| panic!("{name}: {error}"));
+            (got != *expected).then(|| format!("{name}: expected {expected:?}, got {got:?}"))
+        })
+        .collect()
+}
+
+fn served(addresses: &[&str]) -> Vec<SocketAddr> {
+    addresses.iter().map(|a| a.parse().unwrap()).collect()
+}
+
+/// Runs `f` in the server namespace of a fresh lab, with the program attached for `addresses`.
+fn with_program(
+    addresses: &'static [&'static str],
+    f: impl FnOnce(&SteeringProgram) + Send + 'static,
+) {
+    let Some(topology) = privileged_lab("sws") else {
+        return;
+    };
+    let interface = topology.server_if.clone();
+    topology
+        .spawn_in(&topology.server_ns, move || {
+            let program = SteeringProgram::attach(&interface, XdpMode::Generic, &served(addresses))
+                .expect("attaching the steering program");
+            f(&program);
+        })
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        .expect("entering the server namespace");
+}
+
+#[test]
+fn test_frames_go_where_the_design_says() {
+    with_program(&["198.18.0.1:7000", "[2001:db8::1]:7000"], |program| {
+        let syn = tcp(40000, PORT, SYN);
+        let v4_syn = V4::tcp(SERVED4, &syn);
+        let chain_past_limit = [
+            ext(HOP_BY_HOP, 0),
+            ext(DEST_OPTS, 0),
+            ext(ROUTING, 0),
+            ext(DEST_OPTS, 0),
+            ext(DEST_OPTS, 0),
+        ];
+        let cases = vec![
+            (
+                "ARP",
+                [ethernet(ETHERTYPE_ARP, 0), vec![0; 28]].concat(),
+                KERNEL,
+            ),
+            ("runt IPv4", ethernet(ETHERTYPE_IPV4, 0), KERNEL),
+            (
+                "ICMP to the served address",
+                V4 {
+                    protocol: ICMP,
+                    ..V4::tcp(SERVED4, &[8, 0, 0, 0, 0, 0, 0, 0])
+                }
+                .frame(),
+                KERNEL,
+            ),
+            (
+                "UDP to the served port",
+                V4 {
+                    protocol: UDP,
+                    ..V4::tcp(SERVED4, &tcp(40000, PORT, 0))
+                }
+                .frame(),
+                KERNEL,
+            ),
+            ("SYN to the served port", v4_syn.frame(), OURS),
+            (
+                "SYN to another port",
+                V4::tcp(SERVED4, &tcp(40000, OTHER_PORT, SYN)).frame(),
+                KERNEL,
+            ),
+            (
+                "SYN to another address",
+                V4::tcp(OTHER4, &syn).frame(),
+                KERNEL,
+            ),
+            (
+                "ACK without a kernel socket",
+                V4::tcp(SERVED4, &tcp(40000, PORT, ACK)).frame(),
+                OURS,
+            ),
+            (
+                "SYN-ACK to the served port",
+                V4::tcp(SERVED4, &tcp(40000, PORT, SYN | ACK)).frame(),
+                OURS,
+            ),
+            (
+                "SYN with IP options",
+                V4 {
+                    option_words: 2,
+                    ..v4_syn
+                }
+                .frame(),
+                OURS,
+            ),
+            (
+                "SYN with the longest IP options",
+                V4 {
+                    option_words: 10,
+                    ..v4_syn
+                }
+                .frame(),
+                OURS,
+            ),
+            (
+                "SYN behind a VLAN tag",
+                V4 {
+                    vlan_tags: 1,
+                    ..v4_syn
+                }
+                .frame(),
+                OURS,
+            ),
+            // The kernel strips at most one tag before XDP on the NICs we support; QinQ is not
+            // followed and stays with the kernel (which drops it: no such VLAN device).
+            (
+                "SYN behind two VLAN tags",
+                V4 {
+                    vlan_tags: 2,
+                    ..v4_syn
+                }
+                .frame(),
+                KERNEL,
+            ),
+            (
+                "first fragment, ports visible",
+                V4 {
+                    fragment: FIRST_FRAGMENT,
+                    ..v4_syn
+                }
+                .frame(),
+                OURS,
+            ),
+            (
+                "first fragment to another port",
+                V4 {
+                    fragment: FIRST_FRAGMENT,
+                    ..V4::tcp(SERVED4, &tcp(1, OTHER_PORT, SYN))
+                }
+                .frame(),
+                KERNEL,
+            ),
+            (
+                "first fragment, ports hidden, served address",
+                V4 {
+                    fragment: FIRST_FRAGMENT,
+                    ..V4::tcp(SERVED4, &syn[..2])
+                }
+                .frame(),
+                OURS,
+            ),
+            (
+                "first fragment, ports hidden, other address",
+                V4 {
+                    fragment: FIRST_FRAGMENT,
+                    ..V4::tcp(OTHER4, &syn[..2])
+                }
+                .frame(),
+                KERNEL,
+            ),
+            (
+                "non-first fragment",
+                V4 {
+                    fragment: 3,
+                    ..v4_syn
+                }
+                .frame(),
+                KERNEL,
+            ),
+            (
+                "TCP header cut after the ports",
+                V4::tcp(SERVED4, &syn[..8]).frame(),
+                OURS,
+            ),
+            (
+                "TCP header cut, other port",
+                V4::tcp(SERVED4, &tcp(40000, OTHER_PORT, SYN)[..8]).frame(),
+                KERNEL,
+            ),
+            (
+                "IPv6 SYN to the served port",
+                v6_tcp(SERVED6, &[], &syn),
+                OURS,
+            ),
+            (
+                "IPv6 SYN to another port",
+                v6_tcp(SERVED6, &[], &tcp(40000, OTHER_PORT, SYN)),
+                KERNEL,
+            ),
+            (
+                "IPv6 SYN to another address",
+                v6_tcp(OTHER6, &[], &syn),
+                KERNEL,
+            ),
+            (
+                "ICMPv6 (neighbour solicitation) to the served address",
+                v6_frame(SERVED6, &[], ICMPV6, &[135, 0, 0, 0, 0, 0, 0, 0]),
+                KERNEL,
+            ),
+            (
+                "IPv6 hop-by-hop, routing, destination options",
+                v6_tcp(
+                    SERVED6,
+                    &[ext(HOP_BY_HOP, 0), ext(ROUTING, 1), ext(DEST_OPTS, 0)],
+                    &syn,
+                ),
+                OURS,
+            ),
+            (
+                "IPv6 extension headers, other port",
+                v6_tcp(
+                    SERVED6,
+                    &[ext(HOP_BY_HOP, 0), ext(DEST_OPTS, 2)],
+                    &tcp(1, OTHER_PORT, SYN),
+                ),
+                KERNEL,
+            ),
+            (
+                "IPv6 first fragment",
+                v6_tcp(SERVED6, &[ext(FRAGMENT, 0)], &syn),
+                OURS,
+            ),
+            (
+                "IPv6 non-first fragment",
+                v6_tcp(SERVED6, &[ext(FRAGMENT, 3)], &syn),
+                KERNEL,
+            ),
+            (
+                "IPv6 four extension headers",
+                v6_tcp(SERVED6, &chain_past_limit[..4], &syn),
+                OURS,
+            ),
+            (
+                "IPv6 chain past the walk limit, served address",
+                v6_tcp(SERVED6, &chain_past_limit, &syn),
+                OURS,
+            ),
+            (
+                "IPv6 chain past the walk limit, other address",
+                v6_tcp(OTHER6, &chain_past_limit, &syn),
+                KERNEL,
+            ),
+            (
+                "IPv6 UDP to the served port",
+                v6_frame(SERVED6, &[], UDP, &tcp(1, PORT, 0)),
+                KERNEL,
+            ),
+            (
+                "IPv6 extension header cut short, served address",
+                v6_tcp(SERVED6, &[ext(DEST_OPTS, 4)], &[])[..14 + 40 + 1].to_vec(),
+                OURS,
+            ),
+            (
+                "IPv6 extension header cut short, other address",
+                v6_tcp(OTHER6, &[ext(DEST_OPTS, 4)], &[])[..14 + 40 + 1].to_vec(),
+                KERNEL,
+            ),
+        ];
+        let failures = misrouted(program, &cases);
+        assert!(failures.is_empty(), "{failures:#?}");
+        let counters = program.counters().unwrap();
+        let ours = cases.iter().filter(|case| case.2 == OURS).count() as u64;
+        assert_eq!(counters.dropped_no_xsk, ours, "{counters:?}");
+        assert_eq!(counters.passed, cases.len() as u64 - ours, "{counters:?}");
+        assert_eq!(counters.redirected, 0, "{counters:?}");
+    });
+}
+
+#[test]
+fn test_wildcard_addresses_serve_every_address_of_their_family() {
+    with_program(&["0.0.0.0:8000", "[::]:8000"], |program| {
+        let cases = vec![
+            (
+                "IPv4 wildcard",
+                V4::tcp(OTHER4, &tcp(40000, 8000, SYN)).frame(),
+                OURS,
+            ),
+            (
+                "IPv4 wildcard, other port",
+                V4::tcp(OTHER4, &tcp(40000, 8001, SYN)).frame(),
+                KERNEL,
+            ),
+            (
+                "IPv4 wildcard, ports hidden",
+                V4 {
+                    fragment: FIRST_FRAGMENT,
+                    ..V4::tcp(OTHER4, &[0, 1])
+                }
+                .frame(),
+                OURS,
+            ),
+            (
+                "IPv6 wildcard",
+                v6_tcp(OTHER6, &[], &tcp(40000, 8000, SYN)),
+                OURS,
+            ),
+            (
+                "IPv6 wildcard, other port",
+                v6_tcp(OTHER6, &[], &tcp(40000, 7000, SYN)),
+                KERNEL,
+            ),
+        ];
+        let failures = misrouted(program, &cases);
+        assert!(failures.is_empty(), "{failures:#?}");
+    });
+}
+
+/// A segment from `from` to the served port, as the program sees it arrive.
+fn segment(from: SocketAddr, flags: u8) -> Vec<u8> {
+    let SocketAddr::V4(from) = from else {
+        panic!("an IPv4 peer")
+    };
+    V4 {
+        source: from.ip().octets(),
+        ..V4::tcp(SERVED4, &tcp(from.port(), PORT, flags))
+    }
+    .frame()
+}
+
+/// Waits until the kernel holds `peer`'s connection to the served port in TIME-WAIT.
+fn wait_time_wait(peer: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ss = std::process::Command::new("ss")
+            .args(["-tan", "state", "time-wait"])
+            .output()
+            .expect("running ss");
+        if String::from_utf8_lossy(&ss.stdout).contains(&peer.to_string()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no TIME-WAIT socket for {peer}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn test_kernel_sockets_keep_their_segments_unless_shielded() {
+    with_program(&["198.18.0.1:7000"], |program| {
+        let listener = TcpListener::bind((SERVER_V4, PORT)).unwrap();
+        let client = TcpStream::connect((SERVER_V4, PORT)).unwrap();
+        let peer = client.local_addr().unwrap();
+        let (server_side, _) = listener.accept().unwrap();
+        let mut stray = peer;
+        stray.set_port(peer.port().wrapping_add(1));
+
+        assert_eq!(
+            program.dry_run(&segment(peer, ACK)).unwrap(),
+            KERNEL,
+            "established"
+        );
+        assert_eq!(
+            program.dry_run(&segment(stray, ACK)).unwrap(),
+            OURS,
+            "only the listener"
+        );
+        assert_eq!(
+            program.dry_run(&segment(peer, SYN)).unwrap(),
+            OURS,
+            "a SYN is always ours"
+        );
+
+        let tuple = FourTuple {
+            local: (SERVER_V4, PORT).into(),
+            remote: peer,
+        };
+        let shield = program.shield(&tuple).unwrap();
+        assert_eq!(
+            program.dry_run(&segment(peer, ACK)).unwrap(),
+            OURS,
+            "shielded"
+        );
+        drop(shield);
+        assert_eq!(
+            program.dry_run(&segment(peer, ACK)).unwrap(),
+            KERNEL,
+            "shield lowered"
+        );
+
+        // The server closes first: its side of the connection goes to TIME-WAIT.
+        drop(server_side);
+        drop(client);
+        wait_time_wait(peer);
+        assert_eq!(
+            program.dry_run(&segment(peer, ACK)).unwrap(),
+            KERNEL,
+            "TIME-WAIT"
+        );
+        // A new handshake over the TIME-WAIT tuple is ours, from its SYN to its ACK.
+        assert_eq!(
+            program.dry_run(&segment(peer, SYN)).unwrap(),
+            OURS,
+            "SYN over TIME-WAIT"
+        );
+        assert_eq!(
+            program.dry_run(&segment(peer, ACK)).unwrap(),
+            OURS,
+            "its ACK"
+        );
+
+        let counters = program.counters().unwrap();
+        assert_eq!(counters.kernel_owned, 3, "{counters:?}");
+        assert_eq!(counters.dropped_no_xsk, 5, "{counters:?}");
+    });
+}
