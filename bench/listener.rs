@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the per-packet work, one core: parse, emit, cookies, SYN batches
-//! through the listener, cookie-ACK validation, the SYN queue and the accept queue.
+//! through the listener, cookie ACKs accepted and forged ones rejected, the SYN queue and the
+//! accept queue.
 //!
 //! `cargo bench --bench listener` (see the README for the table and how it was made).
 
@@ -13,7 +14,7 @@ use common::*;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use synwall::accept_queue::{AcceptQueue, Pop};
 use synwall::cookie::{CookieInput, CookieJar, MssTable, SynOptions};
-use synwall::listener::{Listener, SyncookiesMode, Verdict};
+use synwall::listener::{DropReason, Listener, SyncookiesMode, Verdict};
 use synwall::seq::SeqNumber;
 use synwall::wire::{self, Endpoints, Parsed, TcpRepr};
 
@@ -131,6 +132,31 @@ fn bench_listener(c: &mut Criterion) {
             },
             BatchSize::SmallInput,
         )
+    });
+
+    // Cookie-ACK validation as an ACK flood meets it: during a SYN flood (the gate open), ACKs
+    // whose cookies are one off, each parsed, checked with one MAC and dropped (no RSTs).
+    let forged: Vec<Vec<u8>> = clients
+        .iter()
+        .map(|client| {
+            let mut syn_ack = issuer.syn_ack_repr(client);
+            syn_ack.seq = syn_ack.seq + 1;
+            frame(&client.ack(&syn_ack, b""))
+        })
+        .collect();
+    let mut flooded = Harness::new(synwall::listener::ListenerConfig {
+        invalid_ack_rsts_per_sec: 0,
+        ..small()
+    });
+    flooded.syn_ack(&opener);
+    group.bench_function("forged_cookie_ack_batch", |b| {
+        b.iter(|| {
+            for ack in &forged {
+                let verdict = flooded.listener.handle_frame(flooded.now, ack, &mut tx);
+                debug_assert_eq!(verdict, Verdict::Drop(DropReason::CookieInvalid));
+                black_box(verdict);
+            }
+        })
     });
 
     // Through the SYN queue: a SYN admitted (insert), its ACK matched (lookup, remove). The

@@ -41,7 +41,7 @@ pub const DEFAULT_METRICS: &str = "127.0.0.1:9464";
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Settings {
     /// The network interface to serve on.
-    #[arg(long)]
+    #[arg(long, visible_alias = "iface")]
     pub interface: Option<String>,
     /// Rx queues to serve, comma-separated [default: all of the interface].
     #[arg(long, value_delimiter = ',')]
@@ -412,6 +412,19 @@ mod tests {
         assert_eq!(settings.key_rotation, Some(Duration::from_secs(120)));
         assert_eq!(settings.xdp_mode, Some(XdpMode::Generic));
         assert_eq!(settings.listen.as_ref().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn test_iface_is_an_alias_of_interface() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        for flag in ["--iface", "--interface"] {
+            let cli = <Cli as clap::Parser>::try_parse_from(["synwall", flag, "eth1"]).unwrap();
+            assert_eq!(cli.settings.interface.as_deref(), Some("eth1"));
+        }
     }
 
     #[test]

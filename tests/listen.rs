@@ -10,18 +10,23 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::{privileged_lab, require_tool};
-use lab::{HttpServer, curl, listen, served_v4, synwall_output, upstream};
-use synwall::lab::SERVER_V4;
+use lab::{HttpServer, curl, listen, listen_args, served_v4, synwall_output, upstream};
+use synwall::lab::{SERVER_V4, Topology};
 
 /// Namespace names of this file's labs start with this.
 const LAB: &str = "swl";
 
+/// A lab for the HTTP tests: curl on the client side, python3's http.server upstream.
+fn http_lab() -> Option<Topology> {
+    if !require_tool("curl") || !require_tool("python3") {
+        return None;
+    }
+    privileged_lab(LAB)
+}
+
 #[test]
 fn test_curl_through_synwall_listen() {
-    if !require_tool("curl") || !require_tool("python3") {
-        return;
-    }
-    let Some(topology) = privileged_lab(LAB) else {
+    let Some(topology) = http_lab() else {
         return;
     };
     let body: String = (0..20_000)
@@ -36,10 +41,7 @@ fn test_curl_through_synwall_listen() {
 
 #[test]
 fn test_restart_after_kill_9() {
-    if !require_tool("curl") || !require_tool("python3") {
-        return;
-    }
-    let Some(topology) = privileged_lab(LAB) else {
+    let Some(topology) = http_lab() else {
         return;
     };
     let _http = HttpServer::start(&topology, b"still here\n");
@@ -85,17 +87,7 @@ fn test_startup_errors_name_their_cause() {
     let Some(topology) = privileged_lab(LAB) else {
         return;
     };
-    let common_args = |iface: &'static str| {
-        vec![
-            "listen",
-            "--interface",
-            iface,
-            "--listen",
-            "198.18.0.1:80",
-            "--upstream",
-            "198.18.0.1:8080",
-        ]
-    };
+    let common_args = |interface: &'static str| listen_args(interface, "198.18.0.1:8080", &[]);
 
     let missing = synwall_output(&topology.server_ns, &[], &common_args("nosuchif0"));
     assert!(!missing.status.success());

@@ -12,7 +12,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{privileged_lab, require_tool};
-use lab::{EchoUpstream, SynwallProcess, listen, served_v4, syn_flood, synwall_output, upstream};
+use lab::{
+    EchoUpstream, SynwallProcess, listen, listen_args, listen_behind, served_v4, syn_flood,
+    synwall_output, upstream,
+};
 use synwall::cookie::keys::Secret;
 use synwall::lab::Topology;
 use synwall::metrics::Scrape;
@@ -233,24 +236,8 @@ fn handshake_across_instances(
     secret_two: &str,
 ) -> std::io::Result<Vec<u8>> {
     let start = |secret: &str| {
-        let mut synwall = SynwallProcess::spawn(
-            &topology.server_ns,
-            &[
-                "listen",
-                "--interface",
-                &topology.server_if,
-                "--listen",
-                "198.18.0.1:80",
-                "--upstream",
-                &upstream(),
-                "--syncookies",
-                "always",
-                "--secret-file",
-                secret,
-            ],
-        );
-        synwall.wait_serving();
-        synwall
+        let extra = ["--syncookies", "always", "--secret-file", secret];
+        listen(topology, &upstream(), &extra)
     };
     let one = start(secret_one);
     hold_final_acks(topology, true);
@@ -315,20 +302,7 @@ fn test_runs_as_nobody_with_the_documented_capabilities() {
     }
     let prefix = as_nobody_with(CAPABILITIES);
     let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
-    let mut synwall = SynwallProcess::spawn_with(
-        &topology.server_ns,
-        &prefix,
-        &[
-            "listen",
-            "--interface",
-            &topology.server_if,
-            "--listen",
-            "198.18.0.1:80",
-            "--upstream",
-            &upstream(),
-        ],
-    );
-    synwall.wait_serving();
+    let synwall = listen_behind(&topology, &prefix, &upstream(), &[]);
     let started = Instant::now();
     let mut client = connect(&topology);
     let echoed = echo(&mut client, b"as nobody");
@@ -356,19 +330,9 @@ fn test_a_missing_capability_stops_the_start_with_its_name() {
             .collect();
         let prefix = as_nobody_with(&caps.join(","));
         let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
-        let output = synwall_output(
-            &topology.server_ns,
-            &prefix,
-            &[
-                "listen",
-                "--interface",
-                &topology.server_if,
-                "--listen",
-                "198.18.0.1:80",
-                "--upstream",
-                &upstream(),
-            ],
-        );
+        let upstream = upstream();
+        let args = listen_args(&topology.server_if, &upstream, &[]);
+        let output = synwall_output(&topology.server_ns, &prefix, &args);
         assert!(!output.status.success(), "started without {missing}");
         String::from_utf8_lossy(&output.stderr).into_owned()
     };

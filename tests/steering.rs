@@ -505,60 +505,29 @@ fn test_kernel_sockets_keep_their_segments_unless_shielded() {
         let (server_side, _) = listener.accept().unwrap();
         let mut stray = peer;
         stray.set_port(peer.port().wrapping_add(1));
+        let goes = |from, flags| program.dry_run(&segment(from, flags)).unwrap();
 
-        assert_eq!(
-            program.dry_run(&segment(peer, ACK)).unwrap(),
-            KERNEL,
-            "established"
-        );
-        assert_eq!(
-            program.dry_run(&segment(stray, ACK)).unwrap(),
-            OURS,
-            "only the listener"
-        );
-        assert_eq!(
-            program.dry_run(&segment(peer, SYN)).unwrap(),
-            OURS,
-            "a SYN is always ours"
-        );
+        assert_eq!(goes(peer, ACK), KERNEL, "established");
+        assert_eq!(goes(stray, ACK), OURS, "only the listener");
+        assert_eq!(goes(peer, SYN), OURS, "a SYN is always ours");
 
         let tuple = FourTuple {
             local: (SERVER_V4, PORT).into(),
             remote: peer,
         };
         let shield = program.shield(&tuple).unwrap();
-        assert_eq!(
-            program.dry_run(&segment(peer, ACK)).unwrap(),
-            OURS,
-            "shielded"
-        );
+        assert_eq!(goes(peer, ACK), OURS, "shielded");
         drop(shield);
-        assert_eq!(
-            program.dry_run(&segment(peer, ACK)).unwrap(),
-            KERNEL,
-            "shield lowered"
-        );
+        assert_eq!(goes(peer, ACK), KERNEL, "shield lowered");
 
         // The server closes first: its side of the connection goes to TIME-WAIT.
         drop(server_side);
         drop(client);
         wait_time_wait(peer);
-        assert_eq!(
-            program.dry_run(&segment(peer, ACK)).unwrap(),
-            KERNEL,
-            "TIME-WAIT"
-        );
+        assert_eq!(goes(peer, ACK), KERNEL, "TIME-WAIT");
         // A new handshake over the TIME-WAIT tuple is ours, from its SYN to its ACK.
-        assert_eq!(
-            program.dry_run(&segment(peer, SYN)).unwrap(),
-            OURS,
-            "SYN over TIME-WAIT"
-        );
-        assert_eq!(
-            program.dry_run(&segment(peer, ACK)).unwrap(),
-            OURS,
-            "its ACK"
-        );
+        assert_eq!(goes(peer, SYN), OURS, "SYN over TIME-WAIT");
+        assert_eq!(goes(peer, ACK), OURS, "its ACK");
 
         let counters = program.counters().unwrap();
         assert_eq!(counters.kernel_owned, 3, "{counters:?}");

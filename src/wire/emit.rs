@@ -138,7 +138,13 @@ fn emit_tcp(repr: &TcpRepr<'_>, segment: &mut [u8]) {
         .add_u32(repr.ack.0)
         .add_u16(offset_and_flags)
         .add_u16(repr.window);
-    let checksum = repr.options.add_to(sum).add_bytes(repr.payload).finish();
+    // Replies carry no payload: skip the calls (memcpy, checksum loop) that nothing costs.
+    let with_options = repr.options.add_to(sum);
+    let checksum = if repr.payload.is_empty() {
+        with_options.finish()
+    } else {
+        with_options.add_bytes(repr.payload).finish()
+    };
     segment[0..2].copy_from_slice(&repr.src.port().to_be_bytes());
     segment[2..4].copy_from_slice(&repr.dst.port().to_be_bytes());
     segment[4..8].copy_from_slice(&repr.seq.0.to_be_bytes());
@@ -148,5 +154,7 @@ fn emit_tcp(repr: &TcpRepr<'_>, segment: &mut [u8]) {
     segment[16..18].copy_from_slice(&checksum);
     segment[18..20].copy_from_slice(&[0, 0]);
     repr.options.emit(&mut segment[TCP_LEN..header_len]);
-    segment[header_len..].copy_from_slice(repr.payload);
+    if !repr.payload.is_empty() {
+        segment[header_len..].copy_from_slice(repr.payload);
+    }
 }

@@ -282,19 +282,36 @@ pub fn upstream() -> String {
     format!("{SERVER_V4}:{UPSTREAM_PORT}")
 }
 
-/// `synwall listen` on the lab's server interface, proxying port 80 to `upstream`.
-pub fn listen(topology: &Topology, upstream: &str, extra: &[&str]) -> SynwallProcess {
+/// The arguments of `synwall listen` on `interface`, proxying 198.18.0.1:80 to `upstream`,
+/// followed by `extra`.
+pub fn listen_args<'a>(interface: &'a str, upstream: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "listen",
         "--interface",
-        &topology.server_if,
+        interface,
         "--listen",
         "198.18.0.1:80",
         "--upstream",
         upstream,
     ];
     args.extend_from_slice(extra);
-    let mut synwall = SynwallProcess::spawn(&topology.server_ns, &args);
+    args
+}
+
+/// `synwall listen` on the lab's server interface (see [`listen_args`]), serving.
+pub fn listen(topology: &Topology, upstream: &str, extra: &[&str]) -> SynwallProcess {
+    listen_behind(topology, &[], upstream, extra)
+}
+
+/// Like [`listen`], run through the command `prefix` (`setpriv ...`).
+pub fn listen_behind(
+    topology: &Topology,
+    prefix: &[&str],
+    upstream: &str,
+    extra: &[&str],
+) -> SynwallProcess {
+    let args = listen_args(&topology.server_if, upstream, extra);
+    let mut synwall = SynwallProcess::spawn_with(&topology.server_ns, prefix, &args);
     synwall.wait_serving();
     synwall
 }
