@@ -25,6 +25,7 @@ struct Cli {
 enum Command {
     /// Front a TCP service: answer handshakes on the NIC, proxy connections to the upstream.
     Listen(ListenArgs),
+    Lab(synwall::lab::LabArgs),
     /// Write a new cookie secret (mode 0600) for a fleet of synwall instances to share.
     Keygen {
         /// Where to write it; an existing file is never overwritten.
@@ -105,6 +106,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Listen(args) => listen(args),
+        Command::Lab(args) => Ok(synwall::lab::command(args)?),
         Command::Keygen { path } => {
             Secret::random()?
                 .store(&path)
