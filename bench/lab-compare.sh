@@ -73,6 +73,7 @@ ROWS = [
     ("legit connections ok %", lambda run: run["legit_success_pct"], "{:.1f}"),
     ("legit connect p99 ms", p99_ms, "{:.2f}"),
     ("accepted from spoofed sources", lambda run: run["forged_accepted"], "{:.0f}"),
+    ("server CPU busy before the run %", lambda run: run["server_cpu_busy_before_pct"], "{:.0f}"),
 ]
 RATIOS = {
     "SYN-ACK/s (steady mean)": "syn_ack_ratio",

@@ -91,6 +91,8 @@ pub struct TargetReport {
     pub placement: String,
     /// The lab's namespaces (deleted when the run ended).
     pub namespaces: [String; 2],
+    /// How busy the server CPU was with other work just before the run (percent).
+    pub server_cpu_busy_before_pct: f64,
     /// loadgen's average over the whole flood.
     pub offered_pps: u64,
     pub offered_syn_pps: u64,
@@ -123,6 +125,7 @@ pub struct RunFacts {
     pub xdp_mode: Option<&'static str>,
     pub placement: String,
     pub namespaces: [String; 2],
+    pub server_cpu_busy_before_pct: f64,
     pub last: Sample,
     pub counters: BTreeMap<String, u64>,
 }
@@ -136,6 +139,7 @@ impl TargetReport {
             xdp_mode: facts.xdp_mode,
             placement: facts.placement,
             namespaces: facts.namespaces,
+            server_cpu_busy_before_pct: facts.server_cpu_busy_before_pct,
             offered_pps: loadgen.pps,
             offered_syn_pps: per_second(loadgen.sent.syn, loadgen.elapsed_s),
             received_pps: mean(steady, |row| row.received_pps),

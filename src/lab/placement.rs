@@ -14,12 +14,18 @@
 //! - Client veth: RPS to the client CPU, so the client namespace handles the SYN-ACKs it
 //!   receives on the generator's core, not on the server's.
 //!
+//! The NAPI thread at nice 19 gets almost nothing while any other runnable task of nice 0
+//! shares the server CPU (a build, say): synwall's figures then collapse, so the lab measures
+//! how busy the server CPU was just before each run ([`busy_percent`]) and reports it.
+//!
 //! Sysfs is written from inside the namespace (`ip netns exec` remounts /sys for it). Kernel
 //! threads are pinned with `taskset` and reniced with `renice`. Nothing here outlives the
 //! namespaces.
 
 use std::fs;
 use std::io;
+use std::thread;
+use std::time::Duration;
 
 use crate::lab::topology::Topology;
 
@@ -81,6 +87,35 @@ pub fn threaded_napi(topology: &Topology, cpu: usize, nice: i8) -> io::Result<Ve
     Ok(threads)
 }
 
+/// How busy `cpu` is, in percent of the time over `window` (from /proc/stat: everything but
+/// idle and iowait).
+pub fn busy_percent(cpu: usize, window: Duration) -> io::Result<f64> {
+    let times = || -> io::Result<(u64, u64)> {
+        let stat = fs::read_to_string("/proc/stat")?;
+        let label = format!("cpu{cpu} ");
+        let line = stat
+            .lines()
+            .find(|line| line.starts_with(&label))
+            .ok_or_else(|| io::Error::other(format!("no {label}line in /proc/stat")))?;
+        let values: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|value| value.parse().ok())
+            .collect();
+        let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
+        Ok((values.iter().sum(), idle))
+    };
+    let (total_before, idle_before) = times()?;
+    thread::sleep(window);
+    let (total, idle) = times()?;
+    let elapsed = total.saturating_sub(total_before);
+    if elapsed == 0 {
+        return Ok(0.0);
+    }
+    let busy = elapsed.saturating_sub(idle.saturating_sub(idle_before));
+    Ok(100.0 * busy as f64 / elapsed as f64)
+}
+
 /// The kernel threads named `napi/<dev>-<id>`, as far as the cut name shows.
 fn napi_threads(dev: &str) -> io::Result<Vec<u32>> {
     let wanted = napi_comm_prefix(dev);
@@ -118,5 +153,12 @@ mod tests {
         assert_eq!(mask(70), "00000040,00000000,00000000");
         assert_eq!(napi_comm_prefix("swl1x0s"), "napi/swl1x0s-");
         assert_eq!(napi_comm_prefix("swl1234567x0s"), "napi/swl1234567");
+    }
+
+    #[test]
+    fn test_busy_percent_is_a_share() {
+        let busy = busy_percent(0, Duration::from_millis(50)).unwrap();
+        assert!((0.0..=100.0).contains(&busy), "{busy}");
+        assert!(busy_percent(usize::MAX, Duration::ZERO).is_err());
     }
 }

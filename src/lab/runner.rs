@@ -1,6 +1,7 @@
 //! `synwall lab`: one run per target, each on a fresh [`Topology`], then the report.
 //!
-//! A run: build the topology; start the server side ([`ServerSide`], which places it on the
+//! A run: look how busy the server CPU is with other work (warned about, and reported);
+//! build the topology; start the server side ([`ServerSide`], which places it on the
 //! server CPU); start loadgen ([`Generator`]) in the client namespace; for every progress
 //! record loadgen prints, sample the server side and print a table row; at loadgen's summary,
 //! collect the server side's counters and tear down in order: generator, server side (XDP
@@ -27,6 +28,7 @@ use crate::lab::cli::{LabArgs, LabConfig, Target};
 use crate::lab::error::LabError;
 use crate::lab::generator::{Generator, Next};
 use crate::lab::output::{LabReport, Printer, Row, RunFacts, TargetReport};
+use crate::lab::placement;
 use crate::lab::report::Record;
 use crate::lab::server_side::ServerSide;
 use crate::lab::topology::Topology;
@@ -34,6 +36,10 @@ use crate::sys::affinity;
 
 /// Names of the lab's namespaces and links start with this.
 pub const PREFIX: &str = "swl";
+/// How long the server CPU is watched for other work before a run.
+const BUSY_WINDOW: Duration = Duration::from_millis(300);
+/// Other work on the server CPU above this share is warned about (in percent).
+const BUSY_WARNING: f64 = 10.0;
 /// How long the lab waits for loadgen's next line before it looks at signals again.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -84,6 +90,20 @@ fn run_target(
     signals: &Interrupts,
     printer: &mut Printer<impl Write>,
 ) -> Result<TargetReport, LabError> {
+    let busy_before =
+        placement::busy_percent(config.server_cpu, BUSY_WINDOW).map_err(|source| {
+            LabError::Placement {
+                cpu: config.server_cpu,
+                source,
+            }
+        })?;
+    if busy_before > BUSY_WARNING {
+        eprintln!(
+            "synwall lab: warning: CPU {} was {busy_before:.0} % busy with other work just \
+             before this run; the server side competes with it and its figures will be low",
+            config.server_cpu
+        );
+    }
     let topology = Topology::create(PREFIX).map_err(LabError::Topology)?;
     let mut server = ServerSide::start(&topology, config, target)?;
     printer
@@ -129,6 +149,7 @@ fn run_target(
         xdp_mode: server.xdp_mode_name(),
         placement: server.placement.clone(),
         namespaces: [topology.server_ns.clone(), topology.client_ns.clone()],
+        server_cpu_busy_before_pct: busy_before,
         last: server.sample()?,
         counters: server.counters()?,
     };
