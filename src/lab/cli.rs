@@ -84,7 +84,7 @@ pub enum KernelRx {
     Rps,
 }
 
-/// The `synwall lab` command line; the help text is [`LONG_ABOUT`].
+/// The `synwall lab` command line (`synwall lab --help` tells what it does).
 #[derive(Debug, Clone, clap::Args)]
 #[command(about = ABOUT, long_about = LONG_ABOUT)]
 pub struct LabArgs {
