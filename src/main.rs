@@ -30,6 +30,9 @@ enum Command {
     Listen(ListenArgs),
     /// Check a configuration (file and flags) as `listen` would, without attaching anything.
     CheckConfig(ListenArgs),
+    /// The lab (as root): a bounded SYN flood and real clients against synwall or the Linux
+    /// kernel's listener (--compare: both), between two network namespaces it creates.
+    Lab(synwall::lab::LabArgs),
     /// Write a new cookie secret (mode 0600) for a fleet of synwall instances to share.
     Keygen {
         /// Where to write it; an existing file is never overwritten.
@@ -84,6 +87,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Listen(args) => listen(&args),
         Command::CheckConfig(args) => check_config(&args),
+        Command::Lab(args) => Ok(synwall::lab::command(args)?),
         Command::Keygen { path } => {
             Secret::random()?
                 .store(&path)

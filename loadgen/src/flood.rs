@@ -12,7 +12,6 @@
 //! straight into the device's transmit buffers ([`FrameIo::transmit`]), [`FrameIo::flush`],
 //! publish the running totals. Nothing in it allocates.
 
-use std::fmt;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +21,6 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use serde::{Deserialize, Serialize};
 use synwall::device::FrameIo;
 use synwall::sys::{
     PacketSocket, PacketSocketConfig, XdpDevice, XdpDeviceConfig, ZeroCopy, affinity,
@@ -34,69 +32,13 @@ use crate::error::LoadgenError;
 use crate::harvest::SynAck;
 use crate::mix::KIND_COUNT;
 use crate::pacer::Pacer;
+use crate::report::{Backend, StopReason};
 use crate::stats::{Counters, PerKind, WorkerSlot};
 
 /// The longest a worker sleeps before it looks at the stop flag again.
 const MAX_NAP: Duration = Duration::from_millis(20);
 /// Flushes tried at the end to get the last staged frames out.
 const FINAL_FLUSHES: usize = 16;
-
-/// The transmit path a worker got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Backend {
-    /// AF_XDP (copy or zero-copy mode).
-    Afxdp,
-    /// AF_PACKET, sendmmsg, qdisc bypass.
-    Packet,
-    /// Some threads on each (`--tx auto` fell back on some queues only).
-    Mixed,
-}
-
-impl Backend {
-    /// The backend of a run whose workers got `backends`.
-    pub fn of_run(backends: impl IntoIterator<Item = Backend>) -> Backend {
-        let mut backends = backends.into_iter();
-        let first = backends.next().unwrap_or(Backend::Packet);
-        if backends.all(|backend| backend == first) {
-            first
-        } else {
-            Backend::Mixed
-        }
-    }
-}
-
-impl fmt::Display for StopReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            StopReason::Packets => "packet count",
-            StopReason::Duration => "duration",
-            StopReason::Interrupted => "interruption",
-        })
-    }
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Afxdp => "afxdp",
-            Backend::Packet => "packet",
-            Backend::Mixed => "mixed",
-        })
-    }
-}
-
-/// Why a worker stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    /// It sent its share of `--packets`.
-    Packets,
-    /// `--duration` passed.
-    Duration,
-    /// The stop flag was raised (a signal, or another worker failed).
-    Interrupted,
-}
 
 /// Why and when a worker stopped (after its last flush).
 pub type Ended = (StopReason, Instant);
@@ -382,20 +324,5 @@ impl WorkerJob {
             device.flush()?;
         }
         Ok(reason)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_backend_of_a_run() {
-        assert_eq!(Backend::of_run([Backend::Afxdp; 3]), Backend::Afxdp);
-        assert_eq!(Backend::of_run([Backend::Packet]), Backend::Packet);
-        assert_eq!(
-            Backend::of_run([Backend::Afxdp, Backend::Packet]),
-            Backend::Mixed
-        );
     }
 }

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::TrySendError;
 use hdrhistogram::Histogram;
-use serde::{Deserialize, Serialize};
 
 use crate::pacer::{Pacer, Rate};
+use crate::report::{FailureCounts, LegitReport, Percentiles};
 
 /// The most client threads, whatever the rate and timeout.
 pub const MAX_CLIENT_THREADS: usize = 256;
@@ -80,6 +80,20 @@ impl Failure {
         }
     }
 
+    /// Where `counts` tallies this kind of failure.
+    fn counter(self, counts: &mut FailureCounts) -> &mut u64 {
+        match self {
+            Failure::Timeout => &mut counts.timeout,
+            Failure::Refused => &mut counts.refused,
+            Failure::Reset => &mut counts.reset,
+            Failure::Unreachable => &mut counts.unreachable,
+            Failure::ReplyTimeout => &mut counts.reply_timeout,
+            Failure::BadReply => &mut counts.bad_reply,
+            Failure::Overloaded => &mut counts.overloaded,
+            Failure::Other => &mut counts.other,
+        }
+    }
+
     fn after_connect(kind: io::ErrorKind) -> Failure {
         match kind {
             io::ErrorKind::ConnectionRefused => Failure::Refused,
@@ -92,67 +106,6 @@ impl Failure {
             _ => Failure::Other,
         }
     }
-}
-
-/// Failures by kind, as reported.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FailureCounts {
-    pub timeout: u64,
-    pub refused: u64,
-    pub reset: u64,
-    pub unreachable: u64,
-    pub reply_timeout: u64,
-    pub bad_reply: u64,
-    pub overloaded: u64,
-    pub other: u64,
-}
-
-impl FailureCounts {
-    fn count(&mut self, failure: Failure) {
-        let counter = match failure {
-            Failure::Timeout => &mut self.timeout,
-            Failure::Refused => &mut self.refused,
-            Failure::Reset => &mut self.reset,
-            Failure::Unreachable => &mut self.unreachable,
-            Failure::ReplyTimeout => &mut self.reply_timeout,
-            Failure::BadReply => &mut self.bad_reply,
-            Failure::Overloaded => &mut self.overloaded,
-            Failure::Other => &mut self.other,
-        };
-        *counter += 1;
-    }
-
-    fn total(&self) -> u64 {
-        self.timeout
-            + self.refused
-            + self.reset
-            + self.unreachable
-            + self.reply_timeout
-            + self.bad_reply
-            + self.overloaded
-            + self.other
-    }
-}
-
-/// Connect latency percentiles, in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Percentiles {
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub max: u64,
-}
-
-/// Legit client outcomes over an interval or a whole run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LegitReport {
-    /// Attempts that ended (ok + failed).
-    pub attempts: u64,
-    pub ok: u64,
-    pub failed: u64,
-    pub failures: FailureCounts,
-    /// Of every connect() that completed; null when none did.
-    pub connect_us: Option<Percentiles>,
 }
 
 /// Outcomes of one stretch of time.
@@ -181,7 +134,7 @@ impl Tally {
         }
         match outcome.failure {
             None => self.ok += 1,
-            Some(failure) => self.failures.count(failure),
+            Some(failure) => *failure.counter(&mut self.failures) += 1,
         }
     }
 

@@ -26,7 +26,8 @@
 //! - [`harvest`]: the reply sniffer feeding near-miss ACKs.
 //! - [`legit`]: the real clients, their failures by kind and latency percentiles.
 //! - [`neighbor`]: the destination MAC from the kernel's neighbour table.
-//! - [`stats`], [`report`], [`mod@run`]: counters, output records, and the run that joins it all.
+//! - [`stats`], [`report`], [`mod@run`]: counters, writing the output records, and the run that
+//!   joins it all.
 //!
 //! # Safety of the network
 //!
@@ -38,41 +39,10 @@
 //!
 //! # JSON output (`--json`)
 //!
-//! One JSON object per line on stdout; notes and errors go to stderr. Each second a progress
-//! object, and one more for the last partial second if it sent packets; then exactly one
-//! summary object, last.
-//! Counts are integers; `*_s` fields are seconds as floats; latencies are microseconds.
-//!
-//! ```text
-//! {"type":"progress",
-//!  "elapsed_s": f64,          seconds since the flood started
-//!  "interval_s": f64,         length of this interval (about 1)
-//!  "sent": {"syn":u64,"ack":u64,"near_miss":u64,"rst":u64,"fin":u64},   in this interval
-//!  "pps": u64,                packets per second in this interval
-//!  "sent_total": u64,         since the start
-//!  "replies": null | {"syn_ack":u64,"rst":u64,"harvest_dropped":u64},  in this interval;
-//!                             only when near-miss is in the mix (the sniffer runs)
-//!  "legit": null | LEGIT}     attempts that ended in this interval; null without --legit-rate
-//!
-//! {"type":"summary",
-//!  "tx": "afxdp" | "packet" | "mixed",
-//!  "stop_reason": "packets" | "duration" | "interrupted",
-//!  "elapsed_s": f64, "target": "198.18.0.1:80", "src_cidr": "198.18.128.0/17",
-//!  "mix": "syn=80,ack=15,rst=5", "rate_pps": u64 | null (max), "threads": usize,
-//!  "sent": {...as above...}, "sent_total": u64, "pps": u64 (average),
-//!  "replies": null | {...as above, whole run...},
-//!  "legit": null | LEGIT}     whole run
-//!
-//! LEGIT = {"attempts": u64, "ok": u64, "failed": u64,
-//!          "failures": {"timeout","refused","reset","unreachable","reply_timeout",
-//!                       "bad_reply","overloaded","other": u64},
-//!          "connect_us": null | {"p50":u64,"p90":u64,"p99":u64,"max":u64}}
-//! ```
-//! `connect_us` covers every connect() that completed (null when none did). `sent` counts
-//! frames handed to the transmit device; a device or veth that is overrun may still drop some
-//! (AF_PACKET frames refused with ENOBUFS are kept and sent again; AF_XDP copy mode cannot
-//! tell), so compare with the receiver's count when measuring. The Rust types are
-//! [`report::Record`] (serde, both directions).
+//! One JSON object per line on stdout (a progress object per second, then one summary);
+//! notes and errors go to stderr. The record types and the schema live in the synwall
+//! library, [`synwall::lab::report`], so that `synwall lab` reads exactly what loadgen writes;
+//! [`report`] re-exports them.
 
 pub mod cli;
 pub mod craft;

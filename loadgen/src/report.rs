@@ -1,116 +1,18 @@
 //! What a run prints: once per second a [`Progress`] record, at the end a [`Summary`]; as one
 //! line of text each, or as JSON lines (`--json`, see the crate documentation for the schema).
 //!
-//! The records are plain data (serde), so a parent process (`synwall lab`) and the tests read
-//! back exactly what was written. Every line is flushed as it is written.
+//! The records are plain data defined once in [`synwall::lab::report`] (serde, with the JSON
+//! schema), so a parent process (`synwall lab`) and the tests read back exactly what was
+//! written. Every line is flushed as it is written.
 
 use std::io::{self, Write};
 
-use serde::{Deserialize, Serialize};
+pub use synwall::lab::report::{
+    Backend, FailureCounts, KindCounts, LegitReport, Percentiles, Progress, Record, Replies,
+    StopReason, Summary,
+};
 
-use crate::flood::{Backend, StopReason};
-use crate::legit::{LegitReport, Percentiles};
 use crate::mix::Kind;
-use crate::stats::PerKind;
-
-/// Packets per kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KindCounts {
-    pub syn: u64,
-    pub ack: u64,
-    pub near_miss: u64,
-    pub rst: u64,
-    pub fin: u64,
-}
-
-impl KindCounts {
-    pub fn total(&self) -> u64 {
-        self.syn + self.ack + self.near_miss + self.rst + self.fin
-    }
-
-    fn get(&self, kind: Kind) -> u64 {
-        match kind {
-            Kind::Syn => self.syn,
-            Kind::Ack => self.ack,
-            Kind::NearMiss => self.near_miss,
-            Kind::Rst => self.rst,
-            Kind::Fin => self.fin,
-        }
-    }
-}
-
-impl From<PerKind> for KindCounts {
-    fn from(counts: PerKind) -> Self {
-        let [syn, ack, near_miss, rst, fin] = counts;
-        KindCounts {
-            syn,
-            ack,
-            near_miss,
-            rst,
-            fin,
-        }
-    }
-}
-
-/// Replies from the target to spoofed sources, seen by the sniffer (near-miss runs only).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Replies {
-    pub syn_ack: u64,
-    pub rst: u64,
-    /// SYN-ACKs not kept because the harvest queue was full.
-    pub harvest_dropped: u64,
-}
-
-/// One second of a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Progress {
-    /// Seconds since the flood started.
-    pub elapsed_s: f64,
-    /// Length of this interval in seconds (about 1).
-    pub interval_s: f64,
-    /// Packets sent in this interval, per kind.
-    pub sent: KindCounts,
-    /// Packets per second in this interval.
-    pub pps: u64,
-    /// Packets sent since the start.
-    pub sent_total: u64,
-    /// Replies seen in this interval; null unless near-miss ACKs are in the mix.
-    pub replies: Option<Replies>,
-    /// Legit connections that ended in this interval; null without --legit-rate.
-    pub legit: Option<LegitReport>,
-}
-
-/// The whole run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    /// The transmit path ("afxdp", "packet", or "mixed" when `--tx auto` fell back on some
-    /// threads only).
-    pub tx: Backend,
-    /// "packets", "duration" or "interrupted".
-    pub stop_reason: StopReason,
-    /// Seconds from the start to the last packet.
-    pub elapsed_s: f64,
-    pub target: String,
-    pub src_cidr: String,
-    pub mix: String,
-    /// The configured rate; null for "max".
-    pub rate_pps: Option<u64>,
-    pub threads: usize,
-    pub sent: KindCounts,
-    pub sent_total: u64,
-    /// Average packets per second.
-    pub pps: u64,
-    pub replies: Option<Replies>,
-    pub legit: Option<LegitReport>,
-}
-
-/// A line of `--json` output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Record {
-    Progress(Progress),
-    Summary(Summary),
-}
 
 /// Writes records as text or JSON lines.
 pub struct Reporter<W: Write> {
@@ -217,8 +119,9 @@ fn write_summary(out: &mut impl Write, summary: &Summary) -> io::Result<()> {
 fn kinds(counts: &KindCounts) -> String {
     let parts: Vec<String> = Kind::ALL
         .into_iter()
-        .filter(|kind| counts.get(*kind) > 0)
-        .map(|kind| format!("{} {}", kind.name(), counts.get(kind)))
+        .zip(counts.values())
+        .filter(|&(_, count)| count > 0)
+        .map(|(kind, count)| format!("{} {count}", kind.name()))
         .collect();
     if parts.is_empty() {
         "nothing".to_owned()
@@ -254,7 +157,6 @@ fn percentiles(connect: Option<Percentiles>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::legit::FailureCounts;
 
     fn progress() -> Progress {
         Progress {

@@ -18,14 +18,16 @@ use synwall::sys::{interface_mac, netns};
 use crate::cli::Config;
 use crate::craft::Path;
 use crate::error::LoadgenError;
-use crate::flood::{Backend, Flood};
+use crate::flood::Flood;
 use crate::guard::OVERRIDE_FLAG;
 use crate::harvest::{HARVEST_QUEUE, spawn_sniffer};
-use crate::legit::{LegitClients, LegitReport};
+use crate::legit::LegitClients;
 use crate::mix::{KIND_COUNT, Kind};
 use crate::neighbor;
 use crate::pacer::Rate;
-use crate::report::{KindCounts, Progress, Record, Replies, Reporter, Summary};
+use crate::report::{
+    Backend, KindCounts, LegitReport, Progress, Record, Replies, Reporter, Summary,
+};
 use crate::stats::{Counters, PerKind};
 
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);

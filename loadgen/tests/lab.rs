@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use loadgen::flood::{Backend, StopReason};
-use loadgen::report::Record;
+use loadgen::report::{Backend, Record, StopReason};
 use pcap_file::pcap::PcapReader;
 use support::{Lab, require_tool};
 use synwall::accept_queue::{AcceptQueue, Pop};

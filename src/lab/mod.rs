@@ -1,9 +1,41 @@
-//! The lab: synwall, a flood and real clients between two network namespaces on one machine.
+//! The lab: synwall, a flood and real clients between two network namespaces on one machine,
+//! and `synwall lab`, which runs it against synwall or the kernel's own listener.
+//!
+//! ```text
+//!  client namespace (client CPU)                    server namespace (server CPU)
+//!  loadgen: flood + legit clients ──veth pair──►  synwall (AF_XDP) or the kernel listener
+//!     ▲ JSON lines (report::Record)                   └─► built-in service (HTTP/1.0 200)
+//!  synwall lab: table per second, summary, comparison ◄── /proc/net of the server namespace
+//! ```
+//!
+//! Modules:
+//! - [`topology`](Topology): the two namespaces and the veth pair; deleted on drop.
+//! - [`report`]: the generator's JSON records, shared with loadgen (one schema).
+//! - `cli`: the `synwall lab` command line ([`LabArgs`]); `runner`: [`command`], the runs
+//!   in order; `server_side`: synwall or the kernel fronting `service`; `placement`: which CPU
+//!   does what; `procnet`: the server namespace's kernel counters; `generator`: loadgen as a
+//!   child process; `output`: the table, summaries and JSON; `error`: [`LabError`].
 //!
 //! Network safety: traffic only crosses the veth pair between namespaces created here, with
-//! IPv4 addresses in 198.18.0.0/15 (and an IPv6 ULA that exists only inside them); everything
-//! is deleted when the [`Topology`] is dropped, also when a run fails.
+//! IPv4 addresses in 198.18.0.0/15 only (IPv6 is disabled in both namespaces); spoofed
+//! sources come from [`SPOOFED_SOURCES`]; every flood is bounded in packets and seconds
+//! (loadgen enforces both); everything is deleted when the [`Topology`] is dropped, also when
+//! a run fails or is interrupted. Names carry the process id and a counter, so concurrent
+//! runs never collide.
 
+mod cli;
+mod error;
+mod generator;
+mod output;
+mod placement;
+mod procnet;
+pub mod report;
+mod runner;
+mod server_side;
+mod service;
 mod topology;
 
+pub use cli::{FloodMode, KernelRx, LabArgs, LabXdpMode, Rate, Target};
+pub use error::LabError;
+pub use runner::command;
 pub use topology::{CLIENT_V4, SERVER_V4, SPOOFED_SOURCES, Topology, run};

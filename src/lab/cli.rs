@@ -1,0 +1,310 @@
+//! The command line of `synwall lab` ([`LabArgs`], clap) and its validation into a
+//! [`LabConfig`].
+//!
+//! Validation bounds every flood before anything is built: the duration is capped at
+//! [`MAX_DURATION`], and the packet count passed to the generator is derived from rate and
+//! duration, so each run stops by itself twice over (loadgen enforces both).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::lab::error::LabError;
+
+/// The longest flood one run may ask for.
+pub const MAX_DURATION: Duration = Duration::from_secs(600);
+/// The packet bound of a max-rate run, per second of flood: above what one generator core
+/// reaches on veth (about 1.9 M/s measured), so the duration is what stops it.
+const MAX_RATE_BOUND_PPS: u64 = 3_000_000;
+/// The most legit connections started per second (loadgen's own limit).
+const MAX_LEGIT_RATE: u32 = 10_000;
+
+/// `synwall --help` on `lab`.
+const ABOUT: &str =
+    "Flood synwall (or the kernel) between two network namespaces and measure it (root)";
+/// `synwall lab --help`.
+const LONG_ABOUT: &str = "\
+Flood synwall (or the kernel's listener) between two network namespaces and measure how it \
+holds up. Needs root.
+
+Builds its own namespaces and veth pair (198.18.0.0/15), places the server side on one CPU \
+(synwall's fast path and its receive work: threaded NAPI, or RPS for the kernel) and the \
+generator on another, then runs loadgen (found next to this executable) in the client \
+namespace: a bounded flood plus legit clients. Prints a table per second and a summary; with \
+--compare, synwall then the kernel on fresh namespaces, side by side. Everything is removed \
+on exit, on failure and on Ctrl-C (a first Ctrl-C stops the flood cleanly).";
+
+/// What the flood sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FloodMode {
+    /// SYNs from spoofed sources (real clients' options).
+    Syn,
+    /// ACKs with random tuples, sequence and acknowledgment numbers.
+    Ack,
+    /// ACKs made from the target's own cookies, each nearly right.
+    NearMiss,
+    /// A weighted mix of kinds (see --mix).
+    Mix,
+}
+
+/// Which listener faces the flood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// synwall on AF_XDP, in front of the built-in service.
+    Synwall,
+    /// The Linux listener (tcp_syncookies=1) in front of the same service.
+    Kernel,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Synwall => "synwall",
+            Target::Kernel => "kernel",
+        }
+    }
+}
+
+/// synwall's XDP attach mode in the lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LabXdpMode {
+    /// Native (driver) mode, with threaded NAPI pinned to the server CPU.
+    Native,
+    /// Generic (SKB) mode, with RPS steering receive work to the server CPU.
+    Generic,
+}
+
+/// How the kernel's receive work gets to the server CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KernelRx {
+    /// Threaded NAPI (GRO on), as synwall's: the generator offers the same flood to both.
+    Napi,
+    /// RPS: the generator pays a remote enqueue per packet and offers about half the load.
+    Rps,
+}
+
+/// The `synwall lab` command line (`synwall lab --help` tells what it does).
+#[derive(Debug, Clone, clap::Args)]
+#[command(about = ABOUT, long_about = LONG_ABOUT)]
+pub struct LabArgs {
+    /// The listener facing the flood.
+    #[arg(long, value_enum, default_value_t = Target::Synwall, conflicts_with = "compare")]
+    pub target: Target,
+    /// Run synwall, then the kernel, each on a fresh lab, and compare them.
+    #[arg(long)]
+    pub compare: bool,
+    /// What the flood sends.
+    #[arg(long, value_enum, default_value_t = FloodMode::Syn)]
+    pub mode: FloodMode,
+    /// The weights of --mode mix, as loadgen takes them (kinds: syn, ack, near-miss, rst, fin).
+    #[arg(
+        long,
+        value_name = "KIND=WEIGHT,...",
+        default_value = "syn=80,ack=10,near-miss=10"
+    )]
+    pub mix: String,
+    /// Flood packets per second: a number (k and M suffixes allowed) or "max".
+    #[arg(long, value_name = "PPS|max", default_value = "max", value_parser = parse_rate)]
+    pub rate: Rate,
+    /// How long each flood lasts (at most 600 s).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Legit connections started per second during the flood (0: none).
+    #[arg(long, default_value_t = 100)]
+    pub legit_rate: u32,
+    /// How long a legit client waits for connect() and again for the reply.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub legit_timeout: Duration,
+    /// The CPU of the whole server side (synwall's fast path, its receive work, the service).
+    #[arg(long, default_value_t = 1)]
+    pub server_cpu: usize,
+    /// The CPU of the generator and of the lab's own threads.
+    #[arg(long, default_value_t = 0)]
+    pub client_cpu: usize,
+    /// synwall's XDP mode.
+    #[arg(long, value_enum, default_value_t = LabXdpMode::Native)]
+    pub xdp_mode: LabXdpMode,
+    /// How the kernel's receive work reaches the server CPU, for --target kernel.
+    #[arg(long, value_enum, default_value_t = KernelRx::Napi)]
+    pub kernel_rx: KernelRx,
+    /// The loadgen binary (default: next to this executable).
+    #[arg(long, value_name = "PATH")]
+    pub loadgen: Option<PathBuf>,
+    /// Print one JSON summary object on stdout; the live table goes to stderr.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The flood rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rate {
+    /// As fast as the generator's core goes.
+    Max,
+    PerSecond(u64),
+}
+
+/// "max", or a positive count with an optional k or M suffix.
+fn parse_rate(text: &str) -> Result<Rate, String> {
+    if text == "max" {
+        return Ok(Rate::Max);
+    }
+    let (digits, scale) = match text.as_bytes().last() {
+        Some(b'k') => (&text[..text.len() - 1], 1_000),
+        Some(b'M') => (&text[..text.len() - 1], 1_000_000),
+        _ => (text, 1),
+    };
+    match digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+    {
+        Some(rate) if rate > 0 => Ok(Rate::PerSecond(rate)),
+        _ => Err(format!(
+            "{text:?} is not \"max\" or a rate like 50000, 50k or 1M"
+        )),
+    }
+}
+
+/// A validated lab run.
+#[derive(Debug, Clone)]
+pub struct LabConfig {
+    /// Run one after another, each on a fresh topology.
+    pub targets: Vec<Target>,
+    pub mode: FloodMode,
+    pub mix: String,
+    pub rate: Rate,
+    pub duration: Duration,
+    /// The generator's packet bound.
+    pub packets: u64,
+    pub legit_rate: u32,
+    pub legit_timeout: Duration,
+    pub server_cpu: usize,
+    pub client_cpu: usize,
+    pub xdp_mode: LabXdpMode,
+    pub kernel_rx: KernelRx,
+    pub loadgen: PathBuf,
+    pub json: bool,
+}
+
+impl LabArgs {
+    /// Checks the settings and finds the generator; builds nothing.
+    pub fn into_config(self) -> Result<LabConfig, LabError> {
+        let loadgen = match self.loadgen {
+            Some(path) => path,
+            None => std::env::current_exe()
+                .map_err(|source| {
+                    LabError::Generator(format!("finding this executable: {source}"))
+                })?
+                .with_file_name("loadgen"),
+        };
+        if !loadgen.is_file() {
+            return Err(LabError::LoadgenMissing(loadgen));
+        }
+        let setting = |text: String| Err(LabError::Setting(text));
+        if self.duration.is_zero() || self.duration > MAX_DURATION {
+            return setting(format!(
+                "--duration must be above 0 and at most {} s",
+                MAX_DURATION.as_secs()
+            ));
+        }
+        if self.legit_rate > MAX_LEGIT_RATE {
+            return setting(format!("--legit-rate is at most {MAX_LEGIT_RATE}"));
+        }
+        if self.legit_timeout.is_zero() || self.legit_timeout > Duration::from_secs(60) {
+            return setting("--legit-timeout must be above 0 and at most 60 s".to_owned());
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if self.server_cpu == self.client_cpu || self.server_cpu.max(self.client_cpu) >= cpus {
+            return setting(format!(
+                "--server-cpu and --client-cpu must be two different CPUs below {cpus}: the \
+                 lab needs one core for the server side and one for the generator"
+            ));
+        }
+        let per_second = match self.rate {
+            Rate::Max => MAX_RATE_BOUND_PPS,
+            Rate::PerSecond(rate) => rate,
+        };
+        let packets = (per_second as f64 * self.duration.as_secs_f64()).ceil() as u64;
+        Ok(LabConfig {
+            targets: if self.compare {
+                vec![Target::Synwall, Target::Kernel]
+            } else {
+                vec![self.target]
+            },
+            mode: self.mode,
+            mix: self.mix,
+            rate: self.rate,
+            duration: self.duration,
+            packets: packets.max(1),
+            legit_rate: self.legit_rate,
+            legit_timeout: self.legit_timeout,
+            server_cpu: self.server_cpu,
+            client_cpu: self.client_cpu,
+            xdp_mode: self.xdp_mode,
+            kernel_rx: self.kernel_rx,
+            loadgen,
+            json: self.json,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: LabArgs,
+    }
+
+    fn parse(argv: &[&str]) -> Result<LabArgs, String> {
+        let argv = std::iter::once("lab").chain(argv.iter().copied());
+        Wrapper::try_parse_from(argv)
+            .map(|wrapper| wrapper.args)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn test_rates() {
+        assert_eq!(parse_rate("max"), Ok(Rate::Max));
+        assert_eq!(parse_rate("50k"), Ok(Rate::PerSecond(50_000)));
+        assert_eq!(parse_rate("2M"), Ok(Rate::PerSecond(2_000_000)));
+        assert_eq!(parse_rate("700"), Ok(Rate::PerSecond(700)));
+        for bad in ["0", "k", "fast", "-5", "99999999999999999M"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn test_defaults_and_conflicts() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.target, Target::Synwall);
+        assert_eq!(args.rate, Rate::Max);
+        assert_eq!(args.duration, Duration::from_secs(10));
+        assert!(parse(&["--compare", "--target", "kernel"]).is_err());
+    }
+
+    #[test]
+    fn test_validation() {
+        // Any existing file passes for the generator here; nothing is run.
+        let present = std::env::current_exe().unwrap();
+        let error = |loadgen: &str, argv: &[&str]| {
+            let mut argv = argv.to_vec();
+            argv.extend(["--loadgen", loadgen]);
+            parse(&argv).unwrap().into_config().unwrap_err().to_string()
+        };
+        let present = present.to_str().unwrap();
+        assert!(error(present, &["--duration", "11m"]).contains("--duration"));
+        let same_cpu = error(present, &["--server-cpu", "0", "--client-cpu", "0"]);
+        assert!(same_cpu.contains("two different"), "{same_cpu}");
+        assert!(error(present, &["--legit-rate", "10001"]).contains("--legit-rate"));
+        let missing = error("/nonexistent/loadgen", &[]);
+        assert!(
+            missing.contains("cargo build --release --workspace"),
+            "{missing}"
+        );
+    }
+}

@@ -1,0 +1,187 @@
+//! The server namespace's kernel figures, read from its /proc/net files: frames through the
+//! server's veth (/proc/net/dev), the TCP MIB counters (/proc/net/netstat), and the kernel's
+//! SYN queue (SYN_RECV entries in /proc/net/tcp).
+//!
+//! The files are opened by a thread that has entered the server namespace
+//! (`/proc/thread-self/net/...`); an open /proc/net file keeps reporting on the namespace it
+//! was opened in, so the lab's own threads read them from anywhere, without `ip netns exec`.
+//! Reading costs one pass over the file; /proc/net/tcp holds at most one line per SYN-queue
+//! entry and socket of the namespace.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+
+use crate::lab::error::LabError;
+use crate::lab::topology::Topology;
+
+/// The TcpExt counters the lab reports for the kernel's listener.
+pub const KERNEL_COUNTERS: [&str; 6] = [
+    "SyncookiesSent",
+    "SyncookiesRecv",
+    "SyncookiesFailed",
+    "TCPReqQFullDoCookies",
+    "ListenOverflows",
+    "ListenDrops",
+];
+
+/// Frames through one interface since it was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Frames {
+    pub rx: u64,
+    pub tx: u64,
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct ProcNet {
+    interface: String,
+    dev: File,
+    netstat: File,
+    tcp: File,
+}
+
+impl ProcNet {
+    /// Opens the files of the server namespace, for `interface` in it.
+    pub fn open(topology: &Topology) -> Result<ProcNet, LabError> {
+        let interface = topology.server_if.clone();
+        let opened = topology
+            .spawn_in(&topology.server_ns, move || {
+                let open = |name: &str| File::open(format!("/proc/thread-self/net/{name}"));
+                Ok::<_, io::Error>(ProcNet {
+                    interface,
+                    dev: open("dev")?,
+                    netstat: open("netstat")?,
+                    tcp: open("tcp")?,
+                })
+            })
+            .join()
+            .map_err(|_| probe("files", io::Error::other("the opening thread panicked")))?;
+        opened
+            .and_then(|files| files)
+            .map_err(|source| probe("/proc/net files", source))
+    }
+
+    /// The server interface's frame counters.
+    pub fn frames(&mut self) -> Result<Frames, LabError> {
+        let text = read(&mut self.dev).map_err(|source| probe("/proc/net/dev", source))?;
+        parse_dev(&text, &self.interface).ok_or_else(|| {
+            probe(
+                "/proc/net/dev",
+                io::Error::other(format!("no line for {}", self.interface)),
+            )
+        })
+    }
+
+    /// The TcpExt counters named in `names`, in that order (0 for a name the kernel lacks).
+    pub fn tcp_ext<const N: usize>(&mut self, names: [&str; N]) -> Result<[u64; N], LabError> {
+        let text = read(&mut self.netstat).map_err(|source| probe("/proc/net/netstat", source))?;
+        Ok(parse_tcp_ext(&text, names))
+    }
+
+    /// Connections in SYN_RECV to local `port`: the kernel's SYN queue.
+    pub fn syn_recv(&mut self, port: u16) -> Result<u64, LabError> {
+        let text = read(&mut self.tcp).map_err(|source| probe("/proc/net/tcp", source))?;
+        Ok(count_syn_recv(&text, port))
+    }
+}
+
+fn probe(what: &'static str, source: io::Error) -> LabError {
+    LabError::Probe { what, source }
+}
+
+/// The whole file, generated afresh (a /proc file rewinds to a new snapshot).
+fn read(file: &mut File) -> io::Result<String> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// `  name: rx_bytes rx_packets (6 more) tx_bytes tx_packets ...`
+fn parse_dev(text: &str, interface: &str) -> Option<Frames> {
+    text.lines().find_map(|line| {
+        let (name, values) = line.split_once(':')?;
+        if name.trim() != interface {
+            return None;
+        }
+        let values: Vec<u64> = values
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        Some(Frames {
+            rx: *values.get(1)?,
+            tx: *values.get(9)?,
+        })
+    })
+}
+
+/// A header line `TcpExt: Name ...` followed by a value line `TcpExt: 1 ...`.
+fn parse_tcp_ext<const N: usize>(text: &str, names: [&str; N]) -> [u64; N] {
+    let mut lines = text.lines().filter(|line| line.starts_with("TcpExt:"));
+    let (Some(header), Some(values)) = (lines.next(), lines.next()) else {
+        return [0; N];
+    };
+    let pairs: Vec<(&str, u64)> = header
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .skip(1)
+        .filter_map(|(name, value)| Some((name, value.parse().ok()?)))
+        .collect();
+    names.map(|wanted| {
+        pairs
+            .iter()
+            .find(|(name, _)| *name == wanted)
+            .map_or(0, |&(_, value)| value)
+    })
+}
+
+/// Lines `sl local rem st ...` with st = 03 (SYN_RECV) and local port `port` (hex).
+fn count_syn_recv(text: &str, port: u16) -> u64 {
+    let local_port = format!(":{port:04X}");
+    text.lines()
+        .skip(1)
+        .filter(|line| {
+            let mut fields = line.split_whitespace().skip(1);
+            let local = fields.next().unwrap_or("");
+            let state = fields.nth(1).unwrap_or("");
+            state == "03" && local.ends_with(&local_port)
+        })
+        .count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_parse_dev() {
+        let text = "Inter-|   Receive   |  Transmit\n face |bytes packets ...\n\
+                    \x20   lo:  10  1 0 0 0 0 0 0   10  1 0 0 0 0 0 0\n\
+                    swl1x0s: 600 11 0 0 0 0 0 0 9000 22 0 0 0 0 0 0\n";
+        assert_eq!(parse_dev(text, "swl1x0s"), Some(Frames { rx: 11, tx: 22 }));
+        assert_eq!(parse_dev(text, "swl1x0"), None);
+    }
+
+    #[test]
+    fn test_parse_tcp_ext() {
+        let text = "TcpExt: SyncookiesSent SyncookiesRecv ListenDrops\nTcpExt: 5 6 7\n\
+                    IpExt: InNoRoutes\nIpExt: 9\n";
+        assert_eq!(
+            parse_tcp_ext(text, ["ListenDrops", "SyncookiesSent", "Missing"]),
+            [7, 5, 0]
+        );
+        assert_eq!(parse_tcp_ext("", ["ListenDrops"]), [0]);
+    }
+
+    #[test]
+    fn test_count_syn_recv() {
+        let text = "  sl  local_address rem_address   st tx_queue\n\
+           0: 010012C6:0050 00000000:0000 0A 00000000:00000000\n\
+           1: 010012C6:0050 0B8012C6:D431 03 00000000:00000000\n\
+           2: 010012C6:0050 0C8012C6:D432 03 00000000:00000000\n\
+           3: 010012C6:0051 0C8012C6:D432 03 00000000:00000000\n\
+           4: 010012C6:0050 0C8012C6:D433 01 00000000:00000000\n";
+        assert_eq!(count_syn_recv(text, 80), 2);
+    }
+}

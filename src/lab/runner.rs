@@ -1,0 +1,203 @@
+//! `synwall lab`: one run per target, each on a fresh [`Topology`], then the report.
+//!
+//! A run: look how busy the server CPU is with other work (warned about, and reported);
+//! build the topology; start the server side ([`ServerSide`], which places it on the
+//! server CPU); start loadgen ([`Generator`]) in the client namespace; for every progress
+//! record loadgen prints, sample the server side and print a table row; at loadgen's summary,
+//! collect the server side's counters and tear down in order: generator, server side (XDP
+//! detached), topology (namespaces, veth). The same order holds on every error path, since
+//! the locals drop in reverse.
+//!
+//! The lab's own threads, and loadgen with them, run on the client CPU: [`command`] pins the
+//! calling thread first. Signals (SIGINT, SIGTERM): the first one stops the flood cleanly
+//! (loadgen prints its summary, the report is printed and marked interrupted, no further
+//! target starts); a second one kills loadgen at once. Either way everything is torn down and
+//! the command fails with [`LabError::Interrupted`].
+
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::{Handle, Signals};
+
+use crate::lab::cli::{LabArgs, LabConfig, Target};
+use crate::lab::error::LabError;
+use crate::lab::generator::{Generator, Next};
+use crate::lab::output::{LabReport, Printer, Row, RunFacts, TargetReport};
+use crate::lab::placement;
+use crate::lab::report::Record;
+use crate::lab::server_side::ServerSide;
+use crate::lab::topology::Topology;
+use crate::sys::affinity;
+
+/// Names of the lab's namespaces and links start with this.
+pub const PREFIX: &str = "swl";
+/// How long the server CPU is watched for other work before a run.
+const BUSY_WINDOW: Duration = Duration::from_millis(300);
+/// Other work on the server CPU above this share is warned about (in percent).
+const BUSY_WARNING: f64 = 10.0;
+/// How long the lab waits for loadgen's next line before it looks at signals again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Runs `synwall lab` as the command line asks; see the module documentation.
+pub fn command(args: LabArgs) -> Result<(), LabError> {
+    let command_line: Vec<String> = std::env::args().collect();
+    let config = args.into_config()?;
+    if std::fs::metadata("/proc/self").map_or(true, |status| status.uid() != 0) {
+        return Err(LabError::NotRoot);
+    }
+    affinity::pin_current_thread(config.client_cpu).map_err(|source| LabError::Placement {
+        cpu: config.client_cpu,
+        source,
+    })?;
+    let signals = Interrupts::install()?;
+    let table: Box<dyn Write> = if config.json {
+        Box::new(io::stderr())
+    } else {
+        Box::new(io::stdout())
+    };
+    let mut printer = Printer::new(table);
+    let mut runs = Vec::new();
+    for &target in &config.targets {
+        runs.push(run_target(&config, target, &signals, &mut printer)?);
+        if signals.count() > 0 {
+            break;
+        }
+    }
+    let interrupted = signals.count() > 0;
+    let report = LabReport::new(command_line.join(" "), &config, runs, interrupted);
+    printer.end(&report).map_err(LabError::Output)?;
+    drop(printer);
+    if config.json {
+        let mut out = io::stdout().lock();
+        serde_json::to_writer(&mut out, &report).map_err(|e| LabError::Output(e.into()))?;
+        writeln!(out).map_err(LabError::Output)?;
+    }
+    if interrupted {
+        return Err(LabError::Interrupted);
+    }
+    Ok(())
+}
+
+/// One target, on a fresh topology.
+fn run_target(
+    config: &LabConfig,
+    target: Target,
+    signals: &Interrupts,
+    printer: &mut Printer<impl Write>,
+) -> Result<TargetReport, LabError> {
+    let busy_before =
+        placement::busy_percent(config.server_cpu, BUSY_WINDOW).map_err(|source| {
+            LabError::Placement {
+                cpu: config.server_cpu,
+                source,
+            }
+        })?;
+    if busy_before > BUSY_WARNING {
+        eprintln!(
+            "synwall lab: warning: CPU {} was {busy_before:.0} % busy with other work just \
+             before this run; the server side competes with it and its figures will be low",
+            config.server_cpu
+        );
+    }
+    let topology = Topology::create(PREFIX).map_err(LabError::Topology)?;
+    let mut server = ServerSide::start(&topology, config, target)?;
+    printer
+        .start(target, &server.placement, config)
+        .map_err(LabError::Output)?;
+    let mut previous = server.sample()?;
+    let mut generator = Generator::spawn(&topology, config)?;
+    let mut rows = Vec::new();
+    let summary = loop {
+        server.check()?;
+        match signals.count() {
+            0 => {}
+            1 => generator.interrupt(),
+            _ => {
+                generator.kill();
+                return Err(LabError::Interrupted);
+            }
+        }
+        match generator.next(POLL)? {
+            Next::Record(record) => match *record {
+                Record::Progress(progress) => {
+                    let now = server.sample()?;
+                    let row = Row::new(&progress, &previous, &now);
+                    printer.row(&row).map_err(LabError::Output)?;
+                    rows.push(row);
+                    previous = now;
+                }
+                Record::Summary(summary) => break summary,
+            },
+            Next::Nothing => {}
+            Next::Ended => {
+                let ended = generator.stderr();
+                generator.wait()?;
+                return Err(LabError::Generator(format!(
+                    "ended without a summary; {ended}"
+                )));
+            }
+        }
+    };
+    generator.wait()?;
+    let facts = RunFacts {
+        target,
+        xdp_mode: server.xdp_mode_name(),
+        placement: server.placement.clone(),
+        namespaces: [topology.server_ns.clone(), topology.client_ns.clone()],
+        server_cpu_busy_before_pct: busy_before,
+        last: server.sample()?,
+        counters: server.counters()?,
+    };
+    // Teardown in order: the server side (XDP program detached), then the namespaces.
+    drop(server);
+    drop(topology);
+    let report = TargetReport::new(facts, rows, summary);
+    printer.summary(&report).map_err(LabError::Output)?;
+    Ok(report)
+}
+
+/// Counts SIGINT and SIGTERM from a signal-hook thread; see the module documentation.
+struct Interrupts {
+    count: Arc<AtomicUsize>,
+    handle: Handle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Interrupts {
+    fn install() -> Result<Interrupts, LabError> {
+        let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(LabError::Signals)?;
+        let count = Arc::new(AtomicUsize::new(0));
+        let handle = signals.handle();
+        let counted = Arc::clone(&count);
+        let thread = thread::spawn(move || {
+            for _ in signals.forever() {
+                if counted.fetch_add(1, Ordering::Relaxed) == 0 {
+                    eprintln!("synwall lab: stopping the flood (again to kill it at once)");
+                }
+            }
+        });
+        Ok(Interrupts {
+            count,
+            handle,
+            thread: Some(thread),
+        })
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Interrupts {
+    fn drop(&mut self) {
+        self.handle.close();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! The server side of one lab run: synwall (the library [`Server`]) or the kernel's own
+//! listener, fronting the built-in [`service`], in the server namespace, on the server CPU.
+//!
+//! One thread enters the server namespace, pins itself to the server CPU (so every thread it
+//! starts, synwall's handoff workers and the service's, inherits that CPU), starts the
+//! listener and serves until [`ServerSide`] is dropped; the receive work is placed on the same
+//! CPU ([`placement`]). Both targets get the same service, the same backlog (4096) and the
+//! same SYN-queue size (4096), and cookies when the SYN queue is full (tcp_syncookies=1 for
+//! the kernel, with tcp_no_metrics_save=1 and tcp_metrics flushed, so no peer is "known").
+//!
+//! Dropping a [`ServerSide`] stops the service, joins its thread and then drops the server,
+//! which detaches synwall's XDP program; it must go before the [`Topology`].
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::counters::{Counter, Gauge};
+use crate::lab::cli::{KernelRx, LabConfig, LabXdpMode, Target};
+use crate::lab::error::LabError;
+use crate::lab::placement;
+use crate::lab::procnet::{Frames, KERNEL_COUNTERS, ProcNet};
+use crate::lab::service::{self, ACCEPT_WAIT, Acceptor, ServiceCounters};
+use crate::lab::topology::{CLIENT_V4, SERVER_V4, Topology};
+use crate::server::{Server, ServerConfig};
+use crate::sys::{XdpMode, affinity};
+
+/// The served port.
+pub const PORT: u16 = 80;
+/// Accept backlog of both targets (synwall's default, the kernel's somaxconn).
+const BACKLOG: usize = 4096;
+/// How long the server side may take to start.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The server side's figures at one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub at: Instant,
+    /// Frames through the server's veth.
+    pub frames: Frames,
+    /// SYN-ACKs with cookies sent so far.
+    pub cookies_sent: u64,
+    /// Connections in the SYN queue now.
+    pub syn_queue: u64,
+    /// Connections the service accepted so far, and how many of them came from spoofed
+    /// sources.
+    pub accepted: u64,
+    pub forged: u64,
+    /// Connections the service closed unanswered (too many at once).
+    pub turned_away: u64,
+}
+
+/// See the module documentation.
+pub struct ServerSide {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<io::Result<io::Result<()>>>>,
+    service: Arc<ServiceCounters>,
+    procnet: ProcNet,
+    /// synwall, shared with the serving thread (None for the kernel).
+    synwall: Option<Arc<Server>>,
+    /// Where the server side runs, for the report.
+    pub placement: String,
+}
+
+impl ServerSide {
+    /// Starts `target` on `topology` with the CPU placement of `config`.
+    pub fn start(
+        topology: &Topology,
+        config: &LabConfig,
+        target: Target,
+    ) -> Result<ServerSide, LabError> {
+        let cpu = config.server_cpu;
+        let receive = Receive::place(topology, config, target)?;
+        if target == Target::Kernel {
+            prepare_kernel(topology).map_err(LabError::Kernel)?;
+        }
+        let procnet = ProcNet::open(topology)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let service = Arc::new(ServiceCounters::default());
+        let (started_tx, started) = crossbeam_channel::bounded(1);
+        let thread = {
+            let (stop, service) = (Arc::clone(&stop), Arc::clone(&service));
+            let (interface, xdp_mode) = (topology.server_if.clone(), config.xdp_mode);
+            topology.spawn_in(&topology.server_ns, move || {
+                affinity::pin_current_thread(cpu)?;
+                let listener = match Listening::open(target, &interface, cpu, xdp_mode) {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        let _ = started_tx.send(Err(error));
+                        return Ok(());
+                    }
+                };
+                let _ = started_tx.send(Ok(listener.synwall()));
+                service::run(listener.acceptor(), CLIENT_V4.into(), &service, &stop)
+            })
+        };
+        let mut side = ServerSide {
+            stop,
+            thread: Some(thread),
+            service,
+            procnet,
+            synwall: None,
+            placement: String::new(),
+        };
+        side.synwall = match started.recv_timeout(START_TIMEOUT) {
+            Ok(started) => started?,
+            Err(_) => return Err(side.failure()),
+        };
+        let receive = receive.finish(topology, cpu)?;
+        let listener = match target {
+            Target::Synwall => format!(
+                "synwall's fast path ({} XDP), handoff workers",
+                side.xdp_mode_name().unwrap_or("no")
+            ),
+            Target::Kernel => "the kernel's listener (tcp_syncookies=1)".to_owned(),
+        };
+        side.placement = format!(
+            "{listener} and the service on CPU {cpu}; {receive}; the generator and the \
+             client's receive work (RPS) on CPU {}",
+            config.client_cpu
+        );
+        Ok(side)
+    }
+
+    fn xdp_mode(&self) -> Option<XdpMode> {
+        self.synwall.as_ref().map(|server| server.xdp_mode())
+    }
+
+    /// The XDP mode synwall got, by name (None for the kernel).
+    pub fn xdp_mode_name(&self) -> Option<&'static str> {
+        self.xdp_mode().map(|mode| match mode {
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+            XdpMode::Auto => "auto",
+        })
+    }
+
+    /// The figures now.
+    pub fn sample(&mut self) -> Result<Sample, LabError> {
+        let at = Instant::now();
+        let frames = self.procnet.frames()?;
+        let (cookies_sent, syn_queue) = match &self.synwall {
+            Some(server) => {
+                let stats = server.stats().listener;
+                (
+                    stats.get(Counter::CookiesSent),
+                    stats.gauge(Gauge::SynQueueDepth),
+                )
+            }
+            None => (
+                self.procnet.tcp_ext(["SyncookiesSent"])?[0],
+                self.procnet.syn_recv(PORT)?,
+            ),
+        };
+        Ok(Sample {
+            at,
+            frames,
+            cookies_sent,
+            syn_queue,
+            accepted: self.service.accepted.load(Ordering::Relaxed),
+            forged: self.service.forged.load(Ordering::Relaxed),
+            turned_away: self.service.turned_away.load(Ordering::Relaxed),
+        })
+    }
+
+    /// An error if the serving thread has ended (it serves until dropped).
+    pub fn check(&mut self) -> Result<(), LabError> {
+        match &self.thread {
+            Some(thread) if thread.is_finished() => Err(self.failure()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The server side's own counters, by name: synwall's listener counters (non-zero ones),
+    /// handoffs and AF_XDP ring drops; or the kernel's TcpExt counters of a listener.
+    pub fn counters(&mut self) -> Result<BTreeMap<String, u64>, LabError> {
+        let Some(server) = &self.synwall else {
+            let values = self.procnet.tcp_ext(KERNEL_COUNTERS)?;
+            return Ok(KERNEL_COUNTERS
+                .iter()
+                .map(|name| name.to_string())
+                .zip(values)
+                .collect());
+        };
+        let stats = server.stats();
+        let mut counters: BTreeMap<String, u64> = stats
+            .listener
+            .non_zero()
+            .into_iter()
+            .map(|(counter, value)| (format!("{counter:?}"), value))
+            .collect();
+        for (name, value) in [
+            (
+                "AcceptedFromCookie",
+                stats.listener.get(Counter::AcceptedFromCookie),
+            ),
+            (
+                "AcceptedFromQueue",
+                stats.listener.get(Counter::AcceptedFromQueue),
+            ),
+            ("HandoffsCompleted", stats.handoffs_completed),
+            ("HandoffsFailed", stats.handoffs_failed),
+            ("XskRxDropped", stats.xsk.rx_dropped),
+            ("XskRxRingFull", stats.xsk.rx_ring_full),
+        ] {
+            counters.insert(name.to_owned(), value);
+        }
+        Ok(counters)
+    }
+
+    /// Why the serving thread ended (joins it).
+    fn failure(&mut self) -> LabError {
+        self.stop.store(true, Ordering::Relaxed);
+        let ended = match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(Ok(Ok(())))) | None => "it stopped".to_owned(),
+            Some(Ok(Ok(Err(error)) | Err(error))) => error.to_string(),
+            Some(Err(_)) => "it panicked".to_owned(),
+        };
+        LabError::ServerSide(ended)
+    }
+}
+
+impl Drop for ServerSide {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        // The last reference: the server stops its threads and detaches its program.
+        self.synwall = None;
+    }
+}
+
+/// Kernel settings of the server namespace for the kernel's listener.
+fn prepare_kernel(topology: &Topology) -> io::Result<()> {
+    let ns = &topology.server_ns;
+    for setting in [
+        "net.ipv4.tcp_syncookies=1",
+        "net.ipv4.tcp_no_metrics_save=1",
+    ] {
+        topology.run_in(ns, &["sysctl", "-q", "-w", setting])?;
+    }
+    topology.run_in(ns, &["ip", "tcp_metrics", "flush", "all"])?;
+    Ok(())
+}
+
+/// How the server veth's receive work gets to the server CPU (see [`placement`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Receive {
+    /// synwall's DRV program, threaded NAPI.
+    XdpNapi,
+    /// GRO's NAPI instance, threaded, for the kernel.
+    GroNapi,
+    Rps,
+}
+
+impl Receive {
+    /// Chooses how the receive work of `target` reaches the server CPU and sets up what can
+    /// be set up before the listener starts; the client's receive work goes to the client
+    /// CPU.
+    fn place(topology: &Topology, config: &LabConfig, target: Target) -> Result<Receive, LabError> {
+        let place = |source| LabError::Placement {
+            cpu: config.server_cpu,
+            source,
+        };
+        let (ns, dev) = (&topology.server_ns, &topology.server_if);
+        placement::rps(
+            topology,
+            &topology.client_ns,
+            &topology.client_if,
+            config.client_cpu,
+        )
+        .map_err(place)?;
+        let receive = match (target, config.kernel_rx, config.xdp_mode) {
+            (Target::Synwall, _, LabXdpMode::Native) => Receive::XdpNapi,
+            (Target::Kernel, KernelRx::Napi, _) => Receive::GroNapi,
+            (Target::Synwall, _, LabXdpMode::Generic) | (Target::Kernel, KernelRx::Rps, _) => {
+                Receive::Rps
+            }
+        };
+        match receive {
+            Receive::Rps => placement::rps(topology, ns, dev, config.server_cpu).map_err(place)?,
+            Receive::GroNapi => placement::gro(topology, ns, dev).map_err(place)?,
+            Receive::XdpNapi => {}
+        }
+        Ok(receive)
+    }
+
+    /// Finishes the placement once the listener runs (synwall's program is attached) and
+    /// describes it.
+    fn finish(self, topology: &Topology, cpu: usize) -> Result<String, LabError> {
+        if self == Receive::Rps {
+            return Ok(format!("receive work by RPS on CPU {cpu}"));
+        }
+        // synwall's fast path consumes what its NAPI thread produces: the fast path goes first.
+        let nice = if self == Receive::XdpNapi { 19 } else { 0 };
+        let napi = placement::threaded_napi(topology, cpu, nice)
+            .map_err(|source| LabError::Placement { cpu, source })?;
+        Ok(format!(
+            "threaded NAPI (kernel threads {napi:?}, nice {nice}) on CPU {cpu}"
+        ))
+    }
+}
+
+/// The listener serving thread's side: synwall or a kernel socket.
+enum Listening {
+    Synwall(Arc<Server>),
+    Kernel(KernelListener),
+}
+
+impl Listening {
+    /// Starts `target` in the calling thread's namespace.
+    fn open(
+        target: Target,
+        interface: &str,
+        cpu: usize,
+        xdp_mode: LabXdpMode,
+    ) -> Result<Listening, LabError> {
+        let served = SocketAddrV4::new(SERVER_V4, PORT);
+        Ok(match target {
+            Target::Synwall => {
+                let mut config = ServerConfig::new(interface, &[served.into()]);
+                config.backlog = BACKLOG;
+                config.cpus = vec![cpu];
+                config.xdp_mode = match xdp_mode {
+                    LabXdpMode::Native => XdpMode::Native,
+                    LabXdpMode::Generic => XdpMode::Generic,
+                };
+                Listening::Synwall(Arc::new(Server::bind(config)?))
+            }
+            Target::Kernel => {
+                Listening::Kernel(KernelListener::bind(served).map_err(LabError::Kernel)?)
+            }
+        })
+    }
+
+    fn synwall(&self) -> Option<Arc<Server>> {
+        match self {
+            Listening::Synwall(server) => Some(Arc::clone(server)),
+            Listening::Kernel(_) => None,
+        }
+    }
+
+    fn acceptor(&self) -> &dyn Acceptor {
+        match self {
+            Listening::Synwall(server) => &**server,
+            Listening::Kernel(listener) => listener,
+        }
+    }
+}
+
+impl Acceptor for Server {
+    fn next_connection(&self) -> io::Result<Option<(TcpStream, SocketAddr)>> {
+        match self.accept_timeout(ACCEPT_WAIT) {
+            Ok(connection) => Ok(connection.map(|c| (c.stream, c.peer))),
+            Err(error) => Err(io::Error::other(error)),
+        }
+    }
+}
+
+/// A kernel listening socket whose accept() gives up after [`ACCEPT_WAIT`] (SO_RCVTIMEO).
+struct KernelListener(Socket);
+
+impl KernelListener {
+    fn bind(address: SocketAddrV4) -> io::Result<KernelListener> {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&SockAddr::from(address))?;
+        socket.listen(BACKLOG as i32)?;
+        socket.set_read_timeout(Some(ACCEPT_WAIT))?;
+        Ok(KernelListener(socket))
+    }
+}
+
+impl Acceptor for KernelListener {
+    fn next_connection(&self) -> io::Result<Option<(TcpStream, SocketAddr)>> {
+        match self.0.accept() {
+            Ok((socket, peer)) => {
+                let peer = peer
+                    .as_socket()
+                    .ok_or_else(|| io::Error::other("accepted a peer without an IP address"))?;
+                Ok(Some((socket.into(), peer)))
+            }
+            // The receive timeout passed (EAGAIN), or a signal came.
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+}

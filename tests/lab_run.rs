@@ -1,0 +1,318 @@
+//! `synwall lab` end to end, as a user runs it: short floods against synwall and the kernel,
+//! the JSON report, teardown (nothing of the run left in `ip netns list`), Ctrl-C, and the
+//! message when loadgen is missing.
+//!
+//! Privileged tests skip without root outside CI (`require_privileges`) and run one at a time
+//! (they flood). loadgen is another package's binary, which `cargo test` does not build for
+//! this one: [`loadgen`] runs `cargo build -p loadgen` into the same target directory and
+//! profile as the synwall binary under test (a no-op when it is up to date), so the test never
+//! runs a missing or stale generator.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use synwall::lab::run;
+
+/// One flood at a time in this test binary.
+static FLOODS: Mutex<()> = Mutex::new(());
+/// No test run of the lab may take longer (it is bounded far below this).
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// The loadgen binary next to the synwall binary under test, built (or brought up to date)
+/// with the same profile into the same target directory.
+fn loadgen() -> PathBuf {
+    let synwall = Path::new(env!("CARGO_BIN_EXE_synwall"));
+    let profile_dir = synwall.parent().expect("the binary's directory");
+    let target_dir = profile_dir.parent().expect("the target directory");
+    let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
+        Some("debug") => "dev".to_owned(),
+        Some(other) => other.to_owned(),
+        None => panic!("unexpected binary path {}", synwall.display()),
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(&cargo)
+        .args(["build", "--quiet", "-p", "loadgen", "--profile", &profile])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap_or_else(|e| panic!("running {cargo} to build loadgen: {e}"));
+    assert!(status.success(), "building loadgen failed: {status}");
+    let loadgen = synwall.with_file_name("loadgen");
+    assert!(loadgen.is_file(), "no loadgen at {}", loadgen.display());
+    loadgen
+}
+
+/// What a `synwall lab` run left.
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Finished {
+    /// The JSON report of a `--json` run that succeeded.
+    #[track_caller]
+    fn report(&self) -> Value {
+        assert!(
+            self.status.success(),
+            "synwall lab failed ({}): {}",
+            self.status,
+            self.stderr
+        );
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("{e}: stdout {:?}, stderr {}", self.stdout, self.stderr))
+    }
+}
+
+fn spawn_lab(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_synwall"))
+        .arg("lab")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting synwall lab")
+}
+
+/// Drains `pipe` on a thread.
+fn drain(pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(pipe).read_to_string(&mut text);
+        text
+    })
+}
+
+/// Waits for `child` at most [`LIMIT`], killing it (and failing) past that.
+fn finish(mut child: Child, stdout: thread::JoinHandle<String>) -> Finished {
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
+    let deadline = Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for synwall lab") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("synwall lab overran {LIMIT:?}: {}", stderr.join().unwrap());
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    Finished {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+fn run_to_end(mut child: Child) -> Finished {
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    finish(child, stdout)
+}
+
+#[track_caller]
+fn assert_namespaces_gone(names: &[&str]) {
+    let left = run(&["ip", "netns", "list"]).unwrap();
+    for name in names {
+        assert!(!left.contains(name), "{name} left behind: {left}");
+    }
+}
+
+/// The named run of a report.
+#[track_caller]
+fn target<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .find(|run| run["target"] == name)
+        .unwrap_or_else(|| panic!("no {name} run in {report}"))
+}
+
+#[track_caller]
+fn number(value: &Value, field: &str) -> u64 {
+    value[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{field} is not a count in {value}"))
+}
+
+/// What the privileged tests share: the loadgen binary, and the flood lock while they run.
+struct Session {
+    loadgen: PathBuf,
+    _floods: MutexGuard<'static, ()>,
+}
+
+impl Session {
+    /// None when privileged tests are skipped (no root, outside CI).
+    fn start() -> Option<Session> {
+        if !common::require_privileges() {
+            return None;
+        }
+        let loadgen = loadgen();
+        Some(Session {
+            loadgen,
+            _floods: FLOODS.lock().unwrap_or_else(PoisonError::into_inner),
+        })
+    }
+
+    /// `synwall lab ARGS --loadgen LOADGEN`, started.
+    fn spawn(&self, args: &[&str]) -> Child {
+        let mut args = args.to_vec();
+        args.extend(["--loadgen", self.loadgen.to_str().expect("a UTF-8 path")]);
+        spawn_lab(&args)
+    }
+
+    /// `synwall lab ARGS --loadgen LOADGEN`, to the end.
+    fn run(&self, args: &[&str]) -> Finished {
+        run_to_end(self.spawn(args))
+    }
+}
+
+#[test]
+fn test_lab_compare_runs_both_targets_and_tears_down() {
+    let Some(session) = Session::start() else {
+        return;
+    };
+    let finished = session.run(&[
+        "--compare",
+        "--duration",
+        "3s",
+        "--rate",
+        "50k",
+        "--legit-rate",
+        "50",
+        "--json",
+    ]);
+    let report = finished.report();
+    assert_eq!(report["interrupted"], false);
+    for name in ["synwall", "kernel"] {
+        let run = target(&report, name);
+        assert!(number(run, "offered_syn_pps") > 0, "{run}");
+        assert!(number(run, "syn_ack_pps") > 0, "{run}");
+        assert!(!run["seconds"].as_array().unwrap().is_empty(), "{run}");
+        assert_eq!(number(run, "forged_accepted"), 0, "{run}");
+        assert!(number(&run["legit"], "attempts") > 0, "{run}");
+        let namespaces: Vec<&str> = run["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|name| name.as_str().unwrap())
+            .collect();
+        assert_namespaces_gone(&namespaces);
+    }
+    let synwall = target(&report, "synwall");
+    assert_eq!(synwall["xdp_mode"], "native");
+    let legit = &synwall["legit"];
+    assert_eq!(number(legit, "ok"), number(legit, "attempts"), "{legit}");
+    assert_eq!(synwall["legit_success_pct"].as_f64(), Some(100.0));
+    assert!(report["comparison"]["syn_ack_ratio"].as_f64().unwrap() > 0.0);
+    // The table went to stderr, with its legend.
+    assert!(
+        finished.stderr.contains("SYN-ACK/s ="),
+        "{}",
+        finished.stderr
+    );
+}
+
+#[test]
+fn test_lab_ack_floods_get_no_forged_connection_through_synwall() {
+    let Some(session) = Session::start() else {
+        return;
+    };
+    for mode in ["ack", "near-miss"] {
+        let finished = session.run(&[
+            "--mode",
+            mode,
+            "--duration",
+            "2s",
+            "--rate",
+            "100k",
+            "--legit-rate",
+            "50",
+            "--json",
+        ]);
+        let report = finished.report();
+        let run = target(&report, "synwall");
+        let legit = &run["legit"];
+        assert_eq!(
+            number(legit, "ok"),
+            number(legit, "attempts"),
+            "{mode}: {legit}"
+        );
+        assert_eq!(number(run, "forged_accepted"), 0, "{mode}: {run}");
+        let counters = &run["counters"];
+        let accepted =
+            number(counters, "AcceptedFromCookie") + number(counters, "AcceptedFromQueue");
+        assert_eq!(accepted, number(legit, "ok"), "{mode}: {counters}");
+        assert_eq!(
+            number(run, "accepted"),
+            number(legit, "ok"),
+            "{mode}: {run}"
+        );
+    }
+}
+
+#[test]
+fn test_lab_ctrl_c_stops_cleanly_and_tears_down() {
+    let Some(session) = Session::start() else {
+        return;
+    };
+    let mut child = session.spawn(&["--duration", "30s", "--rate", "20k"]);
+    let pid = child.id();
+    // Wait for the first table row, then interrupt as a terminal would.
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            panic!("synwall lab ended before its first row: {seen}");
+        }
+        seen.push_str(&line);
+        if line.trim_start().starts_with("1.0s") {
+            break;
+        }
+    }
+    run(&["kill", "-INT", &pid.to_string()]).unwrap();
+    let rest = drain(stdout);
+    let started = Instant::now();
+    let finished = finish(child, rest);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?} to stop",
+        started.elapsed()
+    );
+    assert!(!finished.status.success());
+    assert!(
+        finished.stderr.contains("interrupted"),
+        "{}",
+        finished.stderr
+    );
+    assert!(
+        finished.stdout.contains("-- synwall:"),
+        "{}",
+        finished.stdout
+    );
+    assert_namespaces_gone(&[&format!("swl-{pid}x")]);
+}
+
+#[test]
+fn test_lab_without_loadgen_says_how_to_build_it() {
+    let finished = run_to_end(spawn_lab(&["--loadgen", "/nonexistent/loadgen"]));
+    assert!(!finished.status.success());
+    assert!(
+        finished
+            .stderr
+            .contains("cargo build --release --workspace"),
+        "{}",
+        finished.stderr
+    );
+}
