@@ -91,7 +91,7 @@ fn bench_listener(c: &mut Criterion) {
             for syn in &syns {
                 let verdict = always.handle_frame(now, syn, &mut tx);
                 debug_assert!(matches!(verdict, Verdict::Transmit(_)));
-                black_box(verdict);
+                black_box(&verdict);
             }
         })
     });
@@ -154,7 +154,7 @@ fn bench_listener(c: &mut Criterion) {
             for ack in &forged {
                 let verdict = flooded.listener.handle_frame(flooded.now, ack, &mut tx);
                 debug_assert_eq!(verdict, Verdict::Drop(DropReason::CookieInvalid));
-                black_box(verdict);
+                black_box(&verdict);
             }
         })
     });
@@ -175,7 +175,7 @@ fn bench_listener(c: &mut Criterion) {
     group.bench_function("syn_queue_handshake_batch", |b| {
         b.iter(|| {
             for (syn, ack) in &handshakes {
-                black_box(q.listener.handle_frame(q.now, syn, &mut tx));
+                black_box(&q.listener.handle_frame(q.now, syn, &mut tx));
                 let Verdict::Accepted(accepted) = q.listener.handle_frame(q.now, ack, &mut tx)
                 else {
                     unreachable!("the ACK matches its queue entry")

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 
 use crate::listener::Accepted;
 
@@ -133,8 +133,15 @@ pub enum Pop {
 pub struct AcceptReceiver(Receiver<Handshake>);
 
 impl AcceptReceiver {
-    /// The next handshake, waiting up to `timeout`.
+    /// The next handshake, waiting up to `timeout` (a zero timeout reads no clock).
     pub fn pop(&self, timeout: Duration) -> Pop {
+        if timeout.is_zero() {
+            return match self.0.try_recv() {
+                Ok(handshake) => Pop::Handshake(handshake),
+                Err(TryRecvError::Empty) => Pop::Timeout,
+                Err(TryRecvError::Disconnected) => Pop::Closed,
+            };
+        }
         match self.0.recv_timeout(timeout) {
             Ok(handshake) => Pop::Handshake(handshake),
             Err(RecvTimeoutError::Timeout) => Pop::Timeout,

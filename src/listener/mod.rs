@@ -36,6 +36,7 @@
 //!   the receive ring are re-injected at once. None is ever taken for a new cookie ACK.
 
 mod accepted;
+mod clock;
 mod config;
 mod handoffs;
 mod syn_queue;
@@ -54,6 +55,7 @@ use crate::counters::{Counter, Counters, Gauge};
 use crate::rate_limit::TokenBucket;
 use crate::seq::SeqNumber;
 use crate::wire::{self, LinkAddrs, Malformed, Parsed, TcpFlags, TcpOptions, TcpRepr, Timestamps};
+use clock::Clock;
 use handoffs::{Handoffs, Stage};
 use syn_queue::{HalfOpen, Offer, SynQueue};
 
@@ -129,8 +131,7 @@ pub struct Listener {
     queue: SynQueue,
     handoffs: Handoffs,
     counters: Arc<Counters>,
-    clock_origin: Instant,
-    timestamp_offset: u32,
+    clock: Clock,
     cookie_gate_until: Option<Instant>,
     rst_limit: TokenBucket,
     timers_now: Instant,
@@ -144,6 +145,8 @@ impl Listener {
         now: Instant,
     ) -> Result<Listener, ConfigError> {
         config.validate()?;
+        // The longest a cookie stays valid.
+        let cookie_lifetime = 2 * keys.period();
         Ok(Listener {
             cookies: CookieJar::new(keys, config.cookie_mss_v4, config.cookie_mss_v6),
             queue: SynQueue::new(config.max_syn_backlog, config.synack_retries),
@@ -153,9 +156,12 @@ impl Listener {
                 config.max_held_bytes,
             ),
             counters: Arc::default(),
-            clock_origin: now,
-            // A random offset per listener, so timestamps do not reveal its uptime.
-            timestamp_offset: std::collections::hash_map::RandomState::new().hash_one(0u8) as u32,
+            clock: Clock::new(
+                now,
+                // A random offset per listener, so timestamps do not reveal its uptime.
+                std::collections::hash_map::RandomState::new().hash_one(0u8) as u32,
+                cookie_lifetime,
+            ),
             cookie_gate_until: None,
             rst_limit: TokenBucket::new(config.invalid_ack_rsts_per_sec, now),
             timers_now: now,
@@ -211,12 +217,13 @@ impl Listener {
     /// secret is shared, the handshakes of other replicas (or of the process before a restart)
     /// may complete here.
     pub fn open_cookie_gate(&mut self, now: Instant) {
-        // The longest a cookie stays valid.
-        self.cookie_gate_until = Some(now + 2 * self.cookies.keys().period());
+        self.clock.advance(now);
+        self.cookie_gate_until = Some(self.clock.gate_until());
     }
 
     /// Handles one received frame, writing any reply into `tx`.
     pub fn handle_frame(&mut self, now: Instant, rx: &[u8], tx: &mut [u8]) -> Verdict {
+        self.clock.advance(now);
         let segment = match wire::parse(rx, &self.config.served) {
             Parsed::Ours(segment) => segment,
             Parsed::NotOurs => {
@@ -266,6 +273,7 @@ impl Listener {
     /// due SYN-ACK retransmissions available to [`Listener::poll_transmit`].
     pub fn handle_timeout(&mut self, now: Instant) {
         self.timers_now = now;
+        self.clock.advance(now);
         while self.queue.next_expired(now).is_some() {
             self.counters.incr(Counter::SynQueueExpired);
             // The client may still ACK late: let its cookie through.
@@ -287,7 +295,6 @@ impl Listener {
         let (tuple, entry) = self.queue.next_retransmit(now)?;
         let entry = *entry;
         let repr = self.syn_ack(
-            now,
             tuple,
             entry.link,
             entry.server_isn,
@@ -414,7 +421,6 @@ impl Listener {
         if let Some(entry) = self.queue.get(&tuple) {
             if entry.client_isn == syn.seq {
                 let repr = self.syn_ack(
-                    now,
                     tuple,
                     syn.link,
                     entry.server_isn,
@@ -445,7 +451,7 @@ impl Listener {
             options: offer.cookie_options(),
         };
         let isn = SeqNumber(self.cookies.encode(&input, offer.client_mss));
-        let repr = self.syn_ack(now, tuple, syn.link, isn, syn.seq, &offer);
+        let repr = self.syn_ack(tuple, syn.link, isn, syn.seq, &offer);
         if stateless {
             self.open_cookie_gate(now);
             return self.transmit(&repr, tx, Counter::CookiesSent);
@@ -639,7 +645,6 @@ impl Listener {
 
     fn syn_ack(
         &self,
-        now: Instant,
         tuple: FourTuple,
         syn_link: LinkAddrs,
         isn: SeqNumber,
@@ -657,7 +662,7 @@ impl Listener {
             TcpFlags::SYN | TcpFlags::ACK
         };
         let timestamps = offer.peer_tsval.map(|echo| Timestamps {
-            value: offer.syn_options().timestamp(self.timestamp_clock(now)),
+            value: offer.syn_options().timestamp(self.clock.timestamp()),
             echo,
         });
         TcpRepr {
@@ -677,12 +682,6 @@ impl Listener {
             },
             payload: &[],
         }
-    }
-
-    /// Our timestamp clock: milliseconds, from a random origin.
-    fn timestamp_clock(&self, now: Instant) -> u32 {
-        let elapsed = now.saturating_duration_since(self.clock_origin).as_millis() as u32;
-        self.timestamp_offset.wrapping_add(elapsed)
     }
 
     /// Answers an unacceptable ACK with a RST, within the rate limit; drops it otherwise.
