@@ -1,6 +1,6 @@
 //! Handoff workers: completed handshakes in, established kernel sockets out.
 //!
-//! A worker pops a [`Handshake`] from the accept queue, builds its kernel socket with
+//! A worker pops a [`Handshake`](crate::accept_queue::Handshake) from the accept queue, builds its kernel socket with
 //! TCP_REPAIR ([`crate::sys::repair`]) while the steering program keeps the connection's
 //! segments away from the half-built socket, reports back to the shard that accepted it, and passes
 //! the [`Connection`] on to the application through a bounded channel. A failed handoff is

@@ -20,11 +20,14 @@ impl TokenBucket {
         }
     }
 
-    /// Takes one token if available.
+    /// Takes one token if available. Refills only when time has moved on: a flood's frames
+    /// arrive in batches that share one `now`, and each refill costs an `Instant` subtraction.
     pub fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
-        self.last = now.max(self.last);
+        if now > self.last {
+            let elapsed = (now - self.last).as_secs_f64();
+            self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+            self.last = now;
+        }
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true

@@ -49,7 +49,7 @@ pub struct Settings {
     /// CPUs to pin the fast-path threads to, in queue order, comma-separated [default: none].
     #[arg(long, value_delimiter = ',')]
     pub cpus: Option<Vec<usize>>,
-    /// An address and port to serve; repeat for more. 0.0.0.0 or [::] serves every address.
+    /// An address and port to serve; repeat for more. 0.0.0.0 or `[::]` serves every address.
     #[arg(long)]
     pub listen: Option<Vec<SocketAddr>>,
     /// XDP attach mode [default: auto: native, else generic].

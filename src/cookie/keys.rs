@@ -10,7 +10,7 @@
 //! keys, so cookies already issued stay valid for their whole window.
 //!
 //! Secrets and MAC states are zeroized on drop. Derivation uses the `hmac` crate; the
-//! per-packet MAC uses the pre-keyed states of [`super::mac`].
+//! per-packet MAC uses the pre-keyed states of `cookie::mac`.
 
 use std::fs;
 use std::io::{self, Write};

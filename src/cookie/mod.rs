@@ -31,11 +31,13 @@
 //! # Cost and forgery odds
 //!
 //! One MAC per SYN and at most one per ACK: HMAC-SHA256 from a pre-keyed state is two SHA-256
-//! compressions (the message fits one block; see [`mac`]). A blind attacker picks the ACK number; for a
-//! given 4-tuple, client ISN and option bits, exactly 2 (key parities) × 4 (MSS indexes) = 8
-//! of the 2^32 values carry a valid MAC, so an ACK is accepted with probability
-//! 8 / 2^32 = 2^-29, the figure of the kernel's cookies. Cheap checks come first (the cookie
-//! gate and the age of the echoed timestamp, in the listener) so most forged ACKs cost no MAC.
+//! compressions (the message fits one block; see `mac.rs`). A blind attacker picks the ACK
+//! number; for a given 4-tuple, client ISN and option bits, exactly 2 (key parities) × 4 (MSS
+//! indexes) = 8 of the 2^32 values carry a valid MAC, so an ACK is accepted with probability
+//! 8 / 2^32 = 2^-29, the figure of the kernel's cookies. A cheap check comes first in the
+//! listener: the cookie gate, closed unless cookies were sent within a cookie lifetime, so
+//! outside a SYN flood forged ACKs cost no MAC. (The echoed timestamp is not checked for age:
+//! replicas sharing a secret, and a restarted synwall, run other timestamp clocks.)
 //!
 //! # Validity
 //!
