@@ -38,3 +38,35 @@ fn test_topology_connects_and_cleans_up() {
         "{left}"
     );
 }
+
+#[test]
+fn test_namespaces_of_a_killed_run_are_deleted_at_the_next_start() {
+    if !common::require_privileges() {
+        return;
+    }
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let stale = format!("swk-{dead}x0-srv");
+    // Process 1 always exists: its namespace belongs to a live run and must stay.
+    let live = "swk-1x0-cli";
+    let _cleanup = NamespacesDeletedOnDrop(vec![stale.clone(), live.to_owned()]);
+    for ns in [stale.as_str(), live] {
+        run(&["ip", "netns", "add", ns]).unwrap();
+    }
+    let topology = Topology::create("swk").unwrap();
+    let listed = run(&["ip", "netns", "list"]).unwrap();
+    assert!(!listed.contains(&stale), "{listed}");
+    assert!(listed.contains(live), "{listed}");
+    assert!(listed.contains(&topology.server_ns), "{listed}");
+}
+
+struct NamespacesDeletedOnDrop(Vec<String>);
+
+impl Drop for NamespacesDeletedOnDrop {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = run(&["ip", "netns", "del", ns]);
+        }
+    }
+}

@@ -6,6 +6,8 @@
 //!
 //! Names carry a prefix, the process id and a counter, so parallel tests and concurrent runs
 //! never collide. Dropping a [`Topology`] deletes both namespaces, and the veth pair with them.
+//! A run killed with SIGKILL cannot clean up: the next [`Topology::create`] with the same
+//! prefix deletes namespaces whose owning process no longer exists.
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -36,6 +38,7 @@ impl Topology {
     /// Creates both namespaces and the veth pair (MTU 1500, so native XDP works on veth),
     /// with addresses, and full checksums on frames the client's kernel sends.
     pub fn create(prefix: &str) -> io::Result<Topology> {
+        remove_stale(prefix)?;
         let id = format!(
             "{}x{}",
             std::process::id(),
@@ -156,6 +159,38 @@ impl Drop for Topology {
     }
 }
 
+/// Deletes namespaces named `{prefix}-{pid}x{n}-srv|cli` whose process `pid` is gone.
+fn remove_stale(prefix: &str) -> io::Result<()> {
+    let entries = match std::fs::read_dir("/run/netns") {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let name = entry?.file_name();
+        let Some(pid) = name.to_str().and_then(|name| owner_pid(prefix, name)) else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let name = name.to_string_lossy();
+            tracing::warn!(namespace = %name, pid, "deleting a namespace left by a killed run");
+            run(&["ip", "netns", "del", &name])?;
+        }
+    }
+    Ok(())
+}
+
+/// The process id in a namespace name made by [`Topology::create`] with `prefix`.
+fn owner_pid(prefix: &str, name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(prefix)?.strip_prefix('-')?;
+    let rest = rest
+        .strip_suffix("-srv")
+        .or_else(|| rest.strip_suffix("-cli"))?;
+    let (pid, counter) = rest.split_once('x')?;
+    counter.parse::<u32>().ok()?;
+    pid.parse().ok()
+}
+
 /// Runs a command; its stdout, or an error with its output.
 pub fn run(args: &[&str]) -> io::Result<String> {
     let output = Command::new(args[0])
@@ -172,4 +207,20 @@ pub fn run(args: &[&str]) -> io::Result<String> {
         )));
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owner_pid;
+
+    #[test]
+    fn test_owner_pid_reads_only_our_names() {
+        assert_eq!(owner_pid("swl", "swl-25096x0-srv"), Some(25096));
+        assert_eq!(owner_pid("swl", "swl-25096x12-cli"), Some(25096));
+        assert_eq!(owner_pid("swl", "swt-25096x0-srv"), None);
+        assert_eq!(owner_pid("swl", "swl-25096x0-other"), None);
+        assert_eq!(owner_pid("swl", "swl-25096-srv"), None);
+        assert_eq!(owner_pid("swl", "swl-abcx0-srv"), None);
+        assert_eq!(owner_pid("sw", "swl-25096x0-srv"), None);
+    }
 }
