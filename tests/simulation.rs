@@ -58,6 +58,27 @@ struct Outcome {
     listener_counters: synwall::counters::CounterSnapshot,
 }
 
+impl Outcome {
+    /// Every client completed, its request reached its kernel socket intact, early data was
+    /// acknowledged, and requests sent after the ACK were held for the kernel.
+    fn assert_every_client_served(&self) {
+        let counters = &self.listener_counters;
+        assert_eq!(self.completed, self.clients, "{:?}", counters.non_zero());
+        assert_eq!(
+            self.requests_intact, self.clients,
+            "every request reached its kernel socket"
+        );
+        assert_eq!(
+            self.early_data_acked, self.early_data_senders,
+            "early data acknowledged"
+        );
+        assert!(
+            counters.get(Counter::Reinjected) > 0,
+            "requests after the ACK were held for the kernel"
+        );
+    }
+}
+
 struct Simulation {
     shard: Shard<MemoryDevice, MemoryDelivery>,
     accept: AcceptReceiver,
@@ -330,25 +351,8 @@ fn flood_and_clients(seed: u64, mode: SyncookiesMode) -> Outcome {
 #[test]
 fn test_flood_every_client_completes_when_full() {
     let outcome = flood_and_clients(1, SyncookiesMode::WhenFull);
+    outcome.assert_every_client_served();
     let counters = outcome.listener_counters;
-    assert_eq!(
-        outcome.completed,
-        outcome.clients,
-        "{:?}",
-        counters.non_zero()
-    );
-    assert_eq!(
-        outcome.requests_intact, outcome.clients,
-        "every request reached its kernel socket"
-    );
-    assert_eq!(
-        outcome.early_data_acked, outcome.early_data_senders,
-        "early data acknowledged"
-    );
-    assert!(
-        counters.get(Counter::Reinjected) > 0,
-        "requests after the ACK were held for the kernel"
-    );
     assert_eq!(outcome.max_queue_len, 256, "the flood filled the SYN queue");
     assert!(counters.get(Counter::CookiesSent) > 100_000);
     assert!(counters.get(Counter::AcceptedFromCookie) > 0);
@@ -363,25 +367,8 @@ fn test_flood_every_client_completes_when_full() {
 #[test]
 fn test_flood_every_client_completes_always() {
     let outcome = flood_and_clients(2, SyncookiesMode::Always);
+    outcome.assert_every_client_served();
     let counters = outcome.listener_counters;
-    assert_eq!(
-        outcome.completed,
-        outcome.clients,
-        "{:?}",
-        counters.non_zero()
-    );
-    assert_eq!(
-        outcome.requests_intact, outcome.clients,
-        "every request reached its kernel socket"
-    );
-    assert_eq!(
-        outcome.early_data_acked, outcome.early_data_senders,
-        "early data acknowledged"
-    );
-    assert!(
-        counters.get(Counter::Reinjected) > 0,
-        "requests after the ACK were held for the kernel"
-    );
     assert_eq!(outcome.max_queue_len, 0);
     assert_eq!(
         counters.get(Counter::AcceptedFromCookie),
@@ -410,25 +397,8 @@ fn test_quiet_listener_serves_everyone_from_the_queue() {
     let mut sim = Simulation::new(4, SyncookiesMode::WhenFull, 300, 0.3);
     sim.run(20_000, 0);
     let outcome = sim.outcome();
+    outcome.assert_every_client_served();
     let counters = outcome.listener_counters;
-    assert_eq!(
-        outcome.completed,
-        outcome.clients,
-        "{:?}",
-        counters.non_zero()
-    );
-    assert_eq!(
-        outcome.requests_intact, outcome.clients,
-        "every request reached its kernel socket"
-    );
-    assert_eq!(
-        outcome.early_data_acked, outcome.early_data_senders,
-        "early data acknowledged"
-    );
-    assert!(
-        counters.get(Counter::Reinjected) > 0,
-        "requests after the ACK were held for the kernel"
-    );
     assert_eq!(counters.get(Counter::CookiesSent), 0);
     assert!(counters.get(Counter::SynAckRetransmits) + counters.get(Counter::DuplicateSyns) > 0);
     assert_eq!(
