@@ -7,6 +7,9 @@
 //! same way. synwall uses it for segments that reached user space before their connection's
 //! kernel socket existed.
 //!
+//! The sockets are of protocol `IPPROTO_RAW`, which receives nothing: a raw socket of
+//! `IPPROTO_TCP` would be handed a copy of every TCP segment the host takes in.
+//!
 //! Owns two raw sockets, closed on drop.
 
 use std::io;
@@ -72,7 +75,7 @@ impl LocalDelivery for RawInjector {
     }
 }
 
-/// A raw TCP socket whose packets carry their own IP header.
+/// A send-only raw socket whose packets carry their own IP header.
 fn raw_socket(
     domain: libc::c_int,
     level: libc::c_int,
@@ -83,7 +86,7 @@ fn raw_socket(
         libc::socket(
             domain,
             libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::IPPROTO_TCP,
+            libc::IPPROTO_RAW,
         )
     };
     if fd < 0 {
