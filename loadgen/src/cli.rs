@@ -18,14 +18,7 @@ use crate::pacer::Rate;
 
 /// The shortest duration (also of the legit timeout).
 pub const MIN_DURATION: Duration = Duration::from_millis(1);
-/// No run lasts longer.
-pub const MAX_DURATION: Duration = Duration::from_secs(600);
-/// No run sends more packets.
-pub const MAX_PACKETS: u64 = 1_000_000_000;
-/// The most legit connections started per second.
-pub const MAX_LEGIT_RATE: u32 = 10_000;
-/// The longest legit timeout.
-pub const MAX_LEGIT_TIMEOUT: Duration = Duration::from_secs(60);
+pub use synwall::lab::limits::{MAX_DURATION, MAX_LEGIT_RATE, MAX_LEGIT_TIMEOUT, MAX_PACKETS};
 /// The most flood threads.
 pub const MAX_THREADS: usize = 64;
 /// The largest transmit batch (half the AF_XDP transmit frames).
@@ -63,7 +56,7 @@ pub struct Args {
     pub netns: Option<String>,
 
     /// Spoofed sources are drawn from this range, inside 198.18.0.0/15.
-    #[arg(long, value_name = "CIDR", default_value = "198.18.128.0/17")]
+    #[arg(long, value_name = "CIDR", default_value = synwall::lab::SPOOFED_SOURCES)]
     pub src_cidr: Ipv4Cidr,
 
     /// What to send: one kind of packet.
@@ -295,17 +288,7 @@ pub struct CountArg(pub u64);
 impl FromStr for CountArg {
     type Err = ArgError;
     fn from_str(text: &str) -> Result<Self, ArgError> {
-        let (digits, scale) = match text.strip_suffix('k') {
-            Some(digits) => (digits, 1_000),
-            None => match text.strip_suffix('M') {
-                Some(digits) => (digits, 1_000_000),
-                None => (text, 1),
-            },
-        };
-        digits
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(scale))
+        synwall::lab::limits::parse_count(text)
             .map(CountArg)
             .ok_or_else(|| ArgError(format!("{text:?} is not a count like 50000, 50k or 1M")))
     }

@@ -1,22 +1,21 @@
 //! The command line of `synwall lab` ([`LabArgs`], clap) and its validation into a
 //! [`LabConfig`].
 //!
-//! Validation bounds every flood before anything is built: the duration is capped at
-//! [`MAX_DURATION`], and the packet count passed to the generator is derived from rate and
-//! duration, so each run stops by itself twice over (loadgen enforces both).
+//! Validation bounds every flood before anything is built, within the [`limits`] loadgen
+//! enforces: the duration is capped at [`MAX_DURATION`], and the packet count passed to the
+//! generator is derived from rate and duration, so each run stops by itself twice over.
+//!
+//! [`limits`]: crate::lab::limits
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::lab::error::LabError;
+use crate::lab::limits::{MAX_DURATION, MAX_LEGIT_RATE, MAX_LEGIT_TIMEOUT, parse_count};
 
-/// The longest flood one run may ask for.
-pub const MAX_DURATION: Duration = Duration::from_secs(600);
 /// The packet bound of a max-rate run, per second of flood: above what one generator core
 /// reaches on veth (about 1.9 M/s measured), so the duration is what stops it.
 const MAX_RATE_BOUND_PPS: u64 = 3_000_000;
-/// The most legit connections started per second (loadgen's own limit).
-const MAX_LEGIT_RATE: u32 = 10_000;
 
 /// `synwall --help` on `lab`.
 const ABOUT: &str =
@@ -149,16 +148,7 @@ fn parse_rate(text: &str) -> Result<Rate, String> {
     if text == "max" {
         return Ok(Rate::Max);
     }
-    let (digits, scale) = match text.as_bytes().last() {
-        Some(b'k') => (&text[..text.len() - 1], 1_000),
-        Some(b'M') => (&text[..text.len() - 1], 1_000_000),
-        _ => (text, 1),
-    };
-    match digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-    {
+    match parse_count(text) {
         Some(rate) if rate > 0 => Ok(Rate::PerSecond(rate)),
         _ => Err(format!(
             "{text:?} is not \"max\" or a rate like 50000, 50k or 1M"
@@ -211,8 +201,11 @@ impl LabArgs {
         if self.legit_rate > MAX_LEGIT_RATE {
             return setting(format!("--legit-rate is at most {MAX_LEGIT_RATE}"));
         }
-        if self.legit_timeout.is_zero() || self.legit_timeout > Duration::from_secs(60) {
-            return setting("--legit-timeout must be above 0 and at most 60 s".to_owned());
+        if self.legit_timeout.is_zero() || self.legit_timeout > MAX_LEGIT_TIMEOUT {
+            return setting(format!(
+                "--legit-timeout must be above 0 and at most {} s",
+                MAX_LEGIT_TIMEOUT.as_secs()
+            ));
         }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         if self.server_cpu == self.client_cpu || self.server_cpu.max(self.client_cpu) >= cpus {

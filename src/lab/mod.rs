@@ -10,7 +10,8 @@
 //!
 //! Modules:
 //! - [`topology`](Topology): the two namespaces and the veth pair; deleted on drop.
-//! - [`report`]: the generator's JSON records, shared with loadgen (one schema).
+//! - [`report`]: the generator's JSON records, shared with loadgen (one schema);
+//!   [`limits`]: the bounds of every flood, shared with loadgen too.
 //! - `cli`: the `synwall lab` command line ([`LabArgs`]); `runner`: [`command`], the runs
 //!   in order; `server_side`: synwall or the kernel fronting `service`; `placement`: which CPU
 //!   does what; `procnet`: the server namespace's kernel counters; `generator`: loadgen as a
@@ -26,6 +27,7 @@
 mod cli;
 mod error;
 mod generator;
+pub mod limits;
 mod output;
 mod placement;
 mod procnet;
