@@ -11,10 +11,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::lab::error::LabError;
-use crate::lab::limits::{MAX_DURATION, MAX_LEGIT_RATE, MAX_LEGIT_TIMEOUT, parse_count};
+use crate::lab::limits::{
+    MAX_DURATION, MAX_LEGIT_RATE, MAX_LEGIT_TIMEOUT, MAX_PACKETS, parse_count,
+};
 
 /// The packet bound of a max-rate run, per second of flood: above what one generator core
-/// reaches on veth (about 1.9 M/s measured), so the duration is what stops it.
+/// reaches on veth (about 1.9 M/s measured), so the duration is what stops it (up to
+/// loadgen's [`MAX_PACKETS`], which a run of over 500 s at that speed reaches first).
 const MAX_RATE_BOUND_PPS: u64 = 3_000_000;
 
 /// `synwall --help` on `lab`.
@@ -229,7 +232,7 @@ impl LabArgs {
             mix: self.mix,
             rate: self.rate,
             duration: self.duration,
-            packets: packets.max(1),
+            packets: packets.clamp(1, MAX_PACKETS),
             legit_rate: self.legit_rate,
             legit_timeout: self.legit_timeout,
             server_cpu: self.server_cpu,
@@ -294,6 +297,18 @@ mod tests {
         let same_cpu = error(present, &["--server-cpu", "0", "--client-cpu", "0"]);
         assert!(same_cpu.contains("two different"), "{same_cpu}");
         assert!(error(present, &["--legit-rate", "10001"]).contains("--legit-rate"));
+        let config = |argv: &[&str]| {
+            let mut argv = argv.to_vec();
+            argv.extend(["--loadgen", present]);
+            parse(&argv).unwrap().into_config().unwrap()
+        };
+        assert_eq!(config(&["--duration", "10s"]).packets, 30_000_000);
+        assert_eq!(config(&["--rate", "1k", "--duration", "2s"]).packets, 2_000);
+        // The longest run, at max rate or at a rate no generator reaches, stays within what
+        // loadgen accepts.
+        assert_eq!(config(&["--duration", "600s"]).packets, MAX_PACKETS);
+        let fast = config(&["--rate", "10M", "--duration", "300s"]);
+        assert_eq!(fast.packets, MAX_PACKETS);
         let missing = error("/nonexistent/loadgen", &[]);
         assert!(
             missing.contains("cargo build --release --workspace"),
