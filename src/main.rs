@@ -10,7 +10,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use synwall::cookie::keys::Secret;
-use synwall::listener::ListenerUpdate;
 use synwall::metrics::{self, MetricsServer, Scrape};
 use synwall::proxy::Proxy;
 use synwall::server::Server;
@@ -189,12 +188,7 @@ fn reload_settings(
     if !restart.is_empty() {
         tracing::warn!(keys = ?restart, "reload: these settings take a restart; their old values stay");
     }
-    server.reload(&ListenerUpdate {
-        secret: reloadable.secret,
-        syncookies: reloadable.syncookies,
-        abort_on_overflow: reloadable.abort_on_overflow,
-        invalid_ack_rsts_per_sec: reloadable.invalid_ack_rsts_per_sec,
-    });
+    server.reload(&reloadable.listener);
     proxy.reconfigure(reloadable.proxy);
     tracing::info!("reloaded");
     running.with_reloadable_from(&new)

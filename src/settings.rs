@@ -16,11 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::cookie::MssTable;
 use crate::cookie::keys::{KeyError, Secret};
-use crate::listener::{ConfigError, SyncookiesMode};
+use crate::listener::{ConfigError, ListenerUpdate, SyncookiesMode};
 use crate::proxy::ProxyConfig;
 use crate::server::ServerConfig;
 use crate::sys::XdpMode;
-use crate::wire::Endpoints;
 
 /// The settings a SIGHUP applies; every other change takes a restart.
 pub const RELOADABLE: [&str; 7] = [
@@ -154,10 +153,7 @@ pub struct Resolved {
 /// The settings SIGHUP applies to a running synwall.
 #[derive(Debug, Clone)]
 pub struct Reloadable {
-    pub secret: Option<Secret>,
-    pub syncookies: SyncookiesMode,
-    pub abort_on_overflow: bool,
-    pub invalid_ack_rsts_per_sec: u32,
+    pub listener: ListenerUpdate,
     pub proxy: ProxyConfig,
 }
 
@@ -222,11 +218,10 @@ impl Settings {
             .ok_or(SettingsError::Missing { key: "interface" })?;
         let served = self
             .listen
-            .clone()
+            .as_deref()
             .ok_or(SettingsError::Missing { key: "listen" })?;
-        let mut server = ServerConfig::new(&interface, &served);
+        let mut server = ServerConfig::new(&interface, served);
         let listener = &mut server.listener;
-        listener.served = Endpoints::new(served);
         set(&mut listener.syncookies, self.syncookies);
         set(&mut listener.max_syn_backlog, self.max_syn_backlog);
         set(&mut listener.synack_retries, self.synack_retries);
@@ -311,11 +306,14 @@ impl Settings {
     /// The settings a SIGHUP applies, checked like [`Settings::resolve`] checks them.
     pub fn reloadable(&self) -> Result<Reloadable, SettingsError> {
         let resolved = self.resolve()?;
+        let listener = &resolved.server.listener;
         Ok(Reloadable {
-            secret: resolved.server.secret,
-            syncookies: resolved.server.listener.syncookies,
-            abort_on_overflow: resolved.server.listener.abort_on_overflow,
-            invalid_ack_rsts_per_sec: resolved.server.listener.invalid_ack_rsts_per_sec,
+            listener: ListenerUpdate {
+                secret: resolved.server.secret,
+                syncookies: listener.syncookies,
+                abort_on_overflow: listener.abort_on_overflow,
+                invalid_ack_rsts_per_sec: listener.invalid_ack_rsts_per_sec,
+            },
             proxy: resolved.proxy,
         })
     }
