@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use synwall::cookie::keys::Secret;
+use synwall::counters::{Counter, Gauge};
 use synwall::metrics::{self, MetricsServer, Scrape};
 use synwall::proxy::Proxy;
 use synwall::server::Server;
@@ -219,22 +220,27 @@ fn stats(args: &StatsArgs) -> anyhow::Result<()> {
     for _ in 0..args.count.unwrap_or(u64::MAX) {
         thread::sleep(args.interval);
         let now = fetch()?;
-        let rate = |family: &str| (now.family(family) - previous.family(family)) / seconds;
-        let syn_acks = rate("synwall_synacks_sent_total")
-            + rate("synwall_cookies_sent_total")
-            + rate("synwall_synack_retransmits_total");
+        // Whole families: a labelled counter's family sums its series (every path, reason,
+        // layer).
+        let rate = |counter: Counter| {
+            (now.family(counter.family()) - previous.family(counter.family())) / seconds
+        };
+        let gauge = |gauge: Gauge| now.get(gauge.series());
+        let syn_acks = rate(Counter::SynAcksSent)
+            + rate(Counter::CookiesSent)
+            + rate(Counter::SynAckRetransmits);
         println!(
             "{:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>8} {:>8} {:>8} {:>9.0} {:>8}",
-            rate("synwall_syn_received_total"),
+            rate(Counter::SynReceived),
             syn_acks,
-            rate("synwall_cookies_sent_total"),
-            rate("synwall_cookie_acks_valid_total"),
-            rate("synwall_cookie_acks_invalid_total"),
-            rate("synwall_accepted_total"),
-            now.get("synwall_syn_queue_depth"),
+            rate(Counter::CookiesSent),
+            rate(Counter::CookieAcksValid),
+            rate(Counter::CookieAcksInvalid),
+            rate(Counter::AcceptedFromQueue),
+            gauge(Gauge::SynQueueDepth),
             now.get("synwall_accept_queue_depth"),
-            now.get("synwall_handoffs_pending"),
-            rate("synwall_rejected_total") + rate("synwall_malformed_total"),
+            gauge(Gauge::HandoffsPending),
+            rate(Counter::AckMismatch) + rate(Counter::MalformedTcpChecksum),
             now.get("synwall_proxy_connections"),
         );
         previous = now;
