@@ -340,7 +340,13 @@ mod tests {
         let scrape = Scrape::parse(&text);
         assert_eq!(scrape.get("synwall_handoffs_total"), 7.0);
         assert_eq!(scrape.get("synwall_handshake_duration_seconds_count"), 0.0);
-        assert_eq!(scrape.get("synwall_build_info{version=\"0.1.0\"}"), 1.0);
+        assert_eq!(
+            scrape.get(&format!(
+                "synwall_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            )),
+            1.0
+        );
         assert!(
             scrape
                 .0

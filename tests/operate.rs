@@ -130,7 +130,13 @@ fn test_metrics_scraped_during_a_flood() {
             .keys()
             .any(|series| series.starts_with("synwall_handshake_duration_seconds_bucket"))
     );
-    assert_eq!(after.get("synwall_build_info{version=\"0.1.0\"}"), 1.0);
+    assert_eq!(
+        after.get(&format!(
+            "synwall_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        1.0
+    );
     let sources = after
         .0
         .keys()
