@@ -44,14 +44,7 @@ fn test_systemd_unit_verifies() {
 
 #[test]
 fn test_unit_and_daemonset_grant_the_same_five_capabilities() {
-    let expected: BTreeSet<&str> = [
-        "NET_ADMIN",
-        "BPF",
-        "NET_RAW",
-        "IPC_LOCK",
-        "NET_BIND_SERVICE",
-    ]
-    .into();
+    let expected: BTreeSet<&str> = common::CAPABILITIES.into();
     let unit = read("deploy/synwall.service");
     for key in ["AmbientCapabilities=", "CapabilityBoundingSet="] {
         let line = unit.lines().find(|line| line.starts_with(key)).unwrap();

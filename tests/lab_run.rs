@@ -17,6 +17,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::assert_namespaces_gone;
 use serde_json::Value;
 use synwall::lab::run;
 
@@ -117,14 +118,6 @@ fn finish(mut child: Child, stdout: thread::JoinHandle<String>) -> Finished {
 fn run_to_end(mut child: Child) -> Finished {
     let stdout = drain(child.stdout.take().expect("piped stdout"));
     finish(child, stdout)
-}
-
-#[track_caller]
-fn assert_namespaces_gone(names: &[&str]) {
-    let left = run(&["ip", "netns", "list"]).unwrap();
-    for name in names {
-        assert!(!left.contains(name), "{name} left behind: {left}");
-    }
 }
 
 /// The named run of a report.

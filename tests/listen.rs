@@ -10,7 +10,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::{privileged_lab, require_tool};
-use lab::{HttpServer, curl, listen, listen_args, served_v4, synwall_output, upstream};
+use lab::{
+    HttpServer, as_nobody_with, curl, listen, listen_args, served_v4, synwall_output, upstream,
+};
 use synwall::lab::{SERVER_V4, Topology};
 
 /// Namespace names of this file's labs start with this.
@@ -87,24 +89,24 @@ fn test_startup_errors_name_their_cause() {
     let Some(topology) = privileged_lab(LAB) else {
         return;
     };
-    let common_args = |interface: &'static str| listen_args(interface, "198.18.0.1:8080", &[]);
+    let upstream = upstream();
 
-    let missing = synwall_output(&topology.server_ns, &[], &common_args("nosuchif0"));
+    let missing = synwall_output(
+        &topology.server_ns,
+        &[],
+        &listen_args("nosuchif0", &upstream, &[]),
+    );
     assert!(!missing.status.success());
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("\"nosuchif0\" does not exist"), "{stderr}");
 
-    let iface: &'static str = Box::leak(topology.server_if.clone().into_boxed_str());
+    let iface = &topology.server_if;
+    let nobody = as_nobody_with(&[]);
+    let nobody: Vec<&str> = nobody.iter().map(String::as_str).collect();
     let unprivileged = synwall_output(
         &topology.server_ns,
-        &[
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ],
-        &common_args(iface),
+        &nobody,
+        &listen_args(iface, &upstream, &[]),
     );
     assert!(!unprivileged.status.success());
     let stderr = String::from_utf8_lossy(&unprivileged.stderr);
@@ -119,7 +121,7 @@ fn test_startup_errors_name_their_cause() {
             .run_in(ns, &["ip", "link", "set", dev, "mtu", "9000"])
             .unwrap();
     }
-    let mut args = common_args(iface);
+    let mut args = listen_args(iface, &upstream, &[]);
     args.extend(["--xdp-mode", "native"]);
     let native = synwall_output(&topology.server_ns, &[], &args);
     assert!(!native.status.success());

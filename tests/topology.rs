@@ -7,10 +7,9 @@ use synwall::lab::{CLIENT_V4, Topology, run};
 
 #[test]
 fn test_topology_connects_and_cleans_up() {
-    if !common::require_privileges() {
+    let Some(topology) = common::privileged_lab("swt") else {
         return;
-    }
-    let topology = Topology::create("swt").unwrap();
+    };
     let names = (topology.server_ns.clone(), topology.client_ns.clone());
     topology
         .run_in(
@@ -32,11 +31,7 @@ fn test_topology_connects_and_cleans_up() {
         .unwrap();
     assert_ne!(mac, [0; 6]);
     drop(topology);
-    let left = run(&["ip", "netns", "list"]).unwrap();
-    assert!(
-        !left.contains(&names.0) && !left.contains(&names.1),
-        "{left}"
-    );
+    common::assert_namespaces_gone(&[&names.0, &names.1]);
 }
 
 #[test]

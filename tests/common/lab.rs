@@ -157,7 +157,25 @@ pub fn echo_roundtrip(addr: SocketAddr, payload: &[u8]) -> io::Result<[u8; 32]> 
     let mut echoed = Vec::new();
     stream.read_to_end(&mut echoed)?;
     sender.join().expect("sender panicked")?;
-    Ok(Sha256::digest(&echoed).into())
+    Ok(sha256(&echoed))
+}
+
+/// `setpriv` arguments: run as nobody with exactly `caps` (names from
+/// [`crate::common::CAPABILITIES`]; none at all when empty).
+pub fn as_nobody_with(caps: &[&str]) -> Vec<String> {
+    let caps = std::iter::once("-all".to_owned())
+        .chain(caps.iter().map(|cap| format!("+{}", cap.to_lowercase())))
+        .collect::<Vec<_>>()
+        .join(",");
+    vec![
+        "setpriv".to_owned(),
+        "--reuid=65534".to_owned(),
+        "--regid=65534".to_owned(),
+        "--clear-groups".to_owned(),
+        format!("--inh-caps={caps}"),
+        format!("--ambient-caps={caps}"),
+        format!("--bounding-set={caps}"),
+    ]
 }
 
 pub fn sha256(data: &[u8]) -> [u8; 32] {

@@ -315,6 +315,24 @@ pub fn require_tool(name: &str) -> bool {
     found
 }
 
+/// The capabilities deploy/ grants synwall (and its tests run it with), without `CAP_`.
+pub const CAPABILITIES: [&str; 5] = [
+    "NET_ADMIN",
+    "NET_RAW",
+    "BPF",
+    "IPC_LOCK",
+    "NET_BIND_SERVICE",
+];
+
+/// Fails unless every namespace whose name contains one of `names` is gone.
+#[track_caller]
+pub fn assert_namespaces_gone(names: &[&str]) {
+    let left = synwall::lab::run(&["ip", "netns", "list"]).unwrap();
+    for name in names {
+        assert!(!left.contains(name), "{name} left behind: {left}");
+    }
+}
+
 /// A fresh lab (see `synwall::lab::Topology`) whose namespace names start with `prefix`, or
 /// `None` when privileged tests cannot run here (see [`require_privileges`]).
 pub fn privileged_lab(prefix: &str) -> Option<synwall::lab::Topology> {
