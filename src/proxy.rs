@@ -115,7 +115,16 @@ fn proxy(connection: Connection, config: ProxyConfig, counters: &ProxyCounters) 
         (Ok(client_read), Ok(upstream_write)) => (client_read, upstream_write),
         _ => return reset(client),
     };
-    let to_upstream = thread::spawn(move || pump(client_read, upstream_write));
+    let pumping = thread::Builder::new()
+        .name("synwall-proxy".to_owned())
+        .spawn(move || pump(client_read, upstream_write));
+    let to_upstream = match pumping {
+        Ok(to_upstream) => to_upstream,
+        Err(error) => {
+            tracing::warn!(%error, "cannot start a proxy thread; resetting the client");
+            return reset(client);
+        }
+    };
     let down = pump(upstream, client);
     let up = to_upstream.join().unwrap_or(0);
     counters.bytes_to_upstream.fetch_add(up, Ordering::Relaxed);
