@@ -122,6 +122,7 @@ struct Loaded {
     xsks_fd: RawFd,
     counters_fd: RawFd,
     handing_off_fd: RawFd,
+    tw_handshakes_fd: RawFd,
 }
 
 /// The steering program, attached to one interface (see the module docs for its invariants).
@@ -300,7 +301,9 @@ impl SteeringProgram {
 }
 
 /// While alive, the segments of one connection go to user space even though its kernel socket
-/// exists: the socket is still being built (see `handing_off` in steer.bpf.c).
+/// exists: the socket is still being built (see `handing_off` in steer.bpf.c). Lowered, it also
+/// ends the connection's TIME-WAIT exception (`tw_handshakes`), if its handshake began over a
+/// TIME-WAIT socket: once handed off, a later TIME-WAIT socket of the tuple is the kernel's.
 #[must_use = "the shield is lowered when dropped"]
 pub struct HandoffShield<'a> {
     program: &'a SteeringProgram,
@@ -309,11 +312,12 @@ pub struct HandoffShield<'a> {
 
 impl Drop for HandoffShield<'_> {
     fn drop(&mut self) {
-        // SAFETY: the key points to a live buffer of the map's key size. A failure leaves an
-        // entry that the LRU map evicts in time; segments then only take the longer way.
-        unsafe {
-            ffi::bpf_map_delete_elem(self.program.object.handing_off_fd, self.key.as_ptr().cast())
-        };
+        let object = &self.program.object;
+        for map_fd in [object.handing_off_fd, object.tw_handshakes_fd] {
+            // SAFETY: the key points to a live buffer of both maps' key size. A failure (or no
+            // entry) leaves what the LRU map evicts in time; segments only take the longer way.
+            unsafe { ffi::bpf_map_delete_elem(map_fd, self.key.as_ptr().cast()) };
+        }
     }
 }
 
@@ -488,7 +492,16 @@ fn load(ifname: &str) -> Result<Loaded, XdpError> {
     let xsks_fd = map_fd(c"xsks")?;
     let counters_fd = map_fd(c"counters")?;
     let handing_off_fd = map_fd(c"handing_off")?;
-    if prog_fd < 0 || served_fd < 0 || xsks_fd < 0 || counters_fd < 0 || handing_off_fd < 0 {
+    let tw_handshakes_fd = map_fd(c"tw_handshakes")?;
+    let fds = [
+        prog_fd,
+        served_fd,
+        xsks_fd,
+        counters_fd,
+        handing_off_fd,
+        tw_handshakes_fd,
+    ];
+    if fds.iter().any(|fd| *fd < 0) {
         return Err(XdpError::Load {
             what: "the loaded object has no fd",
             source: io::Error::from_raw_os_error(libc::EBADF),
@@ -501,6 +514,7 @@ fn load(ifname: &str) -> Result<Loaded, XdpError> {
         xsks_fd,
         counters_fd,
         handing_off_fd,
+        tw_handshakes_fd,
     })
 }
 
