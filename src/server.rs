@@ -5,7 +5,8 @@
 //! handoff workers, and returns once every queue is served or with the first error. Established
 //! connections come out of [`Server::accept`] / [`Server::incoming`].
 //!
-//! Threads: one per rx queue (optionally pinned to a CPU), `workers` handoff workers. Memory:
+//! Threads: one per rx queue (optionally pinned to a CPU), `workers` handoff workers, and one
+//! that logs when flood mode (cookies) starts and stops. Memory:
 //! per queue one UMEM ([`XdpDeviceConfig`]) and one SYN queue; the accept queue and the ready
 //! channel hold at most `backlog` connections each. Dropping the server stops every thread and
 //! detaches the program (the kernel also detaches it if the process dies).

@@ -6,7 +6,9 @@
  *   - not ours (ARP, ICMP, ICMPv6/NDP, UDP, other ports, other addresses,
  *     non-first fragments)                                 -> XDP_PASS (kernel)
  *   - TCP to a served address:port that a kernel socket in a non-LISTEN state
- *     owns (ESTABLISHED, TIME_WAIT, SYN_RECV, ...)         -> XDP_PASS (kernel)
+ *     owns (ESTABLISHED, TIME_WAIT, SYN_RECV, ...)         -> XDP_PASS (kernel),
+ *     except pure SYNs, tuples in handing_off and the TIME_WAIT tuples in
+ *     tw_handshakes (below)
  *   - a SYN that finds a TIME_WAIT socket: the client reconnects over a 4-tuple
  *     the kernel still holds; its tuple is remembered (tw_handshakes), so the
  *     rest of the new handshake also comes to us, as the kernel's own listener
@@ -189,15 +191,17 @@ static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, __u32 offse
 	struct tcphdr th;
 	int state;
 
-	/* The ports are the first 4 bytes of the header. */
-	if (bpf_xdp_load_bytes(ctx, offset, &th, 4))
-		return served_address_verdict(key);
+	if (bpf_xdp_load_bytes(ctx, offset, &th, sizeof(th))) {
+		/* Header cut short (tiny first fragment, truncated frame): judged by its
+		 * ports (the first 4 bytes) when present; user space drops what it takes. */
+		if (bpf_xdp_load_bytes(ctx, offset, &th, 4))
+			return served_address_verdict(key);
+		key->port = th.dest;
+		return is_served(key) ? VERDICT_XSK : VERDICT_PASS;
+	}
 	key->port = th.dest;
 	if (!is_served(key))
 		return VERDICT_PASS;
-	/* Header cut short (tiny first fragment, truncated frame): user space drops it. */
-	if (bpf_xdp_load_bytes(ctx, offset, &th, sizeof(th)))
-		return VERDICT_XSK;
 	if (is_ipv4) {
 		tuple->ipv4.sport = th.source;
 		tuple->ipv4.dport = th.dest;

@@ -1,5 +1,6 @@
 //! The XDP steering program (`src/bpf/steer.bpf.c`): loading, attaching, replacing a stale copy,
-//! and its maps (`served`, `xsks`, `counters`).
+//! and its maps (`served`, `xsks`, `counters`, and `handing_off` and `tw_handshakes` through
+//! [`HandoffShield`]).
 //!
 //! Owns the libbpf object (the program and its maps) and the BPF link that keeps the program
 //! attached. Invariants:
