@@ -182,7 +182,11 @@ impl XdpDevice {
         let bound = if try_zero_copy {
             match bind_when_free(ifname, queue_id, &cfg, true) {
                 Ok(bound) => Ok(bound),
-                Err(zc_error) if cfg.zero_copy == ZeroCopy::Auto => {
+                // A queue still busy after the wait is busy in copy mode too.
+                Err(zc_error)
+                    if cfg.zero_copy == ZeroCopy::Auto
+                        && !matches!(zc_error, XdpError::QueueBusy { .. }) =>
+                {
                     tracing::info!(ifname, queue_id, error = %zc_error, "zero-copy refused, using copy mode");
                     bind_when_free(ifname, queue_id, &cfg, false)
                 }
