@@ -372,3 +372,24 @@ fn test_parse_timestamps_at_the_limits() {
         })
     );
 }
+
+#[test]
+fn test_ip_packet_range_skips_the_link_layer_and_padding() {
+    // IPv4 behind an 802.1Q tag: 14 + 4 bytes of link layer.
+    let tagged = etherparse_syn(Some(42));
+    assert_eq!(wire::ip_packet_range(&tagged), Some(18..tagged.len()));
+    // IPv6: 14 bytes of Ethernet header.
+    let v6 = etherparse_syn(None);
+    assert_eq!(wire::ip_packet_range(&v6), Some(14..v6.len()));
+    // Ethernet padding is not part of the packet.
+    let client = Client::new("198.18.3.4:40000", 1, TcpOptions::default());
+    let mut padded = frame(&client.segment(TcpFlags::RST, SeqNumber(1), SeqNumber(0)));
+    padded.resize(60, 0);
+    assert_eq!(wire::ip_packet_range(&padded), Some(14..54));
+    // A packet longer than the frame, a cut tag, a non-IP frame.
+    assert_eq!(wire::ip_packet_range(&tagged[..tagged.len() - 1]), None);
+    assert_eq!(wire::ip_packet_range(&tagged[..16]), None);
+    let mut arp = padded.clone();
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    assert_eq!(wire::ip_packet_range(&arp), None);
+}

@@ -316,17 +316,10 @@ impl Listener {
         tx: &mut [u8],
     ) -> Verdict {
         self.counters.incr(Counter::AcceptQueueOverflow);
-        self.handoffs.remove(&accepted.tuple);
         if self.config.abort_on_overflow {
-            let reset = reset(
-                accepted.tuple,
-                accepted.link,
-                accepted.our_next_seq(),
-                self.config.hop_limit,
-            );
-            self.update_gauges();
-            return self.transmit(&reset, tx, Counter::RstsSent);
+            return self.reset_accepted(&accepted, tx);
         }
+        self.handoffs.remove(&accepted.tuple);
         if accepted.path == HandshakePath::Queue {
             let entry = HalfOpen {
                 link: accepted.link,
@@ -399,6 +392,11 @@ impl Listener {
     /// No kernel socket could be built for `accepted`: its peer is reset (a RST written into
     /// `tx`, counted) instead of being left half-open.
     pub fn handle_handoff_failed(&mut self, accepted: &Accepted, tx: &mut [u8]) -> Verdict {
+        self.reset_accepted(accepted, tx)
+    }
+
+    /// Forgets `accepted`'s handoff and resets its peer.
+    fn reset_accepted(&mut self, accepted: &Accepted, tx: &mut [u8]) -> Verdict {
         self.handoffs.remove(&accepted.tuple);
         self.update_gauges();
         let reset = reset(

@@ -50,24 +50,8 @@ pub enum Malformed {
 /// is [`Parsed::Ours`].
 #[inline]
 pub fn parse<'a>(frame: &'a [u8], served: &Endpoints) -> Parsed<'a> {
-    let Ok(ethernet) = Ethernet2Slice::from_slice_without_fcs(frame) else {
+    let Some((link, ether_type, network)) = link_layer(frame) else {
         return Parsed::Malformed(Malformed::Ethernet);
-    };
-    let mut link = LinkAddrs {
-        src: ethernet.source(),
-        dst: ethernet.destination(),
-        vlan: None,
-    };
-    let (ether_type, network) = match ethernet.ether_type() {
-        EtherType::VLAN_TAGGED_FRAME => {
-            let Ok(vlan) = SingleVlanSlice::from_slice(ethernet.payload_slice()) else {
-                return Parsed::Malformed(Malformed::Ethernet);
-            };
-            let tag = vlan.header_slice();
-            link.vlan = Some(u16::from_be_bytes([tag[0], tag[1]]));
-            (vlan.ether_type(), vlan.payload_slice())
-        }
-        ether_type => (ether_type, ethernet.payload_slice()),
     };
     match ether_type {
         EtherType::IPV4 => parse_ipv4(link, network, served),
@@ -76,21 +60,34 @@ pub fn parse<'a>(frame: &'a [u8], served: &Endpoints) -> Parsed<'a> {
     }
 }
 
+/// The Ethernet header and one optional 802.1Q tag of `frame`: the addresses, the ether type
+/// of what follows, and what follows. `None` when they are cut short.
+#[inline]
+fn link_layer(frame: &[u8]) -> Option<(LinkAddrs, EtherType, &[u8])> {
+    let ethernet = Ethernet2Slice::from_slice_without_fcs(frame).ok()?;
+    let mut link = LinkAddrs {
+        src: ethernet.source(),
+        dst: ethernet.destination(),
+        vlan: None,
+    };
+    let (ether_type, network) = match ethernet.ether_type() {
+        EtherType::VLAN_TAGGED_FRAME => {
+            let vlan = SingleVlanSlice::from_slice(ethernet.payload_slice()).ok()?;
+            let tag = vlan.header_slice();
+            link.vlan = Some(u16::from_be_bytes([tag[0], tag[1]]));
+            (vlan.ether_type(), vlan.payload_slice())
+        }
+        ether_type => (ether_type, ethernet.payload_slice()),
+    };
+    Some((link, ether_type, network))
+}
+
 /// Where the IP packet of `frame` lies: after the Ethernet header and any VLAN tag, up to the
 /// length its IP header gives (short Ethernet frames are padded). `None` without a whole IPv4 or
 /// IPv6 packet.
 pub fn ip_packet_range(frame: &[u8]) -> Option<Range<usize>> {
-    let ethernet = Ethernet2Slice::from_slice_without_fcs(frame).ok()?;
-    let (ether_type, start) = match ethernet.ether_type() {
-        EtherType::VLAN_TAGGED_FRAME => (
-            SingleVlanSlice::from_slice(ethernet.payload_slice())
-                .ok()?
-                .ether_type(),
-            ethernet.header_slice().len() + 4,
-        ),
-        ether_type => (ether_type, ethernet.header_slice().len()),
-    };
-    let packet = frame.get(start..)?;
+    let (_, ether_type, packet) = link_layer(frame)?;
+    let start = frame.len() - packet.len();
     let be16 = |at: usize| {
         Some(usize::from(u16::from_be_bytes([
             *packet.get(at)?,
