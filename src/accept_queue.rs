@@ -39,8 +39,8 @@ impl Handshake {
     }
 
     /// Tells the accepting shard that the handoff failed, so that it resets the peer instead of
-    /// leaving it half-open. If the report does not fit, the peer's next segment meets no
-    /// socket and is answered with a RST anyway.
+    /// leaving it half-open. If the report does not fit, the shard's handoff marker expires
+    /// after `handoff_timeout` and the peer's later segments are then handled as new ACKs.
     pub fn report_failed(self) {
         let _ = self.reports.try_send(HandoffReport::Failed(self.accepted));
     }

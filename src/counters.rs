@@ -105,7 +105,8 @@ counters! {
     MartianSources => "synwall_rejected_total{reason=\"martian_source\"}", None;
     /// Replies not sent because no transmit buffer was free.
     NoTxBuffer => "synwall_rejected_total{reason=\"no_tx_buffer\"}", None;
-    /// RSTs sent (to invalid ACKs, and on accept-queue overflow when configured).
+    /// RSTs sent (to invalid ACKs, on accept-queue overflow when configured, and to peers whose
+    /// handoff failed).
     RstsSent => "synwall_rsts_sent_total", Some("OutRsts");
     /// RSTs not sent because of the RST rate limit.
     RstsRateLimited => "synwall_rsts_rate_limited_total", None;

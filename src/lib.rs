@@ -27,9 +27,10 @@
 //!   an upstream for `synwall listen`.
 //! - [`sys`]: the XDP steering program, the AF_XDP device, and every line of `unsafe`.
 //!
-//! Invariants: memory is bounded by configuration (SYN queue, handoff markers, accept queue,
-//! frame pools are allocated once); nothing on the per-packet path allocates, except the
-//! early data of a completed handshake; no `unsafe` outside [`sys`].
+//! Invariants: memory is bounded by configuration (SYN queue, handoff markers, segments held
+//! for a handoff, accept queue; frame pools are allocated once); nothing on the per-packet path
+//! allocates, except the early data of a completed handshake and the segments held for a
+//! handoff (bounded by `max_held_bytes`); no `unsafe` outside [`sys`].
 
 #![deny(unsafe_code)]
 

@@ -11,9 +11,9 @@ use sha2::block_api::compress256;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// The longest message [`PrekeyedMac::tag`] takes: one block minus padding and length.
-pub(crate) const MAX_MESSAGE: usize = 64 - 1 - 8;
+const MAX_MESSAGE: usize = 64 - 1 - 8;
 
-pub(crate) const BLOCK: usize = 64;
+const BLOCK: usize = 64;
 const IPAD: u8 = 0x36;
 const OPAD: u8 = 0x5c;
 /// SHA-256's initial hash value (FIPS 180-4 §5.3.3).
@@ -22,14 +22,14 @@ const SHA256_IV: [u32; 8] = [
 ];
 
 /// HMAC-SHA256 keyed once, for messages of at most [`MAX_MESSAGE`] bytes.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub(crate) struct PrekeyedMac {
     inner: [u32; 8],
     outer: [u32; 8],
 }
 
 impl PrekeyedMac {
-    /// Keys with a key of at most one block (RFC 2104 pads shorter keys with zeros).
+    /// Keys with a 32-byte key (zero-padded to a block, as RFC 2104 does with short keys).
     pub(crate) fn new(key: &[u8; 32]) -> PrekeyedMac {
         let mut pad = [[0u8; BLOCK]];
         let mut keyed = |fill: u8| {

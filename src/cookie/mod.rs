@@ -171,10 +171,6 @@ impl CookieJar {
         }
     }
 
-    pub fn keys(&self) -> &KeyRing {
-        &self.keys
-    }
-
     pub fn keys_mut(&mut self) -> &mut KeyRing {
         &mut self.keys
     }

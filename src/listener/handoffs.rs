@@ -113,7 +113,7 @@ impl Handoffs {
             }
             Pending::Handed => Vec::new(),
         };
-        self.held_bytes -= held.iter().map(Vec::len).sum::<usize>();
+        self.release(&held);
         self.table.reschedule(tuple, HANDED, now + HANDED_LINGER);
         held
     }
@@ -129,13 +129,16 @@ impl Handoffs {
         Some(tuple)
     }
 
+    /// Takes `held`'s bytes off the held total.
+    fn release(&mut self, held: &[Vec<u8>]) {
+        self.held_bytes -= held.iter().map(Vec::len).sum::<usize>();
+    }
+
     /// Forgets `tuple` and whatever was held for it.
     pub fn remove(&mut self, tuple: &FourTuple) {
         match self.table.remove(tuple) {
             Some(Pending::Handed) => self.handed -= 1,
-            Some(Pending::HandingOff(held)) => {
-                self.held_bytes -= held.iter().map(Vec::len).sum::<usize>();
-            }
+            Some(Pending::HandingOff(held)) => self.release(&held),
             None => {}
         }
     }

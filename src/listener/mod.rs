@@ -7,7 +7,10 @@
 //! - [`Listener::handle_timeout`] when [`Listener::poll_timeout`] is reached, then
 //!   [`Listener::poll_transmit`] until it returns `None` (SYN-ACK retransmissions);
 //! - [`Listener::handle_accept_overflow`] when an [`Accepted`] connection did not fit the
-//!   accept queue, and [`Listener::handle_handoff_complete`] once the kernel owns it;
+//!   accept queue, [`Listener::handle_handoff_complete`] once the kernel owns it, and
+//!   [`Listener::handle_handoff_failed`] when no kernel socket could be made;
+//! - [`Verdict::Reinject`]: the IP packet goes to the local kernel stack (a segment of a
+//!   connection the kernel already owns);
 //! - [`Listener::rotate_keys`] with the wall-clock time, at least once per second.
 //!
 //! `now` must never go backwards between calls.
@@ -541,8 +544,6 @@ impl Listener {
         self.drop(DropReason::StrayRst)
     }
 
-    /// A segment (ACK or RST) of a connection whose handshake completed: folded into its early
-    /// data while it is staged, else dropped. `None` when the connection is not pending.
     /// A segment of a connection whose handshake completed: held for its kernel socket while
     /// it is being made, handed to the kernel at once after. `None` when the connection is not
     /// pending, or a SYN starts a new connection over a handed 4-tuple.

@@ -9,9 +9,8 @@
 
 use std::net::IpAddr;
 
+use etherparse::IpNumber;
 use etherparse::checksum::u64_16bit_word;
-
-const IP_PROTOCOL_TCP: u16 = 6;
 
 /// A one's-complement sum of 16-bit big-endian words.
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,6 +27,9 @@ impl Sum {
 
     /// Adds bytes as big-endian words (an odd last byte is padded with zero).
     pub(crate) fn add_bytes(self, bytes: &[u8]) -> Sum {
+        if bytes.is_empty() {
+            return self;
+        }
         let native = !u64_16bit_word::ones_complement(u64_16bit_word::add_slice(0, bytes));
         self.add_u16(u16::from_be(native))
     }
@@ -56,7 +58,8 @@ impl Sum {
             _ => unreachable!("a TCP segment's addresses share one family"),
         };
         // Both layouts sum to the same value: the protocol and the (32-bit) length.
-        sum.add_u16(IP_PROTOCOL_TCP).add_u32(tcp_len as u32)
+        sum.add_u16(u16::from(IpNumber::TCP.0))
+            .add_u32(tcp_len as u32)
     }
 
     fn fold(self) -> u16 {

@@ -7,6 +7,8 @@
 
 use std::net::SocketAddr;
 
+use etherparse::IpNumber;
+
 use super::checksum::Sum;
 use super::options::MAX_EMITTED_LEN;
 use super::{LinkAddrs, TcpRepr};
@@ -20,7 +22,6 @@ const TCP_LEN: usize = 20;
 const ETHER_TYPE_IPV4: u16 = 0x0800;
 const ETHER_TYPE_IPV6: u16 = 0x86dd;
 const ETHER_TYPE_VLAN: u16 = 0x8100;
-const IP_PROTOCOL_TCP: u8 = 6;
 const IPV4_DONT_FRAGMENT: u16 = 0x4000;
 /// Version 4, header length 5 words, DSCP and ECN 0.
 const IPV4_VERSION_AND_IHL: u16 = 0x4500;
@@ -96,7 +97,7 @@ fn emit_ip(repr: &TcpRepr<'_>, header: &mut [u8], tcp_len: usize) {
     match (repr.src, repr.dst) {
         (SocketAddr::V4(src), SocketAddr::V4(dst)) => {
             let total_len = (IPV4_LEN + tcp_len) as u16;
-            let ttl_and_protocol = u16::from(repr.hop_limit) << 8 | u16::from(IP_PROTOCOL_TCP);
+            let ttl_and_protocol = u16::from(repr.hop_limit) << 8 | u16::from(IpNumber::TCP.0);
             let checksum = Sum::default()
                 .add_u16(IPV4_VERSION_AND_IHL)
                 .add_u16(total_len)
@@ -117,7 +118,7 @@ fn emit_ip(repr: &TcpRepr<'_>, header: &mut [u8], tcp_len: usize) {
         (SocketAddr::V6(src), SocketAddr::V6(dst)) => {
             header[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
             header[4..6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
-            header[6] = IP_PROTOCOL_TCP;
+            header[6] = IpNumber::TCP.0;
             header[7] = repr.hop_limit;
             header[8..24].copy_from_slice(&src.ip().octets());
             header[24..40].copy_from_slice(&dst.ip().octets());
@@ -138,13 +139,7 @@ fn emit_tcp(repr: &TcpRepr<'_>, segment: &mut [u8]) {
         .add_u32(repr.ack.0)
         .add_u16(offset_and_flags)
         .add_u16(repr.window);
-    // Replies carry no payload: skip the calls (memcpy, checksum loop) that nothing costs.
-    let with_options = repr.options.add_to(sum);
-    let checksum = if repr.payload.is_empty() {
-        with_options.finish()
-    } else {
-        with_options.add_bytes(repr.payload).finish()
-    };
+    let checksum = repr.options.add_to(sum).add_bytes(repr.payload).finish();
     segment[0..2].copy_from_slice(&repr.src.port().to_be_bytes());
     segment[2..4].copy_from_slice(&repr.dst.port().to_be_bytes());
     segment[4..8].copy_from_slice(&repr.seq.0.to_be_bytes());
@@ -154,6 +149,7 @@ fn emit_tcp(repr: &TcpRepr<'_>, segment: &mut [u8]) {
     segment[16..18].copy_from_slice(&checksum);
     segment[18..20].copy_from_slice(&[0, 0]);
     repr.options.emit(&mut segment[TCP_LEN..header_len]);
+    // Replies mostly carry no payload: no memcpy call for nothing.
     if !repr.payload.is_empty() {
         segment[header_len..].copy_from_slice(repr.payload);
     }
