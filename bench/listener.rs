@@ -14,7 +14,7 @@ use common::*;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use synwall::accept_queue::{AcceptQueue, Pop};
 use synwall::cookie::{CookieInput, CookieJar, MssTable, SynOptions};
-use synwall::listener::{DropReason, Listener, SyncookiesMode, Verdict};
+use synwall::listener::{DropReason, SyncookiesMode, Verdict};
 use synwall::seq::SeqNumber;
 use synwall::wire::{self, Endpoints, Parsed, TcpRepr};
 
@@ -27,10 +27,6 @@ fn clients(count: usize) -> Vec<Client> {
             Client::new(&addr, i as u32 * 7919, linux_options(i as u32))
         })
         .collect()
-}
-
-fn listener(mode: SyncookiesMode) -> Listener {
-    Listener::new(config(mode), keys(START_UNIX), std::time::Instant::now()).unwrap()
 }
 
 fn bench_wire(c: &mut Criterion) {
@@ -84,8 +80,11 @@ fn bench_listener(c: &mut Criterion) {
     group.throughput(Throughput::Elements(BATCH as u64));
 
     // SYN in, cookie SYN-ACK out: parse, checksum, one MAC, emit.
-    let mut always = listener(SyncookiesMode::Always);
-    let now = std::time::Instant::now();
+    let Harness {
+        listener: mut always,
+        now,
+        ..
+    } = Harness::new(config(SyncookiesMode::Always));
     group.bench_function("syn_batch_cookie", |b| {
         b.iter(|| {
             for syn in &syns {

@@ -61,11 +61,6 @@ impl Ipv4Cidr {
         })
     }
 
-    /// The network address.
-    pub fn network(&self) -> Ipv4Addr {
-        self.network
-    }
-
     /// The bits of an address that vary inside the network.
     pub fn host_mask(&self) -> u32 {
         !network_mask(self.prefix_len)

@@ -13,6 +13,8 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::cli::MacArg;
+
 /// How long resolution may take.
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -102,12 +104,7 @@ fn lookup(table: &str, target: Ipv4Addr) -> Option<([u8; 6], &str)> {
         if ip.parse::<Ipv4Addr>().ok()? != target || flags & ATF_COM == 0 {
             return None;
         }
-        let mut bytes = [0u8; 6];
-        let mut parts = mac.split(':');
-        for byte in &mut bytes {
-            *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
-        }
-        Some((bytes, dev))
+        Some((mac.parse::<MacArg>().ok()?.0, dev))
     })
 }
 

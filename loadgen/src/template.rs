@@ -133,7 +133,8 @@ impl Template {
     }
 
     /// Whether the template carries the timestamps option.
-    pub fn has_timestamps(&self) -> bool {
+    #[cfg(test)]
+    fn has_timestamps(&self) -> bool {
         self.timestamps_value_at.is_some()
     }
 

@@ -13,7 +13,6 @@
 
 mod support;
 
-use std::fs;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -58,16 +57,6 @@ fn measure(lab: &Lab, name: &str, generate: impl FnOnce() -> (u64, f64)) -> f64 
     received
 }
 
-/// The pid of the threaded-NAPI kernel thread of `ifname`.
-fn napi_thread(ifname: &str) -> Option<u32> {
-    let prefix = format!("napi/{ifname}-");
-    fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-        let comm = fs::read_to_string(entry.path().join("comm")).ok()?;
-        comm.starts_with(&prefix).then_some(pid)
-    })
-}
-
 #[test]
 #[ignore = "a measurement: run with --release -- --ignored --nocapture"]
 fn measure_max_syn_rate_on_one_core() {
@@ -85,10 +74,7 @@ fn measure_max_syn_rate_on_one_core() {
         .unwrap()
         .unwrap()
         .expect("attaching the dropping receiver");
-    let threaded = format!("echo 1 > /sys/class/net/{}/threaded", t.server_if);
-    lab.in_server(&["sh", "-c", &threaded]);
-    let napi = napi_thread(&t.server_if).expect("the veth's NAPI thread");
-    synwall::lab::run(&["taskset", "-p", "2", &napi.to_string()]).unwrap();
+    synwall::lab::threaded_napi(t, 1, 0).expect("the veth's NAPI thread on CPU 1");
 
     let mut rates = Vec::new();
     for tx in ["afxdp", "packet"] {

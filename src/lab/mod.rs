@@ -39,5 +39,6 @@ mod topology;
 
 pub use cli::{FloodMode, KernelRx, LabArgs, LabXdpMode, Rate, Target};
 pub use error::LabError;
+pub use placement::threaded_napi;
 pub use runner::command;
 pub use topology::{CLIENT_V4, SERVER_V4, SPOOFED_SOURCES, Topology, run};

@@ -125,16 +125,11 @@ impl Topology {
 
     /// The MAC address of interface `dev` in namespace `ns`.
     pub fn mac(&self, ns: &str, dev: &str) -> io::Result<[u8; 6]> {
-        let text = self.run_in(ns, &["cat", &format!("/sys/class/net/{dev}/address")])?;
-        let mut mac = [0u8; 6];
-        let parts: Vec<&str> = text.trim().split(':').collect();
-        if parts.len() != 6 {
-            return Err(io::Error::other(format!("unexpected MAC address {text:?}")));
-        }
-        for (byte, part) in mac.iter_mut().zip(parts) {
-            *byte = u8::from_str_radix(part, 16).map_err(io::Error::other)?;
-        }
-        Ok(mac)
+        let dev = dev.to_owned();
+        self.spawn_in(ns, move || crate::sys::interface_mac(&dev))
+            .join()
+            .map_err(|_| io::Error::other("reading a MAC address panicked"))??
+            .map_err(io::Error::other)
     }
 
     /// Spawns a thread that first enters namespace `ns`.
