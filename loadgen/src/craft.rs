@@ -163,10 +163,7 @@ impl Crafter {
             Kind::Ack => (kind, self.random_segment(|t| &t.ack, out)?),
             Kind::Rst => {
                 // A RST without ACK carries acknowledgment number 0 (RFC 9293 §3.10.7.1).
-                let patch = Patch {
-                    ack: SeqNumber(0),
-                    ..self.random_patch()
-                };
+                let patch = self.random_patch(SeqNumber(0));
                 (kind, self.templates.rst.write(&patch, out)?)
             }
             Kind::Fin => (kind, self.random_segment(|t| &t.fin, out)?),
@@ -180,18 +177,18 @@ impl Crafter {
         template: impl FnOnce(&Templates) -> &Template,
         out: &mut [u8],
     ) -> Option<usize> {
-        let patch = self.random_patch();
+        let ack = SeqNumber(self.rng.next_u32());
+        let patch = self.random_patch(ack);
         template(&self.templates).write(&patch, out)
     }
 
     fn syn(&mut self, out: &mut [u8]) -> Option<usize> {
         let patch = Patch {
-            ack: SeqNumber(0),
             timestamps: Timestamps {
                 value: self.rng.next_u32(),
                 echo: 0,
             },
-            ..self.random_patch()
+            ..self.random_patch(SeqNumber(0))
         };
         let template = &self.templates.syn[self.next_stack];
         self.next_stack = (self.next_stack + 1) % self.templates.syn.len();
@@ -241,12 +238,13 @@ impl Crafter {
     }
 
     /// Random source, port, sequence and acknowledgment numbers.
-    fn random_patch(&mut self) -> Patch {
+    /// A random source, port and sequence number, with acknowledgment number `ack`.
+    fn random_patch(&mut self, ack: SeqNumber) -> Patch {
         Patch {
             src: self.random_source(),
             src_port: FIRST_PORT + self.rng.random_range(0..PORT_COUNT) as u16,
             seq: SeqNumber(self.rng.next_u32()),
-            ack: SeqNumber(self.rng.next_u32()),
+            ack,
             timestamps: Timestamps::default(),
         }
     }

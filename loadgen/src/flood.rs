@@ -22,16 +22,14 @@ use crossbeam_channel::Receiver;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use synwall::device::FrameIo;
-use synwall::sys::{
-    PacketSocket, PacketSocketConfig, XdpDevice, XdpDeviceConfig, ZeroCopy, affinity,
-};
+use synwall::sys::{PacketSocket, PacketSocketConfig, XdpDevice, XdpDeviceConfig, affinity};
 
 use crate::cli::{Config, TxChoice};
 use crate::craft::{Crafter, Path, Templates};
 use crate::error::LoadgenError;
 use crate::harvest::SynAck;
 use crate::mix::KIND_COUNT;
-use crate::pacer::Pacer;
+use crate::pacer::{self, Pacer};
 use crate::report::{Backend, StopReason};
 use crate::stats::{Counters, PerKind, WorkerSlot};
 
@@ -243,12 +241,8 @@ impl WorkerJob {
             PacketSocket::open(ifname, cfg).map(TxDevice::Packet)
         };
         let xdp = || {
-            let cfg = XdpDeviceConfig {
-                zero_copy: ZeroCopy::Auto,
-                ..XdpDeviceConfig::default()
-            };
             let queue = self.index as u32;
-            match XdpDevice::open(ifname, queue, cfg) {
+            match XdpDevice::open(ifname, queue, XdpDeviceConfig::default()) {
                 Ok(device) => Ok(TxDevice::Xdp(Box::new(device))),
                 Err(error) if queue > 0 => Err(LoadgenError::XdpQueue { queue, error }),
                 Err(error) => Err(LoadgenError::Xdp(error)),
@@ -264,11 +258,9 @@ impl WorkerJob {
         }
     }
 
-    /// The worker's share of the packets: the remainder goes to the first workers.
+    /// The worker's share of the packets.
     fn quota(&self) -> u64 {
-        let workers = self.config.threads as u64;
-        let extra = u64::from((self.index as u64) < self.config.packets % workers);
-        self.config.packets / workers + extra
+        pacer::share(self.config.packets, self.index, self.config.threads)
     }
 
     fn crafter(&self) -> Crafter {

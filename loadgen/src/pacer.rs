@@ -18,17 +18,20 @@ pub enum Rate {
     PerSecond(u64),
 }
 
+/// Worker `index`'s share of `total` split among `workers`: the remainder goes to the first
+/// workers, so the shares add up to the whole.
+pub fn share(total: u64, index: usize, workers: usize) -> u64 {
+    let workers = workers as u64;
+    total / workers + u64::from((index as u64) < total % workers)
+}
+
 impl Rate {
     /// The share of this rate for worker `index` of `workers`: the remainder goes to the first
     /// workers, so the shares add up to the whole.
     pub fn share(self, index: usize, workers: usize) -> Rate {
         match self {
             Rate::Max => Rate::Max,
-            Rate::PerSecond(total) => {
-                let workers = workers as u64;
-                let extra = u64::from((index as u64) < total % workers);
-                Rate::PerSecond(total / workers + extra)
-            }
+            Rate::PerSecond(total) => Rate::PerSecond(share(total, index, workers)),
         }
     }
 

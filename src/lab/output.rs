@@ -439,12 +439,13 @@ fn legit_text(legit: Option<&LegitReport>) -> String {
         None => "no connect completed".to_owned(),
     };
     format!(
-        "{} ok; failed: timeout {}, refused {}, reset {}, reply timeout {}, bad reply {}, \
-         overloaded {}, other {}; {latency}",
+        "{} ok; failed: timeout {}, refused {}, reset {}, unreachable {}, reply timeout {}, \
+         bad reply {}, overloaded {}, other {}; {latency}",
         ok_text(legit),
         f.timeout,
         f.refused,
-        f.reset + f.unreachable,
+        f.reset,
+        f.unreachable,
         f.reply_timeout,
         f.bad_reply,
         f.overloaded,
