@@ -50,18 +50,13 @@ impl Handshake {
 pub struct AcceptQueue {
     sender: Sender<Handshake>,
     receiver: Receiver<Handshake>,
-    backlog: usize,
 }
 
 impl AcceptQueue {
     /// A queue of at most `backlog` handshakes.
     pub fn new(backlog: usize) -> AcceptQueue {
         let (sender, receiver) = crossbeam_channel::bounded(backlog);
-        AcceptQueue {
-            sender,
-            receiver,
-            backlog,
-        }
+        AcceptQueue { sender, receiver }
     }
 
     /// A sender for one shard, with room for `max_reports` handoff reports.
@@ -76,10 +71,6 @@ impl AcceptQueue {
 
     pub fn receiver(&self) -> AcceptReceiver {
         AcceptReceiver(self.receiver.clone())
-    }
-
-    pub fn backlog(&self) -> usize {
-        self.backlog
     }
 }
 
@@ -106,11 +97,6 @@ impl AcceptSender {
                 handshake.accepted
             }
         })
-    }
-
-    /// Handshakes waiting, over all shards.
-    pub fn depth(&self) -> usize {
-        self.queue.len()
     }
 
     /// The next handoff report for this shard's connections, if any.

@@ -225,24 +225,6 @@ impl SteeringProgram {
         Ok(())
     }
 
-    /// Removes the AF_XDP socket of `queue_id` from the XSKMAP: from then on the queue's
-    /// served segments are dropped. Not an error when none is registered.
-    pub fn unregister(&self, queue_id: u32) -> Result<(), XdpError> {
-        let queue_id = checked_queue(queue_id)?;
-        // SAFETY: the key points to a live u32, the XSKMAP's key size.
-        let ret = unsafe {
-            ffi::bpf_map_delete_elem(self.object.xsks_fd, ptr::from_ref(&queue_id).cast())
-        };
-        if ret < 0 && ret != -libc::ENOENT {
-            return Err(XdpError::Os {
-                action: "removing an AF_XDP socket from the XSKMAP",
-                ifname: format!("ifindex {}", self.ifindex),
-                source: neg_errno(ret),
-            });
-        }
-        Ok(())
-    }
-
     /// The program's counters, summed over all CPUs.
     pub fn counters(&self) -> Result<SteerCounters, XdpError> {
         let mut per_cpu = vec![0u64; self.possible_cpus];
