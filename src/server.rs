@@ -13,8 +13,8 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -146,40 +146,9 @@ pub struct ServerStats {
 /// One fast-path thread's published figures, and the way to its listener.
 struct ShardHandle {
     counters: Arc<Counters>,
-    xsk: Arc<XskCells>,
+    /// The AF_XDP socket's ring statistics, published once per [`STATISTICS_INTERVAL`].
+    xsk: Arc<Mutex<XskStatistics>>,
     updates: Sender<ListenerUpdate>,
-}
-
-/// AF_XDP ring statistics, published by a fast-path thread for readers on any thread.
-#[derive(Default)]
-struct XskCells {
-    rx_dropped: AtomicU64,
-    rx_ring_full: AtomicU64,
-    rx_fill_ring_empty: AtomicU64,
-    tx_invalid: AtomicU64,
-    tx_ring_empty: AtomicU64,
-}
-
-impl XskCells {
-    fn store(&self, stats: XskStatistics) {
-        self.rx_dropped.store(stats.rx_dropped, Ordering::Relaxed);
-        self.rx_ring_full
-            .store(stats.rx_ring_full, Ordering::Relaxed);
-        self.rx_fill_ring_empty
-            .store(stats.rx_fill_ring_empty, Ordering::Relaxed);
-        self.tx_invalid.store(stats.tx_invalid, Ordering::Relaxed);
-        self.tx_ring_empty
-            .store(stats.tx_ring_empty, Ordering::Relaxed);
-    }
-
-    /// Adds the published figures to `sum`.
-    fn add_to(&self, sum: &mut XskStatistics) {
-        sum.rx_dropped += self.rx_dropped.load(Ordering::Relaxed);
-        sum.rx_ring_full += self.rx_ring_full.load(Ordering::Relaxed);
-        sum.rx_fill_ring_empty += self.rx_fill_ring_empty.load(Ordering::Relaxed);
-        sum.tx_invalid += self.tx_invalid.load(Ordering::Relaxed);
-        sum.tx_ring_empty += self.tx_ring_empty.load(Ordering::Relaxed);
-    }
 }
 
 /// See the module documentation.
@@ -240,10 +209,7 @@ impl Server {
         let mut started = Vec::new();
         for (index, &queue) in queues.iter().enumerate() {
             let (started_tx, started_rx) = crossbeam_channel::bounded(1);
-            let (updates_tx, updates) = crossbeam_channel::bounded(UPDATES);
             let fast_path = FastPath {
-                updates_tx,
-                updates,
                 config: config.clone(),
                 queue,
                 cpu: (!config.cpus.is_empty()).then(|| config.cpus[index % config.cpus.len()]),
@@ -349,7 +315,7 @@ impl Server {
         };
         for shard in &self.shards {
             stats.listener.merge(&shard.counters.snapshot());
-            shard.xsk.add_to(&mut stats.xsk);
+            stats.xsk += *shard.xsk.lock().unwrap_or_else(PoisonError::into_inner);
         }
         stats
     }
@@ -395,8 +361,6 @@ impl Drop for Server {
 
 /// What one fast-path thread needs.
 struct FastPath {
-    updates_tx: Sender<ListenerUpdate>,
-    updates: Receiver<ListenerUpdate>,
     config: ServerConfig,
     queue: u32,
     cpu: Option<usize>,
@@ -412,8 +376,6 @@ impl FastPath {
     /// stopped. A failure of the loop stops the whole server.
     fn run(self, started: crossbeam_channel::Sender<Result<ShardHandle, ServerError>>) {
         let FastPath {
-            updates_tx,
-            updates,
             config,
             queue,
             cpu,
@@ -423,6 +385,7 @@ impl FastPath {
             stop,
             failure,
         } = self;
+        let (updates_tx, updates) = crossbeam_channel::bounded(UPDATES);
         let setup = (|| {
             if let Some(cpu) = cpu {
                 affinity::pin_current_thread(cpu)
@@ -472,7 +435,7 @@ fn serve(
     shard: &mut Shard<XdpDevice, RawInjector>,
     budget: usize,
     stop: &AtomicBool,
-    xsk: &XskCells,
+    xsk: &Mutex<XskStatistics>,
     updates: &Receiver<ListenerUpdate>,
 ) -> io::Result<()> {
     let mut published = Instant::now();
@@ -487,7 +450,7 @@ fn serve(
         if now.duration_since(published) >= STATISTICS_INTERVAL {
             published = now;
             if let Ok(stats) = shard.device_mut().statistics() {
-                xsk.store(stats);
+                *xsk.lock().unwrap_or_else(PoisonError::into_inner) = stats;
             }
         }
     }
@@ -514,8 +477,8 @@ fn monitor_flood(shards: &[Arc<Counters>], stop: &AtomicBool) {
             }
             thread::sleep(Duration::from_millis(100));
         }
-        let now = cookies_sent();
-        let per_second = now - last;
+        let (previous, now, clock) = (last, cookies_sent(), Instant::now());
+        let per_second = now - previous;
         last = now;
         flood = match flood {
             None if per_second > 0 => {
@@ -523,13 +486,13 @@ fn monitor_flood(shards: &[Arc<Counters>], stop: &AtomicBool) {
                     cookies_per_second = per_second,
                     "SYN flood: answering with cookies"
                 );
-                Some((Instant::now(), now - per_second, Instant::now()))
+                Some((clock, previous, clock))
             }
-            Some((since, first, _)) if per_second > 0 => Some((since, first, Instant::now())),
-            Some((since, first, last_cookie)) if last_cookie.elapsed() >= FLOOD_OVER_AFTER => {
+            Some((since, first, _)) if per_second > 0 => Some((since, first, clock)),
+            Some((since, first, last_cookie)) if clock - last_cookie >= FLOOD_OVER_AFTER => {
                 tracing::info!(
                     cookies = now - first,
-                    lasted_s = since.elapsed().as_secs(),
+                    lasted_s = (clock - since).as_secs(),
                     "SYN flood over: no cookies for {} s",
                     FLOOD_OVER_AFTER.as_secs()
                 );

@@ -144,6 +144,16 @@ pub struct XskStatistics {
     pub tx_ring_empty: u64,
 }
 
+impl std::ops::AddAssign for XskStatistics {
+    fn add_assign(&mut self, other: XskStatistics) {
+        self.rx_dropped += other.rx_dropped;
+        self.rx_ring_full += other.rx_ring_full;
+        self.rx_fill_ring_empty += other.rx_fill_ring_empty;
+        self.tx_invalid += other.tx_invalid;
+        self.tx_ring_empty += other.tx_ring_empty;
+    }
+}
+
 /// A transmit frame owned by user space (see the module docs). Not `Copy`, not `Clone`.
 #[derive(Debug)]
 struct TxFrame(FrameDesc);
