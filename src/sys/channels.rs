@@ -4,12 +4,10 @@
 //!
 //! Owns nothing past the call.
 
-use std::ffi::CString;
 use std::io;
-use std::mem;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
-use super::XdpError;
+use super::{XdpError, interface_request};
 
 const ETHTOOL_GCHANNELS: u32 = 0x3c;
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
@@ -36,29 +34,11 @@ pub fn rx_queue_count(ifname: &str) -> Result<u32, XdpError> {
 }
 
 fn channels(ifname: &str) -> io::Result<u32> {
-    let name = CString::new(ifname).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    if name.as_bytes_with_nul().len() > libc::IFNAMSIZ {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "interface name too long",
-        ));
-    }
-    // SAFETY: plain socket(2) call with constant arguments.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh socket that nothing else owns.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    let (socket, mut request) = interface_request(ifname)?;
     let mut channels = EthtoolChannels {
         cmd: ETHTOOL_GCHANNELS,
         ..EthtoolChannels::default()
     };
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut request: libc::ifreq = unsafe { mem::zeroed() };
-    for (slot, &byte) in request.ifr_name.iter_mut().zip(name.as_bytes()) {
-        *slot = byte as libc::c_char;
-    }
     request.ifr_ifru.ifru_data = (&mut channels as *mut EthtoolChannels).cast();
     // SAFETY: `request` names the interface and points at a live ethtool_channels, which the
     // kernel fills; both outlive the call.

@@ -41,11 +41,59 @@ mod xsk;
 
 use std::ffi::CString;
 use std::io;
+use std::mem;
+use std::os::fd::RawFd;
 
 pub use error::XdpError;
 pub use packet::{PacketError, PacketSocket, PacketSocketConfig, interface_mac};
 pub use steer::{HandoffShield, SteerCounters, SteeringProgram, XdpAction, XdpMode};
 pub use xsk::{XdpDevice, XdpDeviceConfig, XskStatistics, ZeroCopy};
+
+/// Sets socket option `option` at `level` of `fd` to `value`: plain C data (a value, a struct
+/// or an array of them) passed by pointer and length.
+fn set_option<T: ?Sized>(
+    fd: RawFd,
+    level: libc::c_int,
+    option: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: `value` is live for the call and the length passed is its size.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            option,
+            (value as *const T).cast(),
+            mem::size_of_val(value) as libc::socklen_t,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A datagram socket for interface ioctls and an interface request naming `ifname`, the rest
+/// of the request zeroed.
+fn interface_request(ifname: &str) -> io::Result<(socket2::Socket, libc::ifreq)> {
+    let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidInput, why);
+    let name = CString::new(ifname)
+        .map_err(|_| invalid(format!("interface name {ifname:?} contains NUL")))?;
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut request: libc::ifreq = unsafe { mem::zeroed() };
+    let bytes = name.as_bytes_with_nul();
+    if bytes.len() > request.ifr_name.len() {
+        return Err(invalid(format!(
+            "interface name {ifname:?} is longer than {} bytes",
+            request.ifr_name.len() - 1
+        )));
+    }
+    for (to, from) in request.ifr_name.iter_mut().zip(bytes) {
+        *to = *from as libc::c_char;
+    }
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+    Ok((socket, request))
+}
 
 /// The index of `ifname` in the calling thread's network namespace.
 fn interface_index(ifname: &str) -> Result<u32, XdpError> {

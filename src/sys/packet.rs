@@ -16,14 +16,14 @@
 //! straight to the driver (`PACKET_QDISC_BYPASS`): no queueing discipline, and no copy to other
 //! packet sockets.
 
-use std::ffi::CString;
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use super::XdpError;
-use super::interface_index;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{XdpError, interface_index, interface_request, set_option};
 use crate::device::{FrameIo, MIN_TX_FRAME};
 
 /// Bytes per slot of either pool: every frame a [`FrameIo`] user may write, and an Ethernet
@@ -136,15 +136,26 @@ impl PacketSocket {
         } else {
             0
         };
-        let fd = socket(libc::AF_PACKET, libc::SOCK_RAW, libc::c_int::from(protocol))
-            .map_err(|e| PacketError::from_os("opening an AF_PACKET socket", ifname, e))?;
+        let fd: OwnedFd = Socket::new(
+            Domain::from(libc::AF_PACKET),
+            Type::from(libc::SOCK_RAW),
+            Some(Protocol::from(libc::c_int::from(protocol))),
+        )
+        .map_err(|e| PacketError::from_os("opening an AF_PACKET socket", ifname, e))?
+        .into();
+        let on: libc::c_int = 1;
         if cfg.qdisc_bypass {
-            set_option(fd.as_raw_fd(), PACKET_QDISC_BYPASS, 1)
+            set_option(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_QDISC_BYPASS, &on)
                 .map_err(|e| PacketError::from_os("setting PACKET_QDISC_BYPASS", ifname, e))?;
         }
         if cfg.receive {
-            set_option(fd.as_raw_fd(), PACKET_IGNORE_OUTGOING, 1)
-                .map_err(|e| PacketError::from_os("setting PACKET_IGNORE_OUTGOING", ifname, e))?;
+            set_option(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_IGNORE_OUTGOING,
+                &on,
+            )
+            .map_err(|e| PacketError::from_os("setting PACKET_IGNORE_OUTGOING", ifname, e))?;
         }
         // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
         let mut address: libc::sockaddr_ll = unsafe { mem::zeroed() };
@@ -405,22 +416,10 @@ impl MmsgScratch {
 
 /// The Ethernet address of `ifname`, in the calling thread's network namespace.
 pub fn interface_mac(ifname: &str) -> Result<[u8; 6], PacketError> {
-    let name = CString::new(ifname)
-        .map_err(|_| PacketError::Config(format!("interface name {ifname:?} contains NUL")))?;
-    let bytes = name.as_bytes_with_nul();
-    // SAFETY: ifreq is plain data; all-zero is a valid value.
-    let mut request: libc::ifreq = unsafe { mem::zeroed() };
-    if bytes.len() > request.ifr_name.len() {
-        return Err(PacketError::Config(format!(
-            "interface name {ifname:?} is longer than {} bytes",
-            request.ifr_name.len() - 1
-        )));
-    }
-    for (to, from) in request.ifr_name.iter_mut().zip(bytes) {
-        *to = *from as libc::c_char;
-    }
-    let socket = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)
-        .map_err(|e| PacketError::from_os("opening a socket to query", ifname, e))?;
+    let (socket, mut request) = interface_request(ifname).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidInput => PacketError::Config(e.to_string()),
+        _ => PacketError::from_os("opening a socket to query", ifname, e),
+    })?;
     // SAFETY: SIOCGIFHWADDR reads the NUL-terminated name and writes the address into the
     // live ifreq passed by pointer.
     if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFHWADDR, &raw mut request) } != 0 {
@@ -444,34 +443,6 @@ pub fn interface_mac(ifname: &str) -> Result<[u8; 6], PacketError> {
         *to = *from as u8;
     }
     Ok(mac)
-}
-
-/// A new close-on-exec socket.
-fn socket(domain: libc::c_int, kind: libc::c_int, protocol: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: plain system call with integer arguments.
-    let raw = unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC, protocol) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
-
-fn set_option(fd: RawFd, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: `value` is a live c_int and the length passed is its size.
-    let ret = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_PACKET,
-            option,
-            (&raw const value).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if ret != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -21,10 +21,12 @@
 //! Owns nothing past the call: the socket comes back as a [`TcpStream`].
 
 use std::io;
-use std::mem;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 
+use socket2::{Domain, Socket, Type};
+
+use super::set_option;
 use crate::listener::Accepted;
 
 // From linux/tcp.h.
@@ -118,49 +120,36 @@ pub fn check_handoff_possible(local: SocketAddr) -> io::Result<()> {
 }
 
 /// A TCP socket in repair mode.
-struct Repairing(OwnedFd);
+struct Repairing(Socket);
 
 impl Repairing {
     fn new(local: SocketAddr) -> io::Result<Repairing> {
-        let domain = if local.is_ipv4() {
-            libc::AF_INET
-        } else {
-            libc::AF_INET6
-        };
-        // SAFETY: plain socket(2) call with constant arguments.
-        let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh socket that nothing else owns.
-        let socket = Repairing(unsafe { OwnedFd::from_raw_fd(fd) });
+        let socket = Repairing(Socket::new(Domain::for_address(local), Type::STREAM, None)?);
         socket.set_int(TCP_REPAIR, TCP_REPAIR_ON)?;
         Ok(socket)
     }
 
-    fn fd(&self) -> RawFd {
-        self.0.as_raw_fd()
+    /// Sets a TCP-level option.
+    fn set<T: ?Sized>(&self, option: libc::c_int, value: &T) -> io::Result<()> {
+        set_option(self.0.as_raw_fd(), libc::IPPROTO_TCP, option, value)
     }
 
     fn set_int(&self, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
-        set_option(self.fd(), option, &value)
+        self.set(option, &value)
     }
 
     fn bind(&self, local: SocketAddr) -> io::Result<()> {
-        let (address, len) = socket_address(local);
-        // SAFETY: `address` is a live sockaddr of `len` bytes.
-        check(unsafe { libc::bind(self.fd(), ptr_of(&address), len) })
+        self.0.bind(&local.into())
     }
 
     fn set_queue_seq(&self, queue: libc::c_int, seq: u32) -> io::Result<()> {
         self.set_int(TCP_REPAIR_QUEUE, queue)?;
-        set_option(self.fd(), TCP_QUEUE_SEQ, &seq)
+        self.set(TCP_QUEUE_SEQ, &seq)
     }
 
+    /// In repair mode, `connect` only records the peer: nothing is sent.
     fn connect(&self, peer: SocketAddr) -> io::Result<()> {
-        let (address, len) = socket_address(peer);
-        // SAFETY: `address` is a live sockaddr of `len` bytes.
-        check(unsafe { libc::connect(self.fd(), ptr_of(&address), len) })
+        self.0.connect(&peer.into())
     }
 
     fn set_options(&self, accepted: &Accepted) -> io::Result<()> {
@@ -186,17 +175,7 @@ impl Repairing {
                 value: 0,
             });
         }
-        let len = mem::size_of_val(options.as_slice()) as libc::socklen_t;
-        // SAFETY: `options` is a live array of `len` bytes of `struct tcp_repair_opt`.
-        check(unsafe {
-            libc::setsockopt(
-                self.fd(),
-                libc::IPPROTO_TCP,
-                TCP_REPAIR_OPTIONS,
-                options.as_ptr().cast(),
-                len,
-            )
-        })
+        self.set(TCP_REPAIR_OPTIONS, options.as_slice())
     }
 
     fn set_window(&self, accepted: &Accepted) -> io::Result<()> {
@@ -207,7 +186,7 @@ impl Repairing {
             rcv_wnd: u32::from(accepted.receive_window),
             rcv_wup: accepted.peer_next_seq().0,
         };
-        set_option(self.fd(), TCP_REPAIR_WINDOW, &window)
+        self.set(TCP_REPAIR_WINDOW, &window)
     }
 
     /// In repair mode with the receive queue selected, `send` appends to the receive queue.
@@ -215,12 +194,8 @@ impl Repairing {
         self.set_int(TCP_REPAIR_QUEUE, TCP_RECV_QUEUE)?;
         let mut rest = data;
         while !rest.is_empty() {
-            // SAFETY: `rest` is a live buffer of `rest.len()` bytes.
-            let sent = unsafe { libc::send(self.fd(), rest.as_ptr().cast(), rest.len(), 0) };
-            if sent < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            rest = &rest[sent as usize..];
+            let sent = self.0.send(rest)?;
+            rest = &rest[sent..];
         }
         Ok(())
     }
@@ -228,67 +203,6 @@ impl Repairing {
     fn finish(self) -> io::Result<TcpStream> {
         self.set_int(TCP_REPAIR_QUEUE, TCP_NO_QUEUE)?;
         self.set_int(TCP_REPAIR, TCP_REPAIR_OFF)?;
-        Ok(TcpStream::from(self.0))
+        Ok(self.0.into())
     }
-}
-
-fn set_option<T>(fd: RawFd, option: libc::c_int, value: &T) -> io::Result<()> {
-    // SAFETY: `value` is a live `T` of the size passed.
-    check(unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            option,
-            (value as *const T).cast(),
-            mem::size_of::<T>() as libc::socklen_t,
-        )
-    })
-}
-
-fn check(ret: libc::c_int) -> io::Result<()> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-fn ptr_of(address: &libc::sockaddr_storage) -> *const libc::sockaddr {
-    (address as *const libc::sockaddr_storage).cast()
-}
-
-/// `addr` as a `sockaddr_in` or `sockaddr_in6` in a `sockaddr_storage`, with its length.
-fn socket_address(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid (unspecified) value.
-    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(v4) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
-            mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(v6) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: v6.port().to_be(),
-                sin6_flowinfo: v6.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: v6.ip().octets(),
-                },
-                sin6_scope_id: v6.scope_id(),
-            };
-            // SAFETY: as above.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
-            mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
 }
