@@ -158,23 +158,8 @@ impl SteeringProgram {
         let possible_cpus = possible_cpus()?;
         let object = load(ifname)?;
         for key in &keys {
-            let one: u8 = 1;
-            // SAFETY: key and value point to live buffers of the map's key and value sizes.
-            let ret = unsafe {
-                ffi::bpf_map_update_elem(
-                    object.served_fd,
-                    key.as_ptr().cast(),
-                    ptr::from_ref(&one).cast(),
-                    u64::from(ffi::BPF_ANY),
-                )
-            };
-            if ret < 0 {
-                return Err(XdpError::from_os(
-                    "filling the served map",
-                    ifname,
-                    neg_errno(ret),
-                ));
-            }
+            set_flag(object.served_fd, key)
+                .map_err(|source| XdpError::from_os("filling the served map", ifname, source))?;
         }
         remove_stale(ifindex, ifname)?;
         let (link, mode) = attach_link(object.prog_fd, ifindex, ifname, mode)?;
@@ -240,11 +225,7 @@ impl SteeringProgram {
                 )
             };
             if ret < 0 {
-                return Err(XdpError::Os {
-                    action: "reading the XDP counters",
-                    ifname: format!("ifindex {}", self.ifindex),
-                    source: neg_errno(ret),
-                });
+                return Err(self.os_error("reading the XDP counters", ret));
             }
             *total = per_cpu.iter().sum();
         }
@@ -273,11 +254,7 @@ impl SteeringProgram {
         // that outlive the call; data_out is null, so the kernel writes no output.
         let ret = unsafe { ffi::bpf_prog_test_run_opts(self.object.prog_fd, &mut opts) };
         if ret < 0 {
-            return Err(XdpError::Os {
-                action: "test-running the XDP program",
-                ifname: format!("ifindex {}", self.ifindex),
-                source: neg_errno(ret),
-            });
+            return Err(self.os_error("test-running the XDP program", ret));
         }
         Ok(XdpAction::from(opts.retval))
     }
@@ -308,25 +285,46 @@ impl SteeringProgram {
     /// Keeps the segments of `tuple` coming to user space until the returned shield drops.
     pub fn shield(&self, tuple: &FourTuple) -> Result<HandoffShield<'_>, XdpError> {
         let key = sock_tuple(tuple);
-        let one: u8 = 1;
-        // SAFETY: key and value point to live buffers of the map's key and value sizes.
-        let ret = unsafe {
-            ffi::bpf_map_update_elem(
-                self.object.handing_off_fd,
-                key.as_ptr().cast(),
-                ptr::from_ref(&one).cast(),
-                u64::from(ffi::BPF_ANY),
-            )
-        };
-        if ret < 0 {
-            return Err(XdpError::Os {
-                action: "shielding a connection being handed off",
-                ifname: format!("ifindex {}", self.ifindex),
-                source: neg_errno(ret),
-            });
-        }
+        set_flag(self.object.handing_off_fd, &key).map_err(|source| XdpError::Os {
+            action: "shielding a connection being handed off",
+            ifname: self.ifname(),
+            source,
+        })?;
         Ok(HandoffShield { program: self, key })
     }
+
+    /// The interface, as errors name it after attaching.
+    fn ifname(&self) -> String {
+        format!("ifindex {}", self.ifindex)
+    }
+
+    /// An error of `action`, which returned the negative errno `ret`.
+    fn os_error(&self, action: &'static str, ret: libc::c_int) -> XdpError {
+        XdpError::Os {
+            action,
+            ifname: self.ifname(),
+            source: neg_errno(ret),
+        }
+    }
+}
+
+/// Sets `key` to 1 in map `map_fd`, whose keys are `N` bytes and values one byte (`served`,
+/// `handing_off`).
+fn set_flag<const N: usize>(map_fd: RawFd, key: &[u8; N]) -> io::Result<()> {
+    let one: u8 = 1;
+    // SAFETY: key and value point to live buffers of the map's key and value sizes.
+    let ret = unsafe {
+        ffi::bpf_map_update_elem(
+            map_fd,
+            key.as_ptr().cast(),
+            ptr::from_ref(&one).cast(),
+            u64::from(ffi::BPF_ANY),
+        )
+    };
+    if ret < 0 {
+        return Err(neg_errno(ret));
+    }
+    Ok(())
 }
 
 /// Size of `struct bpf_sock_tuple` (the IPv6 variant, the larger).
