@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use common::{privileged_lab, require_tool};
 use lab::{
-    HttpServer, as_nobody_with, curl, listen, listen_args, served_v4, synwall_output, upstream,
+    HttpServer, as_nobody_with, curl, in_ns, listen, listen_args, served_v4, synwall_output,
+    upstream,
 };
 use synwall::lab::{SERVER_V4, Topology};
 
@@ -67,17 +68,13 @@ fn test_upstream_down_resets_the_client() {
         &format!("{SERVER_V4}:8081"),
         &["--upstream-timeout", "1s"],
     );
-    let outcome = topology
-        .spawn_in(&topology.client_ns, || {
-            let mut stream = TcpStream::connect_timeout(&served_v4(), Duration::from_secs(3))?;
-            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-            stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-            let mut reply = Vec::new();
-            stream.read_to_end(&mut reply).map(|_| reply)
-        })
-        .join()
-        .unwrap()
-        .unwrap();
+    let outcome = in_ns(&topology, &topology.client_ns, || {
+        let mut stream = TcpStream::connect_timeout(&served_v4(), Duration::from_secs(3))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).map(|_| reply)
+    });
     assert_eq!(outcome.unwrap_err().kind(), ErrorKind::ConnectionReset);
 }
 

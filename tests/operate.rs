@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::{CAPABILITIES, privileged_lab, require_tool};
 use lab::{
-    EchoUpstream, SynwallProcess, as_nobody_with, listen, listen_args, listen_behind, served_v4,
-    syn_flood, synwall_output, upstream,
+    EchoUpstream, SynwallProcess, as_nobody_with, in_ns, listen, listen_args, listen_behind,
+    served_v4, syn_flood, synwall_output, upstream,
 };
 use synwall::cookie::keys::Secret;
 use synwall::lab::Topology;
@@ -25,26 +25,18 @@ const LAB: &str = "swo";
 
 /// Scrapes synwall's metrics endpoint (loopback of the server namespace).
 fn scrape(topology: &Topology) -> Scrape {
-    topology
-        .spawn_in(&topology.server_ns, || {
-            Scrape::fetch(synwall::settings::DEFAULT_METRICS.parse().unwrap())
-        })
-        .join()
-        .unwrap()
-        .unwrap()
-        .expect("the metrics endpoint answers")
+    in_ns(topology, &topology.server_ns, || {
+        Scrape::fetch(synwall::settings::DEFAULT_METRICS.parse().unwrap())
+    })
+    .expect("the metrics endpoint answers")
 }
 
 /// A client connection in the client namespace that outlives one call.
 fn connect(topology: &Topology) -> TcpStream {
-    topology
-        .spawn_in(&topology.client_ns, || {
-            TcpStream::connect_timeout(&served_v4(), Duration::from_secs(3))
-        })
-        .join()
-        .unwrap()
-        .unwrap()
-        .expect("connected through synwall")
+    in_ns(topology, &topology.client_ns, || {
+        TcpStream::connect_timeout(&served_v4(), Duration::from_secs(3))
+    })
+    .expect("connected through synwall")
 }
 
 /// Writes `message` and reads the echo back.

@@ -27,41 +27,33 @@ fn payload(seed: u64, len: usize) -> Vec<u8> {
 
 /// `count` sequential round trips from the client namespace to `addr`, payload sizes up to 64 KiB.
 fn sequential_echoes(topology: &Topology, addr: SocketAddr, count: u64) {
-    topology
-        .spawn_in(&topology.client_ns, move || {
-            for i in 0..count {
-                let data = payload(i, (i as usize * 7919) % 65536 + 1);
-                let echoed =
-                    echo_roundtrip(addr, &data).unwrap_or_else(|e| panic!("connection {i}: {e}"));
-                assert_eq!(echoed, sha256(&data), "connection {i}: bytes changed");
-            }
-        })
-        .join()
-        .expect("client thread panicked")
-        .expect("entering the client namespace");
+    in_ns(topology, &topology.client_ns, move || {
+        for i in 0..count {
+            let data = payload(i, (i as usize * 7919) % 65536 + 1);
+            let echoed =
+                echo_roundtrip(addr, &data).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+            assert_eq!(echoed, sha256(&data), "connection {i}: bytes changed");
+        }
+    });
 }
 
 /// `count` concurrent round trips.
 fn concurrent_echoes(topology: &Topology, addr: SocketAddr, count: u64) {
-    topology
-        .spawn_in(&topology.client_ns, move || {
-            let threads: Vec<_> = (0..count)
-                .map(|i| {
-                    std::thread::spawn(move || {
-                        let data = payload(1000 + i, 1000 + (i as usize * 131) % 20000);
-                        let echoed = echo_roundtrip(addr, &data)
-                            .unwrap_or_else(|e| panic!("connection {i}: {e}"));
-                        assert_eq!(echoed, sha256(&data), "connection {i}: bytes changed");
-                    })
+    in_ns(topology, &topology.client_ns, move || {
+        let threads: Vec<_> = (0..count)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let data = payload(1000 + i, 1000 + (i as usize * 131) % 20000);
+                    let echoed = echo_roundtrip(addr, &data)
+                        .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+                    assert_eq!(echoed, sha256(&data), "connection {i}: bytes changed");
                 })
-                .collect();
-            for thread in threads {
-                thread.join().expect("a client failed");
-            }
-        })
-        .join()
-        .expect("client thread panicked")
-        .expect("entering the client namespace");
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("a client failed");
+        }
+    });
 }
 
 #[test]
@@ -117,11 +109,7 @@ fn test_when_full_crosses_from_queue_to_cookies() {
 
 /// Runs `f` in the client namespace and returns its result.
 fn in_client<T: Send + 'static>(topology: &Topology, f: impl FnOnce() -> T + Send + 'static) -> T {
-    topology
-        .spawn_in(&topology.client_ns, f)
-        .join()
-        .expect("client thread panicked")
-        .expect("entering the client namespace")
+    in_ns(topology, &topology.client_ns, f)
 }
 
 /// `ss -tin` of the established sockets matching `filter` in namespace `ns`.
@@ -257,16 +245,12 @@ fn test_only_the_served_port_is_steered() {
     };
     // A kernel listener on the served port (a canary: it must get nothing) and one on another
     // port (it must keep working), both in the server namespace.
-    let (canary, other) = topology
-        .spawn_in(&topology.server_ns, || {
-            let canary = TcpListener::bind(served_v4()).unwrap();
-            let other = TcpListener::bind((synwall::lab::SERVER_V4, 81)).unwrap();
-            canary.set_nonblocking(true).unwrap();
-            (canary, other)
-        })
-        .join()
-        .unwrap()
-        .unwrap();
+    let (canary, other) = in_ns(&topology, &topology.server_ns, || {
+        let canary = TcpListener::bind(served_v4()).unwrap();
+        let other = TcpListener::bind((synwall::lab::SERVER_V4, 81)).unwrap();
+        canary.set_nonblocking(true).unwrap();
+        (canary, other)
+    });
     let server = EchoServer::start(&topology, Echo::UntilEof, |_| {});
     topology
         .run_in(&topology.client_ns, &["ip", "neigh", "flush", "all"])

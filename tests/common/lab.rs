@@ -178,6 +178,19 @@ pub fn as_nobody_with(caps: &[&str]) -> Vec<String> {
     ]
 }
 
+/// Runs `f` on a thread in namespace `ns` and returns its result.
+pub fn in_ns<T: Send + 'static>(
+    topology: &Topology,
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    topology
+        .spawn_in(ns, f)
+        .join()
+        .expect("the thread in the namespace panicked")
+        .expect("entering the namespace")
+}
+
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
@@ -196,11 +209,7 @@ impl SynwallProcess {
 
     /// Runs it under `prefix` (for example `setpriv ...`) inside the namespace.
     pub fn spawn_with(ns: &str, prefix: &[&str], args: &[&str]) -> SynwallProcess {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(prefix)
-            .arg(env!("CARGO_BIN_EXE_synwall"))
-            .args(args)
+        let mut child = synwall_command(ns, prefix, args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -336,13 +345,20 @@ pub fn listen_behind(
 
 /// Runs `synwall` to completion in namespace `ns` (for start-up errors).
 pub fn synwall_output(ns: &str, prefix: &[&str], args: &[&str]) -> Output {
-    Command::new("ip")
+    synwall_command(ns, prefix, args)
+        .output()
+        .expect("running synwall")
+}
+
+/// `synwall args` in namespace `ns`, under `prefix` (for example `setpriv ...`).
+fn synwall_command(ns: &str, prefix: &[&str], args: &[&str]) -> Command {
+    let mut command = Command::new("ip");
+    command
         .args(["netns", "exec", ns])
         .args(prefix)
         .arg(env!("CARGO_BIN_EXE_synwall"))
-        .args(args)
-        .output()
-        .expect("running synwall")
+        .args(args);
+    command
 }
 
 /// A static HTTP server (python3) in the server namespace; killed on drop.
