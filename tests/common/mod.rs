@@ -154,9 +154,7 @@ impl Client {
             ..self.segment(flags, self.isn + 1, syn_ack.seq + 1)
         }
     }
-}
 
-impl Client {
     /// A data segment `offset` bytes after the final ACK `ack`, carrying its options.
     pub fn data<'a>(
         &self,
@@ -166,11 +164,9 @@ impl Client {
         flags: TcpFlags,
     ) -> TcpRepr<'a> {
         TcpRepr {
-            seq: ack.seq + offset,
-            flags: TcpFlags::ACK | flags,
             payload,
             options: ack.options,
-            ..self.segment(TcpFlags::ACK, ack.seq, ack.ack)
+            ..self.segment(TcpFlags::ACK | flags, ack.seq + offset, ack.ack)
         }
     }
 }
@@ -240,11 +236,16 @@ impl Harness {
     #[track_caller]
     pub fn send_frame(&mut self, frame: &[u8]) -> (Verdict, Option<Vec<u8>>) {
         let verdict = self.listener.handle_frame(self.now, frame, &mut self.tx);
-        let reply = match verdict {
+        let reply = self.transmitted(&verdict);
+        (verdict, reply)
+    }
+
+    /// The frame a verdict wrote into the transmit buffer, if it wrote one.
+    fn transmitted(&self, verdict: &Verdict) -> Option<Vec<u8>> {
+        match *verdict {
             Verdict::Transmit(len) => Some(self.tx[..len].to_vec()),
             _ => None,
-        };
-        (verdict, reply)
+        }
     }
 
     /// Sends a SYN and returns the SYN-ACK frame.
@@ -271,11 +272,7 @@ impl Harness {
         let done = self
             .listener
             .handle_handoff_complete(self.now, accepted, &mut self.tx);
-        let ack = match done.ack {
-            Verdict::Transmit(len) => Some(self.tx[..len].to_vec()),
-            _ => None,
-        };
-        (ack, done.reinject)
+        (self.transmitted(&done.ack), done.reinject)
     }
 
     /// Moves time forward; runs due timers; returns the frames they sent.
