@@ -89,22 +89,11 @@ fn write_summary(out: &mut impl Write, summary: &Summary) -> io::Result<()> {
         writeln!(out, "  {}", replies_text(replies))?;
     }
     if let Some(legit) = &summary.legit {
-        let f = &legit.failures;
+        let failures = &legit.failures;
         writeln!(
             out,
-            "  legit: {} attempts, {} ok, {} failed (timeout {}, refused {}, reset {}, \
-             unreachable {}, reply timeout {}, bad reply {}, overloaded {}, other {})",
-            legit.attempts,
-            legit.ok,
-            legit.failed,
-            f.timeout,
-            f.refused,
-            f.reset,
-            f.unreachable,
-            f.reply_timeout,
-            f.bad_reply,
-            f.overloaded,
-            f.other
+            "  legit: {} attempts, {} ok, {} failed ({failures})",
+            legit.attempts, legit.ok, legit.failed
         )?;
         writeln!(
             out,

@@ -122,6 +122,25 @@ impl FailureCounts {
     }
 }
 
+/// "timeout 1, refused 0, …": every kind, in field order.
+impl fmt::Display for FailureCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "timeout {}, refused {}, reset {}, unreachable {}, reply timeout {}, bad reply {}, \
+             overloaded {}, other {}",
+            self.timeout,
+            self.refused,
+            self.reset,
+            self.unreachable,
+            self.reply_timeout,
+            self.bad_reply,
+            self.overloaded,
+            self.other
+        )
+    }
+}
+
 /// Connect latency percentiles, in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Percentiles {

@@ -455,8 +455,15 @@ fn load(ifname: &str) -> Result<Loaded, XdpError> {
             source: io::Error::from_raw_os_error(libc::ENOENT),
         });
     }
+    let no_fd = || XdpError::Load {
+        what: "the loaded object has no fd",
+        source: io::Error::from_raw_os_error(libc::EBADF),
+    };
     // SAFETY: `program` belongs to the loaded object.
     let prog_fd = unsafe { ffi::bpf_program__fd(program) };
+    if prog_fd < 0 {
+        return Err(no_fd());
+    }
     let map_fd = |name: &CStr| {
         // SAFETY: the object is open and loaded; the name is a valid C string.
         let map = unsafe { ffi::bpf_object__find_map_by_name(object.0.as_ptr(), name.as_ptr()) };
@@ -467,27 +474,17 @@ fn load(ifname: &str) -> Result<Loaded, XdpError> {
             });
         }
         // SAFETY: `map` belongs to the loaded object.
-        Ok(unsafe { ffi::bpf_map__fd(map) })
+        let fd = unsafe { ffi::bpf_map__fd(map) };
+        if fd < 0 {
+            return Err(no_fd());
+        }
+        Ok(fd)
     };
     let served_fd = map_fd(c"served")?;
     let xsks_fd = map_fd(c"xsks")?;
     let counters_fd = map_fd(c"counters")?;
     let handing_off_fd = map_fd(c"handing_off")?;
     let tw_handshakes_fd = map_fd(c"tw_handshakes")?;
-    let fds = [
-        prog_fd,
-        served_fd,
-        xsks_fd,
-        counters_fd,
-        handing_off_fd,
-        tw_handshakes_fd,
-    ];
-    if fds.iter().any(|fd| *fd < 0) {
-        return Err(XdpError::Load {
-            what: "the loaded object has no fd",
-            source: io::Error::from_raw_os_error(libc::EBADF),
-        });
-    }
     Ok(Loaded {
         _object: object,
         prog_fd,
