@@ -1,4 +1,5 @@
-//! Compiles `src/bpf/steer.bpf.c` into `$OUT_DIR/steer.bpf.o` with `clang -O2 -g -target bpf`.
+//! Compiles the BPF programs, `src/bpf/steer.bpf.c` (XDP) and `src/bpf/handoff.bpf.c` (TC), into
+//! `$OUT_DIR/<name>.bpf.o` with `clang -O2 -g -target bpf`.
 //!
 //! Headers, in this order:
 //! - libbpf's `bpf/bpf_helpers.h` and `bpf/bpf_endian.h`: the copy that the `libbpf-sys`
@@ -14,17 +15,19 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const SOURCE: &str = "src/bpf/steer.bpf.c";
+const SOURCES: [&str; 2] = ["steer", "handoff"];
 
 fn main() {
-    println!("cargo:rerun-if-changed={SOURCE}");
+    for name in SOURCES {
+        println!("cargo:rerun-if-changed=src/bpf/{name}.bpf.c");
+    }
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CLANG");
     println!("cargo:rerun-if-env-changed=BPF_MULTIARCH_INCLUDE");
 
     if let Err(message) = build() {
         // A panic message is printed in full by cargo; keep it one readable paragraph.
-        panic!("\n\nbuilding the XDP program {SOURCE} failed:\n{message}\n");
+        panic!("\n\nbuilding the BPF programs in src/bpf failed:\n{message}\n");
     }
 }
 
@@ -42,23 +45,25 @@ fn build() -> Result<(), String> {
         );
     }
 
-    let object = out_dir.join("steer.bpf.o");
-    let output = Command::new(&clang)
-        .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Wextra", "-Werror"])
-        .arg("-I")
-        .arg(&libbpf_include)
-        .arg("-I")
-        .arg(&multiarch_include)
-        .args(["-c", SOURCE, "-o"])
-        .arg(&object)
-        .output()
-        .map_err(|e| format!("could not run {clang}: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "{clang} failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
+    for name in SOURCES {
+        let source = format!("src/bpf/{name}.bpf.c");
+        let output = Command::new(&clang)
+            .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Wextra", "-Werror"])
+            .arg("-I")
+            .arg(&libbpf_include)
+            .arg("-I")
+            .arg(&multiarch_include)
+            .args(["-c", &source, "-o"])
+            .arg(out_dir.join(format!("{name}.bpf.o")))
+            .output()
+            .map_err(|e| format!("could not run {clang}: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "{clang} failed on {source} ({}):\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
     }
     Ok(())
 }

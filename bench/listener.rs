@@ -126,7 +126,7 @@ fn bench_listener(c: &mut Criterion) {
                         unreachable!("every ACK carries a valid cookie")
                     };
                     h.listener
-                        .handle_handoff_complete(h.now, &accepted, &mut tx);
+                        .handle_handoff_complete(h.now, &accepted, true, &mut tx);
                 }
             },
             BatchSize::SmallInput,
@@ -180,7 +180,7 @@ fn bench_listener(c: &mut Criterion) {
                     unreachable!("the ACK matches its queue entry")
                 };
                 q.listener
-                    .handle_handoff_complete(q.now, &accepted, &mut tx);
+                    .handle_handoff_complete(q.now, &accepted, true, &mut tx);
             }
         })
     });

@@ -6,43 +6,81 @@
 //! queue fails and hands the connection back, so the shard applies the overflow policy
 //! ([`crate::listener::Listener::handle_accept_overflow`]). Every shard pushes into the same
 //! queue through its own [`AcceptSender`], which also receives the handoff reports for the
-//! connections it accepted.
+//! connections it accepted, and wakes the shard's thread with each report (see
+//! [`AcceptSender::set_waker`]): segments held for a connection go to its kernel socket as soon
+//! as it exists, not when the shard's idle wait ends.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 
+use crate::device::Wake;
 use crate::listener::Accepted;
 
 /// A completed handshake waiting for a worker.
-#[derive(Debug)]
 pub struct Handshake {
     pub accepted: Accepted,
-    reports: Sender<HandoffReport>,
+    reports: Reports,
+}
+
+impl std::fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshake")
+            .field("accepted", &self.accepted)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The way back to the accepting shard.
+#[derive(Clone)]
+struct Reports {
+    sender: Sender<HandoffReport>,
+    waker: Option<Arc<dyn Wake>>,
 }
 
 /// What became of a handoff, told to the shard that accepted the connection.
 #[derive(Debug)]
 pub enum HandoffReport {
-    /// The kernel owns the connection: its segments no longer reach the shard, which tells the
-    /// peer about any early data the kernel socket took.
-    Done(Accepted),
+    /// The kernel owns the connection: its segments no longer reach the shard. With
+    /// `ack_early_data`, the shard tells the peer about the early data the kernel socket took
+    /// (a repaired socket does not; a natively built one acknowledges it itself).
+    Done {
+        accepted: Accepted,
+        ack_early_data: bool,
+    },
     /// No kernel socket could be made: the shard resets the peer.
     Failed(Accepted),
 }
 
 impl Handshake {
-    /// Tells the accepting shard that the kernel owns the connection now. A report that does
-    /// not fit is dropped: the shard's handoff marker then expires on its own.
-    pub fn report_handed_off(self) {
-        let _ = self.reports.try_send(HandoffReport::Done(self.accepted));
+    /// Tells the accepting shard that the kernel owns the connection now (see
+    /// [`HandoffReport::Done`]). A report that does not fit is dropped: the shard's handoff
+    /// marker then expires on its own.
+    pub fn report_handed_off(self, ack_early_data: bool) {
+        let Handshake { accepted, reports } = self;
+        reports.send(HandoffReport::Done {
+            accepted,
+            ack_early_data,
+        });
     }
 
     /// Tells the accepting shard that the handoff failed, so that it resets the peer instead of
     /// leaving it half-open. If the report does not fit, the shard's handoff marker expires
     /// after `handoff_timeout` and the peer's later segments are then handled as new ACKs.
     pub fn report_failed(self) {
-        let _ = self.reports.try_send(HandoffReport::Failed(self.accepted));
+        let Handshake { accepted, reports } = self;
+        reports.send(HandoffReport::Failed(accepted));
+    }
+}
+
+impl Reports {
+    fn send(&self, report: HandoffReport) {
+        if self.sender.try_send(report).is_ok()
+            && let Some(waker) = &self.waker
+        {
+            waker.wake();
+        }
     }
 }
 
@@ -61,10 +99,13 @@ impl AcceptQueue {
 
     /// A sender for one shard, with room for `max_reports` handoff reports.
     pub fn sender(&self, max_reports: usize) -> AcceptSender {
-        let (report_sender, reports) = crossbeam_channel::bounded(max_reports);
+        let (sender, reports) = crossbeam_channel::bounded(max_reports);
         AcceptSender {
             queue: self.sender.clone(),
-            report_sender,
+            report_sender: Reports {
+                sender,
+                waker: None,
+            },
             reports,
         }
     }
@@ -77,11 +118,16 @@ impl AcceptQueue {
 /// One shard's end of the accept queue.
 pub struct AcceptSender {
     queue: Sender<Handshake>,
-    report_sender: Sender<HandoffReport>,
+    report_sender: Reports,
     reports: Receiver<HandoffReport>,
 }
 
 impl AcceptSender {
+    /// Every report from now on also wakes the shard's thread through `waker`.
+    pub fn set_waker(&mut self, waker: Arc<dyn Wake>) {
+        self.report_sender.waker = Some(waker);
+    }
+
     /// Queues a handshake; hands it back if the queue is full (or no worker is left).
     #[expect(
         clippy::result_large_err,

@@ -1,29 +1,92 @@
-//! Handoff workers: completed handshakes in, established kernel sockets out.
+//! Handoff workers: completed handshakes in, connections the kernel owns out.
 //!
-//! A worker pops a [`Handshake`](crate::accept_queue::Handshake) from the accept queue, builds its kernel socket with
-//! TCP_REPAIR ([`crate::sys::repair`]) while the steering program keeps the connection's
-//! segments away from the half-built socket, reports back to the shard that accepted it, and passes
-//! the [`Connection`] on to the application through a bounded channel. A failed handoff is
-//! counted and reported, and the shard resets the peer: nothing is left half-open. When the
-//! application stops taking connections, the workers block, the accept queue fills, and the
-//! shards apply the overflow policy: memory stays bounded.
+//! A worker pops a [`Handshake`](crate::accept_queue::Handshake) from the accept queue and
+//! hands its connection to the kernel one of two ways ([`Handoff`], DESIGN.md §4):
+//! - **native**: the protected service's own listening socket gets it, built by the kernel
+//!   with the client's address and the negotiated options ([`NativeHandoff`]); nothing of the
+//!   connection passes through synwall afterwards, and [`crate::server::Server::accept`] has
+//!   nothing to give.
+//! - **repair**: the worker builds the socket with TCP_REPAIR ([`crate::sys::repair`]) while the
+//!   steering program keeps the connection's segments away from it, then passes the
+//!   [`Connection`] to the application through a bounded channel.
+//!
+//! Either way the worker reports back to the shard that accepted the connection, which then
+//! gives the kernel the segments it held meanwhile. A failed handoff is counted by its reason
+//! ([`HandoffFailure`]) and the shard resets the peer: nothing is left half-open. When the
+//! application stops taking connections (repair), the workers block, the accept queue fills,
+//! and the shards apply the overflow policy: memory stays bounded.
 
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{SendTimeoutError, Sender};
 
-use crate::accept_queue::{AcceptReceiver, Pop};
+use crate::accept_queue::{AcceptReceiver, Handshake, Pop};
 use crate::histogram::DurationHistogram;
 use crate::listener::{Accepted, HandshakePath, WindowScale};
+use crate::sys::inject::RawInjector;
+use crate::sys::native::{NativeHandoff, NativeRefusal};
 use crate::sys::{SteeringProgram, repair};
 
 /// How long a worker waits for work or for room before looking at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
+/// The least time between two log lines about failures of one kind.
+const LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// An established connection, owned by the kernel, ready for the application.
+/// How completed handshakes become kernel sockets (the `handoff` setting).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Deserialize,
+    serde::Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum HandoffMode {
+    /// Native where the kernel offers it (Linux 6.9+), repair otherwise.
+    #[default]
+    Auto,
+    /// Into the service's own listening socket on the served port.
+    Native,
+    /// Sockets built with TCP_REPAIR, given to the application or proxied to the upstream.
+    Repair,
+}
+
+impl HandoffMode {
+    /// The mode's name, as the setting spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            HandoffMode::Auto => "auto",
+            HandoffMode::Native => "native",
+            HandoffMode::Repair => "repair",
+        }
+    }
+}
+
+/// The way a running server's workers hand connections over.
+#[derive(Debug)]
+pub enum Handoff {
+    Native(Arc<NativeHandoff>),
+    Repair,
+}
+
+impl Handoff {
+    /// [`HandoffMode::Native`] or [`HandoffMode::Repair`].
+    pub fn mode(&self) -> HandoffMode {
+        match self {
+            Handoff::Native(_) => HandoffMode::Native,
+            Handoff::Repair => HandoffMode::Repair,
+        }
+    }
+}
+
+/// An established connection, owned by the kernel, ready for the application (repair mode).
 #[derive(Debug)]
 pub struct Connection {
     pub stream: TcpStream,
@@ -59,23 +122,145 @@ impl NegotiatedOptions {
     }
 }
 
+/// Why a handoff failed; each has its own counter, and the peer was reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandoffFailure {
+    /// Repair: a TCP_REPAIR step failed.
+    Repair,
+    /// Native: nothing listens on the served port.
+    NoListener,
+    /// Native: another socket holds the 4-tuple (or a TIME-WAIT socket could not be ended).
+    Occupied,
+    /// Native: the kernel refused the handshake's values with EINVAL (an MSS below 536 for
+    /// IPv4 or 1220 for IPv6, or the listener is not an ordinary TCP socket).
+    RefusedInvalid,
+    /// Native: the kernel had no memory for the connection (ENOMEM).
+    RefusedNoMemory,
+    /// Native: the kernel refused with another errno.
+    RefusedOther,
+    /// A system call failed, or the final ACK never reached the handoff program.
+    System,
+}
+
+impl HandoffFailure {
+    pub const ALL: [HandoffFailure; 7] = [
+        HandoffFailure::Repair,
+        HandoffFailure::NoListener,
+        HandoffFailure::Occupied,
+        HandoffFailure::RefusedInvalid,
+        HandoffFailure::RefusedNoMemory,
+        HandoffFailure::RefusedOther,
+        HandoffFailure::System,
+    ];
+
+    /// The Prometheus series of `synwall_handoff_failures_total`.
+    pub fn series(self) -> &'static str {
+        match self {
+            HandoffFailure::Repair => "synwall_handoff_failures_total{reason=\"repair\"}",
+            HandoffFailure::NoListener => "synwall_handoff_failures_total{reason=\"no_listener\"}",
+            HandoffFailure::Occupied => "synwall_handoff_failures_total{reason=\"occupied\"}",
+            HandoffFailure::RefusedInvalid => {
+                "synwall_handoff_failures_total{reason=\"refused\",errno=\"EINVAL\"}"
+            }
+            HandoffFailure::RefusedNoMemory => {
+                "synwall_handoff_failures_total{reason=\"refused\",errno=\"ENOMEM\"}"
+            }
+            HandoffFailure::RefusedOther => {
+                "synwall_handoff_failures_total{reason=\"refused\",errno=\"other\"}"
+            }
+            HandoffFailure::System => "synwall_handoff_failures_total{reason=\"system\"}",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn of(refusal: &NativeRefusal) -> HandoffFailure {
+        match refusal {
+            NativeRefusal::NoListener(_) => HandoffFailure::NoListener,
+            NativeRefusal::Occupied | NativeRefusal::TimeWait(_) => HandoffFailure::Occupied,
+            NativeRefusal::Refused(libc::EINVAL) | NativeRefusal::NotTcp(_) => {
+                HandoffFailure::RefusedInvalid
+            }
+            NativeRefusal::Refused(libc::ENOMEM) => HandoffFailure::RefusedNoMemory,
+            NativeRefusal::Refused(_) => HandoffFailure::RefusedOther,
+            NativeRefusal::NotSeen | NativeRefusal::Os { .. } => HandoffFailure::System,
+        }
+    }
+}
+
 /// Outcomes of the handoffs, summed over workers (read from any thread).
 #[derive(Debug, Default)]
 pub struct HandoffCounters {
-    /// Kernel sockets built.
+    /// Connections the kernel took.
     pub completed: AtomicU64,
-    /// Handoffs that failed; each peer was reset.
-    pub failed: AtomicU64,
+    /// By [`HandoffFailure::ALL`] order.
+    failures: [AtomicU64; HandoffFailure::ALL.len()],
     /// From SYN to final ACK, for handshakes completed from the SYN queue (a cookie handshake
     /// keeps no SYN time).
     pub handshake_duration: DurationHistogram,
+    /// When each kind of failure was last logged.
+    logged: Mutex<[Option<Instant>; HandoffFailure::ALL.len()]>,
+}
+
+impl HandoffCounters {
+    /// Failed handoffs of one kind.
+    pub fn failures(&self, failure: HandoffFailure) -> u64 {
+        self.failures[failure.index()].load(Ordering::Relaxed)
+    }
+
+    /// Failed handoffs of every kind.
+    pub fn failed(&self) -> u64 {
+        self.failures
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Counts a completed handoff.
+    fn complete(&self, accepted: &Accepted) {
+        self.completed.fetch_add(1, Ordering::Relaxed);
+        if let Some(duration) = accepted.handshake_duration {
+            self.handshake_duration.observe(duration);
+        }
+    }
+
+    /// Counts a failure, and logs it unless one of its kind was logged within [`LOG_EVERY`].
+    fn fail(&self, failure: HandoffFailure, error: &dyn std::fmt::Display) {
+        self.failures[failure.index()].fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut logged = self.logged.lock().unwrap_or_else(PoisonError::into_inner);
+        let last = &mut logged[failure.index()];
+        if last.is_none_or(|at| now.duration_since(at) >= LOG_EVERY) {
+            *last = Some(now);
+            tracing::warn!(
+                %error,
+                failures = self.failures(failure),
+                "handoff failed; the client is reset (logged at most every {} s)",
+                LOG_EVERY.as_secs()
+            );
+        }
+    }
+}
+
+/// One worker's way of handing connections over.
+pub enum Way {
+    /// Native: the injector takes final ACKs to the local stack.
+    Native {
+        handoff: Arc<NativeHandoff>,
+        injector: RawInjector,
+    },
+    /// Repair: connections go to the application through `ready`.
+    Repair { ready: Sender<Connection> },
 }
 
 /// Runs one worker until `stop` is set or the accept queue closes. `steering` keeps each
-/// connection's segments away from its kernel socket until the socket is ready.
+/// connection's segments away from a repaired socket until it is ready, and forgets the
+/// connection's TIME-WAIT exception once the kernel owns it.
 pub fn run_worker(
     queue: AcceptReceiver,
-    ready: Sender<Connection>,
+    mut way: Way,
     counters: Arc<HandoffCounters>,
     steering: Arc<SteeringProgram>,
     stop: Arc<AtomicBool>,
@@ -86,45 +271,89 @@ pub fn run_worker(
             Pop::Timeout => continue,
             Pop::Closed => return,
         };
-        let accepted = &handshake.accepted;
-        let shield = steering.shield(&accepted.tuple);
-        if let Err(error) = &shield {
-            tracing::warn!(%error, "cannot shield a handoff; its first segments may be retransmitted");
-        }
-        let established = repair::establish(accepted);
-        drop(shield);
-        let stream = match established {
-            Ok(stream) => stream,
-            Err(error) => {
-                counters.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%error, "handoff failed; the peer is reset");
-                handshake.report_failed();
-                continue;
+        let handed = match &mut way {
+            Way::Native { handoff, injector } => {
+                native_handoff(handshake, handoff, injector, &counters, &steering)
             }
+            Way::Repair { ready } => repair_handoff(handshake, &counters, &steering)
+                .is_some_and(|connection| deliver(connection, ready, &stop)),
         };
-        counters.completed.fetch_add(1, Ordering::Relaxed);
-        if let Some(duration) = accepted.handshake_duration {
-            counters.handshake_duration.observe(duration);
+        if !handed && stop.load(Ordering::Relaxed) {
+            return;
         }
-        let mut connection = Connection {
-            stream,
-            peer: accepted.tuple.remote,
-            local: accepted.tuple.local,
-            path: accepted.path,
-            options: NegotiatedOptions::of(accepted),
-            handshake_duration: accepted.handshake_duration,
-            established_at: Instant::now(),
-        };
-        handshake.report_handed_off();
-        // Wait for the application, but keep an eye on the stop flag.
-        loop {
-            match ready.send_timeout(connection, POLL) {
-                Ok(()) => break,
-                Err(SendTimeoutError::Timeout(back)) if !stop.load(Ordering::Relaxed) => {
-                    connection = back;
-                }
-                Err(SendTimeoutError::Timeout(_) | SendTimeoutError::Disconnected(_)) => return,
+    }
+}
+
+/// Hands one connection to the service's listener. Returns whether it was handed over.
+fn native_handoff(
+    handshake: Handshake,
+    native: &NativeHandoff,
+    injector: &mut RawInjector,
+    counters: &HandoffCounters,
+    steering: &SteeringProgram,
+) -> bool {
+    let accepted = &handshake.accepted;
+    match native.hand_off(accepted, injector) {
+        Ok(()) => {
+            counters.complete(accepted);
+            steering.handed_off(&accepted.tuple);
+            // The kernel acknowledges the early data itself.
+            handshake.report_handed_off(false);
+            true
+        }
+        Err(refusal) => {
+            counters.fail(HandoffFailure::of(&refusal), &refusal);
+            handshake.report_failed();
+            false
+        }
+    }
+}
+
+/// Builds one connection's socket with TCP_REPAIR; `None` when that failed.
+fn repair_handoff(
+    handshake: Handshake,
+    counters: &HandoffCounters,
+    steering: &SteeringProgram,
+) -> Option<Connection> {
+    let accepted = &handshake.accepted;
+    let shield = steering.shield(&accepted.tuple);
+    if let Err(error) = &shield {
+        tracing::warn!(%error, "cannot shield a handoff; its first segments may be retransmitted");
+    }
+    let established = repair::establish(accepted);
+    drop(shield);
+    let stream = match established {
+        Ok(stream) => stream,
+        Err(error) => {
+            counters.fail(HandoffFailure::Repair, &error);
+            handshake.report_failed();
+            return None;
+        }
+    };
+    counters.complete(accepted);
+    let connection = Connection {
+        stream,
+        peer: accepted.tuple.remote,
+        local: accepted.tuple.local,
+        path: accepted.path,
+        options: NegotiatedOptions::of(accepted),
+        handshake_duration: accepted.handshake_duration,
+        established_at: Instant::now(),
+    };
+    handshake.report_handed_off(true);
+    Some(connection)
+}
+
+/// Waits for the application to take `connection`, keeping an eye on the stop flag. Returns
+/// whether it was taken.
+fn deliver(mut connection: Connection, ready: &Sender<Connection>, stop: &AtomicBool) -> bool {
+    loop {
+        match ready.send_timeout(connection, POLL) {
+            Ok(()) => return true,
+            Err(SendTimeoutError::Timeout(back)) if !stop.load(Ordering::Relaxed) => {
+                connection = back;
             }
+            Err(SendTimeoutError::Timeout(_) | SendTimeoutError::Disconnected(_)) => return false,
         }
     }
 }

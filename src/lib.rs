@@ -40,6 +40,7 @@ pub mod counters;
 pub mod device;
 pub mod handoff;
 pub mod histogram;
+pub mod kernel;
 pub mod lab;
 pub mod listener;
 pub mod metrics;

@@ -16,6 +16,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::counters::{Counter, Gauge};
+use crate::handoff::HandoffFailure;
 use crate::histogram::BOUNDS;
 use crate::proxy::ProxyCounters;
 use crate::server::ServerStats;
@@ -36,7 +37,7 @@ pub fn render(stats: &ServerStats, proxy: &ProxyCounters) -> String {
         out.sample(gauge.series(), stats.listener.gauge(gauge));
     }
     let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-    let simple: [(&str, &str, &str, u64); 18] = [
+    let simple: [(&str, &str, &str, u64); 17] = [
         (
             "synwall_accept_queue_depth",
             "gauge",
@@ -54,12 +55,6 @@ pub fn render(stats: &ServerStats, proxy: &ProxyCounters) -> String {
             "counter",
             "Kernel sockets built for completed handshakes.",
             stats.handoffs_completed,
-        ),
-        (
-            "synwall_handoff_failures_total",
-            "counter",
-            "Handoffs that failed; each peer was reset.",
-            stats.handoffs_failed,
         ),
         (
             "synwall_xsk_rx_dropped_total",
@@ -150,6 +145,23 @@ pub fn render(stats: &ServerStats, proxy: &ProxyCounters) -> String {
         out.describe(name, kind, help);
         out.sample(name, value);
     }
+    out.describe(
+        "synwall_handoff_failures_total",
+        "counter",
+        "Handoffs that failed, by reason; each peer was reset.",
+    );
+    for (failure, count) in HandoffFailure::ALL.iter().zip(stats.handoff_failures) {
+        out.sample(failure.series(), count);
+    }
+    out.describe(
+        "synwall_handoff_mode",
+        "gauge",
+        "How connections are handed to the kernel: native or repair (always 1).",
+    );
+    out.sample(
+        &format!("synwall_handoff_mode{{mode=\"{}\"}}", stats.handoff.name()),
+        1,
+    );
     let histogram = &stats.handshake_duration;
     let name = "synwall_handshake_duration_seconds";
     out.describe(
@@ -309,10 +321,11 @@ mod tests {
 
     #[test]
     fn test_exposition_is_well_formed_and_reads_back() {
-        let stats = ServerStats {
+        let mut stats = ServerStats {
             handoffs_completed: 7,
             ..ServerStats::default()
         };
+        stats.handoff_failures[1] = 3;
         let proxy = ProxyCounters::default();
         let text = render(&stats, &proxy);
         let mut families = std::collections::HashSet::new();
@@ -339,6 +352,12 @@ mod tests {
         }
         let scrape = Scrape::parse(&text);
         assert_eq!(scrape.get("synwall_handoffs_total"), 7.0);
+        assert_eq!(
+            scrape.get(HandoffFailure::NoListener.series()),
+            3.0,
+            "{text}"
+        );
+        assert_eq!(scrape.family("synwall_handoff_failures_total"), 3.0);
         assert_eq!(scrape.get("synwall_handshake_duration_seconds_count"), 0.0);
         assert_eq!(
             scrape.get(&format!(

@@ -1,15 +1,21 @@
 //! The server: synwall on a NIC, for applications and for `synwall listen`.
 //!
-//! [`Server::bind`] attaches the steering program, starts one fast-path thread per rx queue
-//! (each with its own AF_XDP socket and listener shard, all sharing the cookie secret) and the
-//! handoff workers, and returns once every queue is served or with the first error. Established
-//! connections come out of [`Server::accept`] / [`Server::incoming`].
+//! [`Server::bind`] decides how connections are handed to the kernel ([`HandoffMode`]: native
+//! where the kernel offers it, else repair) and says why, attaches the steering program, starts
+//! one fast-path thread per rx queue (each with its own AF_XDP socket and listener shard, all
+//! sharing the cookie secret) and the handoff workers, and returns once every queue is served
+//! or with the first error.
+//!
+//! Native handoff: the protected service accepts every connection from its own listening
+//! socket, as if synwall were not there; [`Server::accept`] has nothing to give. Repair: the
+//! established connections come out of [`Server::accept`] / [`Server::incoming`].
 //!
 //! Threads: one per rx queue (optionally pinned to a CPU), `workers` handoff workers, and one
 //! that logs when flood mode (cookies) starts and stops. Memory:
 //! per queue one UMEM ([`XdpDeviceConfig`]) and one SYN queue; the accept queue and the ready
 //! channel hold at most `backlog` connections each. Dropping the server stops every thread and
-//! detaches the program (the kernel also detaches it if the process dies).
+//! detaches its programs (the kernel also detaches them if the process dies): the service's
+//! own listener then takes its connections again (fail-open).
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,11 +29,15 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::accept_queue::{AcceptQueue, AcceptReceiver, AcceptSender};
 use crate::cookie::keys::{KeyError, KeyRing, Secret};
 use crate::counters::{Counter, CounterSnapshot, Counters};
-use crate::handoff::{self, Connection, HandoffCounters};
+use crate::handoff::{
+    self, Connection, Handoff, HandoffCounters, HandoffFailure, HandoffMode, Way,
+};
 use crate::histogram::HistogramSnapshot;
+use crate::kernel;
 use crate::listener::{ConfigError, Listener, ListenerConfig, ListenerUpdate};
 use crate::shard::Shard;
 use crate::sys::inject::RawInjector;
+use crate::sys::native::{NativeHandoff, NativeUnavailable};
 use crate::sys::{
     SteerCounters, SteeringProgram, XdpDevice, XdpDeviceConfig, XdpError, XdpMode, XskStatistics,
     affinity, channels, repair,
@@ -65,6 +75,8 @@ pub struct ServerConfig {
     pub cpus: Vec<usize>,
     /// Frames per direction handled in one round of a fast-path loop.
     pub budget: usize,
+    /// How completed handshakes become kernel sockets.
+    pub handoff: HandoffMode,
 }
 
 impl ServerConfig {
@@ -78,7 +90,7 @@ impl ServerConfig {
             queues: Vec::new(),
             listener: ListenerConfig {
                 served: crate::wire::Endpoints::new(served.iter().copied()),
-                window_scale: kernel_window_scale().unwrap_or(defaults.window_scale),
+                window_scale: kernel::window_scale().unwrap_or(defaults.window_scale),
                 ..defaults
             },
             backlog: 4096,
@@ -89,6 +101,7 @@ impl ServerConfig {
             key_period: Duration::from_secs(64),
             cpus: Vec::new(),
             budget: 64,
+            handoff: HandoffMode::Auto,
         }
     }
 }
@@ -113,14 +126,21 @@ pub enum ServerError {
     )]
     RawSocket { source: io::Error },
     #[error(
-        "synwall cannot hand connections for {local} to the kernel: {source}; grant CAP_NET_ADMIN \
-         (TCP_REPAIR) and, for a port below net.ipv4.ip_unprivileged_port_start, \
-         CAP_NET_BIND_SERVICE"
+        "synwall cannot hand connections for {local} to the kernel in repair mode: {source}; \
+         grant CAP_NET_ADMIN (TCP_REPAIR) and, for a port below \
+         net.ipv4.ip_unprivileged_port_start, CAP_NET_BIND_SERVICE"
     )]
     Handoff {
         local: SocketAddr,
         source: io::Error,
     },
+    #[error("native handoff is unavailable: {0}")]
+    Native(#[from] NativeUnavailable),
+    #[error(
+        "connections are handed to the service's own listening socket (native handoff): accept \
+         them there; Server::accept serves repair mode only"
+    )]
+    NativeHandoff,
     #[error("the server was shut down")]
     Closed,
 }
@@ -130,8 +150,12 @@ pub enum ServerError {
 pub struct ServerStats {
     /// The listener counters and gauges, summed over shards.
     pub listener: CounterSnapshot,
+    /// How connections are handed over: [`HandoffMode::Native`] or [`HandoffMode::Repair`].
+    pub handoff: HandoffMode,
     pub handoffs_completed: u64,
+    /// Failed handoffs, in all and by [`HandoffFailure::ALL`] order.
     pub handoffs_failed: u64,
+    pub handoff_failures: [u64; HandoffFailure::ALL.len()],
     /// AF_XDP ring statistics, summed over queues (updated every second).
     pub xsk: XskStatistics,
     pub steering: SteerCounters,
@@ -159,9 +183,12 @@ pub struct Server {
     ready: Receiver<Connection>,
     accept_queue: AcceptReceiver,
     shards: Vec<ShardHandle>,
-    handoff: Arc<HandoffCounters>,
-    // Dropped last, after the threads are joined: the program detaches when it goes.
+    handoff_counters: Arc<HandoffCounters>,
+    /// Why the handoff mode is what it is, for the start-up line and operators.
+    handoff_reason: String,
+    // Dropped last, after the threads are joined: the programs detach when they go.
     program: Arc<SteeringProgram>,
+    handoff: Handoff,
 }
 
 impl Server {
@@ -183,10 +210,11 @@ impl Server {
             None => Secret::random()?,
         };
         let served: Vec<SocketAddr> = config.listener.served.iter().copied().collect();
-        for &local in &served {
-            repair::check_handoff_possible(local)
-                .map_err(|source| ServerError::Handoff { local, source })?;
-        }
+        let (handoff, handoff_reason) = resolve_handoff(config.handoff, &served)?;
+        warn_about_listeners(handoff.mode(), &served);
+        let injectors = (0..config.workers)
+            .map(|_| RawInjector::new().map_err(|source| ServerError::RawSocket { source }))
+            .collect::<Result<Vec<_>, _>>()?;
         let program = Arc::new(SteeringProgram::attach(
             &config.interface,
             config.xdp_mode,
@@ -203,8 +231,10 @@ impl Server {
             ready,
             accept_queue: accept_queue.receiver(),
             shards: Vec::new(),
-            handoff: Arc::new(HandoffCounters::default()),
+            handoff_counters: Arc::new(HandoffCounters::default()),
+            handoff_reason,
             program,
+            handoff,
         };
         let mut started = Vec::new();
         for (index, &queue) in queues.iter().enumerate() {
@@ -224,16 +254,24 @@ impl Server {
             })?;
             started.push(started_rx);
         }
-        for worker in 0..config.workers {
-            let (queue, ready_tx, counters, steering, stop) = (
+        for (worker, injector) in injectors.into_iter().enumerate() {
+            let way = match &server.handoff {
+                Handoff::Native(native) => Way::Native {
+                    handoff: Arc::clone(native),
+                    injector,
+                },
+                Handoff::Repair => Way::Repair {
+                    ready: ready_tx.clone(),
+                },
+            };
+            let (queue, counters, steering, stop) = (
                 accept_queue.receiver(),
-                ready_tx.clone(),
-                Arc::clone(&server.handoff),
+                Arc::clone(&server.handoff_counters),
                 Arc::clone(&server.program),
                 Arc::clone(&server.stop),
             );
             server.spawn(format!("synwall-handoff{worker}"), move || {
-                handoff::run_worker(queue, ready_tx, counters, steering, stop)
+                handoff::run_worker(queue, way, counters, steering, stop)
             })?;
         }
         for started in started {
@@ -258,6 +296,8 @@ impl Server {
             interface = config.interface,
             queues = ?queues,
             mode = ?server.program.mode(),
+            handoff = server.handoff.mode().name(),
+            why = server.handoff_reason,
             "serving"
         );
         Ok(server)
@@ -290,6 +330,9 @@ impl Server {
         if self.stop.load(Ordering::Relaxed) {
             return Err(self.take_failure());
         }
+        if let Handoff::Native(_) = self.handoff {
+            return Err(ServerError::NativeHandoff);
+        }
         match self.ready.recv_timeout(timeout) {
             Ok(connection) => Ok(Some(connection)),
             Err(RecvTimeoutError::Timeout) => Ok(None),
@@ -304,10 +347,13 @@ impl Server {
 
     /// Everything the server counts, now.
     pub fn stats(&self) -> ServerStats {
+        let counters = &self.handoff_counters;
         let mut stats = ServerStats {
-            handoffs_completed: self.handoff.completed.load(Ordering::Relaxed),
-            handoffs_failed: self.handoff.failed.load(Ordering::Relaxed),
-            handshake_duration: self.handoff.handshake_duration.snapshot(),
+            handoff: self.handoff.mode(),
+            handoffs_completed: counters.completed.load(Ordering::Relaxed),
+            handoffs_failed: counters.failed(),
+            handoff_failures: HandoffFailure::ALL.map(|failure| counters.failures(failure)),
+            handshake_duration: counters.handshake_duration.snapshot(),
             steering: self.program.counters().unwrap_or_default(),
             accept_queue_depth: self.accept_queue.depth(),
             ready_depth: self.ready.len(),
@@ -331,6 +377,17 @@ impl Server {
     /// The XDP mode the steering program got.
     pub fn xdp_mode(&self) -> XdpMode {
         self.program.mode()
+    }
+
+    /// How connections are handed to the kernel: [`HandoffMode::Native`] or
+    /// [`HandoffMode::Repair`].
+    pub fn handoff_mode(&self) -> HandoffMode {
+        self.handoff.mode()
+    }
+
+    /// Why the handoff mode is what it is.
+    pub fn handoff_reason(&self) -> &str {
+        &self.handoff_reason
     }
 
     /// Whether every thread is still serving.
@@ -381,7 +438,7 @@ impl FastPath {
             cpu,
             secret,
             program,
-            accept,
+            mut accept,
             stop,
             failure,
         } = self;
@@ -393,6 +450,7 @@ impl FastPath {
             }
             let device = XdpDevice::open(&config.interface, queue, config.device)?;
             program.register(&device)?;
+            accept.set_waker(device.waker());
             let injector =
                 RawInjector::new().map_err(|source| ServerError::RawSocket { source })?;
             let keys = KeyRing::new(secret, config.key_period, unix_time());
@@ -510,23 +568,54 @@ fn unix_time() -> Duration {
         .unwrap_or_default()
 }
 
-/// The window-scale shift the kernel offers: enough for its largest receive buffer
-/// (`tcp_select_initial_window`: log2 of max(tcp_rmem[2], rmem_max), minus 15, at most 14).
-fn kernel_window_scale() -> Option<u8> {
-    let read_last = |path: &str| -> Option<u64> {
-        std::fs::read_to_string(path)
-            .ok()?
-            .split_whitespace()
-            .last()?
-            .parse()
-            .ok()
-    };
-    let space =
-        read_last("/proc/sys/net/ipv4/tcp_rmem")?.max(read_last("/proc/sys/net/core/rmem_max")?);
-    Some((space.max(1).ilog2().saturating_sub(15)).min(14) as u8)
-}
-
 /// Every rx queue of `interface`.
 fn rx_queues(interface: &str) -> Result<Vec<u32>, ServerError> {
     Ok((0..channels::rx_queue_count(interface)?).collect())
+}
+
+/// Decides how connections are handed to the kernel and says why (see [`HandoffMode`]).
+fn resolve_handoff(
+    mode: HandoffMode,
+    served: &[SocketAddr],
+) -> Result<(Handoff, String), ServerError> {
+    let repair = |why: String| {
+        for &local in served {
+            repair::check_handoff_possible(local)
+                .map_err(|source| ServerError::Handoff { local, source })?;
+        }
+        Ok((Handoff::Repair, why))
+    };
+    let native =
+        |native: NativeHandoff, why: &str| Ok((Handoff::Native(Arc::new(native)), why.to_owned()));
+    match mode {
+        HandoffMode::Repair => repair("handoff = repair".to_owned()),
+        HandoffMode::Native => native(NativeHandoff::attach()?, "handoff = native"),
+        HandoffMode::Auto => match NativeHandoff::attach() {
+            Ok(handoff) => native(handoff, "handoff = auto, and the kernel can"),
+            Err(unavailable) => repair(format!("handoff = auto, but {unavailable}")),
+        },
+    }
+}
+
+/// Warns about what the kernel's listeners will do: in native mode a served address with no
+/// listener resets every client; in repair mode a listener on a served address gets nothing.
+fn warn_about_listeners(mode: HandoffMode, served: &[SocketAddr]) {
+    for &address in served {
+        match (mode, kernel::listening_on(address)) {
+            (HandoffMode::Native, Ok(false)) => tracing::warn!(
+                %address,
+                "nothing listens on the served address yet: clients are reset until the \
+                 service listens there"
+            ),
+            (HandoffMode::Repair, Ok(true)) => tracing::warn!(
+                %address,
+                "a kernel socket listens on the served address: in repair mode it gets no \
+                 connections (synwall takes them all)"
+            ),
+            (_, Err(error)) => {
+                tracing::warn!(%address, %error, "cannot tell whether the service listens")
+            }
+            _ => {}
+        }
+    }
 }

@@ -73,8 +73,12 @@ impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
         device.transmit(*budget, |tx| {
             loop {
                 let verdict = match accept.next_report()? {
-                    HandoffReport::Done(accepted) => {
-                        let done = listener.handle_handoff_complete(now, &accepted, tx);
+                    HandoffReport::Done {
+                        accepted,
+                        ack_early_data,
+                    } => {
+                        let done =
+                            listener.handle_handoff_complete(now, &accepted, ack_early_data, tx);
                         for packet in &done.reinject {
                             local.deliver(packet);
                         }

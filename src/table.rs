@@ -105,8 +105,8 @@ impl<K: Copy + Eq + Hash, V> TimerTable<K, V> {
             .map(|entry| &mut entry.value)
     }
 
-    /// Inserts an entry that is not yet present, at the tail of `list`. Hands the entry back
-    /// when the table is full.
+    /// Inserts an entry at the tail of `list`, replacing any entry of the same key. Hands the
+    /// entry back when the table is full (and the key was not in it).
     pub(crate) fn insert(
         &mut self,
         key: K,
@@ -114,7 +114,7 @@ impl<K: Copy + Eq + Hash, V> TimerTable<K, V> {
         list: usize,
         deadline: Instant,
     ) -> Result<(), V> {
-        debug_assert!(!self.index.contains_key(&key));
+        self.remove(&key);
         let Some(id) = self.free.pop() else {
             return Err(value);
         };

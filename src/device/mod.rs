@@ -49,6 +49,12 @@ pub trait FrameIo {
     fn wait(&mut self, timeout: Duration) -> io::Result<bool>;
 }
 
+/// Ends a device's [`FrameIo::wait`] early, from any thread: work arrived that the waiting
+/// thread must do (the AF_XDP device's is an eventfd it polls beside its socket).
+pub trait Wake: Send + Sync {
+    fn wake(&self);
+}
+
 /// Delivers IP packets to the local kernel stack.
 pub trait LocalDelivery {
     /// Hands `packet` (an IPv4 or IPv6 packet, checksums intact) to the local stack.

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::seq::SeqNumber;
-use crate::wire::{LinkAddrs, Timestamps};
+use crate::wire::{self, BufferTooSmall, LinkAddrs, TcpFlags, TcpOptions, TcpRepr, Timestamps};
 
 /// A connection's addresses, from our side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +94,38 @@ impl Accepted {
     /// The first sequence number we send after the handshake.
     pub fn our_next_seq(&self) -> SeqNumber {
         self.server_isn + 1
+    }
+
+    /// The final ACK as the local stack takes it in: an IP packet from the peer (IPv4 without
+    /// options, IPv6 without extension headers) with the handshake's sequence numbers, the
+    /// peer's window and timestamps, and the early data; written into `buf`, of which the
+    /// packet is the returned part.
+    pub fn final_ack<'b>(&self, buf: &'b mut [u8]) -> Result<&'b [u8], BufferTooSmall> {
+        let shift = self.window_scale.map_or(0, |scale| scale.send);
+        let flags = if self.early_data.is_empty() {
+            TcpFlags::ACK
+        } else {
+            TcpFlags::ACK | TcpFlags::PSH
+        };
+        let repr = TcpRepr {
+            link: LinkAddrs::default(),
+            src: self.tuple.remote,
+            dst: self.tuple.local,
+            hop_limit: 64,
+            seq: self.peer_next_seq(),
+            ack: self.our_next_seq(),
+            flags,
+            // The ACK's own window field: `peer_window` is it, scaled.
+            window: u16::try_from(self.peer_window >> shift).unwrap_or(u16::MAX),
+            options: TcpOptions {
+                timestamps: self.timestamps,
+                ..TcpOptions::default()
+            },
+            payload: &self.early_data,
+        };
+        let len = wire::emit(&repr, buf)?;
+        let range = wire::ip_packet_range(&buf[..len]).expect("an emitted frame has an IP packet");
+        Ok(&buf[range])
     }
 }
 

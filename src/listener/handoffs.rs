@@ -101,21 +101,17 @@ impl Handoffs {
     }
 
     /// The kernel owns `tuple` from `now`: remembered as handed for [`HANDED_LINGER`]. Returns
-    /// the packets held for it, in arrival order.
-    pub fn finish(&mut self, tuple: &FourTuple, now: Instant) -> Vec<Vec<u8>> {
-        let Some(pending) = self.table.get_mut(tuple) else {
-            return Vec::new();
+    /// the packets held for it, in arrival order; `None` when `tuple` was not being handed off
+    /// (unknown, expired, or finished already).
+    pub fn finish(&mut self, tuple: &FourTuple, now: Instant) -> Option<Vec<Vec<u8>>> {
+        let pending = self.table.get_mut(tuple)?;
+        let Pending::HandingOff(held) = std::mem::replace(pending, Pending::Handed) else {
+            return None;
         };
-        let held = match std::mem::replace(pending, Pending::Handed) {
-            Pending::HandingOff(held) => {
-                self.handed += 1;
-                held
-            }
-            Pending::Handed => Vec::new(),
-        };
+        self.handed += 1;
         self.release(&held);
         self.table.reschedule(tuple, HANDED, now + HANDED_LINGER);
-        held
+        Some(held)
     }
 
     /// Forgets handed connections whose linger ended by `now`; removes and returns the next

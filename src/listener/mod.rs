@@ -345,23 +345,30 @@ impl Listener {
     }
 
     /// The kernel now owns `accepted`'s connection: its segments no longer reach us. Returns
-    /// the segments held meanwhile, for the local kernel stack, and, when early data went into
-    /// the kernel socket, an ACK for the peer written into `tx` (the kernel's own window probe on
-    /// leaving repair mode does not tell it), so it does not retransmit what the application has
-    /// already read.
+    /// the segments held meanwhile, for the local kernel stack, and, with `ack_early_data` when
+    /// early data went into the kernel socket, an ACK for the peer written into `tx` (the
+    /// kernel's own window probe on leaving repair mode does not tell it), so it does not
+    /// retransmit what the application has already read. A repeated call for the same
+    /// connection returns nothing more and sends nothing.
     pub fn handle_handoff_complete(
         &mut self,
         now: Instant,
         accepted: &Accepted,
+        ack_early_data: bool,
         tx: &mut [u8],
     ) -> HandoffComplete {
-        let reinject = self.handoffs.finish(&accepted.tuple, now);
+        let Some(reinject) = self.handoffs.finish(&accepted.tuple, now) else {
+            return HandoffComplete {
+                ack: Verdict::Consumed,
+                reinject: Vec::new(),
+            };
+        };
         self.counters.add(Counter::Reinjected, reinject.len());
         self.update_gauges();
-        let ack = if accepted.early_data.is_empty() {
-            Verdict::Consumed
-        } else {
+        let ack = if ack_early_data && !accepted.early_data.is_empty() {
             self.early_data_ack(accepted, tx)
+        } else {
+            Verdict::Consumed
         };
         HandoffComplete { ack, reinject }
     }

@@ -91,9 +91,9 @@ pub enum XdpError {
         /// The queue asked for.
         queue_id: u32,
     },
-    /// The embedded BPF object could not be opened or loaded (the verifier log went to stderr).
+    /// An embedded BPF object could not be opened or loaded (the verifier log went to stderr).
     #[error(
-        "loading the XDP program: {what}: {source} (libbpf printed the details, and the verifier log if any, to stderr)"
+        "loading a BPF program: {what}: {source} (libbpf printed the details, and the verifier log if any, to stderr)"
     )]
     Load {
         /// The step that failed.

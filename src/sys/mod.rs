@@ -6,9 +6,13 @@
 //!   [`FrameIo`](crate::device::FrameIo).
 //! - [`PacketSocket`] (packet.rs) owns one AF_PACKET socket bound to an interface, batched with
 //!   `sendmmsg`/`recvmmsg`; also a [`FrameIo`](crate::device::FrameIo) (loadgen's fallback).
-//! - [`repair`] builds the kernel socket of a completed handshake (TCP_REPAIR); [`inject`]
-//!   hands it the segments that arrived before it existed; [`tcp_info`] reads back what a socket
-//!   negotiated; [`channels`] counts an interface's rx queues.
+//! - [`native`] hands a completed handshake to the protected service's own listening socket
+//!   (a TC program on the loopback device and the kfunc `bpf_sk_assign_tcp_reqsk`), ending a
+//!   TIME-WAIT socket of the tuple first when needed (sock_diag.rs); [`repair`] builds the
+//!   kernel socket itself (TCP_REPAIR); [`inject`] hands either the segments that arrived before
+//!   it existed; [`tcp_info`] reads back what a socket negotiated; [`channels`] counts an
+//!   interface's rx queues.
+//! - bpf.rs loads the embedded BPF objects and checks their map layouts against the Rust side.
 //! - [`netns`] moves a thread into a named network namespace (labs and tests); [`affinity`]
 //!   pins a thread to a CPU.
 //! - [`XdpError`] (error.rs) names the cause of every failure.
@@ -29,14 +33,18 @@
 //! and drop things in order is still the clean exit.
 
 pub mod affinity;
+mod bpf;
 pub mod channels;
 mod error;
 pub mod inject;
+pub mod native;
 pub mod netns;
 mod packet;
 pub mod repair;
+mod sock_diag;
 mod steer;
 pub mod tcp_info;
+mod wakeup;
 mod xsk;
 
 use std::ffi::CString;

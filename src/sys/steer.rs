@@ -17,11 +17,12 @@
 use std::ffi::{CStr, c_void};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::ptr::{self, NonNull};
+use std::ptr;
 use std::{fs, io, mem};
 
 use libxdp_sys as ffi;
 
+use super::bpf::{Map, Object, SOCK_TUPLE_LEN, link, sock_tuple};
 use super::error::{XdpError, neg_errno};
 use super::interface_index;
 use super::xsk::XdpDevice;
@@ -99,31 +100,16 @@ impl From<u32> for XdpAction {
     }
 }
 
-/// A libbpf object; closing it releases the program and map fds it holds.
-struct Object(NonNull<ffi::bpf_object>);
-
-// SAFETY: the pointer is only dereferenced by libbpf in `Drop`, which has exclusive access;
-// every other use goes through fds, and the bpf() system call is thread-safe.
-unsafe impl Send for Object {}
-// SAFETY: as above; no method reads or writes the object through `&self`.
-unsafe impl Sync for Object {}
-
-impl Drop for Object {
-    fn drop(&mut self) {
-        // SAFETY: the pointer came from a successful bpf_object__open_mem and is closed once.
-        unsafe { ffi::bpf_object__close(self.0.as_ptr()) };
-    }
-}
-
-/// The fds the loaded object holds, valid while it is open.
+/// The loaded object and the maps synwall uses.
 struct Loaded {
     _object: Object,
     prog_fd: RawFd,
-    served_fd: RawFd,
-    xsks_fd: RawFd,
-    counters_fd: RawFd,
-    handing_off_fd: RawFd,
-    tw_handshakes_fd: RawFd,
+    served: Map<SERVED_KEY_LEN, 1>,
+    xsks: Map<4, 4>,
+    /// Per-CPU: each value is one u64 per possible CPU.
+    counters: Map<4, 8>,
+    handing_off: Map<SOCK_TUPLE_LEN, 1>,
+    tw_handshakes: Map<SOCK_TUPLE_LEN, 1>,
 }
 
 /// The steering program, attached to one interface (see the module docs for its invariants).
@@ -158,7 +144,9 @@ impl SteeringProgram {
         let possible_cpus = possible_cpus()?;
         let object = load(ifname)?;
         for key in &keys {
-            set_flag(object.served_fd, key)
+            object
+                .served
+                .update(key, &[1])
                 .map_err(|source| XdpError::from_os("filling the served map", ifname, source))?;
         }
         remove_stale(ifindex, ifname)?;
@@ -191,22 +179,16 @@ impl SteeringProgram {
         let queue_id = checked_queue(device.queue_id())?;
         let fd = u32::try_from(device.as_raw_fd())
             .map_err(|_| XdpError::Config("negative AF_XDP socket fd".to_owned()))?;
-        // SAFETY: key and value point to live u32s, the XSKMAP's key and value sizes.
-        let ret = unsafe {
-            ffi::bpf_map_update_elem(
-                self.object.xsks_fd,
-                ptr::from_ref(&queue_id).cast(),
-                ptr::from_ref(&fd).cast(),
-                u64::from(ffi::BPF_ANY),
-            )
-        };
-        if ret < 0 {
-            return Err(XdpError::from_os(
-                "registering the AF_XDP socket in the XSKMAP",
-                device.ifname(),
-                neg_errno(ret),
-            ));
-        }
+        self.object
+            .xsks
+            .update(&queue_id.to_ne_bytes(), &fd.to_ne_bytes())
+            .map_err(|source| {
+                XdpError::from_os(
+                    "registering the AF_XDP socket in the XSKMAP",
+                    device.ifname(),
+                    source,
+                )
+            })?;
         Ok(())
     }
 
@@ -219,7 +201,7 @@ impl SteeringProgram {
             // which is what a lookup in a per-CPU array of u64 writes.
             let ret = unsafe {
                 ffi::bpf_map_lookup_elem(
-                    self.object.counters_fd,
+                    self.object.counters.fd(),
                     ptr::from_ref(&index).cast(),
                     per_cpu.as_mut_ptr().cast::<c_void>(),
                 )
@@ -272,24 +254,35 @@ pub struct HandoffShield<'a> {
 
 impl Drop for HandoffShield<'_> {
     fn drop(&mut self) {
-        let object = &self.program.object;
-        for map_fd in [object.handing_off_fd, object.tw_handshakes_fd] {
-            // SAFETY: the key points to a live buffer of both maps' key size. A failure (or no
-            // entry) leaves what the LRU map evicts in time; segments only take the longer way.
-            unsafe { ffi::bpf_map_delete_elem(map_fd, self.key.as_ptr().cast()) };
-        }
+        let _ = self.program.object.handing_off.delete(&self.key);
+        self.program.end_time_wait_exception(&self.key);
     }
 }
 
 impl SteeringProgram {
+    /// The kernel owns `tuple`'s connection now: a later TIME-WAIT socket of the tuple is the
+    /// kernel's, so the handshake's TIME-WAIT exception (`tw_handshakes`) ends, if it had one.
+    pub fn handed_off(&self, tuple: &FourTuple) {
+        self.end_time_wait_exception(&sock_tuple(tuple));
+    }
+
+    fn end_time_wait_exception(&self, key: &[u8; SOCK_TUPLE_LEN]) {
+        // A failure (or no entry) leaves what the LRU map evicts in time; segments only take
+        // the longer way.
+        let _ = self.object.tw_handshakes.delete(key);
+    }
+
     /// Keeps the segments of `tuple` coming to user space until the returned shield drops.
     pub fn shield(&self, tuple: &FourTuple) -> Result<HandoffShield<'_>, XdpError> {
         let key = sock_tuple(tuple);
-        set_flag(self.object.handing_off_fd, &key).map_err(|source| XdpError::Os {
-            action: "shielding a connection being handed off",
-            ifname: self.ifname(),
-            source,
-        })?;
+        self.object
+            .handing_off
+            .update(&key, &[1])
+            .map_err(|source| XdpError::Os {
+                action: "shielding a connection being handed off",
+                ifname: self.ifname(),
+                source,
+            })?;
         Ok(HandoffShield { program: self, key })
     }
 
@@ -306,50 +299,6 @@ impl SteeringProgram {
             source: neg_errno(ret),
         }
     }
-}
-
-/// Sets `key` to 1 in map `map_fd`, whose keys are `N` bytes and values one byte (`served`,
-/// `handing_off`).
-fn set_flag<const N: usize>(map_fd: RawFd, key: &[u8; N]) -> io::Result<()> {
-    let one: u8 = 1;
-    // SAFETY: key and value point to live buffers of the map's key and value sizes.
-    let ret = unsafe {
-        ffi::bpf_map_update_elem(
-            map_fd,
-            key.as_ptr().cast(),
-            ptr::from_ref(&one).cast(),
-            u64::from(ffi::BPF_ANY),
-        )
-    };
-    if ret < 0 {
-        return Err(neg_errno(ret));
-    }
-    Ok(())
-}
-
-/// Size of `struct bpf_sock_tuple` (the IPv6 variant, the larger).
-const SOCK_TUPLE_LEN: usize = 36;
-
-/// `struct bpf_sock_tuple` for segments from the peer of `tuple`, zero-padded, as the XDP
-/// program builds it: source = the peer, addresses and ports in network order.
-fn sock_tuple(tuple: &FourTuple) -> [u8; SOCK_TUPLE_LEN] {
-    let mut key = [0u8; SOCK_TUPLE_LEN];
-    let ports_at = match (tuple.remote.ip(), tuple.local.ip()) {
-        (IpAddr::V4(peer), IpAddr::V4(local)) => {
-            key[0..4].copy_from_slice(&peer.octets());
-            key[4..8].copy_from_slice(&local.octets());
-            8
-        }
-        (IpAddr::V6(peer), IpAddr::V6(local)) => {
-            key[0..16].copy_from_slice(&peer.octets());
-            key[16..32].copy_from_slice(&local.octets());
-            32
-        }
-        _ => unreachable!("a connection's addresses share one family"),
-    };
-    key[ports_at..ports_at + 2].copy_from_slice(&tuple.remote.port().to_be_bytes());
-    key[ports_at + 2..ports_at + 4].copy_from_slice(&tuple.local.port().to_be_bytes());
-    key
 }
 
 fn checked_queue(queue_id: u32) -> Result<u32, XdpError> {
@@ -420,79 +369,15 @@ fn parse_cpu_list(list: &str) -> Option<usize> {
 }
 
 fn load(ifname: &str) -> Result<Loaded, XdpError> {
-    // SAFETY: bpf_object_open_opts is a plain C struct; all-zero is its documented default.
-    let mut opts: ffi::bpf_object_open_opts = unsafe { mem::zeroed() };
-    opts.sz = mem::size_of::<ffi::bpf_object_open_opts>();
-    opts.object_name = c"synwall".as_ptr();
-    // SAFETY: OBJECT is a 'static buffer of OBJECT.len() bytes that libbpf only reads; opts is
-    // initialised with its size and its string is 'static.
-    let raw = unsafe { ffi::bpf_object__open_mem(OBJECT.as_ptr().cast(), OBJECT.len(), &opts) };
-    let Some(raw) = NonNull::new(raw) else {
-        return Err(XdpError::Load {
-            what: "opening the embedded object",
-            source: io::Error::last_os_error(),
-        });
-    };
-    let object = Object(raw);
-    // SAFETY: the object is open; libbpf returns its status as a negative errno.
-    let ret = unsafe { ffi::bpf_object__load(object.0.as_ptr()) };
-    if ret < 0 {
-        let source = neg_errno(ret);
-        if matches!(source.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
-            return Err(XdpError::from_os("loading the XDP program", ifname, source));
-        }
-        return Err(XdpError::Load {
-            what: "loading into the kernel",
-            source,
-        });
-    }
-    // SAFETY: the object is open and loaded; the name is a valid C string.
-    let program =
-        unsafe { ffi::bpf_object__find_program_by_name(object.0.as_ptr(), PROGRAM_NAME.as_ptr()) };
-    if program.is_null() {
-        return Err(XdpError::Load {
-            what: "finding the program synwall_steer",
-            source: io::Error::from_raw_os_error(libc::ENOENT),
-        });
-    }
-    let no_fd = || XdpError::Load {
-        what: "the loaded object has no fd",
-        source: io::Error::from_raw_os_error(libc::EBADF),
-    };
-    // SAFETY: `program` belongs to the loaded object.
-    let prog_fd = unsafe { ffi::bpf_program__fd(program) };
-    if prog_fd < 0 {
-        return Err(no_fd());
-    }
-    let map_fd = |name: &CStr| {
-        // SAFETY: the object is open and loaded; the name is a valid C string.
-        let map = unsafe { ffi::bpf_object__find_map_by_name(object.0.as_ptr(), name.as_ptr()) };
-        if map.is_null() {
-            return Err(XdpError::Load {
-                what: "finding a map of the program",
-                source: io::Error::from_raw_os_error(libc::ENOENT),
-            });
-        }
-        // SAFETY: `map` belongs to the loaded object.
-        let fd = unsafe { ffi::bpf_map__fd(map) };
-        if fd < 0 {
-            return Err(no_fd());
-        }
-        Ok(fd)
-    };
-    let served_fd = map_fd(c"served")?;
-    let xsks_fd = map_fd(c"xsks")?;
-    let counters_fd = map_fd(c"counters")?;
-    let handing_off_fd = map_fd(c"handing_off")?;
-    let tw_handshakes_fd = map_fd(c"tw_handshakes")?;
+    let object = Object::load(OBJECT, c"synwall", ifname)?;
     Ok(Loaded {
+        prog_fd: object.program_fd(PROGRAM_NAME)?,
+        served: object.map(c"served")?,
+        xsks: object.map(c"xsks")?,
+        counters: object.map(c"counters")?,
+        handing_off: object.map(c"handing_off")?,
+        tw_handshakes: object.map(c"tw_handshakes")?,
         _object: object,
-        prog_fd,
-        served_fd,
-        xsks_fd,
-        counters_fd,
-        handing_off_fd,
-        tw_handshakes_fd,
     })
 }
 
@@ -592,22 +477,7 @@ fn attach_link(
     ifname: &str,
     mode: XdpMode,
 ) -> Result<(OwnedFd, XdpMode), XdpError> {
-    let ifindex_c = ifindex_c(ifindex)?;
-    let create = |flags: u32| -> io::Result<OwnedFd> {
-        // SAFETY: bpf_link_create_opts is a plain C struct; all-zero is its documented default.
-        let mut opts: ffi::bpf_link_create_opts = unsafe { mem::zeroed() };
-        opts.sz = mem::size_of::<ffi::bpf_link_create_opts>();
-        opts.flags = flags;
-        // SAFETY: prog_fd is the loaded program's fd; opts is initialised with its size.
-        let fd = unsafe {
-            ffi::bpf_link_create(prog_fd, ifindex_c, ffi::bpf_attach_type_BPF_XDP, &opts)
-        };
-        if fd < 0 {
-            return Err(neg_errno(fd));
-        }
-        // SAFETY: fd is a fresh link fd that nothing else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    };
+    let create = |flags: u32| link(prog_fd, ifindex, ffi::bpf_attach_type_BPF_XDP, flags);
     let fail = |mode: &'static str, source: io::Error| {
         if matches!(source.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
             return XdpError::from_os("attaching the XDP program", ifname, source);

@@ -23,6 +23,7 @@ use std::ffi::CString;
 use std::io;
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,8 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::error::XdpError;
 use super::interface_index;
-use crate::device::{FrameIo, MIN_TX_FRAME};
+use super::wakeup::{Wakeup, poll_readable};
+use crate::device::{FrameIo, MIN_TX_FRAME, Wake};
 
 /// The headroom the kernel reserves in front of every frame's packet data.
 const XDP_HEADROOM: u32 = libxdp_sys::XDP_PACKET_HEADROOM;
@@ -176,6 +178,8 @@ pub struct XdpDevice {
     ifname: String,
     ifindex: u32,
     queue_id: u32,
+    /// Ends a [`FrameIo::wait`] early when another thread has work for this one.
+    wakeup: Arc<Wakeup>,
 }
 
 impl XdpDevice {
@@ -239,11 +243,19 @@ impl XdpDevice {
             ifname: ifname.to_owned(),
             ifindex,
             queue_id,
+            wakeup: Arc::new(
+                Wakeup::new().map_err(|e| XdpError::from_os("creating an eventfd", ifname, e))?,
+            ),
         };
         device
             .wake_fill()
             .map_err(|e| XdpError::from_os("waking the kernel for the fill ring", ifname, e))?;
         Ok(device)
+    }
+
+    /// Wakes this device's [`FrameIo::wait`] from any thread.
+    pub fn waker(&self) -> Arc<dyn Wake> {
+        Arc::clone(&self.wakeup) as Arc<dyn Wake>
     }
 
     /// The rx queue this socket is bound to.
@@ -397,7 +409,7 @@ impl FrameIo for XdpDevice {
         } else {
             i32::try_from(timeout.as_millis().max(1)).unwrap_or(i32::MAX)
         };
-        self.rx.poll(millis)
+        poll_readable(self.rx.fd().as_raw_fd(), &self.wakeup, millis)
     }
 }
 

@@ -519,3 +519,66 @@ pub fn syn_flood(topology: &Topology, count: usize) {
         .unwrap()
         .unwrap();
 }
+
+/// synwall in native mode in the lab's server namespace, beside a service that listens there
+/// itself; stops when dropped.
+pub struct NativeWall {
+    stop: Arc<AtomicBool>,
+    stats_requests: Sender<Sender<ServerStats>>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl NativeWall {
+    /// Binds synwall on the lab's server interface (198.18.0.1, port 80) in native mode,
+    /// configured by `configure`. Panics when synwall fails to start.
+    pub fn start(topology: &Topology, configure: impl FnOnce(&mut ServerConfig)) -> NativeWall {
+        let mut config = ServerConfig::new(&topology.server_if, &[served_v4()]);
+        config.handoff = synwall::handoff::HandoffMode::Native;
+        configure(&mut config);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stats_requests, stats_rx) = crossbeam_channel::unbounded::<Sender<ServerStats>>();
+        let (started_tx, started_rx) = crossbeam_channel::bounded(1);
+        let stopping = Arc::clone(&stop);
+        let thread = topology.spawn_in(&topology.server_ns, move || {
+            let server = match Server::bind(config) {
+                Ok(server) => server,
+                Err(error) => {
+                    let _ = started_tx.send(Err(error.to_string()));
+                    return;
+                }
+            };
+            let _ = started_tx.send(Ok(()));
+            while !stopping.load(Ordering::Relaxed) {
+                if let Ok(reply) = stats_rx.recv_timeout(Duration::from_millis(10)) {
+                    let _ = reply.send(server.stats());
+                }
+            }
+        });
+        let started: Result<(), String> = started_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("synwall did not start in time");
+        started.expect("synwall failed to start");
+        NativeWall {
+            stop,
+            stats_requests,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn stats(&self) -> ServerStats {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.stats_requests.send(reply).expect("server thread gone");
+        answer
+            .recv_timeout(Duration::from_secs(5))
+            .expect("no stats")
+    }
+}
+
+impl Drop for NativeWall {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

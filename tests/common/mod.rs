@@ -271,7 +271,7 @@ impl Harness {
     ) -> (Option<Vec<u8>>, Vec<Vec<u8>>) {
         let done = self
             .listener
-            .handle_handoff_complete(self.now, accepted, &mut self.tx);
+            .handle_handoff_complete(self.now, accepted, true, &mut self.tx);
         (self.transmitted(&done.ack), done.reinject)
     }
 
