@@ -789,6 +789,92 @@ fn test_accept_overflow_drop_requeues_and_completes_later() {
 }
 
 #[test]
+fn test_accept_overflow_reported_twice_changes_nothing_more() {
+    let mut h = harness(SyncookiesMode::WhenFull);
+    let client = Client::new("198.18.5.5:40000", 10, linux_options(1));
+    let syn_ack = h.syn_ack_repr(&client);
+    let accepted = expect_accepted(h.send(&client.ack(&syn_ack, b"")).0);
+    let mut tx = vec![0; 2048];
+    let now = h.now;
+    for _ in 0..2 {
+        h.listener
+            .handle_accept_overflow(now, accepted.clone(), &mut tx);
+    }
+    assert_eq!(h.listener.syn_queue_len(), 1, "one entry, not two");
+    // Every retransmission is sent once, then the entry expires: nothing is orphaned.
+    let mut sent = 0;
+    for _ in 0..70 {
+        sent += h.advance(SECOND).len();
+    }
+    assert_eq!(sent, 5, "the five retransmissions of one entry");
+    assert_eq!(h.listener.syn_queue_len(), 0);
+    assert!(h.listener.poll_timeout().is_none(), "no timer left");
+}
+
+#[test]
+fn test_handoff_complete_reported_twice_changes_nothing_more() {
+    let mut h = harness(SyncookiesMode::WhenFull);
+    let client = Client::new("198.18.5.5:40000", 10, linux_options(1));
+    let syn_ack = h.syn_ack_repr(&client);
+    let ack = client.ack(&syn_ack, b"early");
+    let accepted = expect_accepted(h.send(&ack).0);
+    let late = client.data(&ack, 5, b"late", TcpFlags::PSH);
+    assert_eq!(h.send(&late).0, Verdict::Consumed, "held");
+    let (early_data_ack, held) = h.handoff_complete(&accepted);
+    assert!(early_data_ack.is_some());
+    assert_eq!(held.len(), 1);
+    let (again, none) = h.handoff_complete(&accepted);
+    assert_eq!(
+        (again, none.len()),
+        (None, 0),
+        "a repeated report sends nothing"
+    );
+    assert_eq!(count(&h, Counter::EarlyDataAcks), 1);
+    assert_eq!(count(&h, Counter::Reinjected), 1);
+}
+
+#[test]
+fn test_listen_window_scale_above_14_is_taken_as_14() {
+    let mut h = harness(SyncookiesMode::Never);
+    let options = TcpOptions {
+        window_scale: Some(15),
+        ..linux_options(1)
+    };
+    let client = Client::new("198.18.5.5:40000", 10, options);
+    let syn_ack = h.syn_ack_repr(&client);
+    let accepted = expect_accepted(h.send(&client.ack(&syn_ack, b"")).0);
+    assert_eq!(accepted.window_scale.map(|scale| scale.send), Some(14));
+}
+
+#[test]
+fn test_final_ack_is_rebuilt_for_the_local_stack() {
+    let mut h = harness(SyncookiesMode::WhenFull);
+    for address in ["198.18.5.5:40000", "[2001:db8::5]:40000"] {
+        let client = Client::new(address, u32::MAX, linux_options(9));
+        let syn_ack = h.syn_ack_repr(&client);
+        let ack = client.ack(&syn_ack, b"GET / HTTP/1.1\r\n\r\n");
+        let accepted = expect_accepted(h.send(&ack).0);
+        let mut buffer = [0u8; 2048];
+        let packet = accepted.final_ack(&mut buffer).unwrap().to_vec();
+        // Parsed back behind an Ethernet header, it is the client's ACK as the listener saw it.
+        let mut frame = vec![0u8; 14];
+        frame[12..14].copy_from_slice(if client.addr.is_ipv4() {
+            &[0x08, 0x00]
+        } else {
+            &[0x86, 0xdd]
+        });
+        frame.extend_from_slice(&packet);
+        let rebuilt = parse_reply(&frame, client.server);
+        assert_eq!(rebuilt.src, ack.src);
+        assert_eq!((rebuilt.seq, rebuilt.ack), (ack.seq, ack.ack));
+        assert_eq!(rebuilt.window, ack.window);
+        assert_eq!(rebuilt.options.timestamps, ack.options.timestamps);
+        assert_eq!(rebuilt.payload, ack.payload);
+        assert!(rebuilt.flags.contains(TcpFlags::ACK) && !rebuilt.flags.contains(TcpFlags::SYN));
+    }
+}
+
+#[test]
 fn test_accept_overflow_abort_resets_peer() {
     let mut h = Harness::new(ListenerConfig {
         abort_on_overflow: true,

@@ -1,51 +1,189 @@
 //! Native handoff in the lab: the service listens on the served port itself and accepts every
-//! connection from its own socket, with the client's address. Privileged tier.
+//! connection from its own socket, with the client's address, the options the kernel itself
+//! would have negotiated and the data of the final ACK. Privileged tier.
 
 mod common;
 #[path = "common/lab.rs"]
 mod lab;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::privileged_lab;
 use lab::*;
-use synwall::lab::CLIENT_V4;
+use synwall::handoff::{HandoffFailure, HandoffMode};
+use synwall::lab::{CLIENT_V4, SERVER_V4, SERVER_V6};
 use synwall::listener::SyncookiesMode;
 
 const LAB: &str = "swn";
 
 #[test]
-fn test_native_handoff_delivers_to_the_service_with_the_client_address() {
+fn test_native_handoff_gives_the_service_its_clients_with_their_addresses() {
     let Some(topology) = privileged_lab(LAB) else {
         return;
     };
     for mode in [SyncookiesMode::Never, SyncookiesMode::Always] {
-        let service = in_ns(&topology, &topology.server_ns, || {
-            TcpListener::bind(served_v4()).unwrap()
+        let listeners = [
+            service(&topology, served_v4()),
+            service(&topology, served_v6()),
+        ];
+        let wall = Wall::start(&topology, HandoffMode::Native, |config| {
+            config.listener.syncookies = mode;
         });
-        let wall = NativeWall::start(&topology, |config| config.listener.syncookies = mode);
-        let client = topology.spawn_in(&topology.client_ns, || {
-            let mut stream =
-                TcpStream::connect_timeout(&served_v4(), Duration::from_secs(3)).unwrap();
-            stream.write_all(b"hello").unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            let mut reply = [0u8; 5];
-            stream.read_exact(&mut reply).unwrap();
-            reply
-        });
-        let (mut accepted, peer) = service.accept().unwrap();
-        assert_eq!(peer.ip(), std::net::IpAddr::V4(CLIENT_V4), "{mode:?}");
-        let mut request = [0u8; 5];
-        accepted.read_exact(&mut request).unwrap();
-        assert_eq!(&request, b"hello");
-        accepted.write_all(b"world").unwrap();
-        assert_eq!(&client.join().unwrap().unwrap(), b"world");
+        for (family, listener) in [4, 6].into_iter().zip(&listeners) {
+            let (served, client_address) = addresses(family);
+            // The request leaves right after connect(), as HTTP and TLS clients send theirs.
+            let client = topology.spawn_in(&topology.client_ns, move || {
+                let mut stream = TcpStream::connect_timeout(&served, Duration::from_secs(3))?;
+                stream.write_all(b"hello")?;
+                stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                let mut reply = [0u8; 5];
+                stream.read_exact(&mut reply).map(|()| reply)
+            });
+            let (mut accepted, peer) = listener.accept().expect("the service got the connection");
+            assert_eq!(
+                peer.ip(),
+                client_address,
+                "{mode:?}: the client's own address"
+            );
+            let mut request = [0u8; 5];
+            accepted.read_exact(&mut request).unwrap();
+            assert_eq!(&request, b"hello");
+            accepted.write_all(b"world").unwrap();
+            assert_eq!(&client.join().unwrap().unwrap().unwrap(), b"world");
+        }
         let stats = wall.stats();
-        assert_eq!(stats.handoffs_completed, 1, "{mode:?}: {stats:?}");
-        assert_eq!(stats.handoffs_failed, 0);
+        assert_eq!(stats.handoff, HandoffMode::Native);
+        assert_eq!(stats.handoffs_completed, 2, "{mode:?}: {stats:?}");
+        assert_eq!(stats.handoffs_failed, 0, "{mode:?}: {stats:?}");
+    }
+}
+
+#[test]
+fn test_native_sockets_negotiate_what_the_kernel_would() {
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
+    full_checksums_from_the_server(&topology);
+    let kernel_listeners = [
+        service(&topology, (SERVER_V4, KERNEL_PORT).into()),
+        service(&topology, (SERVER_V6, KERNEL_PORT).into()),
+    ];
+    let services = [
+        service(&topology, served_v4()),
+        service(&topology, served_v6()),
+    ];
+    let mut attempt = 0;
+    // Through synwall's SYN queue against the kernel's; through cookies against its cookies.
+    for (mode, kernel_cookies) in [(SyncookiesMode::Never, "1"), (SyncookiesMode::Always, "2")] {
+        topology
+            .run_in(
+                &topology.server_ns,
+                &[
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv4.tcp_syncookies={kernel_cookies}"),
+                ],
+            )
+            .unwrap();
+        let wall = Wall::start(&topology, HandoffMode::Native, |config| {
+            config.listener.syncookies = mode;
+        });
+        for (index, family) in [4u8, 6].into_iter().enumerate() {
+            for (layout, options) in syn_layouts() {
+                attempt += 1;
+                let accept = || services[index].accept().unwrap().0;
+                let negotiated = negotiate(
+                    &topology,
+                    &accept,
+                    &kernel_listeners[index],
+                    family,
+                    attempt,
+                    options,
+                );
+                assert_eq!(
+                    negotiated.synwall, negotiated.kernel,
+                    "{mode:?}, IPv{family}, {layout} SYN: synwall's socket against the kernel's"
+                );
+            }
+        }
+        assert_eq!(wall.stats().handoffs_failed, 0);
+    }
+}
+
+#[test]
+fn test_native_port_without_listener_resets_the_client_and_counts() {
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
+    let wall = Wall::start(&topology, HandoffMode::Native, |_| {});
+    for served in [served_v4(), served_v6()] {
+        let outcome = in_ns(&topology, &topology.client_ns, move || {
+            let mut stream = TcpStream::connect_timeout(&served, Duration::from_secs(3))?;
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut reply = Vec::new();
+            stream.read_to_end(&mut reply).map(|_| reply)
+        });
+        assert_eq!(
+            outcome.unwrap_err().kind(),
+            ErrorKind::ConnectionReset,
+            "{served}: the client is reset"
+        );
+    }
+    let stats = wall.stats();
+    let no_listener = HandoffFailure::ALL
+        .iter()
+        .position(|failure| *failure == HandoffFailure::NoListener)
+        .unwrap();
+    assert_eq!(stats.handoff_failures[no_listener], 2, "{stats:?}");
+    assert_eq!(stats.handoffs_completed, 0);
+}
+
+#[test]
+fn test_native_reconnect_over_a_time_wait_tuple() {
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
+    let listener = service(&topology, served_v4());
+    let _wall = Wall::start(&topology, HandoffMode::Native, |_| {});
+    let exchange = || {
+        topology.spawn_in(&topology.client_ns, || -> std::io::Result<Vec<u8>> {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&SocketAddr::from((CLIENT_V4, 45678)).into())?;
+            socket.connect_timeout(&served_v4().into(), Duration::from_secs(3))?;
+            let mut stream: TcpStream = socket.into();
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            stream.write_all(b"ping")?;
+            let mut reply = Vec::new();
+            stream.read_to_end(&mut reply)?;
+            Ok(reply)
+        })
+    };
+    for round in 0..2 {
+        let client = exchange();
+        let (mut accepted, _) = listener.accept().expect("the service got the connection");
+        let mut request = [0u8; 4];
+        accepted.read_exact(&mut request).unwrap();
+        // The service closes first: its kernel holds the 4-tuple in TIME-WAIT.
+        accepted.write_all(&request).unwrap();
+        drop(accepted);
+        assert_eq!(
+            client.join().unwrap().unwrap().unwrap(),
+            b"ping",
+            "round {round}"
+        );
+        let time_wait = topology
+            .run_in(
+                &topology.server_ns,
+                &["ss", "-tan", "state", "time-wait", "( dport = :45678 )"],
+            )
+            .unwrap();
+        assert!(
+            time_wait.contains(":45678"),
+            "server-side TIME-WAIT: {time_wait}"
+        );
     }
 }

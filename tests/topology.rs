@@ -1,9 +1,9 @@
-//! The lab topology: two namespaces that reach each other over IPv4 only, and nothing left
-//! after drop.
+//! The lab topology: two namespaces that reach each other over IPv4 and IPv6, with addresses
+//! from the benchmarking ranges only, and nothing left after drop.
 
 mod common;
 
-use synwall::lab::{CLIENT_V4, Topology, run};
+use synwall::lab::{CLIENT_V4, CLIENT_V6, Topology, run};
 
 #[test]
 fn test_topology_connects_and_cleans_up() {
@@ -11,16 +11,22 @@ fn test_topology_connects_and_cleans_up() {
         return;
     };
     let names = (topology.server_ns.clone(), topology.client_ns.clone());
-    topology
-        .run_in(
-            &topology.server_ns,
-            &["ping", "-c1", "-W2", &CLIENT_V4.to_string()],
-        )
-        .unwrap();
-    // Only addresses in 198.18.0.0/15: no IPv6 address at all, not even link-local.
+    for client in [CLIENT_V4.to_string(), CLIENT_V6.to_string()] {
+        topology
+            .run_in(&topology.server_ns, &["ping", "-c1", "-W2", &client])
+            .unwrap();
+    }
+    // Only addresses in 198.18.0.0/15 and 2001:2::/48 (and the loopback's): no link-local.
     for ns in [&topology.server_ns, &topology.client_ns] {
-        let v6 = topology.run_in(ns, &["ip", "-6", "addr", "show"]).unwrap();
-        assert_eq!(v6.trim(), "", "IPv6 addresses in {ns}");
+        let v6 = topology
+            .run_in(ns, &["ip", "-6", "-o", "addr", "show", "scope", "global"])
+            .unwrap();
+        assert!(v6.lines().all(|line| line.contains(" 2001:2:")), "{v6}");
+        assert_eq!(v6.lines().count(), 1, "{v6}");
+        let link_local = topology
+            .run_in(ns, &["ip", "-6", "-o", "addr", "show", "scope", "link"])
+            .unwrap();
+        assert_eq!(link_local.trim(), "", "link-local addresses in {ns}");
         let v4 = topology
             .run_in(ns, &["ip", "-4", "-o", "addr", "show", "scope", "global"])
             .unwrap();

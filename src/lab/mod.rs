@@ -18,9 +18,9 @@
 //!   child process; `output`: the table, summaries and JSON; `error`: [`LabError`].
 //!
 //! Network safety: traffic only crosses the veth pair between namespaces created here, with
-//! IPv4 addresses in 198.18.0.0/15 only (IPv6 is disabled in both namespaces); spoofed
-//! sources come from [`SPOOFED_SOURCES`]; every flood is bounded in packets and seconds
-//! (loadgen enforces both); everything is deleted when the [`Topology`] is dropped, also when
+//! addresses in 198.18.0.0/15 and 2001:2::/48 only (see [`Topology`]); spoofed sources come
+//! from [`SPOOFED_SOURCES`] and [`SPOOFED_SOURCES_V6`]; every flood is bounded in packets and
+//! seconds (loadgen enforces both); everything is deleted when the [`Topology`] is dropped, also when
 //! a run fails or is interrupted. Names carry the process id and a counter, so concurrent
 //! runs never collide.
 
@@ -41,4 +41,6 @@ pub use cli::{FloodMode, KernelRx, LabArgs, LabXdpMode, Rate, Target};
 pub use error::LabError;
 pub use placement::threaded_napi;
 pub use runner::command;
-pub use topology::{CLIENT_V4, SERVER_V4, SPOOFED_SOURCES, Topology, run};
+pub use topology::{
+    CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, SPOOFED_SOURCES, SPOOFED_SOURCES_V6, Topology, run,
+};

@@ -1,8 +1,9 @@
 //! Two network namespaces, server and client, joined by one veth pair.
 //!
-//! IPv4 only, with addresses in 198.18.0.0/15 (RFC 2544's benchmarking range): IPv6 is disabled
-//! in both namespaces, so not even a link-local address or a router solicitation appears.
-//! synwall's IPv6 paths are tested in memory and by the steering program's dry runs.
+//! Addresses come from the benchmarking ranges only: 198.18.0.0/15 (RFC 2544) for IPv4 and
+//! 2001:2::/48 (RFC 5180) for IPv6. IPv6 runs without link-local addresses (address generation
+//! off), duplicate address detection, router solicitations or advertisements, so no other
+//! address appears on the wire; neighbour discovery works between the two global addresses.
 //!
 //! Names carry a prefix, the process id and a counter, so parallel tests and concurrent runs
 //! never collide. Dropping a [`Topology`] deletes both namespaces, and the veth pair with them.
@@ -10,7 +11,7 @@
 //! prefix deletes namespaces whose owning process no longer exists.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
@@ -19,9 +20,13 @@ use crate::sys::netns;
 
 pub const SERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub const SERVER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
 /// Where floods draw spoofed sources from: routed through the client, so the server's kernel
 /// sends its answers to the client's MAC instead of resolving every spoofed address.
 pub const SPOOFED_SOURCES: &str = "198.18.128.0/17";
+/// The same for IPv6.
+pub const SPOOFED_SOURCES_V6: &str = "2001:2:0:8000::/49";
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -59,18 +64,18 @@ impl Topology {
         // From the first namespace on, Drop removes whatever was made.
         for ns in [&topology.server_ns, &topology.client_ns] {
             run(&["ip", "netns", "add", ns])?;
-            // Devices made from now on inherit `default`; `all` covers the loopback.
-            if std::path::Path::new("/proc/sys/net/ipv6").exists() {
-                topology.run_in(
-                    ns,
-                    &[
-                        "sysctl",
-                        "-qw",
-                        "net.ipv6.conf.all.disable_ipv6=1",
-                        "net.ipv6.conf.default.disable_ipv6=1",
-                    ],
-                )?;
-            }
+            // Devices made from now on inherit `default`.
+            topology.run_in(
+                ns,
+                &[
+                    "sysctl",
+                    "-qw",
+                    "net.ipv6.conf.default.addr_gen_mode=1",
+                    "net.ipv6.conf.default.accept_dad=0",
+                    "net.ipv6.conf.default.accept_ra=0",
+                    "net.ipv6.conf.default.router_solicitations=0",
+                ],
+            )?;
         }
         run(&[
             "ip",
@@ -87,26 +92,35 @@ impl Topology {
             "netns",
             &topology.client_ns,
         ])?;
-        for (ns, dev, address) in [
-            (&topology.server_ns, &topology.server_if, SERVER_V4),
-            (&topology.client_ns, &topology.client_if, CLIENT_V4),
+        for (ns, dev, v4, v6) in [
+            (
+                &topology.server_ns,
+                &topology.server_if,
+                SERVER_V4,
+                SERVER_V6,
+            ),
+            (
+                &topology.client_ns,
+                &topology.client_if,
+                CLIENT_V4,
+                CLIENT_V6,
+            ),
         ] {
             topology.run_in(ns, &["ip", "link", "set", "lo", "up"])?;
+            topology.run_in(ns, &["ip", "addr", "add", &format!("{v4}/24"), "dev", dev])?;
+            let v6 = format!("{v6}/64");
+            topology.run_in(ns, &["ip", "addr", "add", &v6, "dev", dev, "nodad"])?;
             topology.run_in(ns, &["ip", "link", "set", dev, "mtu", "1500", "up"])?;
-            let address = format!("{address}/24");
-            topology.run_in(ns, &["ip", "addr", "add", &address, "dev", dev])?;
         }
-        topology.run_in(
-            &topology.server_ns,
-            &[
-                "ip",
-                "route",
-                "add",
-                SPOOFED_SOURCES,
-                "via",
-                &CLIENT_V4.to_string(),
-            ],
-        )?;
+        for (sources, via) in [
+            (SPOOFED_SOURCES, CLIENT_V4.to_string()),
+            (SPOOFED_SOURCES_V6, CLIENT_V6.to_string()),
+        ] {
+            topology.run_in(
+                &topology.server_ns,
+                &["ip", "route", "add", sources, "via", &via],
+            )?;
+        }
         // A kernel on a veth sends partial TCP checksums (CHECKSUM_PARTIAL), which fail
         // verification in user space: make the client's kernel complete them.
         topology.run_in(

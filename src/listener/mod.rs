@@ -62,6 +62,8 @@ use clock::Clock;
 use handoffs::{Handoffs, Stage};
 use syn_queue::{HalfOpen, Offer, SynQueue};
 
+/// The largest window-scale shift (RFC 7323 §2.3).
+const MAX_WINDOW_SCALE: u8 = 14;
 /// MSS assumed when a SYN carries none (RFC 9293 §3.7.1, RFC 8200 §5).
 const DEFAULT_MSS_V4: u16 = 536;
 const DEFAULT_MSS_V6: u16 = 1220;
@@ -638,7 +640,11 @@ impl Listener {
         let ecn_setup = syn.flags.contains(TcpFlags::ECE) && syn.flags.contains(TcpFlags::CWR);
         Offer {
             client_mss: syn.options.mss.unwrap_or(default_mss),
-            window_scale: syn.options.window_scale,
+            // A larger shift is taken as the largest, as the kernel does (RFC 7323 §2.3).
+            window_scale: syn
+                .options
+                .window_scale
+                .map(|shift| shift.min(MAX_WINDOW_SCALE)),
             sack_permitted: syn.options.sack_permitted && self.config.sack,
             peer_tsval: syn
                 .options

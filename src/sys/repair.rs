@@ -5,12 +5,18 @@
 //! 1. `socket`, `TCP_REPAIR` on (repair mode also lets many sockets bind one local port);
 //! 2. `bind` the local address, `TCP_MAXSEG` to the peer's MSS (`connect` sizes the socket's
 //!    segments from it; the MSS in `TCP_REPAIR_OPTIONS` alone would leave them at the 536-byte
-//!    default), and `TCP_TIMESTAMP`, so that our timestamp clock continues where the SYN-ACK
-//!    left it and the peer's PAWS check passes (repair mode keeps it through `connect`);
+//!    default), clamped to the 88..=32767 that `TCP_MAXSEG` takes, and `TCP_TIMESTAMP`, so
+//!    that our timestamp clock continues where the SYN-ACK left it and the peer's PAWS check
+//!    passes (repair mode keeps it through `connect`);
 //! 3. the sequence numbers of both queues (`TCP_REPAIR_QUEUE` + `TCP_QUEUE_SEQ`): only while
 //!    the socket is still closed;
 //! 4. `connect`: in repair mode no SYN is sent, the socket is ESTABLISHED and hashed;
-//! 5. the options (`TCP_REPAIR_OPTIONS`) and the windows (`TCP_REPAIR_WINDOW`);
+//! 5. the options (`TCP_REPAIR_OPTIONS`, with the peer's own MSS, whatever its value) and the
+//!    windows (`TCP_REPAIR_WINDOW`); over IPv4, when the kernel's listener would size segments
+//!    otherwise than `connect` did (an MSS below 88, or a peer window under two segments), an
+//!    empty `IP_OPTIONS` makes the kernel size them again from the restored values, as its own
+//!    listener does (`tcp_sync_mss`; IPv6 has no such option, and no IPv6 peer can have an MSS
+//!    below 1220);
 //! 6. early data from the final ACK written into the receive queue;
 //! 7. repair off: the kernel sends a window probe.
 //!
@@ -45,6 +51,9 @@ const TCPOPT_MAXSEG: u32 = 2;
 const TCPOPT_WINDOW: u32 = 3;
 const TCPOPT_SACK_PERM: u32 = 4;
 const TCPOPT_TIMESTAMP: u32 = 8;
+/// What `TCP_MAXSEG` accepts: TCP_MIN_MSS and MAX_TCP_WINDOW of the kernel.
+const MIN_MAXSEG: libc::c_int = 88;
+const MAX_MAXSEG: libc::c_int = 32767;
 
 /// `struct tcp_repair_opt`.
 #[repr(C)]
@@ -82,7 +91,10 @@ pub fn establish(accepted: &Accepted) -> Result<TcpStream, HandoffError> {
         .bind(accepted.tuple.local)
         .map_err(fail("binding the local address"))?;
     socket
-        .set_int(libc::TCP_MAXSEG, libc::c_int::from(accepted.mss))
+        .set_int(
+            libc::TCP_MAXSEG,
+            libc::c_int::from(accepted.mss).clamp(MIN_MAXSEG, MAX_MAXSEG),
+        )
         .map_err(fail("setting the MSS"))?;
     if let Some(timestamps) = accepted.timestamps {
         socket
@@ -104,6 +116,13 @@ pub fn establish(accepted: &Accepted) -> Result<TcpStream, HandoffError> {
     socket
         .set_window(accepted)
         .map_err(fail("restoring the windows"))?;
+    let connect_sizing_differs = libc::c_int::from(accepted.mss) < MIN_MAXSEG
+        || accepted.peer_window < 2 * u32::from(accepted.mss);
+    if accepted.tuple.local.is_ipv4() && connect_sizing_differs {
+        socket
+            .resize_segments()
+            .map_err(fail("sizing the segments again"))?;
+    }
     if !accepted.early_data.is_empty() {
         socket
             .fill_receive_queue(&accepted.early_data)
@@ -198,6 +217,17 @@ impl Repairing {
             rest = &rest[sent..];
         }
         Ok(())
+    }
+
+    /// Makes the kernel size the socket's segments again from its MSS, window and path MTU:
+    /// setting IPv4 options (none) does that.
+    fn resize_segments(&self) -> io::Result<()> {
+        set_option(
+            self.0.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_OPTIONS,
+            &[0u8; 0],
+        )
     }
 
     fn finish(self) -> io::Result<TcpStream> {

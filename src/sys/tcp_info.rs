@@ -43,6 +43,23 @@ pub struct TcpInfo {
 }
 
 pub fn tcp_info(stream: &TcpStream) -> io::Result<TcpInfo> {
+    let raw = raw_tcp_info(stream)?;
+    Ok(TcpInfo {
+        timestamps: raw.options & TCPI_OPT_TIMESTAMPS != 0,
+        sack: raw.options & TCPI_OPT_SACK != 0,
+        window_scale: (raw.options & TCPI_OPT_WSCALE != 0)
+            .then_some((raw.wscales & 0xf, raw.wscales >> 4)),
+        send_mss: raw.snd_mss,
+    })
+}
+
+/// The kernel's estimate of the peer's segment size (`tcpi_rcv_mss`): the largest payload
+/// received in one segment so far, once data has come in.
+pub fn receive_mss(stream: &TcpStream) -> io::Result<u32> {
+    Ok(raw_tcp_info(stream)?.rcv_mss)
+}
+
+fn raw_tcp_info(stream: &TcpStream) -> io::Result<RawTcpInfo> {
     let mut raw = RawTcpInfo::default();
     let mut len = mem::size_of::<RawTcpInfo>() as libc::socklen_t;
     // SAFETY: `raw` is a live, writable buffer of `len` bytes; the kernel writes at most `len`.
@@ -58,11 +75,5 @@ pub fn tcp_info(stream: &TcpStream) -> io::Result<TcpInfo> {
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(TcpInfo {
-        timestamps: raw.options & TCPI_OPT_TIMESTAMPS != 0,
-        sack: raw.options & TCPI_OPT_SACK != 0,
-        window_scale: (raw.options & TCPI_OPT_WSCALE != 0)
-            .then_some((raw.wscales & 0xf, raw.wscales >> 4)),
-        send_mss: raw.snd_mss,
-    })
+    Ok(raw)
 }

@@ -6,7 +6,7 @@
 #![allow(dead_code)] // Each test crate uses a different subset.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Instant;
 
@@ -18,13 +18,20 @@ use synwall::device::FrameIo;
 
 use crossbeam_channel::{Receiver, Sender};
 use sha2::{Digest, Sha256};
-use synwall::lab::{SERVER_V4, Topology};
+use synwall::handoff::HandoffMode;
+use synwall::lab::{CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, Topology};
 use synwall::server::{Server, ServerConfig, ServerStats};
+use synwall::sys::tcp_info::{TcpInfo, tcp_info};
+use synwall::wire::TcpOptions;
 
 pub const PORT: u16 = 80;
 
 pub fn served_v4() -> SocketAddr {
     (SERVER_V4, PORT).into()
+}
+
+pub fn served_v6() -> SocketAddr {
+    (SERVER_V6, PORT).into()
 }
 
 /// What the echo application does with a connection.
@@ -520,23 +527,35 @@ pub fn syn_flood(topology: &Topology, count: usize) {
         .unwrap();
 }
 
-/// synwall in native mode in the lab's server namespace, beside a service that listens there
-/// itself; stops when dropped.
-pub struct NativeWall {
+/// What a test asks of the synwall a [`Wall`] runs.
+enum WallRequest {
+    Stats(Sender<ServerStats>),
+    /// The next connection (repair mode) within the wait.
+    Accept(Duration, Sender<Option<synwall::handoff::Connection>>),
+}
+
+/// synwall (the library's [`Server`]) in the lab's server namespace, held by a thread there
+/// until dropped; a service of the test's own listens beside it (native mode) or takes its
+/// connections with [`Wall::accept`] (repair mode).
+pub struct Wall {
     stop: Arc<AtomicBool>,
-    stats_requests: Sender<Sender<ServerStats>>,
+    requests: Sender<WallRequest>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
-impl NativeWall {
-    /// Binds synwall on the lab's server interface (198.18.0.1, port 80) in native mode,
-    /// configured by `configure`. Panics when synwall fails to start.
-    pub fn start(topology: &Topology, configure: impl FnOnce(&mut ServerConfig)) -> NativeWall {
-        let mut config = ServerConfig::new(&topology.server_if, &[served_v4()]);
-        config.handoff = synwall::handoff::HandoffMode::Native;
+impl Wall {
+    /// Binds synwall on the lab's server interface, serving 198.18.0.1 and 2001:2::1 on port
+    /// 80 in `mode`, configured further by `configure`. Panics when synwall fails to start.
+    pub fn start(
+        topology: &Topology,
+        mode: HandoffMode,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Wall {
+        let mut config = ServerConfig::new(&topology.server_if, &[served_v4(), served_v6()]);
+        config.handoff = mode;
         configure(&mut config);
         let stop = Arc::new(AtomicBool::new(false));
-        let (stats_requests, stats_rx) = crossbeam_channel::unbounded::<Sender<ServerStats>>();
+        let (requests, requests_rx) = crossbeam_channel::unbounded::<WallRequest>();
         let (started_tx, started_rx) = crossbeam_channel::bounded(1);
         let stopping = Arc::clone(&stop);
         let thread = topology.spawn_in(&topology.server_ns, move || {
@@ -549,8 +568,14 @@ impl NativeWall {
             };
             let _ = started_tx.send(Ok(()));
             while !stopping.load(Ordering::Relaxed) {
-                if let Ok(reply) = stats_rx.recv_timeout(Duration::from_millis(10)) {
-                    let _ = reply.send(server.stats());
+                match requests_rx.recv_timeout(Duration::from_millis(10)) {
+                    Ok(WallRequest::Stats(reply)) => {
+                        let _ = reply.send(server.stats());
+                    }
+                    Ok(WallRequest::Accept(wait, reply)) => {
+                        let _ = reply.send(server.accept_timeout(wait).ok().flatten());
+                    }
+                    Err(_) => {}
                 }
             }
         });
@@ -558,27 +583,235 @@ impl NativeWall {
             .recv_timeout(Duration::from_secs(30))
             .expect("synwall did not start in time");
         started.expect("synwall failed to start");
-        NativeWall {
+        Wall {
             stop,
-            stats_requests,
+            requests,
             thread: Some(thread),
         }
     }
 
     pub fn stats(&self) -> ServerStats {
         let (reply, answer) = crossbeam_channel::bounded(1);
-        self.stats_requests.send(reply).expect("server thread gone");
+        self.requests
+            .send(WallRequest::Stats(reply))
+            .expect("server thread gone");
         answer
             .recv_timeout(Duration::from_secs(5))
             .expect("no stats")
     }
+
+    /// The next connection synwall built (repair mode), waiting up to 10 s.
+    pub fn accept(&self) -> Option<synwall::handoff::Connection> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let wait = Duration::from_secs(10);
+        self.requests
+            .send(WallRequest::Accept(wait, reply))
+            .expect("server thread gone");
+        answer.recv_timeout(wait * 2).expect("no answer")
+    }
 }
 
-impl Drop for NativeWall {
+impl Drop for Wall {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
+}
+
+/// A TCP client of the test's own making in the lab's client namespace, over AF_PACKET: its
+/// SYN carries exactly the options the test chooses, from a source address in the spoofed
+/// ranges (routed through the client namespace, whose kernel owns no such address and so
+/// never answers the server's segments itself).
+pub struct CraftedClient {
+    socket: synwall::sys::PacketSocket,
+    link: synwall::wire::LinkAddrs,
+}
+
+impl CraftedClient {
+    /// The link addresses of frames from the client to the server.
+    pub fn link(topology: &Topology) -> synwall::wire::LinkAddrs {
+        synwall::wire::LinkAddrs {
+            src: topology
+                .mac(&topology.client_ns, &topology.client_if)
+                .unwrap(),
+            dst: topology
+                .mac(&topology.server_ns, &topology.server_if)
+                .unwrap(),
+            vlan: None,
+        }
+    }
+
+    /// Opens a packet socket on the client interface `ifname`, sending with `link` (see
+    /// [`CraftedClient::link`]); run it on a thread in the client namespace.
+    pub fn open(ifname: &str, link: synwall::wire::LinkAddrs) -> CraftedClient {
+        let config = synwall::sys::PacketSocketConfig {
+            receive: true,
+            ..Default::default()
+        };
+        CraftedClient {
+            socket: synwall::sys::PacketSocket::open(ifname, config).unwrap(),
+            link,
+        }
+    }
+
+    /// Sends `client`'s SYN to `server`, waits for the SYN-ACK and answers it with the final
+    /// ACK carrying `payload`. Returns the SYN-ACK.
+    pub fn handshake(
+        &mut self,
+        client: &crate::common::Client,
+        server: SocketAddr,
+        payload: &[u8],
+    ) -> synwall::wire::TcpRepr<'static> {
+        let client = crate::common::Client {
+            link: self.link,
+            server,
+            ..*client
+        };
+        self.send(&client.syn());
+        let syn_ack = self.receive(&client);
+        // A real stack's receive window: 64 KiB, scaled when both sides scale.
+        let window = if syn_ack.options.window_scale.is_some() {
+            502
+        } else {
+            64240
+        };
+        self.send(&synwall::wire::TcpRepr {
+            window,
+            ..client.ack(&syn_ack, payload)
+        });
+        syn_ack
+    }
+
+    fn send(&mut self, repr: &synwall::wire::TcpRepr<'_>) {
+        let sent = self
+            .socket
+            .transmit(1, |tx| synwall::wire::emit(repr, tx).ok())
+            .unwrap();
+        assert_eq!(sent, 1, "the frame was sent");
+        self.socket.flush().unwrap();
+    }
+
+    /// The next segment from the server to `client`, within 5 s.
+    fn receive(&mut self, client: &crate::common::Client) -> synwall::wire::TcpRepr<'static> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let to_client = synwall::wire::Endpoints::new([client.addr]);
+        let mut reply = None;
+        while reply.is_none() {
+            assert!(Instant::now() < deadline, "no answer to {client:?}");
+            self.socket.wait(Duration::from_millis(50)).unwrap();
+            self.socket
+                .receive(64, |rx, _| {
+                    if let synwall::wire::Parsed::Ours(repr) = synwall::wire::parse(rx, &to_client)
+                        && repr.src == client.server
+                        && reply.is_none()
+                    {
+                        reply = Some(crate::common::detach(repr));
+                    }
+                    None
+                })
+                .unwrap();
+        }
+        reply.expect("a reply")
+    }
+}
+
+// --- Crafted handshakes against synwall and against the kernel's own listener ------------
+
+/// A port the kernel's own listener serves, for comparison.
+pub const KERNEL_PORT: u16 = 81;
+
+/// A listening socket at `address` in the server namespace whose accept gives up after 10 s.
+pub fn service(topology: &Topology, address: SocketAddr) -> TcpListener {
+    in_ns(topology, &topology.server_ns, move || {
+        let listener = TcpListener::bind(address).unwrap();
+        socket2::SockRef::from(&listener)
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        listener
+    })
+}
+
+/// The served address and the client's own address of `family` (4 or 6).
+pub fn addresses(family: u8) -> (SocketAddr, IpAddr) {
+    match family {
+        4 => (served_v4(), CLIENT_V4.into()),
+        _ => (served_v6(), CLIENT_V6.into()),
+    }
+}
+
+/// Makes the server's kernel send complete TCP checksums, which the crafted client checks.
+pub fn full_checksums_from_the_server(topology: &Topology) {
+    topology
+        .run_in(
+            &topology.server_ns,
+            &["ethtool", "-K", &topology.server_if, "tx", "off"],
+        )
+        .unwrap();
+}
+
+/// A crafted client of `family` with source port `port`, from the spoofed ranges.
+pub fn crafted(family: u8, port: u16, isn: u32, options: TcpOptions) -> crate::common::Client {
+    let address = match family {
+        4 => format!("198.18.200.1:{port}"),
+        _ => format!("[2001:2:0:8000::1]:{port}"),
+    };
+    crate::common::Client::new(&address, isn, options)
+}
+
+/// What the kernel socket of one crafted handshake negotiated: through synwall to the service
+/// on port 80, and straight to the kernel's own listener on [`KERNEL_PORT`].
+pub struct Negotiated {
+    pub synwall: TcpInfo,
+    pub kernel: TcpInfo,
+}
+
+/// Runs the handshake of a client with `options` against both listeners of `family` and reads
+/// each accepted socket's TCP_INFO, after checking that the final ACK's data arrived.
+pub fn negotiate(
+    topology: &Topology,
+    accept_synwall: &dyn Fn() -> TcpStream,
+    kernel: &TcpListener,
+    family: u8,
+    attempt: u16,
+    options: TcpOptions,
+) -> Negotiated {
+    let (served, _) = addresses(family);
+    let kernel_address = SocketAddr::new(served.ip(), KERNEL_PORT);
+    let isn = 0xfff0_0000 + u32::from(attempt) * 1000;
+    let (to_synwall, to_kernel) = (
+        crafted(family, 40000 + attempt, isn, options),
+        crafted(family, 50000 + attempt, isn, options),
+    );
+    let (ifname, link) = (topology.client_if.clone(), CraftedClient::link(topology));
+    in_ns(topology, &topology.client_ns, move || {
+        let mut client = CraftedClient::open(&ifname, link);
+        client.handshake(&to_synwall, served, b"early");
+        client.handshake(&to_kernel, kernel_address, b"early");
+    });
+    let mut infos = Vec::new();
+    for mut stream in [accept_synwall(), kernel.accept().unwrap().0] {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut early = [0u8; 5];
+        stream.read_exact(&mut early).expect("the final ACK's data");
+        assert_eq!(&early, b"early");
+        infos.push(tcp_info(&stream).unwrap());
+    }
+    Negotiated {
+        synwall: infos[0],
+        kernel: infos[1],
+    }
+}
+
+/// The SYN layouts of real stacks, and none at all.
+pub fn syn_layouts() -> [(&'static str, TcpOptions); 4] {
+    [
+        ("linux", crate::common::linux_options(1)),
+        ("windows", crate::common::windows_options()),
+        ("macos", crate::common::macos_options(1)),
+        ("no options", TcpOptions::default()),
+    ]
 }

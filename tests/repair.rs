@@ -1,0 +1,133 @@
+//! Repair mode in the lab: sockets built with TCP_REPAIR negotiate what the kernel's own
+//! listener would, for every client layout, extreme MSS values included. Privileged tier.
+
+mod common;
+#[path = "common/lab.rs"]
+mod lab;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::privileged_lab;
+use lab::*;
+use synwall::handoff::HandoffMode;
+use synwall::lab::{SERVER_V4, SERVER_V6};
+use synwall::listener::SyncookiesMode;
+use synwall::sys::tcp_info::{receive_mss, tcp_info};
+use synwall::wire::TcpOptions;
+
+const LAB: &str = "swr";
+/// The room the timestamps option takes in a segment.
+const TIMESTAMP_ROOM: u32 = 12;
+
+#[test]
+fn test_repaired_sockets_negotiate_what_the_kernel_would() {
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
+    full_checksums_from_the_server(&topology);
+    let kernel_listeners = [
+        service(&topology, (SERVER_V4, KERNEL_PORT).into()),
+        service(&topology, (SERVER_V6, KERNEL_PORT).into()),
+    ];
+    // Through the SYN queue: what a client asked for is kept whole, as by the kernel's own.
+    let wall = Wall::start(&topology, HandoffMode::Repair, |config| {
+        config.listener.syncookies = SyncookiesMode::Never;
+    });
+    let accept = || wall.accept().expect("synwall built the socket").stream;
+    let mut layouts: Vec<(String, TcpOptions)> = syn_layouts()
+        .into_iter()
+        .map(|(name, options)| (name.to_owned(), options))
+        .collect();
+    // Client MSS values TCP_MAXSEG refuses (it takes 88..=32767): the kernel clamps them.
+    for mss in [1, 47, 87, 32768, 65535] {
+        let linux = common::linux_options(1);
+        layouts.push((
+            format!("MSS {mss}"),
+            TcpOptions {
+                mss: Some(mss),
+                ..linux
+            },
+        ));
+        let windows = common::windows_options();
+        layouts.push((
+            format!("MSS {mss}, no timestamps"),
+            TcpOptions {
+                mss: Some(mss),
+                ..windows
+            },
+        ));
+    }
+    let mut attempt = 0;
+    for (index, family) in [4u8, 6].into_iter().enumerate() {
+        for (layout, options) in &layouts {
+            attempt += 1;
+            let negotiated = negotiate(
+                &topology,
+                &accept,
+                &kernel_listeners[index],
+                family,
+                attempt,
+                *options,
+            );
+            let Negotiated {
+                synwall,
+                mut kernel,
+            } = negotiated;
+            if !kernel.timestamps {
+                // See the next test: TCP_INFO only, not the segments.
+                kernel.send_mss -= TIMESTAMP_ROOM;
+            }
+            if family == 6 && options.mss.is_some_and(|mss| mss < 88) {
+                // No IPv6 peer has an MSS below 1220 (the minimum MTU is 1280), and IPv6 has no
+                // way to make the kernel size a repaired socket's segments again: such a bogus
+                // client gets the 88 bytes TCP_MAXSEG takes at least, less the timestamps.
+                assert!(synwall.send_mss <= 88, "IPv6, {layout}: {synwall:?}");
+                kernel.send_mss = synwall.send_mss;
+            }
+            assert_eq!(
+                synwall, kernel,
+                "IPv{family}, {layout}: synwall's repaired socket against the kernel's"
+            );
+        }
+    }
+    assert_eq!(wall.stats().handoffs_failed, 0);
+}
+
+/// TCP_INFO's MSS of a repaired socket whose peer sent no timestamps is 12 bytes (the option's
+/// room) below what the kernel's listener gives: TCP_REPAIR leaves the socket the header length
+/// `connect` gives it while the namespace has timestamps on, and no API changes it. The segments
+/// themselves carry the full MSS: the kernel sizes each one by the options it really carries.
+#[test]
+fn test_repaired_socket_without_timestamps_sends_full_segments() {
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
+    // A Linux client without timestamps offers what Windows offers: MSS, SACK, window scale.
+    topology
+        .run_in(
+            &topology.client_ns,
+            &["sysctl", "-qw", "net.ipv4.tcp_timestamps=0"],
+        )
+        .unwrap();
+    let wall = Wall::start(&topology, HandoffMode::Repair, |_| {});
+    const LENGTH: usize = 300_000;
+    let client = topology.spawn_in(&topology.client_ns, || -> std::io::Result<u32> {
+        let mut stream = TcpStream::connect_timeout(&served_v4(), Duration::from_secs(3))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut received = Vec::new();
+        stream.read_to_end(&mut received)?;
+        assert_eq!(received.len(), LENGTH);
+        receive_mss(&stream)
+    });
+    let mut connection = wall.accept().expect("synwall built the socket");
+    assert!(!tcp_info(&connection.stream).unwrap().timestamps);
+    connection.stream.write_all(&[7; LENGTH]).unwrap();
+    drop(connection);
+    assert_eq!(
+        client.join().unwrap().unwrap().unwrap(),
+        1460,
+        "the largest segment the client received"
+    );
+}
