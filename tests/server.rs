@@ -400,3 +400,25 @@ fn test_reconnect_over_a_time_wait_tuple() {
     );
     assert_eq!(server.stats().handoffs_failed, 0);
 }
+
+#[test]
+fn test_a_waker_ends_the_fast_path_wait_at_once() {
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
+    let interface = topology.server_if.clone();
+    let elapsed = in_ns(&topology, &topology.server_ns, move || {
+        use synwall::device::FrameIo;
+        let mut device = synwall::sys::XdpDevice::open(&interface, 0, Default::default()).unwrap();
+        let waker = device.waker();
+        let woken = std::thread::spawn(move || waker.wake());
+        let started = std::time::Instant::now();
+        // Nothing arrives on the socket: only the waker ends this wait before its timeout,
+        // whether it fires before the wait starts or during it.
+        let frames = device.wait(Duration::from_secs(60)).unwrap();
+        woken.join().unwrap();
+        assert!(!frames, "no frame arrived");
+        started.elapsed()
+    });
+    assert!(elapsed < Duration::from_secs(30), "woken after {elapsed:?}");
+}

@@ -1,0 +1,39 @@
+//! synwall as the listener itself (repair mode): there is no listening socket of the program's
+//! own; `Server::accept` gives every connection that completed its handshake as an ordinary
+//! `TcpStream`, built with TCP_REPAIR. For kernels without native handoff, for connections the
+//! program relays elsewhere, or to see how each handshake completed.
+//!
+//! ```sh
+//! cargo build --example repair_accept
+//! sudo target/debug/examples/repair_accept eth0 203.0.113.10:8080
+//! ```
+//! (Root, or the capabilities of deploy/README.md.)
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use synwall::handoff::HandoffMode;
+use synwall::server::{Server, ServerConfig};
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let (Some(interface), Some(address)) = (args.next(), args.next()) else {
+        anyhow::bail!("usage: repair_accept INTERFACE ADDRESS:PORT");
+    };
+    let address: SocketAddr = address.parse().context("ADDRESS:PORT")?;
+
+    let mut config = ServerConfig::new(&interface, &[address]);
+    config.handoff = HandoffMode::Repair;
+    let server = Server::bind(config).context("starting synwall")?;
+
+    for connection in server.incoming() {
+        let mut stream = connection.stream;
+        writeln!(
+            stream,
+            "hello, {}: your handshake completed {:?}, options {:?}",
+            connection.peer, connection.path, connection.options
+        )?;
+    }
+    Ok(())
+}
