@@ -1,5 +1,6 @@
 //! The `synwall` command.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,10 +12,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use synwall::cookie::keys::Secret;
 use synwall::counters::{Counter, Gauge};
+use synwall::handoff::HandoffMode;
 use synwall::metrics::{self, MetricsServer, Scrape};
 use synwall::proxy::Proxy;
 use synwall::server::Server;
-use synwall::settings::{DEFAULT_METRICS, Settings};
+use synwall::settings::{DEFAULT_METRICS, Settings, SettingsError};
+use synwall::sys::native;
 
 #[derive(Parser)]
 #[command(version, about = "A SYN-flood-resistant TCP listener")]
@@ -25,8 +28,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Front a TCP service: answer handshakes on the NIC, proxy connections to the upstream.
-    /// SIGHUP reloads the secret and the reloadable settings; SIGINT/SIGTERM stop.
+    /// Front a TCP service: answer handshakes on the NIC, hand each completed one to the
+    /// service's own listening socket (native) or proxy it to the upstream (repair). SIGHUP
+    /// reloads the secret and the reloadable settings; SIGINT/SIGTERM stop.
     Listen(ListenArgs),
     /// Check a configuration (file and flags) as `listen` would, without attaching anything.
     CheckConfig(ListenArgs),
@@ -83,6 +87,8 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, never into the journal or a file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match Cli::parse().command {
         Command::Listen(args) => listen(&args),
@@ -102,8 +108,19 @@ fn main() -> anyhow::Result<()> {
 fn check_config(args: &ListenArgs) -> anyhow::Result<()> {
     let resolved = args.settings()?.resolve()?;
     let server = &resolved.server;
+    let handoff = match (server.handoff, resolved.proxy) {
+        (HandoffMode::Repair, Some(proxy)) => format!("repair, proxied to {}", proxy.upstream),
+        (mode, proxy) => format!(
+            "{}{}",
+            mode.name(),
+            proxy.map_or(String::new(), |proxy| format!(
+                " (repair proxies to {})",
+                proxy.upstream
+            ))
+        ),
+    };
     println!(
-        "configuration OK: {} on {}, syncookies {:?}, proxied to {}, metrics on {}",
+        "configuration OK: {} on {}, syncookies {:?}, handoff {handoff}, metrics on {}",
         server
             .listener
             .served
@@ -113,7 +130,6 @@ fn check_config(args: &ListenArgs) -> anyhow::Result<()> {
             .join(", "),
         server.interface,
         server.listener.syncookies,
-        resolved.proxy.upstream,
         resolved.metrics,
     );
     Ok(())
@@ -121,8 +137,18 @@ fn check_config(args: &ListenArgs) -> anyhow::Result<()> {
 
 fn listen(args: &ListenArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
-    // Every setting is checked, and the secret loaded, before anything is attached.
+    // Every setting is checked, and the secret loaded, before anything is attached; so is
+    // whether `handoff = auto` will need an upstream.
     let resolved = settings.resolve()?;
+    if resolved.server.handoff == HandoffMode::Auto
+        && resolved.proxy.is_none()
+        && let Err(unavailable) = native::check()
+    {
+        return Err(SettingsError::NoUpstream {
+            why: format!("handoff = auto, but {unavailable}"),
+        }
+        .into());
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -134,33 +160,58 @@ fn listen(args: &ListenArgs) -> anyhow::Result<()> {
 
     let interface = resolved.server.interface.clone();
     let server = Arc::new(
-        Server::bind(resolved.server)
+        Server::bind(resolved.server.clone())
             .with_context(|| format!("starting synwall on {interface}"))?,
     );
-    let proxy = Arc::new(Proxy::new(resolved.proxy));
+    let proxy = match server.handoff_mode() {
+        HandoffMode::Repair => Some(Arc::new(Proxy::new(
+            resolved.repair_proxy(server.handoff_reason())?,
+        ))),
+        _ => {
+            if let Some(unused) = resolved.proxy {
+                tracing::warn!(
+                    upstream = %unused.upstream,
+                    "the upstream is not used: in native mode the service listening on the \
+                     served address takes the connections"
+                );
+            }
+            None
+        }
+    };
     let metrics = MetricsServer::spawn(resolved.metrics, {
-        let (server, counters) = (Arc::clone(&server), proxy.counters());
+        let server = Arc::clone(&server);
+        let counters = proxy
+            .as_ref()
+            .map(|proxy| proxy.counters())
+            .unwrap_or_default();
         move || metrics::render(&server.stats(), &counters)
     })?;
     tracing::info!(address = %metrics.address(), "metrics endpoint");
-    let proxying = thread::spawn({
-        let (server, proxy, stop) = (Arc::clone(&server), Arc::clone(&proxy), Arc::clone(&stop));
-        move || proxy.run(&server, &stop)
+    let proxying = proxy.as_ref().map(|proxy| {
+        let (server, proxy, stop) = (Arc::clone(&server), Arc::clone(proxy), Arc::clone(&stop));
+        thread::spawn(move || proxy.run(&server, &stop))
     });
 
     let mut running = settings;
-    while !stop.load(Ordering::Relaxed) && !proxying.is_finished() {
+    while !stop.load(Ordering::Relaxed)
+        && server.is_running()
+        && !proxying.as_ref().is_some_and(|thread| thread.is_finished())
+    {
         thread::sleep(Duration::from_millis(100));
         if reload.swap(false, Ordering::Relaxed) {
-            running = reload_settings(args, &running, &server, &proxy);
+            running = reload_settings(args, &running, &server, proxy.as_deref());
         }
     }
     stop.store(true, Ordering::Relaxed);
     tracing::info!("stopping");
-    let served = proxying.join().expect("the proxy thread panicked");
+    let served = match proxying {
+        Some(thread) => thread.join().expect("the proxy thread panicked"),
+        None => Ok(()),
+    };
+    let failure = server.failure();
     drop(metrics);
     drop(server);
-    served.context("serving")
+    served.and(failure.map_or(Ok(()), Err)).context("serving")
 }
 
 /// Re-reads the configuration (SIGHUP) and applies what can change while running; returns the
@@ -169,7 +220,7 @@ fn reload_settings(
     args: &ListenArgs,
     running: &Settings,
     server: &Server,
-    proxy: &Proxy,
+    proxy: Option<&Proxy>,
 ) -> Settings {
     let new = match args.settings() {
         Ok(new) => new,
@@ -190,7 +241,12 @@ fn reload_settings(
         tracing::warn!(keys = ?restart, "reload: these settings take a restart; their old values stay");
     }
     server.reload(&reloadable.listener);
-    proxy.reconfigure(reloadable.proxy);
+    if let Some(proxy) = proxy {
+        match reloadable.proxy {
+            Some(config) => proxy.reconfigure(config),
+            None => tracing::warn!("reload: repair mode keeps its upstream; it cannot be removed"),
+        }
+    }
     tracing::info!("reloaded");
     running.with_reloadable_from(&new)
 }

@@ -398,12 +398,16 @@ impl Server {
     /// Stops every thread and detaches the program.
     pub fn shutdown(self) {}
 
-    fn take_failure(&self) -> ServerError {
+    /// Why the server stopped by itself, if it did; told once.
+    pub fn failure(&self) -> Option<ServerError> {
         self.failure
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take()
-            .unwrap_or(ServerError::Closed)
+    }
+
+    fn take_failure(&self) -> ServerError {
+        self.failure().unwrap_or(ServerError::Closed)
     }
 }
 

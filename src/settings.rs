@@ -4,9 +4,13 @@
 //! loads the secret before anything is attached, and every error names its setting.
 //!
 //! Reloadable on SIGHUP ([`Settings::reloadable`]): the secret file, `syncookies`,
-//! `abort-on-overflow`, `invalid-ack-rsts-per-sec`, `upstream`, `upstream-timeout` and
-//! `max-connections`. Everything else sizes memory or threads, or changes what a cookie means,
-//! and takes a restart.
+//! `abort-on-overflow`, `invalid-ack-rsts-per-sec`, `upstream`, `upstream-timeout`,
+//! `max-connections` and `proxy-protocol`. Everything else sizes memory or threads, changes
+//! what a cookie means or how connections are handed over, and takes a restart.
+//!
+//! `upstream` is needed in repair mode only: in native mode the service listens on the served
+//! address itself. Which mode `handoff = auto` gets is known once the kernel has been asked
+//! ([`crate::server::Server::bind`]); [`Resolved::proxy`] is `None` without an upstream.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -16,13 +20,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::cookie::MssTable;
 use crate::cookie::keys::{KeyError, Secret};
+use crate::handoff::HandoffMode;
 use crate::listener::{ConfigError, ListenerUpdate, SyncookiesMode};
-use crate::proxy::ProxyConfig;
+use crate::proxy::{ProxyConfig, ProxyProtocol};
 use crate::server::ServerConfig;
 use crate::sys::XdpMode;
 
 /// The settings a SIGHUP applies; every other change takes a restart.
-pub const RELOADABLE: [&str; 7] = [
+pub const RELOADABLE: [&str; 8] = [
     "secret-file",
     "syncookies",
     "abort-on-overflow",
@@ -30,6 +35,7 @@ pub const RELOADABLE: [&str; 7] = [
     "upstream",
     "upstream-timeout",
     "max-connections",
+    "proxy-protocol",
 ];
 
 /// The default address of the Prometheus endpoint: loopback only.
@@ -54,7 +60,12 @@ pub struct Settings {
     /// XDP attach mode [default: auto: native, else generic].
     #[arg(long, value_enum)]
     pub xdp_mode: Option<XdpMode>,
-    /// The service connections are proxied to, HOST:PORT.
+    /// How completed handshakes reach the service: native (into its own listening socket on
+    /// the served address, Linux 6.9+), repair (TCP_REPAIR sockets proxied to --upstream), or
+    /// auto (native where the kernel can) [default: auto].
+    #[arg(long, value_enum)]
+    pub handoff: Option<HandoffMode>,
+    /// The service connections are proxied to in repair mode, HOST:PORT.
     #[arg(long)]
     pub upstream: Option<String>,
     /// How long to wait for the upstream to accept a connection [default: 3s].
@@ -64,6 +75,13 @@ pub struct Settings {
     /// Connections proxied at once, at most [default: 4096].
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// The PROXY protocol header sent to the upstream, so that it learns each client's address
+    /// (nginx, HAProxy and Envoy read it): off, v1 or v2 [default: off].
+    #[arg(long, value_enum)]
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// Event-loop threads of the proxy [default: 1].
+    #[arg(long)]
+    pub proxy_threads: Option<usize>,
     /// Threads that hand completed handshakes to the kernel [default: 2].
     #[arg(long)]
     pub workers: Option<usize>,
@@ -134,6 +152,11 @@ pub enum SettingsError {
     File { path: PathBuf, message: String },
     #[error("{key}: required (in the configuration file, or as --{key})")]
     Missing { key: &'static str },
+    #[error(
+        "upstream: required in repair mode ({why}): the proxy joins each connection to it \
+         (in the configuration file, or as --upstream)"
+    )]
+    NoUpstream { why: String },
     #[error("{key}: {reason}")]
     Invalid { key: &'static str, reason: String },
     #[error(transparent)]
@@ -146,15 +169,25 @@ pub enum SettingsError {
 #[derive(Debug, Clone)]
 pub struct Resolved {
     pub server: ServerConfig,
-    pub proxy: ProxyConfig,
+    /// The proxy of repair mode; `None` without an upstream.
+    pub proxy: Option<ProxyConfig>,
     pub metrics: SocketAddr,
+}
+
+impl Resolved {
+    /// The proxy, for a server whose connections are handed over in repair mode `because`.
+    pub fn repair_proxy(&self, because: &str) -> Result<ProxyConfig, SettingsError> {
+        self.proxy.ok_or_else(|| SettingsError::NoUpstream {
+            why: because.to_owned(),
+        })
+    }
 }
 
 /// The settings SIGHUP applies to a running synwall.
 #[derive(Debug, Clone)]
 pub struct Reloadable {
     pub listener: ListenerUpdate,
-    pub proxy: ProxyConfig,
+    pub proxy: Option<ProxyConfig>,
 }
 
 macro_rules! overlay {
@@ -184,9 +217,12 @@ impl Settings {
             cpus,
             listen,
             xdp_mode,
+            handoff,
             upstream,
             upstream_timeout,
             max_connections,
+            proxy_protocol,
+            proxy_threads,
             workers,
             backlog,
             syncookies,
@@ -251,6 +287,7 @@ impl Settings {
         set(&mut server.queues, self.queues.clone());
         set(&mut server.cpus, self.cpus.clone());
         set(&mut server.xdp_mode, self.xdp_mode);
+        set(&mut server.handoff, self.handoff);
         set(&mut server.workers, positive("workers", self.workers)?);
         set(&mut server.backlog, positive("backlog", self.backlog)?);
         if let Some(period) = self.key_rotation {
@@ -262,9 +299,15 @@ impl Settings {
         if let Some(path) = &self.secret_file {
             server.secret = Some(Secret::load(path)?);
         }
+        let proxy = self.proxy()?;
+        if server.handoff == HandoffMode::Repair && proxy.is_none() {
+            return Err(SettingsError::NoUpstream {
+                why: "handoff = repair".to_owned(),
+            });
+        }
         Ok(Resolved {
             server,
-            proxy: self.proxy()?,
+            proxy,
             metrics: self
                 .metrics
                 .unwrap_or_else(|| DEFAULT_METRICS.parse().expect("a valid address")),
@@ -295,6 +338,7 @@ impl Settings {
             upstream: new.upstream.clone(),
             upstream_timeout: new.upstream_timeout,
             max_connections: new.max_connections,
+            proxy_protocol: new.proxy_protocol,
             ..self.clone()
         }
     }
@@ -318,11 +362,11 @@ impl Settings {
         })
     }
 
-    fn proxy(&self) -> Result<ProxyConfig, SettingsError> {
-        let upstream = self
-            .upstream
-            .as_deref()
-            .ok_or(SettingsError::Missing { key: "upstream" })?;
+    /// The proxy's configuration; `None` without an upstream.
+    fn proxy(&self) -> Result<Option<ProxyConfig>, SettingsError> {
+        let Some(upstream) = self.upstream.as_deref() else {
+            return Ok(None);
+        };
         let address = upstream
             .to_socket_addrs()
             .map_err(|error| {
@@ -333,11 +377,13 @@ impl Settings {
             })?
             .next()
             .ok_or_else(|| invalid("upstream", &format!("{upstream:?} resolves to no address")))?;
-        Ok(ProxyConfig {
+        Ok(Some(ProxyConfig {
             upstream: address,
             connect_timeout: self.upstream_timeout.unwrap_or(Duration::from_secs(3)),
             max_connections: positive("max-connections", self.max_connections)?.unwrap_or(4096),
-        })
+            threads: positive("proxy-threads", self.proxy_threads)?.unwrap_or(1),
+            proxy_protocol: self.proxy_protocol.unwrap_or_default(),
+        }))
     }
 }
 
@@ -464,9 +510,17 @@ mod tests {
             (
                 Settings {
                     upstream: None,
+                    handoff: Some(HandoffMode::Repair),
                     ..minimal()
                 },
-                "upstream: required",
+                "upstream: required in repair mode (handoff = repair)",
+            ),
+            (
+                Settings {
+                    proxy_threads: Some(0),
+                    ..minimal()
+                },
+                "proxy-threads: must be at least 1",
             ),
             (
                 Settings {
@@ -535,22 +589,48 @@ mod tests {
     }
 
     #[test]
+    fn test_native_mode_needs_no_upstream() {
+        let native = Settings {
+            upstream: None,
+            handoff: Some(HandoffMode::Native),
+            ..minimal()
+        };
+        let resolved = native.resolve().unwrap();
+        assert!(resolved.proxy.is_none());
+        let error = resolved
+            .repair_proxy("handoff = auto, but ...")
+            .unwrap_err();
+        assert!(error.to_string().contains("handoff = auto, but"), "{error}");
+        let with_upstream = minimal().resolve().unwrap();
+        assert_eq!(
+            with_upstream.proxy.unwrap().proxy_protocol,
+            ProxyProtocol::Off
+        );
+    }
+
+    #[test]
     fn test_reload_tells_what_takes_a_restart() {
         let old = minimal();
         let new = Settings {
             syncookies: Some(SyncookiesMode::Always),
             upstream: Some("127.0.0.1:9090".into()),
+            proxy_protocol: Some(ProxyProtocol::V2),
             max_syn_backlog: Some(8),
             interface: Some("eth1".into()),
+            handoff: Some(HandoffMode::Repair),
             ..minimal()
         };
-        assert_eq!(old.restart_needed(&new), ["interface", "max-syn-backlog"]);
+        assert_eq!(
+            old.restart_needed(&new),
+            ["handoff", "interface", "max-syn-backlog"]
+        );
         let running = old.with_reloadable_from(&new);
         assert_eq!(running.syncookies, Some(SyncookiesMode::Always));
         assert_eq!(running.upstream.as_deref(), Some("127.0.0.1:9090"));
+        assert_eq!(running.proxy_protocol, Some(ProxyProtocol::V2));
         assert_eq!(running.max_syn_backlog, None, "kept until a restart");
         assert_eq!(running.interface.as_deref(), Some("lo"));
-        assert!(running.restart_needed(&new).len() == 2);
+        assert!(running.restart_needed(&new).len() == 3);
     }
 
     #[test]

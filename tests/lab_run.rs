@@ -255,6 +255,87 @@ fn test_lab_ack_floods_get_no_forged_connection_through_synwall() {
 }
 
 #[test]
+fn test_lab_repair_handoff_serves_through_the_proxy() {
+    let Some(session) = Session::start() else {
+        return;
+    };
+    let finished = session.run(&[
+        "--handoff",
+        "repair",
+        "--duration",
+        "2s",
+        "--rate",
+        "20k",
+        "--legit-rate",
+        "50",
+        "--json",
+    ]);
+    let report = finished.report();
+    let run = target(&report, "synwall");
+    let legit = &run["legit"];
+    assert!(number(legit, "ok") > 0, "{legit}");
+    assert_eq!(number(legit, "ok"), number(legit, "attempts"), "{legit}");
+    // The service behind the proxy learnt each client's address from its PROXY v2 header:
+    // none is counted as coming from a spoofed source.
+    assert_eq!(number(run, "forged_accepted"), 0, "{run}");
+    assert_eq!(number(run, "accepted"), number(legit, "ok"), "{run}");
+}
+
+#[test]
+fn test_lab_peacetime_measures_both_targets_side_by_side() {
+    let Some(session) = Session::start() else {
+        return;
+    };
+    for handoff in ["native", "repair"] {
+        let finished = session.run(&[
+            "--peacetime",
+            "--handoff",
+            handoff,
+            "--phase",
+            "1s",
+            "--search-step",
+            "500ms",
+            "--search-max-rate",
+            "800",
+            "--json",
+        ]);
+        let report = finished.report();
+        for name in ["synwall", "kernel"] {
+            let run = target(&report, name);
+            let latency = &run["latency"];
+            assert!(number(latency, "attempts") > 0, "{handoff}: {run}");
+            assert_eq!(
+                number(latency, "ok"),
+                number(latency, "attempts"),
+                "{handoff}: every client of the latency phase got its reply: {latency}"
+            );
+            assert!(
+                !run["search"]["steps"].as_array().unwrap().is_empty(),
+                "{handoff}: {run}"
+            );
+            assert!(
+                number(&run["keepalive"], "requests") > 0,
+                "{handoff}: {run}"
+            );
+        }
+        let synwall = target(&report, "synwall");
+        assert_eq!(synwall["handoff"], handoff);
+        assert!(
+            number(&synwall["counters"], "HandoffsCompleted") > 0,
+            "{handoff}: the connections went through synwall: {synwall}"
+        );
+        assert!(report["comparison"]["keepalive_ratio"].as_f64().unwrap() > 0.0);
+        assert!(
+            finished
+                .stderr
+                .contains("| new connections/s within the objective |"),
+            "{}",
+            finished.stderr
+        );
+    }
+}
+
+#[test]
 fn test_lab_ctrl_c_stops_cleanly_and_tears_down() {
     let Some(session) = Session::start() else {
         return;

@@ -187,3 +187,57 @@ fn test_native_reconnect_over_a_time_wait_tuple() {
         );
     }
 }
+
+#[test]
+fn test_synwall_listen_native_and_the_service_survives_its_sigkill() {
+    if !common::require_tool("curl") || !common::require_tool("python3") {
+        return;
+    }
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
+    // The service listens on the served port itself, as it would without synwall.
+    let _http = HttpServer::start_on(&topology, PORT, b"served\n");
+    let mut synwall = SynwallProcess::spawn(
+        &topology.server_ns,
+        &[
+            "listen",
+            "--interface",
+            &topology.server_if,
+            "--listen",
+            "198.18.0.1:80",
+            "--handoff",
+            "native",
+        ],
+    );
+    synwall.wait_serving();
+    assert!(
+        synwall.log().contains("handoff=\"native\""),
+        "{}",
+        synwall.log()
+    );
+    for _ in 0..5 {
+        assert_eq!(curl(&topology).expect("curl through synwall"), "served\n");
+    }
+    let handed = in_ns(&topology, &topology.server_ns, || {
+        synwall::metrics::Scrape::fetch(synwall::settings::DEFAULT_METRICS.parse().unwrap())
+            .unwrap()
+            .get("synwall_handoffs_total")
+    });
+    assert_eq!(handed, 5.0, "every connection went through synwall");
+    synwall.kill(); // SIGKILL: nothing of synwall gets to clean up
+    let links = topology
+        .run_in(
+            &topology.server_ns,
+            &["ip", "-o", "link", "show", &topology.server_if],
+        )
+        .unwrap();
+    assert!(
+        !links.contains(" xdp"),
+        "the XDP program went with the process: {links}"
+    );
+    assert_eq!(
+        curl(&topology).expect("fail-open: the service answers by itself"),
+        "served\n"
+    );
+}

@@ -15,7 +15,6 @@ use rand::{Rng, SeedableRng};
 use synwall::counters::Counter;
 use synwall::lab::Topology;
 use synwall::listener::SyncookiesMode;
-use synwall::sys::tcp_info::tcp_info;
 
 /// Namespace names of this file's labs start with this.
 const LAB: &str = "swt";
@@ -110,77 +109,6 @@ fn test_when_full_crosses_from_queue_to_cookies() {
 /// Runs `f` in the client namespace and returns its result.
 fn in_client<T: Send + 'static>(topology: &Topology, f: impl FnOnce() -> T + Send + 'static) -> T {
     in_ns(topology, &topology.client_ns, f)
-}
-
-/// `ss -tin` of the established sockets matching `filter` in namespace `ns`.
-fn ss_info(topology: &Topology, ns: &str, filter: &str) -> String {
-    topology
-        .run_in(ns, &["ss", "-tin", "state", "established", filter])
-        .expect("ss")
-}
-
-/// The value of a `name:value` field of `ss -ti` output.
-fn ss_field<'a>(info: &'a str, name: &str) -> &'a str {
-    info.split_whitespace()
-        .find_map(|word| word.strip_prefix(name)?.strip_prefix(':'))
-        .unwrap_or_else(|| panic!("no {name} in {info}"))
-}
-
-#[test]
-fn test_kernel_socket_negotiated_what_the_client_offered() {
-    let Some(topology) = privileged_lab(LAB) else {
-        return;
-    };
-    for mode in [SyncookiesMode::Always, SyncookiesMode::Never] {
-        // In the server namespace: synwall on port 80 and, for comparison, the kernel's own
-        // listener on port 81; each takes one connection from the same client.
-        let iface = topology.server_if.clone();
-        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
-        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
-        let server = topology.spawn_in(&topology.server_ns, move || {
-            let mut config = synwall::server::ServerConfig::new(&iface, &[served_v4()]);
-            config.listener.syncookies = mode;
-            let synwall = synwall::server::Server::bind(config).unwrap();
-            let kernel = TcpListener::bind((synwall::lab::SERVER_V4, 81)).unwrap();
-            ready_tx.send(()).unwrap();
-            let handed = synwall.accept().unwrap().stream;
-            let (native, _) = kernel.accept().unwrap();
-            let infos = (tcp_info(&handed).unwrap(), tcp_info(&native).unwrap());
-            let _ = done_rx.recv_timeout(Duration::from_secs(10));
-            infos
-        });
-        ready_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server started");
-        let clients = in_client(&topology, || {
-            let handed = TcpStream::connect_timeout(&served_v4(), Duration::from_secs(3)).unwrap();
-            let native = TcpStream::connect_timeout(
-                &(synwall::lab::SERVER_V4, 81).into(),
-                Duration::from_secs(3),
-            )
-            .unwrap();
-            (handed, native)
-        });
-        std::thread::sleep(Duration::from_millis(100));
-        let handed_ss = ss_info(&topology, &topology.server_ns, "( sport = :80 )");
-        let native_ss = ss_info(&topology, &topology.server_ns, "( sport = :81 )");
-        done_tx.send(()).unwrap();
-        let (handed, native) = server.join().unwrap().unwrap();
-        drop(clients);
-
-        assert!(handed.timestamps && handed.sack, "{mode:?}: {handed:?}");
-        assert_eq!(
-            handed, native,
-            "{mode:?}: synwall's socket matches the kernel's own"
-        );
-        for field in ["wscale", "mss"] {
-            assert_eq!(
-                ss_field(&handed_ss, field),
-                ss_field(&native_ss, field),
-                "{mode:?} ss {field}"
-            );
-        }
-    }
 }
 
 /// Drops the first SYN-ACK from port 80 that reaches the client namespace.

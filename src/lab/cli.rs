@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::handoff::HandoffMode;
 use crate::lab::error::LabError;
 use crate::lab::limits::{
     MAX_DURATION, MAX_LEGIT_RATE, MAX_LEGIT_TIMEOUT, MAX_PACKETS, parse_count,
@@ -32,8 +33,17 @@ Builds its own namespaces and veth pair (198.18.0.0/15), places the server side 
 (synwall's fast path and its receive work: threaded NAPI, or RPS for the kernel) and the \
 generator on another, then runs loadgen (found next to this executable) in the client \
 namespace: a bounded flood plus legit clients. Prints a table per second and a summary; with \
---compare, synwall then the kernel on fresh namespaces, side by side. Everything is removed \
-on exit, on failure and on Ctrl-C (a first Ctrl-C stops the flood cleanly).";
+--compare, synwall then the kernel on fresh namespaces, side by side. The same service runs \
+behind both: in native handoff (the default) it listens on the served port itself, in repair \
+mode synwall proxies to it.
+
+With --peacetime there is no flood: the same service behind synwall and behind the kernel \
+alone, side by side: request latency at 100 new connections/s (the request sent right after \
+connect()), the most new connections/s of which 99.9 % succeed with a p99 under 10 ms, and \
+keep-alive requests/s over 20 connections.
+
+Everything is removed on exit, on failure and on Ctrl-C (a first Ctrl-C stops the flood \
+cleanly).";
 
 /// What the flood sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -77,6 +87,25 @@ pub enum LabXdpMode {
     Generic,
 }
 
+/// synwall's handoff mode in the lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LabHandoff {
+    /// The service listens on the served port; synwall hands it each connection natively.
+    Native,
+    /// The service listens on another port; synwall repairs each connection and proxies it
+    /// there, announcing the client with a PROXY protocol v2 header.
+    Repair,
+}
+
+impl LabHandoff {
+    pub fn mode(self) -> HandoffMode {
+        match self {
+            LabHandoff::Native => HandoffMode::Native,
+            LabHandoff::Repair => HandoffMode::Repair,
+        }
+    }
+}
+
 /// How the kernel's receive work gets to the server CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KernelRx {
@@ -96,6 +125,23 @@ pub struct LabArgs {
     /// Run synwall, then the kernel, each on a fresh lab, and compare them.
     #[arg(long)]
     pub compare: bool,
+    /// No flood: new connections/s, request latency and keep-alive requests/s through synwall
+    /// against the kernel alone, side by side.
+    #[arg(long, conflicts_with_all = ["target", "compare"])]
+    pub peacetime: bool,
+    /// How synwall hands connections to the service: into its own listening socket (native),
+    /// or built with TCP_REPAIR and proxied to it (repair).
+    #[arg(long, value_enum, default_value_t = LabHandoff::Native)]
+    pub handoff: LabHandoff,
+    /// --peacetime: how long the latency and the keep-alive phases each last.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub phase: Duration,
+    /// --peacetime: how long each step of the connection-rate search lasts.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub search_step: Duration,
+    /// --peacetime: the highest connection rate the search tries (per second).
+    #[arg(long, default_value_t = 200_000)]
+    pub search_max_rate: u32,
     /// What the flood sends.
     #[arg(long, value_enum, default_value_t = FloodMode::Syn)]
     pub mode: FloodMode,
@@ -164,6 +210,12 @@ fn parse_rate(text: &str) -> Result<Rate, String> {
 pub struct LabConfig {
     /// Run one after another, each on a fresh topology.
     pub targets: Vec<Target>,
+    /// No flood: the peacetime measurement.
+    pub peacetime: bool,
+    pub handoff: LabHandoff,
+    pub phase: Duration,
+    pub search_step: Duration,
+    pub search_max_rate: u32,
     pub mode: FloodMode,
     pub mix: String,
     pub rate: Rate,
@@ -191,7 +243,8 @@ impl LabArgs {
                 })?
                 .with_file_name("loadgen"),
         };
-        if !loadgen.is_file() {
+        // A peacetime run has no flood: its clients are the lab's own.
+        if !self.peacetime && !loadgen.is_file() {
             return Err(LabError::LoadgenMissing(loadgen));
         }
         let setting = |text: String| Err(LabError::Setting(text));
@@ -200,6 +253,14 @@ impl LabArgs {
                 "--duration must be above 0 and at most {} s",
                 MAX_DURATION.as_secs()
             ));
+        }
+        for (name, duration) in [("--phase", self.phase), ("--search-step", self.search_step)] {
+            if duration.is_zero() || duration > MAX_DURATION {
+                return setting(format!(
+                    "{name} must be above 0 and at most {} s",
+                    MAX_DURATION.as_secs()
+                ));
+            }
         }
         if self.legit_rate > MAX_LEGIT_RATE {
             return setting(format!("--legit-rate is at most {MAX_LEGIT_RATE}"));
@@ -223,11 +284,16 @@ impl LabArgs {
         };
         let packets = (per_second as f64 * self.duration.as_secs_f64()).ceil() as u64;
         Ok(LabConfig {
-            targets: if self.compare {
+            targets: if self.compare || self.peacetime {
                 vec![Target::Synwall, Target::Kernel]
             } else {
                 vec![self.target]
             },
+            peacetime: self.peacetime,
+            handoff: self.handoff,
+            phase: self.phase,
+            search_step: self.search_step,
+            search_max_rate: self.search_max_rate,
             mode: self.mode,
             mix: self.mix,
             rate: self.rate,
@@ -281,6 +347,12 @@ mod tests {
         assert_eq!(args.rate, Rate::Max);
         assert_eq!(args.duration, Duration::from_secs(10));
         assert!(parse(&["--compare", "--target", "kernel"]).is_err());
+        assert!(parse(&["--peacetime", "--compare"]).is_err());
+        assert_eq!(args.handoff, LabHandoff::Native);
+        assert_eq!(
+            parse(&["--handoff", "repair"]).unwrap().handoff,
+            LabHandoff::Repair
+        );
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub enum LabError {
     },
     #[error("loadgen: {0}")]
     Generator(String),
+    #[error("the lab's clients: {0}")]
+    Clients(io::Error),
     #[error("installing signal handlers: {0}")]
     Signals(io::Error),
     #[error("writing the output: {0}")]

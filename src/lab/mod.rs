@@ -4,7 +4,7 @@
 //! ```text
 //!  client namespace (client CPU)                    server namespace (server CPU)
 //!  loadgen: flood + legit clients ──veth pair──►  synwall (AF_XDP) or the kernel listener
-//!     ▲ JSON lines (report::Record)                   └─► built-in service (HTTP/1.0 200)
+//!     ▲ JSON lines (report::Record)                   └─► built-in service (HTTP/1.1 200)
 //!  synwall lab: table per second, summary, comparison ◄── /proc/net of the server namespace
 //! ```
 //!
@@ -13,15 +13,18 @@
 //! - [`report`]: the generator's JSON records, shared with loadgen (one schema);
 //!   [`limits`]: the bounds of every flood, shared with loadgen too.
 //! - `cli`: the `synwall lab` command line ([`LabArgs`]); `runner`: [`command`], the runs
-//!   in order; `server_side`: synwall or the kernel fronting `service`; `placement`: which CPU
-//!   does what; `procnet`: the server namespace's kernel counters; `generator`: loadgen as a
-//!   child process; `output`: the table, summaries and JSON; `error`: [`LabError`].
+//!   in order; `server_side`: synwall or the kernel fronting `service` (the built-in HTTP
+//!   service: one event loop, keep-alive, PROXY protocol); [`peacetime`]: clients measuring
+//!   new connections per second and keep-alive requests per second with no flood, and
+//!   `peacetime_report` what it prints; `placement`: which CPU does what; `procnet`: the server namespace's kernel counters;
+//!   `generator`: loadgen as a child process; `output`: the table, summaries and JSON;
+//!   `error`: [`LabError`].
 //!
 //! Network safety: traffic only crosses the veth pair between namespaces created here, with
 //! addresses in 198.18.0.0/15 and 2001:2::/48 only (see [`Topology`]); spoofed sources come
 //! from [`SPOOFED_SOURCES`] and [`SPOOFED_SOURCES_V6`]; every flood is bounded in packets and
-//! seconds (loadgen enforces both); everything is deleted when the [`Topology`] is dropped, also when
-//! a run fails or is interrupted. Names carry the process id and a counter, so concurrent
+//! seconds (loadgen enforces both), and so is every peacetime phase; everything is deleted when
+//! the [`Topology`] is dropped, also when a run fails or is interrupted. Names carry the process id and a counter, so concurrent
 //! runs never collide.
 
 mod cli;
@@ -29,6 +32,8 @@ mod error;
 mod generator;
 pub mod limits;
 mod output;
+pub mod peacetime;
+mod peacetime_report;
 mod placement;
 mod procnet;
 pub mod report;
@@ -37,7 +42,7 @@ mod server_side;
 mod service;
 mod topology;
 
-pub use cli::{FloodMode, KernelRx, LabArgs, LabXdpMode, Rate, Target};
+pub use cli::{FloodMode, KernelRx, LabArgs, LabHandoff, LabXdpMode, Rate, Target};
 pub use error::LabError;
 pub use placement::threaded_napi;
 pub use runner::command;

@@ -406,11 +406,11 @@ fn millis(micros: Option<u64>) -> String {
     micros.map_or("-".to_owned(), |us| format!("{:.2}", us as f64 / 1000.0))
 }
 
-fn millis_unit(micros: Option<u64>) -> String {
+pub(super) fn millis_unit(micros: Option<u64>) -> String {
     micros.map_or("-".to_owned(), |us| format!("{:.2} ms", us as f64 / 1000.0))
 }
 
-fn times(ratio: Option<f64>) -> String {
+pub(super) fn times(ratio: Option<f64>) -> String {
     ratio.map_or("-".to_owned(), |ratio| format!("{ratio:.2}×"))
 }
 

@@ -24,14 +24,19 @@ use std::time::Duration;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
+use serde::Serialize;
+
 use crate::lab::cli::{LabArgs, LabConfig, Target};
 use crate::lab::error::LabError;
 use crate::lab::generator::{Generator, Next};
 use crate::lab::output::{LabReport, Printer, Row, RunFacts, TargetReport};
+use crate::lab::peacetime::{self, ConnectionsConfig, KeepaliveConfig, RateLadder};
+use crate::lab::peacetime_report::{self, PeacetimeReport, PeacetimeRun};
 use crate::lab::placement;
 use crate::lab::report::Record;
-use crate::lab::server_side::ServerSide;
-use crate::lab::topology::Topology;
+use crate::lab::server_side::{PORT, ServerSide};
+use crate::lab::service::REPLY_MARK;
+use crate::lab::topology::{SERVER_V4, Topology};
 use crate::sys::affinity;
 
 /// Names of the lab's namespaces and links start with this.
@@ -42,6 +47,18 @@ const BUSY_WINDOW: Duration = Duration::from_millis(300);
 const BUSY_WARNING: f64 = 10.0;
 /// How long the lab waits for loadgen's next line before it looks at signals again.
 const POLL: Duration = Duration::from_millis(100);
+/// Peacetime: the new-connection rate of the latency phase (per second).
+const LATENCY_RATE: u32 = 100;
+/// Peacetime: how long a client waits for connect(), and again for the reply.
+const PEACETIME_TIMEOUT: Duration = Duration::from_secs(3);
+/// Peacetime: connections open at once, at most, in the connection phases: far more than a
+/// rate within the objective keeps open (30,000/s at 10 ms is 300).
+const MAX_IN_FLIGHT: usize = 4096;
+/// Peacetime: connections of the keep-alive phase (as `wrk -c20`).
+const KEEPALIVE_CONNECTIONS: usize = 20;
+/// Peacetime: client source addresses, so that no 4-tuple comes back while the server holds
+/// it in TIME-WAIT (128 addresses × 28,000 ports at 30,000 connections/s: over two minutes).
+const CLIENT_SOURCES: u8 = 128;
 
 /// Runs `synwall lab` as the command line asks; see the module documentation.
 pub fn command(args: LabArgs) -> Result<(), LabError> {
@@ -54,12 +71,29 @@ pub fn command(args: LabArgs) -> Result<(), LabError> {
         cpu: config.client_cpu,
         source,
     })?;
+    // Both sides of a peacetime run are threads of this process, with thousands of sockets.
+    crate::sys::raise_limit(libc::RLIMIT_NOFILE);
     let signals = Interrupts::install()?;
     let table: Box<dyn Write> = if config.json {
         Box::new(io::stderr())
     } else {
         Box::new(io::stdout())
     };
+    let command_line = command_line.join(" ");
+    if config.peacetime {
+        let mut table = table;
+        let mut runs = Vec::new();
+        for &target in &config.targets {
+            runs.push(run_peacetime(&config, target, &signals, &mut *table)?);
+            if signals.count() > 0 {
+                break;
+            }
+        }
+        let cpus = (config.server_cpu, config.client_cpu);
+        let report = PeacetimeReport::new(command_line, cpus, runs, signals.count() > 0);
+        peacetime_report::print_end(&mut *table, &report).map_err(LabError::Output)?;
+        return finish(&config, &report, report.interrupted);
+    }
     let mut printer = Printer::new(table);
     let mut runs = Vec::new();
     for &target in &config.targets {
@@ -69,18 +103,127 @@ pub fn command(args: LabArgs) -> Result<(), LabError> {
         }
     }
     let interrupted = signals.count() > 0;
-    let report = LabReport::new(command_line.join(" "), &config, runs, interrupted);
+    let report = LabReport::new(command_line, &config, runs, interrupted);
     printer.end(&report).map_err(LabError::Output)?;
     drop(printer);
+    finish(&config, &report, interrupted)
+}
+
+/// Prints `report` as one JSON object with `--json`; fails when the run was interrupted.
+fn finish(config: &LabConfig, report: &impl Serialize, interrupted: bool) -> Result<(), LabError> {
     if config.json {
         let mut out = io::stdout().lock();
-        serde_json::to_writer(&mut out, &report).map_err(|e| LabError::Output(e.into()))?;
+        serde_json::to_writer(&mut out, report).map_err(|e| LabError::Output(e.into()))?;
         writeln!(out).map_err(LabError::Output)?;
     }
     if interrupted {
         return Err(LabError::Interrupted);
     }
     Ok(())
+}
+
+/// How busy the server CPU is with other work now, warned about above [`BUSY_WARNING`].
+fn server_cpu_busy(config: &LabConfig) -> Result<f64, LabError> {
+    let busy = placement::busy_percent(config.server_cpu, BUSY_WINDOW).map_err(|source| {
+        LabError::Placement {
+            cpu: config.server_cpu,
+            source,
+        }
+    })?;
+    if busy > BUSY_WARNING {
+        eprintln!(
+            "synwall lab: warning: CPU {} was {busy:.0} % busy with other work just before this \
+             run; the server side competes with it and its figures will be low",
+            config.server_cpu
+        );
+    }
+    Ok(busy)
+}
+
+/// One target without a flood, on a fresh topology: latency at a low rate, the connection-rate
+/// search, keep-alive; each phase a bounded run of the clients in the client namespace.
+fn run_peacetime(
+    config: &LabConfig,
+    target: Target,
+    signals: &Interrupts,
+    out: &mut dyn Write,
+) -> Result<PeacetimeRun, LabError> {
+    let busy_before = server_cpu_busy(config)?;
+    let topology = Topology::create(PREFIX).map_err(LabError::Topology)?;
+    let sources = topology
+        .add_client_sources(CLIENT_SOURCES)
+        .map_err(LabError::Topology)?;
+    let mut server = ServerSide::start(&topology, config, target)?;
+    peacetime_report::print_start(out, target, &server.placement).map_err(LabError::Output)?;
+    let connections = ConnectionsConfig {
+        target: (SERVER_V4, PORT).into(),
+        sources,
+        rate: LATENCY_RATE,
+        duration: config.phase,
+        timeout: PEACETIME_TIMEOUT,
+        max_in_flight: MAX_IN_FLIGHT,
+        request: b"GET / HTTP/1.0\r\n\r\n".to_vec(),
+        expect: REPLY_MARK.as_bytes().to_vec(),
+    };
+    let keepalive = KeepaliveConfig {
+        target: connections.target,
+        connections: KEEPALIVE_CONNECTIONS,
+        duration: config.phase,
+        timeout: PEACETIME_TIMEOUT,
+        request: b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n".to_vec(),
+        expect: REPLY_MARK.as_bytes().to_vec(),
+    };
+    let latency = in_client(&topology, signals, {
+        let connections = connections.clone();
+        move || peacetime::connections(&connections)
+    })?;
+    let defaults = RateLadder::default();
+    let ladder = RateLadder {
+        start: defaults.start.min(config.search_max_rate),
+        step: config.search_step,
+        max_rate: config.search_max_rate,
+        ..defaults
+    };
+    let search = in_client(&topology, signals, move || {
+        peacetime::max_connection_rate(&connections, &ladder)
+    })?;
+    let keepalive = in_client(&topology, signals, move || peacetime::keepalive(&keepalive))?;
+    server.check()?;
+    let run = PeacetimeRun {
+        target,
+        handoff: (target == Target::Synwall).then(|| config.handoff.mode().name()),
+        placement: server.placement.clone(),
+        server_cpu_busy_before_pct: busy_before,
+        latency,
+        search,
+        keepalive,
+        counters: server.counters()?,
+    };
+    // Teardown in order: the server side (XDP program detached), then the namespaces.
+    drop(server);
+    drop(topology);
+    peacetime_report::print_run(out, &run).map_err(LabError::Output)?;
+    Ok(run)
+}
+
+/// Runs one bounded phase of the clients on a thread in the client namespace (which inherits
+/// the client CPU). A signal during the phase lets it finish, then stops the run.
+fn in_client<T: Send + 'static>(
+    topology: &Topology,
+    signals: &Interrupts,
+    phase: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T, LabError> {
+    let outcome = topology
+        .spawn_in(&topology.client_ns, phase)
+        .join()
+        .map_err(|_| LabError::Clients(io::Error::other("a client thread panicked")))?;
+    let result = outcome
+        .and_then(|result| result)
+        .map_err(LabError::Clients)?;
+    if signals.count() > 0 {
+        return Err(LabError::Interrupted);
+    }
+    Ok(result)
 }
 
 /// One target, on a fresh topology.
@@ -90,20 +233,7 @@ fn run_target(
     signals: &Interrupts,
     printer: &mut Printer<impl Write>,
 ) -> Result<TargetReport, LabError> {
-    let busy_before =
-        placement::busy_percent(config.server_cpu, BUSY_WINDOW).map_err(|source| {
-            LabError::Placement {
-                cpu: config.server_cpu,
-                source,
-            }
-        })?;
-    if busy_before > BUSY_WARNING {
-        eprintln!(
-            "synwall lab: warning: CPU {} was {busy_before:.0} % busy with other work just \
-             before this run; the server side competes with it and its figures will be low",
-            config.server_cpu
-        );
-    }
+    let busy_before = server_cpu_busy(config)?;
     let topology = Topology::create(PREFIX).map_err(LabError::Topology)?;
     let mut server = ServerSide::start(&topology, config, target)?;
     printer

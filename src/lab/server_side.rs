@@ -1,8 +1,13 @@
-//! The server side of one lab run: synwall (the library [`Server`]) or the kernel's own
-//! listener, fronting the built-in [`service`], in the server namespace, on the server CPU.
+//! The server side of one lab run: the built-in [`service`] alone (the kernel's own listener)
+//! or behind synwall (the library [`Server`]), in the server namespace, on the server CPU.
+//!
+//! The service always accepts from a kernel listening socket of its own. With synwall in
+//! native handoff it listens on the served port, and synwall hands it every connection; in
+//! repair mode it listens on [`UPSTREAM_PORT`] and synwall's [`Proxy`] joins each connection to
+//! it, announcing the client with a PROXY protocol v2 header, which the service reads.
 //!
 //! One thread enters the server namespace, pins itself to the server CPU (so every thread it
-//! starts, synwall's handoff workers and the service's, inherits that CPU), starts the
+//! starts, synwall's handoff workers and the proxy's, inherits that CPU), starts the
 //! listener and serves until [`ServerSide`] is dropped; the receive work is placed on the same
 //! CPU ([`placement`]). Both targets get the same service, the same backlog (4096) and the
 //! same SYN-queue size (4096), and cookies when the SYN queue is full (tcp_syncookies=1 for
@@ -13,7 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{SocketAddrV4, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -22,19 +27,24 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::counters::{Counter, Gauge};
-use crate::lab::cli::{KernelRx, LabConfig, LabXdpMode, Target};
+use crate::lab::cli::{KernelRx, LabConfig, LabHandoff, LabXdpMode, Target};
 use crate::lab::error::LabError;
 use crate::lab::placement;
 use crate::lab::procnet::{Frames, KERNEL_COUNTERS, ProcNet};
-use crate::lab::service::{self, ACCEPT_WAIT, Acceptor, ServiceCounters};
-use crate::lab::topology::{CLIENT_V4, SERVER_V4, Topology};
+use crate::lab::service::{self, ServiceConfig, ServiceCounters};
+use crate::lab::topology::{SERVER_V4, Topology};
+use crate::proxy::{Proxy, ProxyConfig, ProxyProtocol};
 use crate::server::{Server, ServerConfig};
 use crate::sys::{XdpMode, affinity};
 
 /// The served port.
 pub const PORT: u16 = 80;
+/// Where the service listens behind synwall's proxy (repair mode).
+pub const UPSTREAM_PORT: u16 = 8080;
 /// Accept backlog of both targets (synwall's default, the kernel's somaxconn).
 const BACKLOG: usize = 4096;
+/// Connections synwall's proxy joins at once (repair mode): its default.
+const PROXIED: usize = 4096;
 /// How long the server side may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -76,6 +86,7 @@ impl ServerSide {
         target: Target,
     ) -> Result<ServerSide, LabError> {
         let cpu = config.server_cpu;
+        let handoff = config.handoff;
         let receive = Receive::place(topology, config, target)?;
         if target == Target::Kernel {
             prepare_kernel(topology).map_err(LabError::Kernel)?;
@@ -89,15 +100,28 @@ impl ServerSide {
             let (interface, xdp_mode) = (topology.server_if.clone(), config.xdp_mode);
             topology.spawn_in(&topology.server_ns, move || {
                 affinity::pin_current_thread(cpu)?;
-                let listener = match Listening::open(target, &interface, cpu, xdp_mode) {
-                    Ok(listener) => listener,
+                let listening = match Listening::open(target, &interface, cpu, xdp_mode, handoff) {
+                    Ok(listening) => listening,
                     Err(error) => {
                         let _ = started_tx.send(Err(error));
                         return Ok(());
                     }
                 };
-                let _ = started_tx.send(Ok(listener.synwall()));
-                service::run(listener.acceptor(), CLIENT_V4.into(), &service, &stop)
+                let _ = started_tx.send(Ok(listening.synwall.clone()));
+                let config = ServiceConfig {
+                    proxy_protocol: listening.proxy.is_some(),
+                    ..ServiceConfig::default()
+                };
+                std::thread::scope(|scope| {
+                    if let (Some(proxy), Some(synwall)) = (&listening.proxy, &listening.synwall) {
+                        let stop = &*stop;
+                        scope.spawn(move || proxy.run(synwall, stop));
+                    }
+                    let served = service::run(listening.socket, &config, &service, &stop);
+                    // The proxy goes with the service.
+                    stop.store(true, Ordering::Relaxed);
+                    served
+                })
             })
         };
         let mut side = ServerSide {
@@ -112,13 +136,17 @@ impl ServerSide {
             Ok(started) => started?,
             Err(_) => return Err(side.failure()),
         };
-        let receive = receive.finish(topology, cpu)?;
-        let listener = match target {
-            Target::Synwall => format!(
-                "synwall's fast path ({} XDP), handoff workers",
+        let receive = receive.finish(topology, cpu, config.peacetime)?;
+        let listener = match (target, handoff) {
+            (Target::Synwall, LabHandoff::Native) => format!(
+                "synwall's fast path ({} XDP) and handoff workers (native handoff)",
                 side.xdp_mode_name().unwrap_or("no")
             ),
-            Target::Kernel => "the kernel's listener (tcp_syncookies=1)".to_owned(),
+            (Target::Synwall, LabHandoff::Repair) => format!(
+                "synwall's fast path ({} XDP), handoff workers (repair) and proxy",
+                side.xdp_mode_name().unwrap_or("no")
+            ),
+            (Target::Kernel, _) => "the kernel's listener (tcp_syncookies=1)".to_owned(),
         };
         side.placement = format!(
             "{listener} and the service on CPU {cpu}; {receive}; the generator and the \
@@ -293,13 +321,18 @@ impl Receive {
     }
 
     /// Finishes the placement once the listener runs (synwall's program is attached) and
-    /// describes it.
-    fn finish(self, topology: &Topology, cpu: usize) -> Result<String, LabError> {
+    /// describes it. Under a flood, synwall's fast path consumes what its NAPI thread produces,
+    /// so the fast path goes first (the NAPI thread at nice 19); in `peacetime` every thread of
+    /// the server side has the same share (nice 0), for both targets.
+    fn finish(self, topology: &Topology, cpu: usize, peacetime: bool) -> Result<String, LabError> {
         if self == Receive::Rps {
             return Ok(format!("receive work by RPS on CPU {cpu}"));
         }
-        // synwall's fast path consumes what its NAPI thread produces: the fast path goes first.
-        let nice = if self == Receive::XdpNapi { 19 } else { 0 };
+        let nice = if self == Receive::XdpNapi && !peacetime {
+            19
+        } else {
+            0
+        };
         let napi = placement::threaded_napi(topology, cpu, nice)
             .map_err(|source| LabError::Placement { cpu, source })?;
         Ok(format!(
@@ -308,10 +341,12 @@ impl Receive {
     }
 }
 
-/// The listener serving thread's side: synwall or a kernel socket.
-enum Listening {
-    Synwall(Arc<Server>),
-    Kernel(KernelListener),
+/// The serving thread's side: the service's own listening socket and, for the synwall target,
+/// synwall in front of it (and its proxy in repair mode).
+struct Listening {
+    socket: TcpListener,
+    synwall: Option<Arc<Server>>,
+    proxy: Option<Proxy>,
 }
 
 impl Listening {
@@ -321,82 +356,54 @@ impl Listening {
         interface: &str,
         cpu: usize,
         xdp_mode: LabXdpMode,
+        handoff: LabHandoff,
     ) -> Result<Listening, LabError> {
         let served = SocketAddrV4::new(SERVER_V4, PORT);
-        Ok(match target {
-            Target::Synwall => {
-                let mut config = ServerConfig::new(interface, &[served.into()]);
-                config.backlog = BACKLOG;
-                config.cpus = vec![cpu];
-                config.xdp_mode = match xdp_mode {
-                    LabXdpMode::Native => XdpMode::Native,
-                    LabXdpMode::Generic => XdpMode::Generic,
-                };
-                Listening::Synwall(Arc::new(Server::bind(config)?))
-            }
-            Target::Kernel => {
-                Listening::Kernel(KernelListener::bind(served).map_err(LabError::Kernel)?)
-            }
+        let behind_proxy = target == Target::Synwall && handoff == LabHandoff::Repair;
+        let service = if behind_proxy {
+            SocketAddrV4::new(SERVER_V4, UPSTREAM_PORT)
+        } else {
+            served
+        };
+        let socket = listen(service).map_err(LabError::Kernel)?;
+        if target == Target::Kernel {
+            return Ok(Listening {
+                socket,
+                synwall: None,
+                proxy: None,
+            });
+        }
+        let mut config = ServerConfig::new(interface, &[served.into()]);
+        config.backlog = BACKLOG;
+        config.cpus = vec![cpu];
+        config.handoff = handoff.mode();
+        config.xdp_mode = match xdp_mode {
+            LabXdpMode::Native => XdpMode::Native,
+            LabXdpMode::Generic => XdpMode::Generic,
+        };
+        let synwall = Arc::new(Server::bind(config)?);
+        let proxy = behind_proxy.then(|| {
+            Proxy::new(ProxyConfig {
+                upstream: service.into(),
+                connect_timeout: Duration::from_secs(3),
+                max_connections: PROXIED,
+                threads: 1,
+                proxy_protocol: ProxyProtocol::V2,
+            })
+        });
+        Ok(Listening {
+            socket,
+            synwall: Some(synwall),
+            proxy,
         })
     }
-
-    fn synwall(&self) -> Option<Arc<Server>> {
-        match self {
-            Listening::Synwall(server) => Some(Arc::clone(server)),
-            Listening::Kernel(_) => None,
-        }
-    }
-
-    fn acceptor(&self) -> &dyn Acceptor {
-        match self {
-            Listening::Synwall(server) => &**server,
-            Listening::Kernel(listener) => listener,
-        }
-    }
 }
 
-impl Acceptor for Server {
-    fn next_connection(&self) -> io::Result<Option<(TcpStream, SocketAddr)>> {
-        match self.accept_timeout(ACCEPT_WAIT) {
-            Ok(connection) => Ok(connection.map(|c| (c.stream, c.peer))),
-            Err(error) => Err(io::Error::other(error)),
-        }
-    }
-}
-
-/// A kernel listening socket whose accept() gives up after [`ACCEPT_WAIT`] (SO_RCVTIMEO).
-struct KernelListener(Socket);
-
-impl KernelListener {
-    fn bind(address: SocketAddrV4) -> io::Result<KernelListener> {
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        socket.bind(&SockAddr::from(address))?;
-        socket.listen(BACKLOG as i32)?;
-        socket.set_read_timeout(Some(ACCEPT_WAIT))?;
-        Ok(KernelListener(socket))
-    }
-}
-
-impl Acceptor for KernelListener {
-    fn next_connection(&self) -> io::Result<Option<(TcpStream, SocketAddr)>> {
-        match self.0.accept() {
-            Ok((socket, peer)) => {
-                let peer = peer
-                    .as_socket()
-                    .ok_or_else(|| io::Error::other("accepted a peer without an IP address"))?;
-                Ok(Some((socket.into(), peer)))
-            }
-            // The receive timeout passed (EAGAIN), or a signal came.
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(error) => Err(error),
-        }
-    }
+/// A kernel listening socket on `address`.
+fn listen(address: SocketAddrV4) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&SockAddr::from(address))?;
+    socket.listen(BACKLOG as i32)?;
+    Ok(socket.into())
 }

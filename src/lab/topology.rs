@@ -11,7 +11,7 @@
 //! prefix deletes namespaces whose owning process no longer exists.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
@@ -128,6 +128,31 @@ impl Topology {
             &["ethtool", "-K", &topology.client_if, "tx", "off"],
         )?;
         Ok(topology)
+    }
+
+    /// Gives the client interface `count` more IPv4 addresses, 198.18.0.100 on, and returns
+    /// them: clients that spread their connections over them do not reuse a 4-tuple that the
+    /// server still holds in TIME-WAIT, however many connections they open.
+    pub fn add_client_sources(&self, count: u8) -> io::Result<Vec<IpAddr>> {
+        let sources: Vec<Ipv4Addr> = (0..count.min(150))
+            .map(|i| Ipv4Addr::new(198, 18, 0, 100 + i))
+            .collect();
+        let batch: String = sources
+            .iter()
+            .map(|address| format!("addr add {address}/24 dev {}\n", self.client_if))
+            .collect();
+        let file = std::env::temp_dir().join(format!("{}-sources", self.client_ns));
+        std::fs::write(&file, batch)?;
+        let added = run(&[
+            "ip",
+            "-n",
+            &self.client_ns,
+            "-batch",
+            &file.to_string_lossy(),
+        ]);
+        let _ = std::fs::remove_file(&file);
+        added?;
+        Ok(sources.into_iter().map(IpAddr::V4).collect())
     }
 
     /// Runs a command inside namespace `ns` (`ip netns exec`, which also remounts /sys).

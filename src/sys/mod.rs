@@ -119,3 +119,27 @@ fn interface_index(ifname: &str) -> Result<u32, XdpError> {
     }
     Ok(index)
 }
+
+/// Raises the calling process's limit of `resource` as far as it may: to infinity with
+/// CAP_SYS_RESOURCE, else the soft limit to the hard one. A limit that cannot be raised stays;
+/// what then runs out says so itself.
+pub fn raise_limit(resource: libc::__rlimit_resource_t) {
+    let infinite = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the live struct passed by reference.
+    if unsafe { libc::setrlimit(resource, &infinite) } == 0 {
+        return;
+    }
+    let mut current = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the live struct passed by reference.
+    if unsafe { libc::getrlimit(resource, &mut current) } == 0 {
+        current.rlim_cur = current.rlim_max;
+        // SAFETY: as above.
+        unsafe { libc::setrlimit(resource, &current) };
+    }
+}

@@ -30,8 +30,11 @@ use crate::listener::Accepted;
 /// The compiled program, embedded at build time (see build.rs).
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/handoff.bpf.o"));
 const PROGRAM_NAME: &CStr = c"synwall_handoff";
-/// The kfunc, as /proc/kallsyms names it.
+/// The kfunc, as the kernel's BTF names it.
 const KFUNC: &str = "bpf_sk_assign_tcp_reqsk";
+/// The kernel's own BTF: every function a BPF program may call is named in it. Readable where
+/// /proc/kallsyms is not (systemd's ProtectKernelTunables hides that).
+const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// Size of `struct pending_handoff` in handoff.bpf.c: the kfunc's 20-byte attributes and a
 /// 4-byte status.
 const PENDING_LEN: usize = 24;
@@ -50,7 +53,7 @@ const MAX_ACK: usize = 9100;
 /// Why native handoff cannot run here: each names the cause and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum NativeUnavailable {
-    #[error("this kernel has no {KFUNC} (Linux 6.9 or later)")]
+    #[error("this kernel has no {KFUNC} (Linux 6.9 or later, with BTF)")]
     NoKfunc,
     #[error(
         "net.ipv4.tcp_syncookies is 0 in this network namespace: the kernel takes natively \
@@ -106,22 +109,37 @@ impl std::fmt::Debug for NativeHandoff {
     }
 }
 
-impl NativeHandoff {
-    /// Checks that the kernel has the kfunc and that SYN cookies are on in the calling thread's
-    /// network namespace, then loads the program and attaches it to that namespace's `lo`.
-    pub fn attach() -> Result<NativeHandoff, NativeUnavailable> {
-        let read = |path: &'static str| {
-            std::fs::read_to_string(path).map_err(|source| NativeUnavailable::Read { path, source })
-        };
-        if !read("/proc/kallsyms")?
-            .lines()
-            .any(|line| line.split_whitespace().nth(2) == Some(KFUNC))
+/// Whether this kernel has the kfunc and SYN cookies are on in the calling thread's network
+/// namespace: what native handoff needs besides the privileges to attach its program.
+pub fn check() -> Result<(), NativeUnavailable> {
+    let read = |path: &'static str| {
+        std::fs::read(path).map_err(|source| NativeUnavailable::Read { path, source })
+    };
+    let btf = match read(KERNEL_BTF) {
+        Ok(btf) => btf,
+        Err(NativeUnavailable::Read { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
         {
             return Err(NativeUnavailable::NoKfunc);
         }
-        if read("/proc/sys/net/ipv4/tcp_syncookies")?.trim() == "0" {
-            return Err(NativeUnavailable::SyncookiesOff);
-        }
+        Err(error) => return Err(error),
+    };
+    // A name in the BTF string section, ended by its NUL.
+    let name = [KFUNC.as_bytes(), &[0]].concat();
+    if !btf.windows(name.len()).any(|window| window == name) {
+        return Err(NativeUnavailable::NoKfunc);
+    }
+    if read("/proc/sys/net/ipv4/tcp_syncookies")?.trim_ascii() == b"0" {
+        return Err(NativeUnavailable::SyncookiesOff);
+    }
+    Ok(())
+}
+
+impl NativeHandoff {
+    /// [`check`]s, then loads the program and attaches it to the calling thread's network
+    /// namespace's `lo`.
+    pub fn attach() -> Result<NativeHandoff, NativeUnavailable> {
+        check()?;
         let object = Object::load(OBJECT, c"synwall_handoff", "lo")?;
         let prog_fd = object.program_fd(PROGRAM_NAME)?;
         let pending = object.map(c"pending")?;

@@ -188,7 +188,9 @@ impl XdpDevice {
     pub fn open(ifname: &str, queue_id: u32, cfg: XdpDeviceConfig) -> Result<Self, XdpError> {
         cfg.validate()?;
         let ifindex = interface_index(ifname)?;
-        raise_memlock();
+        // The UMEM is locked memory: without this, and without CAP_IPC_LOCK, its registration
+        // fails with XdpError::LockedMemory.
+        super::raise_limit(libc::RLIMIT_MEMLOCK);
         let try_zero_copy = match cfg.zero_copy {
             ZeroCopy::Auto | ZeroCopy::On => true,
             ZeroCopy::Off => false,
@@ -610,29 +612,5 @@ fn source_of(error: &(dyn std::error::Error + 'static)) -> io::Error {
             None => io::Error::other(os.to_string()),
         },
         None => io::Error::other(error.to_string()),
-    }
-}
-
-/// Raises RLIMIT_MEMLOCK (soft to infinity when allowed, else to the hard limit); the UMEM is
-/// locked memory. Best effort: without it, and without CAP_IPC_LOCK, UMEM creation reports
-/// [`XdpError::LockedMemory`].
-fn raise_memlock() {
-    let infinite = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit reads the live struct passed by reference.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &infinite) } == 0 {
-        return;
-    }
-    let mut current = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the live struct passed by reference.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut current) } == 0 {
-        current.rlim_cur = current.rlim_max;
-        // SAFETY: as above.
-        unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &current) };
     }
 }

@@ -60,6 +60,7 @@ impl EchoServer {
         configure: impl FnOnce(&mut ServerConfig),
     ) -> EchoServer {
         let mut config = ServerConfig::new(&topology.server_if, &[served_v4()]);
+        config.handoff = HandoffMode::Repair;
         config.workers = 2;
         configure(&mut config);
         let stop = Arc::new(AtomicBool::new(false));
@@ -316,8 +317,8 @@ pub fn upstream() -> String {
     format!("{SERVER_V4}:{UPSTREAM_PORT}")
 }
 
-/// The arguments of `synwall listen` on `interface`, proxying 198.18.0.1:80 to `upstream`,
-/// followed by `extra`.
+/// The arguments of `synwall listen` on `interface`, proxying 198.18.0.1:80 to `upstream` in
+/// repair mode, followed by `extra`.
 pub fn listen_args<'a>(interface: &'a str, upstream: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "listen",
@@ -325,6 +326,8 @@ pub fn listen_args<'a>(interface: &'a str, upstream: &'a str, extra: &[&'a str])
         interface,
         "--listen",
         "198.18.0.1:80",
+        "--handoff",
+        "repair",
         "--upstream",
         upstream,
     ];
@@ -376,7 +379,13 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
+    /// Serves `body` as /index.html on the upstream port.
     pub fn start(topology: &Topology, body: &[u8]) -> HttpServer {
+        HttpServer::start_on(topology, UPSTREAM_PORT, body)
+    }
+
+    /// Serves `body` as /index.html on `port` of 198.18.0.1.
+    pub fn start_on(topology: &Topology, port: u16, body: &[u8]) -> HttpServer {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("index.html"), body).unwrap();
         let child = Command::new("ip")
@@ -388,7 +397,7 @@ impl HttpServer {
                 "-m",
                 "http.server",
             ])
-            .args(["--bind", &SERVER_V4.to_string(), &UPSTREAM_PORT.to_string()])
+            .args(["--bind", &SERVER_V4.to_string(), &port.to_string()])
             .arg("--directory")
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -400,9 +409,9 @@ impl HttpServer {
             topology
                 .run_in(
                     &topology.server_ns,
-                    &["ss", "-tln", &format!("( sport = :{UPSTREAM_PORT} )")],
+                    &["ss", "-tln", &format!("( sport = :{port} )")],
                 )
-                .is_ok_and(|out| out.contains(&format!(":{UPSTREAM_PORT}")))
+                .is_ok_and(|out| out.contains(&format!(":{port}")))
         };
         while !port_open() {
             assert!(Instant::now() < deadline, "the HTTP server did not start");

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Peacetime in the lab: the same service behind synwall and behind the kernel alone, no flood,
+# N times per handoff mode; medians of each figure and of the ratios measured in one run, as
+# markdown tables with the exact commands, ready for the README. Needs root and a release build:
+#
+#   cargo build --release --workspace
+#   sudo bench/peacetime.sh                  # 3 runs each of --handoff native and repair
+#   sudo bench/peacetime.sh -n 1 native      # one run, native handoff only
+#
+# Each run is `synwall lab --peacetime --handoff MODE --json`: request latency at 100 new
+# connections/s (request sent right after connect()), the most new connections/s of which
+# 99.9 % succeed with p99 < 10 ms, and keep-alive requests/s over 20 connections, for synwall
+# then for the kernel, each on fresh namespaces. Traffic stays between the lab's namespaces
+# (198.18.0.0/15), every phase is bounded, and the lab removes its namespaces itself.
+#
+# The goals of issue 8, per run: native ≥ 0.9× the kernel's connections/s and ≥ 0.95× its
+# keep-alive requests/s; repair ≥ 0.6× and ≥ 0.8×; latency p99 within 1 ms of the kernel's.
+# A run whose server CPU was busy with other work before it is flagged: no result.
+set -euo pipefail
+
+usage() {
+  echo "usage: $0 [-n RUNS] [--synwall PATH] [native] [repair]" >&2
+  exit 2
+}
+
+cd "$(dirname "$0")/.."
+runs=3
+synwall=target/release/synwall
+modes=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -n) [[ $# -ge 2 ]] || usage; runs=$2; shift 2 ;;
+    --synwall) [[ $# -ge 2 ]] || usage; synwall=$2; shift 2 ;;
+    native|repair) modes+=("$1"); shift ;;
+    *) usage ;;
+  esac
+done
+[[ "$runs" =~ ^[1-9][0-9]*$ ]] || usage
+[[ ${#modes[@]} -gt 0 ]] || modes=(native repair)
+if [[ ! -x "$synwall" ]]; then
+  echo "$synwall is missing: build it with cargo build --release --workspace" >&2
+  exit 1
+fi
+
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+for mode in "${modes[@]}"; do
+  command=("$synwall" lab --peacetime --handoff "$mode" --json)
+  for ((run = 1; run <= runs; run++)); do
+    echo "$mode, run $run of $runs: ${command[*]}" >&2
+    "${command[@]}" >"$results/$mode-run$run.json"
+  done
+  python3 - "${command[*]}" "$results/$mode"-run*.json <<'PYTHON'
+import json
+import statistics
+import sys
+
+command, paths = sys.argv[1], sys.argv[2:]
+reports = [json.load(open(path)) for path in paths]
+
+
+def run_of(report, target):
+    return next(run for run in report["runs"] if run["target"] == target)
+
+
+def p99_ms(run):
+    exchange = run["latency"]["exchange_us"]
+    return None if exchange is None else exchange["p99"] / 1000
+
+
+ROWS = [
+    ("new connections/s within the objective",
+     lambda run: (run["search"]["best"] or {}).get("rate", 0), "{:,.0f}",
+     "connection_rate_ratio", "{:.2f}×"),
+    ("request latency p99 at 100/s, ms", p99_ms, "{:.2f}",
+     "latency_p99_difference_ms", "{:+.2f} ms"),
+    ("keep-alive requests/s (20 connections)",
+     lambda run: run["keepalive"]["requests_per_s"], "{:,.0f}",
+     "keepalive_ratio", "{:.2f}×"),
+    ("server CPU busy before the run %",
+     lambda run: run["server_cpu_busy_before_pct"], "{:.0f}", None, None),
+]
+
+
+def cell(values, form):
+    present = [value for value in values if value is not None]
+    if not present:
+        return "-"
+    each = ", ".join("-" if value is None else form.format(value) for value in values)
+    return f"{form.format(statistics.median(present))} [{each}]"
+
+
+mode = run_of(reports[0], "synwall")["handoff"]
+print(f"\nPeacetime, {mode} handoff: medians of {len(reports)} runs [each run]:\n")
+print(f"| | synwall ({mode}) | kernel | synwall vs kernel, same run |")
+print("|---|---:|---:|---:|")
+for name, value, form, key, ratio_form in ROWS:
+    columns = [cell([value(run_of(r, t)) for r in reports], form) for t in ("synwall", "kernel")]
+    ratios = cell([(r.get("comparison") or {}).get(key) for r in reports], ratio_form) if key else ""
+    print(f"| {name} | {columns[0]} | {columns[1]} | {ratios} |")
+busy = [run_of(r, t)["server_cpu_busy_before_pct"] for r in reports for t in ("synwall", "kernel")]
+if max(busy) > 10:
+    print(f"\nWARNING: the server CPU was up to {max(busy):.0f} % busy with other work before a "
+          "run: those figures measure that work too and are no result.")
+print(f"\nObjective: {reports[0]['objective']}.")
+print(f"synwall: {run_of(reports[0], 'synwall')['placement']}.")
+print(f"kernel: {run_of(reports[0], 'kernel')['placement']}.")
+print(f"\nCommand ({len(reports)} times): `{command}`")
+PYTHON
+done

@@ -1,0 +1,263 @@
+//! What `synwall lab --peacetime` reports: per target ([`PeacetimeRun`]) the request latency
+//! at a low connection rate, the most new connections per second within the service-level
+//! objective, and keep-alive requests per second; then both targets side by side
+//! ([`PeacetimeReport`], also the `--json` object).
+//!
+//! Plain data and formatting: the measurements come from [`crate::lab::peacetime`].
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::lab::cli::Target;
+use crate::lab::output::{millis_unit, times};
+use crate::lab::peacetime::{ConnectionsReport, KeepaliveReport, RateSearch, SLO_P99, SLO_SUCCESS};
+use crate::lab::report::Percentiles;
+
+/// One target's peacetime measurements.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeacetimeRun {
+    pub target: Target,
+    /// synwall's handoff mode; null for the kernel.
+    pub handoff: Option<&'static str>,
+    /// Where each part ran.
+    pub placement: String,
+    /// How busy the server CPU was with other work just before the run (percent).
+    pub server_cpu_busy_before_pct: f64,
+    /// New connections at a low rate, each sending its request right after connect().
+    pub latency: ConnectionsReport,
+    /// The most new connections per second within the objective, and every step tried.
+    pub search: RateSearch,
+    pub keepalive: KeepaliveReport,
+    /// The server side's own counters after the run.
+    pub counters: BTreeMap<String, u64>,
+}
+
+impl PeacetimeRun {
+    /// The best rate that met the objective; 0 when none did.
+    pub fn connection_rate(&self) -> u32 {
+        self.search.best.as_ref().map_or(0, |best| best.rate)
+    }
+}
+
+/// synwall against the kernel.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeacetimeComparison {
+    /// synwall's most new connections/s within the objective over the kernel's.
+    pub connection_rate_ratio: Option<f64>,
+    /// synwall's keep-alive requests/s over the kernel's.
+    pub keepalive_ratio: Option<f64>,
+    /// synwall's request-latency p99 at the low rate minus the kernel's, in milliseconds.
+    pub latency_p99_difference_ms: Option<f64>,
+}
+
+/// The whole `synwall lab --peacetime` run (`--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PeacetimeReport {
+    /// The command line as given.
+    pub command: String,
+    /// The objective of the connection-rate search.
+    pub objective: String,
+    pub server_cpu: usize,
+    pub client_cpu: usize,
+    pub runs: Vec<PeacetimeRun>,
+    pub comparison: Option<PeacetimeComparison>,
+    /// A signal stopped the run early.
+    pub interrupted: bool,
+}
+
+impl PeacetimeReport {
+    pub fn new(
+        command: String,
+        (server_cpu, client_cpu): (usize, usize),
+        runs: Vec<PeacetimeRun>,
+        interrupted: bool,
+    ) -> PeacetimeReport {
+        let find = |target| runs.iter().find(|run| run.target == target);
+        let comparison =
+            find(Target::Synwall)
+                .zip(find(Target::Kernel))
+                .map(|(synwall, kernel)| PeacetimeComparison {
+                    connection_rate_ratio: ratio(
+                        f64::from(synwall.connection_rate()),
+                        f64::from(kernel.connection_rate()),
+                    ),
+                    keepalive_ratio: ratio(
+                        synwall.keepalive.requests_per_s,
+                        kernel.keepalive.requests_per_s,
+                    ),
+                    latency_p99_difference_ms: exchange_p99(&synwall.latency)
+                        .zip(exchange_p99(&kernel.latency))
+                        .map(|(synwall, kernel)| (synwall as f64 - kernel as f64) / 1000.0),
+                });
+        PeacetimeReport {
+            command,
+            objective: objective(),
+            server_cpu,
+            client_cpu,
+            runs,
+            comparison,
+            interrupted,
+        }
+    }
+}
+
+fn ratio(numerator: f64, denominator: f64) -> Option<f64> {
+    (denominator > 0.0).then(|| numerator / denominator)
+}
+
+fn exchange_p99(report: &ConnectionsReport) -> Option<u64> {
+    report.exchange_us.map(|p| p.p99)
+}
+
+/// The connection-rate objective, in words.
+fn objective() -> String {
+    format!(
+        "at least {:.1} % of new connections get their reply, with a p99 under {} ms from \
+         connect() to the whole reply",
+        SLO_SUCCESS * 100.0,
+        SLO_P99.as_millis()
+    )
+}
+
+/// Prints what is about to run.
+pub fn print_start(out: &mut dyn Write, target: Target, placement: &str) -> io::Result<()> {
+    writeln!(out, "\n== {} (no flood): {placement}", target.name())?;
+    out.flush()
+}
+
+/// Prints one target's figures.
+pub fn print_run(out: &mut dyn Write, run: &PeacetimeRun) -> io::Result<()> {
+    let name = match run.handoff {
+        Some(handoff) => format!("{} ({handoff} handoff)", run.target.name()),
+        None => run.target.name().to_owned(),
+    };
+    writeln!(
+        out,
+        "-- {name}: at {} new connections/s: {}",
+        run.latency.rate,
+        connections_text(&run.latency)
+    )?;
+    let steps: Vec<String> = run
+        .search
+        .steps
+        .iter()
+        .map(|step| {
+            let verdict = if step.meets(SLO_SUCCESS, SLO_P99) {
+                "met"
+            } else {
+                "missed"
+            };
+            format!(
+                "{}/s {verdict} ({:.2} %, p99 {})",
+                step.rate,
+                success_pct(step),
+                millis_unit(step.exchange_us.map(|p| p.p99))
+            )
+        })
+        .collect();
+    writeln!(
+        out,
+        "   most new connections/s within the objective: {}; steps: {}",
+        run.connection_rate(),
+        steps.join(", ")
+    )?;
+    let keepalive = &run.keepalive;
+    writeln!(
+        out,
+        "   keep-alive over {} connections: {:.0} requests/s, latency {}; failed: {}",
+        keepalive.connections,
+        keepalive.requests_per_s,
+        percentiles_text(keepalive.latency_us),
+        keepalive.failures
+    )?;
+    let counters: Vec<String> = run
+        .counters
+        .iter()
+        .map(|(name, value)| format!("{name} {value}"))
+        .collect();
+    writeln!(out, "   counters: {}", counters.join(", "))?;
+    out.flush()
+}
+
+/// Prints the objective and, when both targets ran, the side-by-side table.
+pub fn print_end(out: &mut dyn Write, report: &PeacetimeReport) -> io::Result<()> {
+    writeln!(
+        out,
+        "\nobjective of the connection-rate search: {}.",
+        report.objective
+    )?;
+    let (Some(comparison), [synwall, kernel]) = (&report.comparison, &report.runs[..]) else {
+        return out.flush();
+    };
+    let rows = [
+        (
+            "new connections/s within the objective".to_owned(),
+            synwall.connection_rate().to_string(),
+            kernel.connection_rate().to_string(),
+            times(comparison.connection_rate_ratio),
+        ),
+        (
+            format!(
+                "request latency p99 at {} connections/s",
+                synwall.latency.rate
+            ),
+            millis_unit(exchange_p99(&synwall.latency)),
+            millis_unit(exchange_p99(&kernel.latency)),
+            comparison
+                .latency_p99_difference_ms
+                .map_or("-".to_owned(), |ms| format!("{ms:+.2} ms")),
+        ),
+        (
+            format!(
+                "keep-alive requests/s ({} connections)",
+                synwall.keepalive.connections
+            ),
+            format!("{:.0}", synwall.keepalive.requests_per_s),
+            format!("{:.0}", kernel.keepalive.requests_per_s),
+            times(comparison.keepalive_ratio),
+        ),
+    ];
+    let synwall_name = synwall.handoff.map_or("synwall".to_owned(), |handoff| {
+        format!("synwall ({handoff})")
+    });
+    let mut table =
+        format!("\n| | {synwall_name} | kernel | synwall / kernel |\n|---|---:|---:|---:|\n");
+    for (name, left, right, ratio) in rows {
+        table.push_str(&format!("| {name} | {left} | {right} | {ratio} |\n"));
+    }
+    write!(out, "{table}")?;
+    writeln!(out, "\n{}", report.command)?;
+    out.flush()
+}
+
+fn success_pct(report: &ConnectionsReport) -> f64 {
+    if report.attempts == 0 {
+        return 0.0;
+    }
+    100.0 * report.ok as f64 / report.attempts as f64
+}
+
+fn connections_text(report: &ConnectionsReport) -> String {
+    format!(
+        "{}/{} ok ({:.2} %); connect {}; request to whole reply {}; failed: {}",
+        report.ok,
+        report.attempts,
+        success_pct(report),
+        percentiles_text(report.connect_us),
+        percentiles_text(report.exchange_us),
+        report.failures
+    )
+}
+
+fn percentiles_text(percentiles: Option<Percentiles>) -> String {
+    percentiles.map_or("none completed".to_owned(), |p| {
+        format!(
+            "p50 {} p99 {} max {}",
+            millis_unit(Some(p.p50)),
+            millis_unit(Some(p.p99)),
+            millis_unit(Some(p.max))
+        )
+    })
+}
