@@ -1,20 +1,22 @@
-//! Handoff workers: completed handshakes in, connections the kernel owns out.
-//!
-//! A worker pops a [`Handshake`](crate::accept_queue::Handshake) from the accept queue and
-//! hands its connection to the kernel one of two ways ([`Handoff`], DESIGN.md §4):
-//! - **native**: the protected service's own listening socket gets it, built by the kernel
-//!   with the client's address and the negotiated options ([`NativeHandoff`]); nothing of the
+//! Handoffs: completed handshakes in, connections the kernel owns out, one of two ways
+//! ([`Handoff`], DESIGN.md §4):
+//! - **native**: the protected service's own listening socket gets each connection, built by
+//!   the kernel with the client's address and the negotiated options ([`NativeHandoff`]). It
+//!   takes a few system calls, so the shard that completed the handshake does it at once, on
+//!   its own thread ([`NativeInline`], an [`InlineHandoff`]): no accept queue, no thread hop,
+//!   and the kernel socket exists before the shard looks at the next frame. Nothing of the
 //!   connection passes through synwall afterwards, and [`crate::server::Server::accept`] has
 //!   nothing to give.
-//! - **repair**: the worker builds the socket with TCP_REPAIR ([`crate::sys::repair`]) while the
-//!   steering program keeps the connection's segments away from it, then passes the
-//!   [`Connection`] to the application through a bounded channel.
+//! - **repair**: a worker pops the [`Handshake`](crate::accept_queue::Handshake) from the
+//!   accept queue, builds the socket with TCP_REPAIR ([`crate::sys::repair`]) while the
+//!   steering program keeps the connection's segments away from it, reports back to the shard
+//!   (which then gives the kernel the segments it held meanwhile), and passes the
+//!   [`Connection`] to the application through a bounded channel. When the application stops
+//!   taking connections, the workers block, the accept queue fills, and the shards apply the
+//!   overflow policy: memory stays bounded.
 //!
-//! Either way the worker reports back to the shard that accepted the connection, which then
-//! gives the kernel the segments it held meanwhile. A failed handoff is counted by its reason
-//! ([`HandoffFailure`]) and the shard resets the peer: nothing is left half-open. When the
-//! application stops taking connections (repair), the workers block, the accept queue fills,
-//! and the shards apply the overflow policy: memory stays bounded.
+//! A failed handoff is counted by its reason ([`HandoffFailure`]) and the shard resets the
+//! peer: nothing is left half-open.
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -244,23 +246,45 @@ impl HandoffCounters {
     }
 }
 
-/// One worker's way of handing connections over.
-pub enum Way {
-    /// Native: the injector takes final ACKs to the local stack.
-    Native {
-        handoff: Arc<NativeHandoff>,
-        injector: RawInjector,
-    },
-    /// Repair: connections go to the application through `ready`.
-    Repair { ready: Sender<Connection> },
+/// A handoff done at once by the shard that completed the handshake.
+pub trait InlineHandoff: Send {
+    /// Hands `accepted` to the kernel; false when it could not be (counted, and the shard
+    /// resets the peer).
+    fn hand_off(&mut self, accepted: &Accepted) -> bool;
 }
 
-/// Runs one worker until `stop` is set or the accept queue closes. `steering` keeps each
-/// connection's segments away from a repaired socket until it is ready, and forgets the
-/// connection's TIME-WAIT exception once the kernel owns it.
+/// Native handoff on a shard's thread: see the module documentation.
+pub struct NativeInline {
+    pub native: Arc<NativeHandoff>,
+    /// Takes final ACKs to the local stack.
+    pub injector: RawInjector,
+    pub counters: Arc<HandoffCounters>,
+    /// Forgets the connection's TIME-WAIT exception once the kernel owns it.
+    pub steering: Arc<SteeringProgram>,
+}
+
+impl InlineHandoff for NativeInline {
+    fn hand_off(&mut self, accepted: &Accepted) -> bool {
+        match self.native.hand_off(accepted, &mut self.injector) {
+            Ok(()) => {
+                self.counters.complete(accepted);
+                self.steering.handed_off(&accepted.tuple);
+                true
+            }
+            Err(refusal) => {
+                self.counters.fail(HandoffFailure::of(&refusal), &refusal);
+                false
+            }
+        }
+    }
+}
+
+/// Runs one repair-mode worker until `stop` is set or the accept queue closes; connections go
+/// to the application through `ready`. `steering` keeps each connection's segments away from
+/// its socket until it is ready.
 pub fn run_worker(
     queue: AcceptReceiver,
-    mut way: Way,
+    ready: Sender<Connection>,
     counters: Arc<HandoffCounters>,
     steering: Arc<SteeringProgram>,
     stop: Arc<AtomicBool>,
@@ -271,40 +295,10 @@ pub fn run_worker(
             Pop::Timeout => continue,
             Pop::Closed => return,
         };
-        let handed = match &mut way {
-            Way::Native { handoff, injector } => {
-                native_handoff(handshake, handoff, injector, &counters, &steering)
-            }
-            Way::Repair { ready } => repair_handoff(handshake, &counters, &steering)
-                .is_some_and(|connection| deliver(connection, ready, &stop)),
-        };
+        let handed = repair_handoff(handshake, &counters, &steering)
+            .is_some_and(|connection| deliver(connection, &ready, &stop));
         if !handed && stop.load(Ordering::Relaxed) {
             return;
-        }
-    }
-}
-
-/// Hands one connection to the service's listener. Returns whether it was handed over.
-fn native_handoff(
-    handshake: Handshake,
-    native: &NativeHandoff,
-    injector: &mut RawInjector,
-    counters: &HandoffCounters,
-    steering: &SteeringProgram,
-) -> bool {
-    let accepted = &handshake.accepted;
-    match native.hand_off(accepted, injector) {
-        Ok(()) => {
-            counters.complete(accepted);
-            steering.handed_off(&accepted.tuple);
-            // The kernel acknowledges the early data itself.
-            handshake.report_handed_off(false);
-            true
-        }
-        Err(refusal) => {
-            counters.fail(HandoffFailure::of(&refusal), &refusal);
-            handshake.report_failed();
-            false
         }
     }
 }

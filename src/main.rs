@@ -13,10 +13,11 @@ use clap::{Parser, Subcommand};
 use synwall::cookie::keys::Secret;
 use synwall::counters::{Counter, Gauge};
 use synwall::handoff::HandoffMode;
+use synwall::kernel;
 use synwall::metrics::{self, MetricsServer, Scrape};
 use synwall::proxy::Proxy;
 use synwall::server::Server;
-use synwall::settings::{DEFAULT_METRICS, Settings, SettingsError};
+use synwall::settings::{DEFAULT_METRICS, Resolved, Settings, SettingsError};
 use synwall::sys::native;
 
 #[derive(Parser)]
@@ -137,18 +138,10 @@ fn check_config(args: &ListenArgs) -> anyhow::Result<()> {
 
 fn listen(args: &ListenArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
-    // Every setting is checked, and the secret loaded, before anything is attached; so is
-    // whether `handoff = auto` will need an upstream.
-    let resolved = settings.resolve()?;
-    if resolved.server.handoff == HandoffMode::Auto
-        && resolved.proxy.is_none()
-        && let Err(unavailable) = native::check()
-    {
-        return Err(SettingsError::NoUpstream {
-            why: format!("handoff = auto, but {unavailable}"),
-        }
-        .into());
-    }
+    // Every setting is checked, the secret loaded and the handoff mode settled before
+    // anything is attached.
+    let mut resolved = settings.resolve()?;
+    settle_handoff(&mut resolved)?;
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -212,6 +205,42 @@ fn listen(args: &ListenArgs) -> anyhow::Result<()> {
     drop(metrics);
     drop(server);
     served.and(failure.map_or(Ok(()), Err)).context("serving")
+}
+
+/// Settles `handoff = auto`: native where the kernel can, unless an upstream is set and
+/// nothing listens on a served address (a deployment that proxies, as before native handoff
+/// existed); repair where the kernel cannot, which then needs the upstream. Logs which, and why.
+fn settle_handoff(resolved: &mut Resolved) -> anyhow::Result<()> {
+    if resolved.server.handoff != HandoffMode::Auto {
+        return Ok(());
+    }
+    let unlistened = resolved
+        .server
+        .listener
+        .served
+        .iter()
+        .copied()
+        .find(|&address| !kernel::listening_on(address).unwrap_or(true));
+    let (mode, why) = match (native::check(), resolved.proxy, unlistened) {
+        (Err(unavailable), None, _) => {
+            return Err(SettingsError::NoUpstream {
+                why: format!("handoff = auto, but {unavailable}"),
+            }
+            .into());
+        }
+        (Err(unavailable), Some(_), _) => (HandoffMode::Repair, unavailable.to_string()),
+        (Ok(()), Some(proxy), Some(address)) => (
+            HandoffMode::Repair,
+            format!(
+                "nothing listens on {address} and the upstream {} is set",
+                proxy.upstream
+            ),
+        ),
+        (Ok(()), ..) => (HandoffMode::Native, "the kernel can".to_owned()),
+    };
+    tracing::info!(handoff = mode.name(), why, "handoff = auto settled");
+    resolved.server.handoff = mode;
+    Ok(())
 }
 
 /// Re-reads the configuration (SIGHUP) and applies what can change while running; returns the

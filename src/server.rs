@@ -10,8 +10,9 @@
 //! socket, as if synwall were not there; [`Server::accept`] has nothing to give. Repair: the
 //! established connections come out of [`Server::accept`] / [`Server::incoming`].
 //!
-//! Threads: one per rx queue (optionally pinned to a CPU), `workers` handoff workers, and one
-//! that logs when flood mode (cookies) starts and stops. Memory:
+//! Threads: one per rx queue (optionally pinned to a CPU), which also does native handoffs;
+//! in repair mode `workers` handoff workers; and one that logs when flood mode (cookies)
+//! starts and stops. Memory:
 //! per queue one UMEM ([`XdpDeviceConfig`]) and one SYN queue; the accept queue and the ready
 //! channel hold at most `backlog` connections each. Dropping the server stops every thread and
 //! detaches its programs (the kernel also detaches them if the process dies): the service's
@@ -30,7 +31,7 @@ use crate::accept_queue::{AcceptQueue, AcceptReceiver, AcceptSender};
 use crate::cookie::keys::{KeyError, KeyRing, Secret};
 use crate::counters::{Counter, CounterSnapshot, Counters};
 use crate::handoff::{
-    self, Connection, Handoff, HandoffCounters, HandoffFailure, HandoffMode, Way,
+    self, Connection, Handoff, HandoffCounters, HandoffFailure, HandoffMode, NativeInline,
 };
 use crate::histogram::HistogramSnapshot;
 use crate::kernel;
@@ -63,7 +64,7 @@ pub struct ServerConfig {
     /// Completed handshakes waiting for a handoff worker, at most; as many established
     /// connections wait for the application.
     pub backlog: usize,
-    /// Handoff worker threads.
+    /// Handoff worker threads of repair mode (native handoffs are done by the fast path).
     pub workers: usize,
     pub xdp_mode: XdpMode,
     pub device: XdpDeviceConfig,
@@ -212,9 +213,6 @@ impl Server {
         let served: Vec<SocketAddr> = config.listener.served.iter().copied().collect();
         let (handoff, handoff_reason) = resolve_handoff(config.handoff, &served)?;
         warn_about_listeners(handoff.mode(), &served);
-        let injectors = (0..config.workers)
-            .map(|_| RawInjector::new().map_err(|source| ServerError::RawSocket { source }))
-            .collect::<Result<Vec<_>, _>>()?;
         let program = Arc::new(SteeringProgram::attach(
             &config.interface,
             config.xdp_mode,
@@ -246,6 +244,11 @@ impl Server {
                 secret: secret.clone(),
                 program: Arc::clone(&server.program),
                 accept: accept_queue.sender(config.listener.max_pending_handoffs),
+                native: match &server.handoff {
+                    Handoff::Native(native) => Some(Arc::clone(native)),
+                    Handoff::Repair => None,
+                },
+                handoff_counters: Arc::clone(&server.handoff_counters),
                 stop: Arc::clone(&server.stop),
                 failure: Arc::clone(&server.failure),
             };
@@ -254,24 +257,21 @@ impl Server {
             })?;
             started.push(started_rx);
         }
-        for (worker, injector) in injectors.into_iter().enumerate() {
-            let way = match &server.handoff {
-                Handoff::Native(native) => Way::Native {
-                    handoff: Arc::clone(native),
-                    injector,
-                },
-                Handoff::Repair => Way::Repair {
-                    ready: ready_tx.clone(),
-                },
-            };
-            let (queue, counters, steering, stop) = (
+        // Native handoffs are done by the fast-path threads themselves.
+        let workers = match server.handoff {
+            Handoff::Native(_) => 0,
+            Handoff::Repair => config.workers,
+        };
+        for worker in 0..workers {
+            let (queue, ready_tx, counters, steering, stop) = (
                 accept_queue.receiver(),
+                ready_tx.clone(),
                 Arc::clone(&server.handoff_counters),
                 Arc::clone(&server.program),
                 Arc::clone(&server.stop),
             );
             server.spawn(format!("synwall-handoff{worker}"), move || {
-                handoff::run_worker(queue, way, counters, steering, stop)
+                handoff::run_worker(queue, ready_tx, counters, steering, stop)
             })?;
         }
         for started in started {
@@ -428,6 +428,9 @@ struct FastPath {
     secret: Secret,
     program: Arc<SteeringProgram>,
     accept: AcceptSender,
+    /// Native handoff, done by this thread; `None` in repair mode.
+    native: Option<Arc<NativeHandoff>>,
+    handoff_counters: Arc<HandoffCounters>,
     stop: Arc<AtomicBool>,
     failure: Arc<Mutex<Option<ServerError>>>,
 }
@@ -443,6 +446,8 @@ impl FastPath {
             secret,
             program,
             mut accept,
+            native,
+            handoff_counters,
             stop,
             failure,
         } = self;
@@ -469,10 +474,18 @@ impl FastPath {
                 xsk: Arc::default(),
                 updates: updates_tx,
             };
-            Ok((
-                Shard::new(listener, device, injector, accept, config.budget),
-                handle,
-            ))
+            let shard = Shard::new(listener, device, injector, accept, config.budget);
+            let shard = match native {
+                Some(native) => shard.with_inline_handoff(Box::new(NativeInline {
+                    native,
+                    injector: RawInjector::new()
+                        .map_err(|source| ServerError::RawSocket { source })?,
+                    counters: handoff_counters,
+                    steering: Arc::clone(&program),
+                })),
+                None => shard,
+            };
+            Ok((shard, handle))
         })();
         let (mut shard, handle) = match setup {
             Ok(ready) => ready,

@@ -62,7 +62,8 @@ pub struct Settings {
     pub xdp_mode: Option<XdpMode>,
     /// How completed handshakes reach the service: native (into its own listening socket on
     /// the served address, Linux 6.9+), repair (TCP_REPAIR sockets proxied to --upstream), or
-    /// auto (native where the kernel can) [default: auto].
+    /// auto (native where the kernel can, unless --upstream is set and nothing listens on the
+    /// served address) [default: auto].
     #[arg(long, value_enum)]
     pub handoff: Option<HandoffMode>,
     /// The service connections are proxied to in repair mode, HOST:PORT.

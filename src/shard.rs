@@ -1,5 +1,6 @@
-//! A shard: one listener, one frame device, a way to the local kernel stack and one end of the
-//! accept queue, joined by the fast-path loop body [`Shard::poll`]. One shard runs per NIC
+//! A shard: one listener, one frame device, a way to the local kernel stack and a way to hand
+//! completed handshakes to the kernel (one end of the accept queue, or an [`InlineHandoff`]
+//! done at once), joined by the fast-path loop body [`Shard::poll`]. One shard runs per NIC
 //! receive queue, on its own thread; shards share nothing but the accept queue and the key
 //! secret.
 
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::accept_queue::{AcceptSender, HandoffReport};
 use crate::counters::{Counter, Counters};
 use crate::device::{FrameIo, LocalDelivery};
+use crate::handoff::InlineHandoff;
 use crate::listener::{Listener, Verdict};
 
 /// See the module documentation.
@@ -18,6 +20,8 @@ pub struct Shard<D, L> {
     device: D,
     local: Local<L>,
     accept: AcceptSender,
+    /// When set, completed handshakes go to the kernel through it at once, not to `accept`.
+    inline: Option<Box<dyn InlineHandoff>>,
     budget: usize,
 }
 
@@ -54,8 +58,16 @@ impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
             device,
             local,
             accept,
+            inline: None,
             budget,
         }
+    }
+
+    /// Hands completed handshakes to the kernel through `inline`, at once, instead of through
+    /// the accept queue.
+    pub fn with_inline_handoff(mut self, inline: Box<dyn InlineHandoff>) -> Shard<D, L> {
+        self.inline = Some(inline);
+        self
     }
 
     /// One bounded round: handoff reports (delivering held segments to new kernel sockets,
@@ -68,6 +80,7 @@ impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
             device,
             local,
             accept,
+            inline,
             budget,
         } = self;
         device.transmit(*budget, |tx| {
@@ -96,9 +109,23 @@ impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
         listener.rotate_keys(unix_time);
         let received = device.receive(*budget, |rx, tx| {
             let verdict = match listener.handle_frame(now, rx, tx) {
-                Verdict::Accepted(accepted) => match accept.try_push(accepted) {
-                    Ok(()) => return None,
-                    Err(accepted) => listener.handle_accept_overflow(now, accepted, tx),
+                Verdict::Accepted(accepted) => match inline.as_mut() {
+                    Some(inline) => {
+                        if !inline.hand_off(&accepted) {
+                            listener.handle_handoff_failed(&accepted, tx)
+                        } else {
+                            // The kernel acknowledges the early data itself.
+                            let done = listener.handle_handoff_complete(now, &accepted, false, tx);
+                            for packet in &done.reinject {
+                                local.deliver(packet);
+                            }
+                            done.ack
+                        }
+                    }
+                    None => match accept.try_push(accepted) {
+                        Ok(()) => return None,
+                        Err(accepted) => listener.handle_accept_overflow(now, accepted, tx),
+                    },
                 },
                 verdict => verdict,
             };

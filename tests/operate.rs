@@ -189,6 +189,14 @@ fn test_sighup_reloads_without_dropping_anything() {
         &["listen", "--config", config.to_str().unwrap()],
     );
     synwall.wait_serving();
+    // No handoff key, an upstream and nothing on the served port: auto keeps proxying.
+    assert!(
+        synwall
+            .log()
+            .contains("nothing listens on 198.18.0.1:80 and the upstream"),
+        "{}",
+        synwall.log()
+    );
 
     // An established connection, and a handshake whose final ACK synwall has not seen yet.
     let mut established = connect(&topology);
