@@ -182,9 +182,7 @@ impl HandoffFailure {
         match refusal {
             NativeRefusal::NoListener(_) => HandoffFailure::NoListener,
             NativeRefusal::Occupied | NativeRefusal::TimeWait(_) => HandoffFailure::Occupied,
-            NativeRefusal::Refused(libc::EINVAL) | NativeRefusal::NotTcp(_) => {
-                HandoffFailure::RefusedInvalid
-            }
+            NativeRefusal::Refused(libc::EINVAL) => HandoffFailure::RefusedInvalid,
             NativeRefusal::Refused(libc::ENOMEM) => HandoffFailure::RefusedNoMemory,
             NativeRefusal::Refused(_) => HandoffFailure::RefusedOther,
             NativeRefusal::NotSeen | NativeRefusal::Os { .. } => HandoffFailure::System,

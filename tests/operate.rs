@@ -286,21 +286,26 @@ fn test_runs_as_nobody_with_the_documented_capabilities() {
     let Some(topology) = privileged_lab(LAB) else {
         return;
     };
+    // Repair: the echo service behind the proxy; native: the echo service on the served port.
     let _upstream = EchoUpstream::start(&topology);
+    let _service = EchoUpstream::start_on(&topology, lab::PORT);
     // tests/deploy.rs checks that the unit and the DaemonSet grant exactly these.
     let prefix = as_nobody_with(&CAPABILITIES);
     let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
-    let synwall = listen_behind(&topology, &prefix, &upstream(), &[]);
-    let started = Instant::now();
-    let mut client = connect(&topology);
-    let echoed = echo(&mut client, b"as nobody");
-    assert_eq!(
-        echoed.as_deref().ok(),
-        Some(&b"as nobody"[..]),
-        "{echoed:?}; synwall's log:\n{}",
-        synwall.log()
-    );
-    assert!(started.elapsed() < Duration::from_secs(1));
+    for handoff in ["repair", "native"] {
+        let synwall = listen_behind(&topology, &prefix, &upstream(), &["--handoff", handoff]);
+        let started = Instant::now();
+        let mut client = connect(&topology);
+        let echoed = echo(&mut client, b"as nobody");
+        assert_eq!(
+            echoed.as_deref().ok(),
+            Some(&b"as nobody"[..]),
+            "{handoff}: {echoed:?}; synwall's log:\n{}",
+            synwall.log()
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(synwall.log().contains(&format!("handoff=\"{handoff}\"")));
+    }
 }
 
 #[test]
@@ -311,7 +316,7 @@ fn test_a_missing_capability_stops_the_start_with_its_name() {
     let Some(topology) = privileged_lab(LAB) else {
         return;
     };
-    let without = |missing: &str| {
+    let without = |missing: &str, handoff: &str| {
         let caps: Vec<&str> = CAPABILITIES
             .into_iter()
             .filter(|cap| *cap != missing)
@@ -319,15 +324,21 @@ fn test_a_missing_capability_stops_the_start_with_its_name() {
         let prefix = as_nobody_with(&caps);
         let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
         let upstream = upstream();
-        let args = listen_args(&topology.server_if, &upstream, &[]);
+        let args = listen_args(&topology.server_if, &upstream, &["--handoff", handoff]);
         let output = synwall_output(&topology.server_ns, &prefix, &args);
         assert!(!output.status.success(), "started without {missing}");
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
     // CAP_IPC_LOCK is left out: LimitMEMLOCK stands in for it.
     for missing in ["NET_BIND_SERVICE", "NET_ADMIN", "BPF", "NET_RAW"] {
-        let stderr = without(missing);
+        let stderr = without(missing, "repair");
         let named = format!("CAP_{missing}");
-        assert!(stderr.contains(&named), "without {named}: {stderr}");
+        assert!(stderr.contains(&named), "repair, without {named}: {stderr}");
+    }
+    // Native handoff binds no socket: it needs no CAP_NET_BIND_SERVICE.
+    for missing in ["NET_ADMIN", "BPF", "NET_RAW"] {
+        let stderr = without(missing, "native");
+        let named = format!("CAP_{missing}");
+        assert!(stderr.contains(&named), "native, without {named}: {stderr}");
     }
 }

@@ -159,6 +159,84 @@ proptest! {
     }
 }
 
+/// What a driver may tell a listener about an accepted connection.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Overflow,
+    Complete,
+    Failed,
+    /// Time passes by this many seconds.
+    Wait(u8),
+}
+
+fn outcome() -> impl Strategy<Value = Outcome> {
+    prop_oneof![
+        Just(Outcome::Overflow),
+        Just(Outcome::Complete),
+        Just(Outcome::Failed),
+        (1u8..=20).prop_map(Outcome::Wait),
+    ]
+}
+
+proptest! {
+    /// Any sequence of handoff outcomes, each possibly repeated, for a few accepted
+    /// connections, leaves the listener consistent: bounded queues, and every timer and
+    /// retransmission runs out.
+    #[test]
+    fn prop_handoff_outcomes_are_safe_to_repeat(
+        outcomes in proptest::collection::vec((0usize..3, outcome()), 1..40),
+        abort in any::<bool>(),
+        mode in prop_oneof![Just(SyncookiesMode::Never), Just(SyncookiesMode::WhenFull)],
+    ) {
+        let mut harness = common::Harness::new(synwall::listener::ListenerConfig {
+            abort_on_overflow: abort,
+            max_syn_backlog: 2,
+            ..config(mode)
+        });
+        let accepted: Vec<_> = (0..3u16)
+            .map(|i| {
+                let client = common::Client::new(
+                    &format!("198.18.5.{}:{}", i + 1, 40000 + i),
+                    1000 * u32::from(i),
+                    common::linux_options(1),
+                );
+                let syn_ack = harness.syn_ack_repr(&client);
+                match harness.send(&client.ack(&syn_ack, b"early")).0 {
+                    synwall::listener::Verdict::Accepted(accepted) => accepted,
+                    other => panic!("not accepted: {other:?}"),
+                }
+            })
+            .collect();
+        let mut tx = vec![0; 2048];
+        for (which, outcome) in outcomes {
+            let now = harness.now;
+            let connection = &accepted[which];
+            match outcome {
+                Outcome::Overflow => {
+                    harness.listener.handle_accept_overflow(now, connection.clone(), &mut tx);
+                }
+                Outcome::Complete => {
+                    harness.handoff_complete(connection);
+                }
+                Outcome::Failed => {
+                    harness.listener.handle_handoff_failed(connection, &mut tx);
+                }
+                Outcome::Wait(seconds) => {
+                    harness.advance(Duration::from_secs(u64::from(seconds)));
+                }
+            }
+            prop_assert!(harness.listener.syn_queue_len() <= 2);
+        }
+        // Every retransmission and expiry runs out within the SYN queue's lifetime.
+        for _ in 0..70 {
+            let sent = harness.advance(Duration::from_secs(1));
+            prop_assert!(sent.len() <= 2, "one retransmission per entry at most: {}", sent.len());
+        }
+        prop_assert_eq!(harness.listener.syn_queue_len(), 0);
+        prop_assert!(harness.listener.poll_timeout().is_none(), "no timer left");
+    }
+}
+
 fn tcp_repr() -> impl Strategy<Value = TcpRepr<'static>> {
     let link = (
         any::<[u8; 6]>(),

@@ -54,7 +54,6 @@ enum status {
 	STATUS_NO_LISTENER = 2, /* nothing listens on the served port */
 	STATUS_TIME_WAIT = 3, /* a TIME_WAIT socket still holds the tuple */
 	STATUS_OCCUPIED = 4, /* another live socket holds the tuple */
-	STATUS_NOT_TCP_SOCK = 5, /* the listener is no full TCP socket */
 };
 
 /* As include/net/tcp.h has it: the kfunc checks the size, libbpf the name. */
@@ -134,30 +133,35 @@ static __always_inline __u32 load_tuple(struct __sk_buff *skb, struct bpf_sock_t
 	return 0;
 }
 
-/* Builds the connection of `entry` on the listener of `tuple`: 0 or a status. */
+/*
+ * Builds the connection of `entry` on the listener of `tuple`: 0 or a status.
+ *
+ * bpf_sk_lookup_tcp gives full sockets only (a listener, or a live connection of the tuple):
+ * a pointer the kfunc takes as it is. bpf_skc_to_tcp_sock would need CAP_PERFMON, which
+ * synwall runs without. When it finds nothing, bpf_skc_lookup_tcp tells a TIME-WAIT (or
+ * request) socket of the tuple from no socket at all.
+ */
 static __always_inline int assign(struct __sk_buff *skb, struct bpf_sock_tuple *tuple,
 				  __u32 tuple_len, struct pending_handoff *entry)
 {
-	struct bpf_sock *skc;
-	struct tcp_sock *tp;
+	struct bpf_sock *sk;
 	int status;
 
-	skc = bpf_skc_lookup_tcp(skb, tuple, tuple_len, BPF_F_CURRENT_NETNS, 0);
-	if (!skc)
-		return STATUS_NO_LISTENER;
-	if (skc->state == STATE_TIME_WAIT) {
-		status = STATUS_TIME_WAIT;
-	} else if (skc->state != STATE_LISTEN) {
-		status = STATUS_OCCUPIED;
-	} else {
-		tp = bpf_skc_to_tcp_sock(skc);
-		if (tp)
-			status = bpf_sk_assign_tcp_reqsk(skb, (struct sock *)tp, &entry->attrs,
+	sk = bpf_sk_lookup_tcp(skb, tuple, tuple_len, BPF_F_CURRENT_NETNS, 0);
+	if (sk) {
+		if (sk->state == STATE_LISTEN)
+			status = bpf_sk_assign_tcp_reqsk(skb, (struct sock *)sk, &entry->attrs,
 							 sizeof(entry->attrs));
 		else
-			status = STATUS_NOT_TCP_SOCK;
+			status = STATUS_OCCUPIED;
+		bpf_sk_release(sk);
+		return status;
 	}
-	bpf_sk_release(skc);
+	sk = bpf_skc_lookup_tcp(skb, tuple, tuple_len, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return STATUS_NO_LISTENER;
+	status = sk->state == STATE_TIME_WAIT ? STATUS_TIME_WAIT : STATUS_OCCUPIED;
+	bpf_sk_release(sk);
 	return status;
 }
 

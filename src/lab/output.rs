@@ -14,6 +14,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::lab::cli::{FloodMode, LabConfig, Rate, Target};
+use crate::lab::placement::BUSY_LIMIT;
 use crate::lab::report::{LegitReport, Progress, Summary};
 use crate::lab::server_side::Sample;
 
@@ -207,6 +208,8 @@ pub struct LabReport {
     pub client_cpu: usize,
     pub syn_ack_measure: &'static str,
     pub runs: Vec<TargetReport>,
+    /// None when only one target ran, or when the server CPU was busy with other work before
+    /// a run (see `server_cpu_busy_before_pct`).
     pub comparison: Option<Comparison>,
     /// A signal stopped the run early.
     pub interrupted: bool,
@@ -220,8 +223,12 @@ impl LabReport {
         interrupted: bool,
     ) -> LabReport {
         let find = |target| runs.iter().find(|run| run.target == target);
+        // A ratio with a busy run in it measures the other work too: none is given.
+        let quiet = runs
+            .iter()
+            .all(|run| run.server_cpu_busy_before_pct <= BUSY_LIMIT);
         let comparison = match (find(Target::Synwall), find(Target::Kernel)) {
-            (Some(synwall), Some(kernel)) => Some(Comparison {
+            (Some(synwall), Some(kernel)) if quiet => Some(Comparison {
                 syn_ack_ratio: ratio(synwall.syn_ack_pps, kernel.syn_ack_pps),
                 connect_p99_ratio: synwall
                     .connect_p99_us
@@ -350,7 +357,14 @@ impl<W: Write> Printer<W> {
     /// The legend, and the side-by-side table when both targets ran.
     pub fn end(&mut self, report: &LabReport) -> io::Result<()> {
         writeln!(self.out, "\nSYN-ACK/s = {SYN_ACK_MEASURE}.\n{LEGEND}.")?;
-        let (Some(comparison), [synwall, kernel]) = (&report.comparison, &report.runs[..]) else {
+        let [synwall, kernel] = &report.runs[..] else {
+            return self.out.flush();
+        };
+        let Some(comparison) = &report.comparison else {
+            let busy = synwall
+                .server_cpu_busy_before_pct
+                .max(kernel.server_cpu_busy_before_pct);
+            writeln!(self.out, "{}", busy_note(busy))?;
             return self.out.flush();
         };
         let rows = [
@@ -404,6 +418,15 @@ impl<W: Write> Printer<W> {
 
 fn millis(micros: Option<u64>) -> String {
     micros.map_or("-".to_owned(), |us| format!("{:.2}", us as f64 / 1000.0))
+}
+
+/// Why a comparison is withheld: the server CPU was `busy` % busy with other work before a run.
+pub(super) fn busy_note(busy: f64) -> String {
+    format!(
+        "no comparison: the server CPU was {busy:.0} % busy with other work before a run (more \
+         than {BUSY_LIMIT:.0} %), so a ratio would measure that work too; run again on a quiet \
+         machine"
+    )
 }
 
 pub(super) fn millis_unit(micros: Option<u64>) -> String {

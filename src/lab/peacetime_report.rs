@@ -11,8 +11,9 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::lab::cli::Target;
-use crate::lab::output::{millis_unit, times};
+use crate::lab::output::{busy_note, millis_unit, times};
 use crate::lab::peacetime::{ConnectionsReport, KeepaliveReport, RateSearch, SLO_P99, SLO_SUCCESS};
+use crate::lab::placement::BUSY_LIMIT;
 use crate::lab::report::Percentiles;
 
 /// One target's peacetime measurements.
@@ -62,6 +63,8 @@ pub struct PeacetimeReport {
     pub server_cpu: usize,
     pub client_cpu: usize,
     pub runs: Vec<PeacetimeRun>,
+    /// None when only one target ran, or when the server CPU was busy with other work before
+    /// a run (see `server_cpu_busy_before_pct`).
     pub comparison: Option<PeacetimeComparison>,
     /// A signal stopped the run early.
     pub interrupted: bool,
@@ -75,22 +78,26 @@ impl PeacetimeReport {
         interrupted: bool,
     ) -> PeacetimeReport {
         let find = |target| runs.iter().find(|run| run.target == target);
-        let comparison =
-            find(Target::Synwall)
-                .zip(find(Target::Kernel))
-                .map(|(synwall, kernel)| PeacetimeComparison {
-                    connection_rate_ratio: ratio(
-                        f64::from(synwall.connection_rate()),
-                        f64::from(kernel.connection_rate()),
-                    ),
-                    keepalive_ratio: ratio(
-                        synwall.keepalive.requests_per_s,
-                        kernel.keepalive.requests_per_s,
-                    ),
-                    latency_p99_difference_ms: exchange_p99(&synwall.latency)
-                        .zip(exchange_p99(&kernel.latency))
-                        .map(|(synwall, kernel)| (synwall as f64 - kernel as f64) / 1000.0),
-                });
+        // A ratio with a busy run in it measures the other work too: none is given.
+        let quiet = runs
+            .iter()
+            .all(|run| run.server_cpu_busy_before_pct <= BUSY_LIMIT);
+        let comparison = find(Target::Synwall)
+            .zip(find(Target::Kernel))
+            .filter(|_| quiet)
+            .map(|(synwall, kernel)| PeacetimeComparison {
+                connection_rate_ratio: ratio(
+                    f64::from(synwall.connection_rate()),
+                    f64::from(kernel.connection_rate()),
+                ),
+                keepalive_ratio: ratio(
+                    synwall.keepalive.requests_per_s,
+                    kernel.keepalive.requests_per_s,
+                ),
+                latency_p99_difference_ms: exchange_p99(&synwall.latency)
+                    .zip(exchange_p99(&kernel.latency))
+                    .map(|(synwall, kernel)| (synwall as f64 - kernel as f64) / 1000.0),
+            });
         PeacetimeReport {
             command,
             objective: objective(),
@@ -188,7 +195,14 @@ pub fn print_end(out: &mut dyn Write, report: &PeacetimeReport) -> io::Result<()
         "\nobjective of the connection-rate search: {}.",
         report.objective
     )?;
-    let (Some(comparison), [synwall, kernel]) = (&report.comparison, &report.runs[..]) else {
+    let [synwall, kernel] = &report.runs[..] else {
+        return out.flush();
+    };
+    let Some(comparison) = &report.comparison else {
+        let busy = synwall
+            .server_cpu_busy_before_pct
+            .max(kernel.server_cpu_busy_before_pct);
+        writeln!(out, "{}", busy_note(busy))?;
         return out.flush();
     };
     let rows = [

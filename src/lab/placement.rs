@@ -87,6 +87,10 @@ pub fn threaded_napi(topology: &Topology, cpu: usize, nice: i8) -> io::Result<Ve
     Ok(threads)
 }
 
+/// Other work on the server CPU above this share (in percent) makes a run's figures no result:
+/// they measure that work too.
+pub const BUSY_LIMIT: f64 = 10.0;
+
 /// How busy `cpu` is, in percent of the time over `window` (from /proc/stat: everything but
 /// idle and iowait).
 pub fn busy_percent(cpu: usize, window: Duration) -> io::Result<f64> {

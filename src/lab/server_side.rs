@@ -139,7 +139,7 @@ impl ServerSide {
         let receive = receive.finish(topology, cpu, config.peacetime)?;
         let listener = match (target, handoff) {
             (Target::Synwall, LabHandoff::Native) => format!(
-                "synwall's fast path ({} XDP) and handoff workers (native handoff)",
+                "synwall's fast path ({} XDP, native handoff)",
                 side.xdp_mode_name().unwrap_or("no")
             ),
             (Target::Synwall, LabHandoff::Repair) => format!(

@@ -43,7 +43,6 @@ const STATUS_PENDING: i32 = 1;
 const STATUS_NO_LISTENER: i32 = 2;
 const STATUS_TIME_WAIT: i32 = 3;
 const STATUS_OCCUPIED: i32 = 4;
-const STATUS_NOT_TCP_SOCK: i32 = 5;
 /// How long the program may take to see an injected ACK. The stack takes it in within the
 /// `sendto` call, unless the CPU's softirq work is deferred to ksoftirqd (a flood).
 const SEEN_WITHIN: Duration = Duration::from_millis(500);
@@ -83,8 +82,6 @@ pub enum NativeRefusal {
     /// The kfunc refused the handshake's values; the errno it returned.
     #[error("the kernel refused the handshake's values: {}", io::Error::from_raw_os_error(*.0))]
     Refused(i32),
-    #[error("the listener on {0} is not a TCP socket the kernel can hand connections to")]
-    NotTcp(SocketAddr),
     #[error("the final ACK did not reach the handoff program within {SEEN_WITHIN:?}")]
     NotSeen,
     #[error("{step}: {source}")]
@@ -178,7 +175,6 @@ impl NativeHandoff {
             0 => Ok(()),
             STATUS_NO_LISTENER => Err(NativeRefusal::NoListener(accepted.tuple.local)),
             STATUS_OCCUPIED | STATUS_TIME_WAIT => Err(NativeRefusal::Occupied),
-            STATUS_NOT_TCP_SOCK => Err(NativeRefusal::NotTcp(accepted.tuple.local)),
             errno if errno < 0 => Err(NativeRefusal::Refused(-errno)),
             _ => Err(NativeRefusal::NotSeen),
         }

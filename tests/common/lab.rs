@@ -318,7 +318,7 @@ pub fn upstream() -> String {
 }
 
 /// The arguments of `synwall listen` on `interface`, proxying 198.18.0.1:80 to `upstream` in
-/// repair mode, followed by `extra`.
+/// repair mode (unless `extra` names another `--handoff`), followed by `extra`.
 pub fn listen_args<'a>(interface: &'a str, upstream: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "listen",
@@ -326,11 +326,12 @@ pub fn listen_args<'a>(interface: &'a str, upstream: &'a str, extra: &[&'a str])
         interface,
         "--listen",
         "198.18.0.1:80",
-        "--handoff",
-        "repair",
         "--upstream",
         upstream,
     ];
+    if !extra.contains(&"--handoff") {
+        args.extend(["--handoff", "repair"]);
+    }
     args.extend_from_slice(extra);
     args
 }
@@ -448,12 +449,18 @@ pub struct EchoUpstream {
 }
 
 impl EchoUpstream {
+    /// An echo service on the upstream port.
     pub fn start(topology: &Topology) -> EchoUpstream {
+        EchoUpstream::start_on(topology, UPSTREAM_PORT)
+    }
+
+    /// An echo service on `port` of 198.18.0.1.
+    pub fn start_on(topology: &Topology, port: u16) -> EchoUpstream {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let (bound_tx, bound_rx) = crossbeam_channel::bounded(1);
         let thread = topology.spawn_in(&topology.server_ns, move || {
-            let listener = std::net::TcpListener::bind((SERVER_V4, UPSTREAM_PORT)).unwrap();
+            let listener = std::net::TcpListener::bind((SERVER_V4, port)).unwrap();
             listener.set_nonblocking(true).unwrap();
             bound_tx.send(()).unwrap();
             while !stopping.load(Ordering::Relaxed) {
