@@ -266,13 +266,13 @@ fn test_frames_go_where_the_design_says() {
                 OURS,
             ),
             (
-                "SYN behind a VLAN tag",
+                "SYN behind the tag of a VLAN with no served address",
                 V4 {
                     vlan_tags: 1,
                     ..v4_syn
                 }
                 .frame(),
-                OURS,
+                KERNEL,
             ),
             // The kernel strips at most one tag before XDP on the NICs we support; QinQ is not
             // followed and stays with the kernel (which drops it: no such VLAN device).
@@ -426,6 +426,23 @@ fn test_frames_go_where_the_design_says() {
         assert_eq!(counters.dropped_no_xsk, ours, "{counters:?}");
         assert_eq!(counters.passed, cases.len() as u64 - ours, "{counters:?}");
         assert_eq!(counters.redirected, 0, "{counters:?}");
+    });
+}
+
+#[test]
+fn test_tagged_frames_are_taken_only_for_served_vlans() {
+    with_program(&["198.18.0.1:7000"], |program| {
+        let tagged = V4 {
+            vlan_tags: 1,
+            ..V4::tcp(SERVED4, &tcp(40000, PORT, SYN))
+        }
+        .frame();
+        let before = misrouted(program, &[("VLAN 5, not served", tagged.clone(), KERNEL)]);
+        assert!(before.is_empty(), "{before:?}");
+        program.serve_vlan(5).unwrap();
+        let after = misrouted(program, &[("VLAN 5, served", tagged, OURS)]);
+        assert!(after.is_empty(), "{after:?}");
+        assert!(program.serve_vlan(4096).is_err(), "VLAN ids end at 4095");
     });
 }
 

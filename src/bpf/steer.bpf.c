@@ -13,6 +13,9 @@
  *     the kernel still holds; its tuple is remembered (tw_handshakes), so the
  *     rest of the new handshake also comes to us, as the kernel's own listener
  *     would take it; the handoff then replaces the TIME_WAIT socket
+ *   - a frame with an 802.1Q tag of a VLAN that `vlans` does not list (one the host
+ *     has no served address on)                           -> XDP_PASS (kernel, which
+ *     drops it or hands it to its VLAN device, as it does any tagged frame)
  *   - every other TCP segment to a served address:port     -> XSKMAP[rx queue]
  *     and, when no AF_XDP socket is registered there, XDP_DROP: a served
  *     port's segments never leak to the kernel, which would answer with a RST
@@ -24,6 +27,8 @@
  *              visible. An all-zero address is the wildcard of its family.
  *   xsks     : XSKMAP, rx queue index -> AF_XDP socket.
  *   counters : per-CPU array of __u64, indexed by enum counter.
+ *   vlans    : array of __u8, indexed by VLAN id: 1 for a VLAN whose device on this
+ *              interface holds a served address.
  *   tw_handshakes : LRU hash of struct bpf_sock_tuple (zero-padded) -> __u8:
  *              4-tuples of handshakes begun over a TIME_WAIT socket.
  *   handing_off : LRU hash of struct bpf_sock_tuple (zero-padded) -> __u8:
@@ -42,6 +47,8 @@
 #include <bpf/bpf_helpers.h>
 
 #define MAX_QUEUES 256
+#define VLAN_IDS 4096
+#define VLAN_ID_MASK 0x0FFF
 #define MAX_SERVED 256
 #define MAX_IPV6_EXT_HDRS 4
 #define MAX_TW_HANDSHAKES 4096
@@ -94,6 +101,13 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VLAN_IDS);
+	__type(key, __u32);
+	__type(value, __u8);
+} vlans SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -339,8 +353,14 @@ int synwall_steer(struct xdp_md *ctx)
 	l3 = eth + 1;
 	if (proto == ETH_P_8021Q_BE) {
 		struct vlan_hdr *vh = l3;
+		__u32 vid;
+		__u8 *served_vlan;
 
 		if ((void *)(vh + 1) > data_end)
+			goto out;
+		vid = bpf_ntohs(vh->tci) & VLAN_ID_MASK;
+		served_vlan = bpf_map_lookup_elem(&vlans, &vid);
+		if (!served_vlan || !*served_vlan)
 			goto out;
 		proto = vh->encapsulated_proto;
 		l3 = vh + 1;

@@ -1,6 +1,6 @@
 //! The XDP steering program (`src/bpf/steer.bpf.c`): loading, attaching, replacing a stale copy,
-//! and its maps (`served`, `xsks`, `counters`, and `handing_off` and `tw_handshakes` through
-//! [`HandoffShield`]).
+//! and its maps (`served`, `xsks`, `counters`, `vlans`, and `handing_off` and `tw_handshakes`
+//! through [`HandoffShield`]).
 //!
 //! Owns the libbpf object (the program and its maps) and the BPF link that keeps the program
 //! attached. Invariants:
@@ -12,7 +12,11 @@
 //!   stale by construction and is removed at attach, in both generic and native mode. A
 //!   link-attached program with our name belongs to a live process and is never touched.
 //!   Any other program is left alone and reported.
-//! - The `served` map is filled before the program is attached, so it never runs half-filled.
+//! - The `served` and `vlans` maps are filled before the program is attached, so it never runs
+//!   half-filled. `vlans` lists the VLANs whose device on the interface holds a served address
+//!   (from `/proc/net/vlan/config` and the host's addresses at attach): a tagged frame of any
+//!   other VLAN stays with the kernel, as for a host without synwall. A VLAN device made later
+//!   takes a restart, or [`SteeringProgram::serve_vlan`].
 
 use std::ffi::{CStr, c_void};
 use std::net::{IpAddr, SocketAddr};
@@ -38,6 +42,8 @@ const MAX_QUEUES: u32 = 256;
 const MAX_SERVED_KEYS: usize = 256;
 /// Size of `struct served_key` in steer.bpf.c.
 const SERVED_KEY_LEN: usize = 20;
+/// The largest VLAN id (the `vlans` map has 4096 entries).
+const VLAN_ID_MAX: u16 = 4095;
 
 // From linux/if_link.h (not in libxdp-sys's bindings).
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
@@ -110,6 +116,7 @@ struct Loaded {
     counters: Map<4, 8>,
     handing_off: Map<SOCK_TUPLE_LEN, 1>,
     tw_handshakes: Map<SOCK_TUPLE_LEN, 1>,
+    vlans: Map<4, 1>,
 }
 
 /// The steering program, attached to one interface (see the module docs for its invariants).
@@ -149,9 +156,15 @@ impl SteeringProgram {
                 .update(key, &[1])
                 .map_err(|source| XdpError::from_os("filling the served map", ifname, source))?;
         }
+        let vlans = served_vlans(ifname, served)
+            .map_err(|source| XdpError::from_os("finding the VLANs served", ifname, source))?;
+        for &vlan in &vlans {
+            allow_vlan(object.vlans, vlan)
+                .map_err(|source| XdpError::from_os("filling the VLAN map", ifname, source))?;
+        }
         remove_stale(ifindex, ifname)?;
         let (link, mode) = attach_link(object.prog_fd, ifindex, ifname, mode)?;
-        tracing::info!(ifname, ?mode, "XDP steering program attached");
+        tracing::info!(ifname, ?mode, ?vlans, "XDP steering program attached");
         Ok(Self {
             _link: link,
             object,
@@ -159,6 +172,13 @@ impl SteeringProgram {
             mode,
             possible_cpus,
         })
+    }
+
+    /// Takes tagged frames of VLAN `vlan` (0..=4095) too: for a VLAN device with a served
+    /// address made after attach (attach lists those that exist then).
+    pub fn serve_vlan(&self, vlan: u16) -> Result<(), XdpError> {
+        allow_vlan(self.object.vlans, vlan)
+            .map_err(|source| self.os_error_io("filling the VLAN map", source))
     }
 
     /// The mode the program was attached in: [`XdpMode::Native`] or [`XdpMode::Generic`].
@@ -293,12 +313,87 @@ impl SteeringProgram {
 
     /// An error of `action`, which returned the negative errno `ret`.
     fn os_error(&self, action: &'static str, ret: libc::c_int) -> XdpError {
+        self.os_error_io(action, neg_errno(ret))
+    }
+
+    /// An error of `action`, which failed with `source`.
+    fn os_error_io(&self, action: &'static str, source: io::Error) -> XdpError {
         XdpError::Os {
             action,
             ifname: self.ifname(),
-            source: neg_errno(ret),
+            source,
         }
     }
+}
+
+/// Marks `vlan` as served in the `vlans` map.
+fn allow_vlan(vlans: Map<4, 1>, vlan: u16) -> io::Result<()> {
+    if vlan > VLAN_ID_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("VLAN id {vlan} is above {VLAN_ID_MAX}"),
+        ));
+    }
+    vlans.update(&u32::from(vlan).to_ne_bytes(), &[1])
+}
+
+/// The VLANs whose device on `ifname` holds a served address (any address of the family, for
+/// a wildcard), in the calling thread's network namespace. None when the kernel has no 802.1Q
+/// support (no /proc/net/vlan).
+fn served_vlans(ifname: &str, served: &[SocketAddr]) -> io::Result<Vec<u16>> {
+    let config = match fs::read_to_string("/proc/thread-self/net/vlan/config") {
+        Ok(config) => config,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    let devices = vlan_devices(&config, ifname);
+    if devices.is_empty() {
+        return Ok(Vec::new());
+    }
+    let addresses: Vec<(String, IpAddr)> = nix::ifaddrs::getifaddrs()
+        .map_err(io::Error::from)?
+        .filter_map(|entry| {
+            let address = entry.address?;
+            let ip = match (address.as_sockaddr_in(), address.as_sockaddr_in6()) {
+                (Some(v4), _) => IpAddr::V4(v4.ip()),
+                (_, Some(v6)) => IpAddr::V6(v6.ip()),
+                _ => return None,
+            };
+            Some((entry.interface_name, ip))
+        })
+        .collect();
+    let serves = |address: IpAddr| {
+        served.iter().any(|served| {
+            served.ip() == address
+                || (served.ip().is_unspecified() && served.is_ipv4() == address.is_ipv4())
+        })
+    };
+    let mut vlans: Vec<u16> = devices
+        .into_iter()
+        .filter(|(device, _)| {
+            addresses
+                .iter()
+                .any(|(name, address)| name == device && serves(*address))
+        })
+        .map(|(_, vlan)| vlan)
+        .collect();
+    vlans.sort_unstable();
+    vlans.dedup();
+    Ok(vlans)
+}
+
+/// The VLAN devices on `parent` listed in the text of /proc/net/vlan/config, with their ids:
+/// after two header lines, `device | id | parent` per line.
+fn vlan_devices(config: &str, parent: &str) -> Vec<(String, u16)> {
+    config
+        .lines()
+        .skip(2)
+        .filter_map(|line| {
+            let mut fields = line.split('|').map(str::trim);
+            let (device, id, lower) = (fields.next()?, fields.next()?, fields.next()?);
+            (lower == parent).then(|| Some((device.to_owned(), id.parse().ok()?)))?
+        })
+        .collect()
 }
 
 fn checked_queue(queue_id: u32) -> Result<u32, XdpError> {
@@ -377,6 +472,7 @@ fn load(ifname: &str) -> Result<Loaded, XdpError> {
         counters: object.map(c"counters")?,
         handing_off: object.map(c"handing_off")?,
         tw_handshakes: object.map(c"tw_handshakes")?,
+        vlans: object.map(c"vlans")?,
         _object: object,
     })
 }
@@ -533,6 +629,21 @@ mod tests {
         assert_eq!(parse_cpu_list("0-3,8,10-11"), Some(7));
         assert_eq!(parse_cpu_list("3-1"), None);
         assert_eq!(parse_cpu_list(""), None);
+    }
+
+    #[test]
+    fn vlan_devices_of_the_interface_are_listed() {
+        let config = "VLAN Dev name\t | VLAN ID\n\
+                      Name-Type: VLAN_NAME_TYPE_RAW_PLUS_VID_NO_PAD\n\
+                      eth0.100       | 100  | eth0\n\
+                      storage        | 7  | eth0\n\
+                      eth1.100       | 100  | eth1\n\
+                      broken         | x  | eth0\n";
+        assert_eq!(
+            vlan_devices(config, "eth0"),
+            [("eth0.100".to_owned(), 100), ("storage".to_owned(), 7)]
+        );
+        assert!(vlan_devices(config, "eth2").is_empty());
     }
 
     #[test]

@@ -700,22 +700,71 @@ impl CraftedClient {
         syn_ack
     }
 
+    /// Sends `client`'s SYN to `server`, with the 802.1Q tag of `client.link` if it has one;
+    /// returns the answer to it within `wait`, if any.
+    pub fn syn(
+        &mut self,
+        client: &crate::common::Client,
+        server: SocketAddr,
+        wait: Duration,
+    ) -> Option<synwall::wire::TcpRepr<'static>> {
+        let client = crate::common::Client {
+            link: synwall::wire::LinkAddrs {
+                vlan: client.link.vlan,
+                ..self.link
+            },
+            server,
+            ..*client
+        };
+        self.send(&client.syn());
+        self.answer(&client, wait)
+    }
+
     fn send(&mut self, repr: &synwall::wire::TcpRepr<'_>) {
+        let mut frame = vec![0; synwall::wire::emitted_len(repr)];
+        synwall::wire::emit(repr, &mut frame).unwrap();
+        self.send_frame(&frame);
+    }
+
+    /// Sends a frame the test made itself.
+    pub fn send_frame(&mut self, frame: &[u8]) {
         let sent = self
             .socket
-            .transmit(1, |tx| synwall::wire::emit(repr, tx).ok())
+            .transmit(1, |tx| {
+                tx[..frame.len()].copy_from_slice(frame);
+                Some(frame.len())
+            })
             .unwrap();
         assert_eq!(sent, 1, "the frame was sent");
         self.socket.flush().unwrap();
     }
 
+    /// `client`'s SYN to `server` as a frame, from this client's link addresses.
+    pub fn syn_frame(&self, client: &crate::common::Client, server: SocketAddr) -> Vec<u8> {
+        let client = crate::common::Client {
+            link: self.link,
+            server,
+            ..*client
+        };
+        crate::common::frame(&client.syn())
+    }
+
     /// The next segment from the server to `client`, within 5 s.
     fn receive(&mut self, client: &crate::common::Client) -> synwall::wire::TcpRepr<'static> {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        self.answer(client, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no answer to {client:?}"))
+    }
+
+    /// The next segment from the server to `client` within `wait`, if any.
+    pub fn answer(
+        &mut self,
+        client: &crate::common::Client,
+        wait: Duration,
+    ) -> Option<synwall::wire::TcpRepr<'static>> {
+        let deadline = Instant::now() + wait;
         let to_client = synwall::wire::Endpoints::new([client.addr]);
         let mut reply = None;
-        while reply.is_none() {
-            assert!(Instant::now() < deadline, "no answer to {client:?}");
+        while reply.is_none() && Instant::now() < deadline {
             self.socket.wait(Duration::from_millis(50)).unwrap();
             self.socket
                 .receive(64, |rx, _| {
@@ -729,7 +778,7 @@ impl CraftedClient {
                 })
                 .unwrap();
         }
-        reply.expect("a reply")
+        reply
     }
 }
 
