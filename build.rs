@@ -1,5 +1,6 @@
-//! Compiles the BPF programs, `src/bpf/steer.bpf.c` (XDP) and `src/bpf/handoff.bpf.c` (TC), into
-//! `$OUT_DIR/<name>.bpf.o` with `clang -O2 -g -target bpf`.
+//! Compiles the BPF programs, `src/bpf/steer.bpf.c` (XDP), `src/bpf/handoff.bpf.c` (TC) and the
+//! lab's `src/bpf/synproxy.bpf.c` (XDP), into `$OUT_DIR/<name>.bpf.o` with
+//! `clang -O2 -g -target bpf`.
 //!
 //! Headers, in this order:
 //! - libbpf's `bpf/bpf_helpers.h` and `bpf/bpf_endian.h`: the copy that the `libbpf-sys`
@@ -15,7 +16,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const SOURCES: [&str; 2] = ["steer", "handoff"];
+const SOURCES: [&str; 3] = ["steer", "handoff", "synproxy"];
 
 fn main() {
     for name in SOURCES {

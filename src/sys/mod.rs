@@ -43,6 +43,7 @@ mod packet;
 pub mod repair;
 mod sock_diag;
 mod steer;
+pub mod synproxy;
 pub mod tcp_info;
 mod wakeup;
 mod xsk;

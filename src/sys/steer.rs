@@ -22,11 +22,12 @@ use std::ffi::{CStr, c_void};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
+use std::time::Duration;
 use std::{fs, io, mem};
 
 use libxdp_sys as ffi;
 
-use super::bpf::{Map, Object, SOCK_TUPLE_LEN, link, sock_tuple};
+use super::bpf::{Map, Object, SOCK_TUPLE_LEN, link, sock_tuple, test_run};
 use super::error::{XdpError, neg_errno};
 use super::interface_index;
 use super::xsk::XdpDevice;
@@ -244,21 +245,18 @@ impl SteeringProgram {
     /// thread's network namespace) and returns its decision. Nothing is sent or redirected, the
     /// counters do count it. A self-test for operators and tests: what would happen to this frame?
     pub fn dry_run(&self, frame: &[u8]) -> Result<XdpAction, XdpError> {
-        let size = u32::try_from(frame.len())
-            .map_err(|_| XdpError::Config("frame too large for a dry run".to_owned()))?;
-        // SAFETY: bpf_test_run_opts is a plain C struct; all-zero is its documented default.
-        let mut opts: ffi::bpf_test_run_opts = unsafe { mem::zeroed() };
-        opts.sz = mem::size_of::<ffi::bpf_test_run_opts>();
-        opts.data_in = frame.as_ptr().cast();
-        opts.data_size_in = size;
-        opts.repeat = 1;
-        // SAFETY: opts is initialised with its size; data_in points to `size` readable bytes
-        // that outlive the call; data_out is null, so the kernel writes no output.
-        let ret = unsafe { ffi::bpf_prog_test_run_opts(self.object.prog_fd, &mut opts) };
-        if ret < 0 {
-            return Err(self.os_error("test-running the XDP program", ret));
-        }
-        Ok(XdpAction::from(opts.retval))
+        Ok(self.time_per_frame(frame, 1)?.0)
+    }
+
+    /// Runs the program `repeat` times on `frame` as [`SteeringProgram::dry_run`] does; returns
+    /// its decision and the kernel's mean time per run: the program's own cost per frame.
+    pub fn time_per_frame(
+        &self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(XdpAction, Duration), XdpError> {
+        test_run(self.object.prog_fd, frame, repeat)
+            .map_err(|source| self.os_error_io("test-running the XDP program", source))
     }
 }
 
