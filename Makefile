@@ -6,7 +6,7 @@
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: deps build release lab test bench
+.PHONY: deps build release lab test bench deb image
 
 deps:
 	@deploy/install-deps.sh
@@ -26,3 +26,20 @@ test: build
 
 bench: release
 	$(CARGO) bench --bench listener
+
+# The Debian package, target/debian/synwall_<version>-1_<arch>.deb: cargo-deb (deps installs
+# it) packs the release binary, the unit, the example configuration, completions and man pages.
+deb: deps
+	$(CARGO) build --release --package synwall
+	deploy/deb-assets.sh target/release/synwall
+	$(CARGO) deb --package synwall --no-build
+
+# The container image deploy/kubernetes.yaml runs, with docker where its engine answers, else
+# buildah.
+IMAGE ?= registry.example.invalid/synwall:0.1.0
+image:
+	if docker info >/dev/null 2>&1; then \
+		docker build -f deploy/Dockerfile -t $(IMAGE) .; \
+	else \
+		buildah build -f deploy/Dockerfile -t $(IMAGE) .; \
+	fi

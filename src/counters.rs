@@ -4,7 +4,9 @@
 //! relaxed load and store (no locked instruction on the hot path); readers on other threads
 //! load relaxed values and sum shards with [`CounterSnapshot::merge`]. Names follow the
 //! kernel's MIB counters where one exists (`SyncookiesSent`, `ListenOverflows`, ...) and
-//! Prometheus conventions for export.
+//! Prometheus conventions for export: counters end in `_total`, kinds of one thing are one
+//! family with a label (`synwall_synacks_sent_total{kind="cookie"}`), and every series is
+//! listed in `deploy/METRICS.md`.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -23,7 +25,7 @@ macro_rules! counters {
             pub const ALL: &'static [Counter] = &[$(Counter::$name,)+];
 
             /// The Prometheus series: metric name, with labels where one family has several
-            /// series.
+            /// series. The exposition adds the rx queue's label ([`crate::metrics`]).
             pub fn series(self) -> &'static str {
                 match self {
                     $(Counter::$name => $metric,)+
@@ -51,19 +53,19 @@ counters! {
     /// SYNs received for a served port.
     SynReceived => "synwall_syn_received_total", None;
     /// SYN-ACKs sent for connections admitted to the SYN queue (first transmissions).
-    SynAcksSent => "synwall_synacks_sent_total", None;
+    SynAcksSent => "synwall_synacks_sent_total{kind=\"queued\"}", None;
     /// SYN-ACKs retransmitted by the SYN-queue timers.
-    SynAckRetransmits => "synwall_synack_retransmits_total", Some("TCPSynRetrans");
-    /// Retransmitted SYNs of queued connections, answered with the same SYN-ACK.
-    DuplicateSyns => "synwall_duplicate_syns_total", None;
+    SynAckRetransmits => "synwall_synacks_sent_total{kind=\"retransmit\"}", Some("TCPSynRetrans");
+    /// Retransmitted SYNs of queued connections, answered with the same SYN-ACK again.
+    DuplicateSyns => "synwall_synacks_sent_total{kind=\"duplicate_syn\"}", None;
     /// SYN-ACKs sent with a cookie and no state.
-    CookiesSent => "synwall_cookies_sent_total", Some("SyncookiesSent");
+    CookiesSent => "synwall_synacks_sent_total{kind=\"cookie\"}", Some("SyncookiesSent");
     /// ACKs carrying a valid cookie.
-    CookieAcksValid => "synwall_cookie_acks_valid_total", Some("SyncookiesRecv");
+    CookieAcksValid => "synwall_cookie_acks_total{result=\"valid\"}", Some("SyncookiesRecv");
     /// ACKs whose cookie did not validate.
-    CookieAcksInvalid => "synwall_cookie_acks_invalid_total", Some("SyncookiesFailed");
+    CookieAcksInvalid => "synwall_cookie_acks_total{result=\"invalid\"}", Some("SyncookiesFailed");
     /// ACKs not checked as cookies because no cookie was sent recently.
-    CookieAcksGated => "synwall_cookie_acks_gated_total", None;
+    CookieAcksGated => "synwall_cookie_acks_total{result=\"gated\"}", None;
     /// SYNs that found the SYN queue full (answered with a cookie or dropped, by policy).
     SynQueueOverflow => "synwall_syn_queue_overflow_total", Some("TCPReqQFullDoCookies");
     /// SYNs dropped because the SYN queue was full and cookies are off.
@@ -71,7 +73,7 @@ counters! {
     /// SYN-queue entries dropped after their last SYN-ACK retransmission.
     SynQueueExpired => "synwall_syn_queue_expired_total", None;
     /// SYN-queue entries removed by a RST from the peer.
-    ResetsReceived => "synwall_resets_received_total", None;
+    ResetsReceived => "synwall_syn_queue_resets_total", None;
     /// Handshakes completed from the SYN queue.
     AcceptedFromQueue => "synwall_accepted_total{path=\"queue\"}", None;
     /// Handshakes completed by a cookie.
@@ -81,7 +83,7 @@ counters! {
     /// Segments of connections being handed off, held for their kernel sockets.
     HeldSegments => "synwall_held_segments_total", None;
     /// Segments handed to the local kernel stack once their connection's kernel socket existed.
-    Reinjected => "synwall_reinjected_total", None;
+    Reinjected => "synwall_reinjected_segments_total", None;
     /// Segments that could not be handed to the local kernel stack (the peer retransmits them).
     ReinjectFailures => "synwall_reinject_failures_total", None;
     /// ACKs sent for early data on behalf of a new kernel socket.
@@ -137,9 +139,24 @@ impl Counter {
         series.split_once('{').map_or(series, |(family, _)| family)
     }
 
+    /// The series' own labels (`kind="queued"`), without braces; empty for a family of one.
+    pub fn labels(self) -> &'static str {
+        self.series()
+            .split_once('{')
+            .map_or("", |(_, labels)| labels.trim_end_matches('}'))
+    }
+
     /// Help text for the whole family: a labelled family's series share it.
     pub fn family_help(self) -> &'static str {
         match self.family() {
+            "synwall_synacks_sent_total" => {
+                "SYN-ACKs sent, by kind: first of a queued handshake, cookie (no state), \
+                 retransmission by the SYN-queue timer, answer to a retransmitted SYN."
+            }
+            "synwall_cookie_acks_total" => {
+                "ACKs matching no queued handshake, by what the cookie check said: valid, \
+                 invalid, or gated (not checked: no cookie was sent recently)."
+            }
             "synwall_accepted_total" => "Handshakes completed, by path (SYN queue or cookie).",
             "synwall_rejected_total" => {
                 "Segments not accepted, by reason: dropped, or answered with a RST when allowed."
@@ -310,6 +327,11 @@ mod tests {
             assert!(counter.family().starts_with("synwall_"));
             assert!(counter.family().ends_with("_total"), "{counter:?}");
             assert!(!counter.help().is_empty());
+            let rebuilt = match counter.labels() {
+                "" => counter.family().to_owned(),
+                labels => format!("{}{{{labels}}}", counter.family()),
+            };
+            assert_eq!(rebuilt, counter.series());
         }
         for gauge in Gauge::ALL {
             assert!(seen.insert(gauge.series()));

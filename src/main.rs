@@ -6,17 +6,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use sd_notify::NotifyState;
 use synwall::cookie::keys::Secret;
-use synwall::counters::{Counter, Gauge};
 use synwall::handoff::HandoffMode;
 use synwall::kernel;
-use synwall::metrics::{self, MetricsServer, Scrape};
+use synwall::metrics::view::{self, Table};
+use synwall::metrics::{self, Instance, MetricsServer, ReloadStatus, Scrape, SecretSource};
 use synwall::proxy::Proxy;
-use synwall::server::Server;
+use synwall::server::{Server, ServerConfig};
 use synwall::settings::{DEFAULT_METRICS, Resolved, Settings, SettingsError};
 use synwall::sys::native;
 
@@ -45,6 +46,18 @@ enum Command {
     },
     /// A live view of a running synwall's figures, read from its metrics endpoint.
     Stats(StatsArgs),
+    /// Write the shell completion script for SHELL to standard output (for packages).
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (synwall.1, synwall-listen.1, ...) into DIR (for packages).
+    #[command(hide = true)]
+    Man {
+        /// An existing directory.
+        dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -68,17 +81,41 @@ impl ListenArgs {
     }
 }
 
+/// Every interval, a line of rates (over the time measured between two scrapes), losses per
+/// second and gauges; the header again every 20 lines.
 #[derive(clap::Args)]
 struct StatsArgs {
-    /// The metrics endpoint of the synwall to watch.
-    #[arg(long, default_value = DEFAULT_METRICS)]
-    metrics: SocketAddr,
+    /// The metrics endpoint of the synwall to watch [default: the configuration's `metrics`
+    /// with --config, else 127.0.0.1:9464].
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    /// The configuration file of the synwall to watch: its `metrics` address is read.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
     /// Time between lines.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     interval: Duration,
-    /// Stop after this many lines.
+    /// Stop after this many intervals.
     #[arg(long)]
     count: Option<u64>,
+    /// A JSON object per line instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// A line per rx queue too, before the line of the whole server.
+    #[arg(long)]
+    per_queue: bool,
+}
+
+impl StatsArgs {
+    /// The endpoint: --metrics, else the configuration file's, else the default.
+    fn address(&self) -> anyhow::Result<SocketAddr> {
+        let configured = match (&self.metrics, &self.config) {
+            (Some(address), _) => return Ok(*address),
+            (None, Some(path)) => Settings::load(path)?.metrics,
+            (None, None) => None,
+        };
+        Ok(configured.unwrap_or_else(|| DEFAULT_METRICS.parse().expect("a valid address")))
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -103,6 +140,17 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Stats(args) => stats(&args),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "synwall",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Man { dir } => clap_mangen::generate_to(Cli::command(), &dir)
+            .with_context(|| format!("writing the man pages into {}", dir.display())),
     }
 }
 
@@ -122,13 +170,7 @@ fn check_config(args: &ListenArgs) -> anyhow::Result<()> {
     };
     println!(
         "configuration OK: {} on {}, syncookies {:?}, handoff {handoff}, metrics on {}",
-        server
-            .listener
-            .served
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
+        served_list(server),
         server.interface,
         server.listener.syncookies,
         resolved.metrics,
@@ -171,19 +213,38 @@ fn listen(args: &ListenArgs) -> anyhow::Result<()> {
             None
         }
     };
+    let instance = Arc::new(Instance {
+        secret: match resolved.server.secret {
+            Some(_) => SecretSource::File,
+            None => SecretSource::Random,
+        },
+        reload: ReloadStatus::new(SystemTime::now()),
+    });
     let metrics = MetricsServer::spawn(resolved.metrics, {
-        let server = Arc::clone(&server);
+        let (server, instance) = (Arc::clone(&server), Arc::clone(&instance));
         let counters = proxy
             .as_ref()
             .map(|proxy| proxy.counters())
             .unwrap_or_default();
-        move || metrics::render(&server.stats(), &counters)
+        move || metrics::render(&server.stats(), &counters, &instance)
     })?;
     tracing::info!(address = %metrics.address(), "metrics endpoint");
     let proxying = proxy.as_ref().map(|proxy| {
         let (server, proxy, stop) = (Arc::clone(&server), Arc::clone(proxy), Arc::clone(&stop));
         thread::spawn(move || proxy.run(&server, &stop))
     });
+    let serving = format!(
+        "serving {} on {interface}: handoff {}, XDP {}, secret {}",
+        served_list(&resolved.server),
+        server.handoff_mode().name(),
+        // The setting's own spelling (native, generic).
+        server
+            .xdp_mode()
+            .to_possible_value()
+            .map_or_else(String::new, |mode| mode.get_name().to_owned()),
+        instance.secret.name(),
+    );
+    notify_systemd(&[NotifyState::Ready, NotifyState::Status(&serving)]);
 
     let mut running = settings;
     while !stop.load(Ordering::Relaxed)
@@ -192,11 +253,28 @@ fn listen(args: &ListenArgs) -> anyhow::Result<()> {
     {
         thread::sleep(Duration::from_millis(100));
         if reload.swap(false, Ordering::Relaxed) {
-            running = reload_settings(args, &running, &server, proxy.as_deref());
+            let mut reloading = vec![NotifyState::Reloading];
+            reloading.extend(NotifyState::monotonic_usec_now().ok());
+            notify_systemd(&reloading);
+            let outcome = reload_settings(args, &running, &server, proxy.as_deref());
+            instance.reload.record(SystemTime::now(), outcome.is_ok());
+            let status = match outcome {
+                Ok(settings) => {
+                    running = settings;
+                    tracing::info!("reloaded");
+                    serving.clone()
+                }
+                Err(error) => {
+                    tracing::error!("reload: {error:#}; the running settings stay");
+                    format!("{serving}; the last reload was refused: {error:#}")
+                }
+            };
+            notify_systemd(&[NotifyState::Ready, NotifyState::Status(&status)]);
         }
     }
     stop.store(true, Ordering::Relaxed);
     tracing::info!("stopping");
+    notify_systemd(&[NotifyState::Stopping]);
     let served = match proxying {
         Some(thread) => thread.join().expect("the proxy thread panicked"),
         None => Ok(()),
@@ -243,6 +321,24 @@ fn settle_handoff(resolved: &mut Resolved) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The served addresses, for people: `198.18.0.1:80, [::]:443`.
+fn served_list(server: &ServerConfig) -> String {
+    server
+        .listener
+        .served
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Tells systemd how synwall is doing (`Type=notify`); nothing without `$NOTIFY_SOCKET`.
+fn notify_systemd(states: &[NotifyState]) {
+    if let Err(error) = sd_notify::notify(states) {
+        tracing::warn!(%error, "cannot notify systemd ($NOTIFY_SOCKET)");
+    }
+}
+
 /// Re-reads the configuration (SIGHUP) and applies what can change while running; returns the
 /// settings now in force. A configuration that does not check out changes nothing.
 fn reload_settings(
@@ -250,21 +346,9 @@ fn reload_settings(
     running: &Settings,
     server: &Server,
     proxy: Option<&Proxy>,
-) -> Settings {
-    let new = match args.settings() {
-        Ok(new) => new,
-        Err(error) => {
-            tracing::error!("reload: {error:#}; the running settings stay");
-            return running.clone();
-        }
-    };
-    let reloadable = match new.reloadable() {
-        Ok(reloadable) => reloadable,
-        Err(error) => {
-            tracing::error!("reload: {error}; the running settings stay");
-            return running.clone();
-        }
-    };
+) -> anyhow::Result<Settings> {
+    let new = args.settings()?;
+    let reloadable = new.reloadable()?;
     let restart = running.restart_needed(&new);
     if !restart.is_empty() {
         tracing::warn!(keys = ?restart, "reload: these settings take a restart; their old values stay");
@@ -276,59 +360,40 @@ fn reload_settings(
             None => tracing::warn!("reload: repair mode keeps its upstream; it cannot be removed"),
         }
     }
-    tracing::info!("reloaded");
-    running.with_reloadable_from(&new)
+    Ok(running.with_reloadable_from(&new))
 }
 
-/// One line per interval: rates of the counters, current values of the gauges.
+/// A line per interval (see [`view`]): every interval measured from the scrapes themselves,
+/// the lines kept on the interval's cadence.
 fn stats(args: &StatsArgs) -> anyhow::Result<()> {
-    let fetch = || {
-        Scrape::fetch(args.metrics)
-            .with_context(|| format!("reading the metrics of the synwall at {}", args.metrics))
+    let address = args.address()?;
+    let fetch = || -> anyhow::Result<(Scrape, Instant)> {
+        let scrape = Scrape::fetch(address)
+            .with_context(|| format!("reading the metrics of the synwall at {address}"))?;
+        Ok((scrape, Instant::now()))
     };
-    let mut previous = fetch()?;
-    let seconds = args.interval.as_secs_f64();
-    println!(
-        "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8}",
-        "SYN/s",
-        "SYN-ACK/s",
-        "cookie/s",
-        "valid/s",
-        "invalid/s",
-        "accept/s",
-        "synq",
-        "acceptq",
-        "handoffs",
-        "reject/s",
-        "proxied"
-    );
+    let (mut previous, mut previous_at) = fetch()?;
+    let mut table = Table::new(args.per_queue);
+    let mut due = previous_at;
     for _ in 0..args.count.unwrap_or(u64::MAX) {
-        thread::sleep(args.interval);
-        let now = fetch()?;
-        // Whole families: a labelled counter's family sums its series (every path, reason,
-        // layer).
-        let rate = |counter: Counter| {
-            (now.family(counter.family()) - previous.family(counter.family())) / seconds
-        };
-        let gauge = |gauge: Gauge| now.get(gauge.series());
-        let syn_acks = rate(Counter::SynAcksSent)
-            + rate(Counter::CookiesSent)
-            + rate(Counter::SynAckRetransmits);
-        println!(
-            "{:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>8} {:>8} {:>8} {:>9.0} {:>8}",
-            rate(Counter::SynReceived),
-            syn_acks,
-            rate(Counter::CookiesSent),
-            rate(Counter::CookieAcksValid),
-            rate(Counter::CookieAcksInvalid),
-            rate(Counter::AcceptedFromQueue),
-            gauge(Gauge::SynQueueDepth),
-            now.get("synwall_accept_queue_depth"),
-            gauge(Gauge::HandoffsPending),
-            rate(Counter::AckMismatch) + rate(Counter::MalformedTcpChecksum),
-            now.get("synwall_proxy_connections"),
+        due += args.interval;
+        thread::sleep(due.saturating_duration_since(Instant::now()));
+        let (now, now_at) = fetch()?;
+        let lines = view::lines(
+            &previous,
+            &now,
+            now_at - previous_at,
+            SystemTime::now(),
+            args.per_queue,
         );
-        previous = now;
+        if args.json {
+            for line in &lines {
+                println!("{}", line.json());
+            }
+        } else {
+            print!("{}", table.write(&lines));
+        }
+        (previous, previous_at) = (now, now_at);
     }
     Ok(())
 }

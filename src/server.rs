@@ -149,31 +149,63 @@ pub enum ServerError {
 /// A snapshot of everything the server counts.
 #[derive(Debug, Clone, Default)]
 pub struct ServerStats {
-    /// The listener counters and gauges, summed over shards.
+    /// The listener counters and gauges, summed over rx queues.
     pub listener: CounterSnapshot,
+    /// AF_XDP ring statistics, summed over rx queues (updated every second).
+    pub xsk: XskStatistics,
+    /// The figures of each rx queue served, in the order the queues were given.
+    pub queues: Vec<QueueStats>,
     /// How connections are handed over: [`HandoffMode::Native`] or [`HandoffMode::Repair`].
     pub handoff: HandoffMode,
     pub handoffs_completed: u64,
     /// Failed handoffs, in all and by [`HandoffFailure::ALL`] order.
     pub handoffs_failed: u64,
     pub handoff_failures: [u64; HandoffFailure::ALL.len()],
-    /// AF_XDP ring statistics, summed over queues (updated every second).
-    pub xsk: XskStatistics,
+    /// The steering program's verdicts, over every rx queue and CPU.
     pub steering: SteerCounters,
-    /// Handshakes waiting for a handoff worker.
+    /// Handshakes waiting for a handoff worker (repair mode; native handoffs skip the queue).
     pub accept_queue_depth: usize,
+    /// Handshakes that may wait for a handoff worker, at most: the backlog.
+    pub accept_queue_capacity: usize,
     /// Established connections waiting for the application.
     pub ready_depth: usize,
     /// From SYN to final ACK of handshakes completed from the SYN queue.
     pub handshake_duration: HistogramSnapshot,
 }
 
+/// The figures of one rx queue: its listener shard and its AF_XDP socket.
+#[derive(Debug, Clone, Default)]
+pub struct QueueStats {
+    /// The rx queue's number on the interface.
+    pub queue: u32,
+    /// The shard's listener counters and gauges.
+    pub listener: CounterSnapshot,
+    /// The AF_XDP socket's ring statistics (updated every second).
+    pub xsk: XskStatistics,
+    /// SYN-queue entries at most (`max_syn_backlog`).
+    pub syn_queue_capacity: usize,
+}
+
 /// One fast-path thread's published figures, and the way to its listener.
 struct ShardHandle {
+    queue: u32,
+    syn_queue_capacity: usize,
     counters: Arc<Counters>,
     /// The AF_XDP socket's ring statistics, published once per [`STATISTICS_INTERVAL`].
     xsk: Arc<Mutex<XskStatistics>>,
     updates: Sender<ListenerUpdate>,
+}
+
+impl ShardHandle {
+    /// The queue's figures now.
+    fn stats(&self) -> QueueStats {
+        QueueStats {
+            queue: self.queue,
+            listener: self.counters.snapshot(),
+            xsk: *self.xsk.lock().unwrap_or_else(PoisonError::into_inner),
+            syn_queue_capacity: self.syn_queue_capacity,
+        }
+    }
 }
 
 /// See the module documentation.
@@ -183,6 +215,8 @@ pub struct Server {
     threads: Vec<JoinHandle<()>>,
     ready: Receiver<Connection>,
     accept_queue: AcceptReceiver,
+    /// The backlog: handshakes that may wait in the accept queue, at most.
+    accept_queue_capacity: usize,
     shards: Vec<ShardHandle>,
     handoff_counters: Arc<HandoffCounters>,
     /// Why the handoff mode is what it is, for the start-up line and operators.
@@ -228,6 +262,7 @@ impl Server {
             threads: Vec::new(),
             ready,
             accept_queue: accept_queue.receiver(),
+            accept_queue_capacity: config.backlog,
             shards: Vec::new(),
             handoff_counters: Arc::new(HandoffCounters::default()),
             handoff_reason,
@@ -356,12 +391,15 @@ impl Server {
             handshake_duration: counters.handshake_duration.snapshot(),
             steering: self.program.counters().unwrap_or_default(),
             accept_queue_depth: self.accept_queue.depth(),
+            accept_queue_capacity: self.accept_queue_capacity,
             ready_depth: self.ready.len(),
             ..ServerStats::default()
         };
         for shard in &self.shards {
-            stats.listener.merge(&shard.counters.snapshot());
-            stats.xsk += *shard.xsk.lock().unwrap_or_else(PoisonError::into_inner);
+            let queue = shard.stats();
+            stats.listener.merge(&queue.listener);
+            stats.xsk += queue.xsk;
+            stats.queues.push(queue);
         }
         stats
     }
@@ -470,6 +508,8 @@ impl FastPath {
                 listener.open_cookie_gate(Instant::now());
             }
             let handle = ShardHandle {
+                queue,
+                syn_queue_capacity: config.listener.max_syn_backlog,
                 counters: listener.counters(),
                 xsk: Arc::default(),
                 updates: updates_tx,

@@ -5,10 +5,15 @@
 mod common;
 #[path = "common/lab.rs"]
 mod lab;
+#[path = "support/metrics_doc.rs"]
+mod metrics_doc;
 
+use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{CAPABILITIES, privileged_lab, require_tool};
@@ -23,12 +28,17 @@ use synwall::metrics::Scrape;
 /// Namespace names of this file's labs start with this.
 const LAB: &str = "swo";
 
-/// Scrapes synwall's metrics endpoint (loopback of the server namespace).
-fn scrape(topology: &Topology) -> Scrape {
+/// The text synwall's metrics endpoint serves (loopback of the server namespace).
+fn scrape_text(topology: &Topology) -> String {
     in_ns(topology, &topology.server_ns, || {
-        Scrape::fetch(synwall::settings::DEFAULT_METRICS.parse().unwrap())
+        synwall::metrics::fetch_text(synwall::settings::DEFAULT_METRICS.parse().unwrap())
     })
     .expect("the metrics endpoint answers")
+}
+
+/// Scrapes synwall's metrics endpoint.
+fn scrape(topology: &Topology) -> Scrape {
+    Scrape::parse(&scrape_text(topology))
 }
 
 /// A client connection in the client namespace that outlives one call.
@@ -99,23 +109,42 @@ fn test_metrics_scraped_during_a_flood() {
     let grew = |family: &str| after.family(family) - before.family(family);
     // Every SYN of the flood is accounted for: read by synwall, or dropped by the kernel
     // because synwall's rx ring was full (counted by the socket, exported as a metric).
-    let redirected = grew("synwall_xdp_redirected_total");
+    let redirected = after.sum("synwall_xdp_frames_total", &[("verdict", "redirected")]);
     assert!(redirected >= 19_000.0, "{after:?}");
     assert!(grew("synwall_syn_received_total") > 0.0, "{after:?}");
     assert!(flooded(&after) >= 19_000.0, "unaccounted SYNs: {after:?}");
     assert!(
-        grew("synwall_cookies_sent_total") > 0.0,
+        after.sum("synwall_synacks_sent_total", &[("kind", "cookie")]) > 0.0,
         "the queue of 64 overflowed into cookies"
     );
     assert!(grew("synwall_syn_queue_overflow_total") > 0.0);
-    assert!(after.get("synwall_syn_queue_depth") <= 64.0);
+    assert!(after.family("synwall_syn_queue_depth") <= 64.0);
+    assert_eq!(after.family("synwall_syn_queue_capacity"), 64.0);
     assert!(grew("synwall_accepted_total") >= 1.0);
     assert_eq!(
         after.get("synwall_handoffs_total"),
         after.family("synwall_accepted_total")
     );
-    assert!(after.get("synwall_proxied_total") >= 1.0);
-    assert!(after.0.contains_key("synwall_xsk_rx_ring_full_total"));
+    assert!(after.get("synwall_proxied_connections_total") >= 1.0);
+    // The lab's veth has one rx queue: every per-queue series is queue 0's.
+    assert_eq!(
+        after.label_values("synwall_xsk_rx_ring_full_total", "queue"),
+        ["0".to_owned()].into()
+    );
+    assert_eq!(
+        after.sum("synwall_syn_received_total", &[("queue", "0")]),
+        after.family("synwall_syn_received_total")
+    );
+    assert_eq!(after.get("synwall_secret_info{source=\"random\"}"), 1.0);
+    assert!(
+        after.get("process_resident_memory_bytes") > 16.0 * 1024.0 * 1024.0,
+        "the UMEM"
+    );
+    let text = scrape_text(&topology);
+    metrics_doc::assert_agrees_with_the_document(&text);
+    if require_tool("promtool") {
+        metrics_doc::assert_promtool_finds_nothing(&text);
+    }
     assert!(
         after
             .0
@@ -152,6 +181,34 @@ fn test_metrics_scraped_during_a_flood() {
         .expect("synwall stats");
     assert!(view.lines().next().unwrap().contains("SYN/s"), "{view}");
     assert_eq!(view.lines().count(), 2, "{view}");
+    let json = topology
+        .run_in(
+            &topology.server_ns,
+            &[
+                env!("CARGO_BIN_EXE_synwall"),
+                "stats",
+                "--json",
+                "--per-queue",
+                "--count",
+                "2",
+                "--interval",
+                "100ms",
+            ],
+        )
+        .expect("synwall stats --json --per-queue");
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON object per line"))
+        .collect();
+    let queues: Vec<String> = lines.iter().map(|line| line["queue"].to_string()).collect();
+    assert_eq!(queues, ["0", "\"all\"", "0", "\"all\""], "{json}");
+    for line in &lines {
+        // Measured between the scrapes: about the interval, which keeps the lines' cadence.
+        let interval = line["interval_seconds"].as_f64().unwrap();
+        assert!((0.05..1.0).contains(&interval), "{line}");
+        assert!(line["syns_per_second"].is_number(), "{line}");
+    }
+    assert!(lines[1]["dropped_no_socket_per_second"].is_number());
 
     // One log line when cookies start, not one per packet. The flood monitor looks once a
     // second: the flood may have ended before its first look.
@@ -184,11 +241,21 @@ fn test_sighup_reloads_without_dropping_anything() {
         std::fs::write(&config, text).unwrap();
     };
     write_config(&secret_a, "always", 1024);
-    let mut synwall = SynwallProcess::spawn(
+    let config_path = config.to_str().unwrap();
+    // systemd's side of Type=notify: a datagram socket named by $NOTIFY_SOCKET.
+    let mut systemd = Notifications::bind(&dir.path().join("notify"));
+    let mut synwall = SynwallProcess::spawn_with(
         &topology.server_ns,
-        &["listen", "--config", config.to_str().unwrap()],
+        &["env", &systemd.variable()],
+        &["listen", "--config", config_path],
     );
     synwall.wait_serving();
+    let ready = systemd.wait_for("READY=1");
+    assert!(
+        ready.contains("STATUS=serving 198.18.0.1:80 on ") && ready.contains("handoff repair"),
+        "{ready}"
+    );
+    assert!(ready.contains("secret file"), "{ready}");
     // No handoff key, an upstream and nothing on the served port: auto keeps proxying.
     assert!(
         synwall
@@ -207,8 +274,24 @@ fn test_sighup_reloads_without_dropping_anything() {
 
     // A new secret, new reloadable settings, and one that needs a restart.
     write_config(&secret_b, "when-full", 2048);
+    // What ExecReload= runs before the signal: a file that checks out.
+    let check = synwall_output(
+        &topology.server_ns,
+        &[],
+        &["check-config", "-c", config_path],
+    );
+    assert!(check.status.success(), "{check:?}");
     synwall.signal("HUP");
     synwall.wait_for_log("reloaded");
+    systemd.wait_for("RELOADING=1");
+    let reloaded = systemd.wait_for("READY=1");
+    assert!(!reloaded.contains("refused"), "{reloaded}");
+    let reloads = scrape(&topology);
+    assert_eq!(reloads.get("synwall_config_last_reload_successful"), 1.0);
+    assert!(
+        reloads.get("synwall_config_last_reload_success_timestamp_seconds")
+            > reloads.get("process_start_time_seconds")
+    );
     assert!(
         synwall.log().contains("max-syn-backlog"),
         "the restart-only change is named: {}",
@@ -228,12 +311,69 @@ fn test_sighup_reloads_without_dropping_anything() {
     let mut new = connect(&topology);
     assert_eq!(echo(&mut new, b"four").unwrap(), b"four");
 
-    // A broken file changes nothing.
+    // A broken file changes nothing, and says so: check-config (ExecReload=) fails, and the
+    // status and the metrics tell when the signal came anyway.
     std::fs::write(&config, "interface = 7\n").unwrap();
+    let check = synwall_output(
+        &topology.server_ns,
+        &[],
+        &["check-config", "-c", config_path],
+    );
+    assert!(!check.status.success(), "check-config passed a broken file");
     synwall.signal("HUP");
     synwall.wait_for_log("the running settings stay");
+    let refused = systemd.wait_for("READY=1");
+    assert!(refused.contains("the last reload was refused"), "{refused}");
+    let after = scrape(&topology);
+    assert_eq!(after.get("synwall_config_last_reload_successful"), 0.0);
+    assert!(
+        after.get("synwall_config_last_reload_attempt_timestamp_seconds")
+            > after.get("synwall_config_last_reload_success_timestamp_seconds")
+    );
     let mut after_error = connect(&topology);
     assert_eq!(echo(&mut after_error, b"five").unwrap(), b"five");
+    synwall.stop();
+    systemd.wait_for("STOPPING=1");
+}
+
+/// The service manager's end of `$NOTIFY_SOCKET`: the notifications synwall sends.
+struct Notifications {
+    socket: UnixDatagram,
+    path: String,
+}
+
+impl Notifications {
+    fn bind(path: &Path) -> Notifications {
+        let socket = UnixDatagram::bind(path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Notifications {
+            socket,
+            path: path.to_str().unwrap().to_owned(),
+        }
+    }
+
+    /// `NOTIFY_SOCKET=...`, for `env`.
+    fn variable(&self) -> String {
+        format!("NOTIFY_SOCKET={}", self.path)
+    }
+
+    /// The next notification holding a line `line`, skipping others; panics after 10 s.
+    #[track_caller]
+    fn wait_for(&mut self, line: &str) -> String {
+        let mut buffer = [0; 4096];
+        loop {
+            let length = self
+                .socket
+                .recv(&mut buffer)
+                .unwrap_or_else(|error| panic!("no {line} from synwall: {error}"));
+            let message = String::from_utf8_lossy(&buffer[..length]).into_owned();
+            if message.lines().any(|sent| sent == line) {
+                return message;
+            }
+        }
+    }
 }
 
 /// Runs the fleet scenario: instance one answers the SYN, dies; instance two (with `secret_two`)
@@ -341,4 +481,177 @@ fn test_a_missing_capability_stops_the_start_with_its_name() {
         let named = format!("CAP_{missing}");
         assert!(stderr.contains(&named), "native, without {named}: {stderr}");
     }
+}
+
+/// What a process traced by `strace -f -C -o FILE` did: the system calls it made (the names in
+/// strace's summary table), and the address families of the sockets it opened.
+#[derive(Debug, Default)]
+struct Traced {
+    calls: BTreeSet<String>,
+    families: BTreeSet<String>,
+}
+
+impl Traced {
+    fn add(&mut self, file: &Path) {
+        let text = std::fs::read_to_string(file).expect("strace's output");
+        // Calls: `PID socket(AF_XDP, SOCK_RAW, 0) = 5`.
+        self.families.extend(text.lines().filter_map(|line| {
+            let (_, arguments) = line.split_once(" socket(")?;
+            Some(arguments.split(',').next()?.to_owned())
+        }));
+        // The summary's rows: `% time  seconds  usecs/call  calls  [errors]  syscall`, between
+        // the dashed line and the total.
+        self.calls.extend(
+            text.lines()
+                .skip_while(|line| !line.starts_with("% time"))
+                .skip(2)
+                .take_while(|line| !line.starts_with("------"))
+                .filter_map(|line| line.split_whitespace().last())
+                .map(str::to_owned),
+        );
+    }
+}
+
+/// The values of the unit's `key=` lines, split at white space.
+fn unit_values(key: &str) -> Vec<String> {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/synwall.service"
+    ))
+    .unwrap();
+    let prefix = format!("{key}=");
+    unit.lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .inspect(|values| assert!(!values.starts_with('~'), "{key}: an allow-list only"))
+        .flat_map(|values| values.split_whitespace().map(str::to_owned))
+        .collect()
+}
+
+/// Every system call the unit's `SystemCallFilter=` lines allow (groups expanded by
+/// `systemd-analyze syscall-filter`).
+fn allowed_by_the_unit() -> BTreeSet<String> {
+    let mut pending = unit_values("SystemCallFilter");
+    assert!(!pending.is_empty(), "the unit has a SystemCallFilter");
+    let mut allowed = BTreeSet::new();
+    while let Some(entry) = pending.pop() {
+        if !allowed.insert(entry.clone()) || !entry.starts_with('@') {
+            continue;
+        }
+        let output = Command::new("systemd-analyze")
+            .args(["syscall-filter", &entry])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "systemd-analyze syscall-filter {entry}"
+        );
+        pending.extend(
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .skip(1)
+                .map(str::trim)
+                .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    allowed
+}
+
+/// The pid of the only child of `parent` (strace's tracee).
+fn only_child(parent: u32) -> u32 {
+    let children =
+        std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap();
+    children.trim().parse().expect("one child")
+}
+
+/// Waits until process `pid` has exited (a zombie, or gone).
+fn wait_exited(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !stat.rsplit_once(") ").unwrap().1.starts_with('Z'))
+    {
+        assert!(Instant::now() < deadline, "{pid} did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn test_system_calls_stay_within_the_units_filter() {
+    if !require_tool("strace") || !require_tool("systemd-analyze") {
+        return;
+    }
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
+    let _upstream = EchoUpstream::start(&topology);
+    let _service = EchoUpstream::start_on(&topology, lab::PORT);
+    let dir = tempfile::tempdir().unwrap();
+    let secret = write_secret(dir.path(), "secret");
+    let mut traced = Traced::default();
+    for handoff in ["native", "repair"] {
+        let summary = dir.path().join(format!("{handoff}.strace"));
+        let strace = ["strace", "-f", "-qq", "-C", "-o", summary.to_str().unwrap()];
+        let upstream = upstream();
+        // Pinned to a CPU: the fast path's affinity call is made too.
+        let extra = [
+            "--handoff",
+            handoff,
+            "--secret-file",
+            &secret,
+            "--cpus",
+            "0",
+        ];
+        let args = listen_args(&topology.server_if, &upstream, &extra);
+        // What systemd runs: ExecStartPre= (check-config), ExecStart= (listen), and on reload
+        // check-config and SIGHUP; then the stop.
+        let check_args: Vec<&str> = ["check-config"]
+            .into_iter()
+            .chain(args[1..].iter().copied())
+            .collect();
+        let check = dir.path().join(format!("{handoff}-check.strace"));
+        let check_strace = ["strace", "-f", "-qq", "-C", "-o", check.to_str().unwrap()];
+        let output = synwall_output(&topology.server_ns, &check_strace, &check_args);
+        assert!(output.status.success(), "{output:?}");
+        traced.add(&check);
+
+        let mut synwall = SynwallProcess::spawn_with(&topology.server_ns, &strace, &args);
+        synwall.wait_serving();
+        for round in 0..3 {
+            let mut client = connect(&topology);
+            assert_eq!(
+                echo(&mut client, b"filtered").unwrap(),
+                b"filtered",
+                "{round}"
+            );
+        }
+        scrape(&topology);
+        // Signals go to synwall, strace's child, not to strace.
+        let tracee = only_child(synwall.pid()).to_string();
+        let kill = |signal: &str| {
+            let status = Command::new("kill")
+                .args([signal, &tracee])
+                .status()
+                .unwrap();
+            assert!(status.success(), "kill {signal} {tracee}");
+        };
+        kill("-HUP");
+        synwall.wait_for_log("reloaded");
+        kill("-TERM");
+        wait_exited(synwall.pid());
+        traced.add(&summary);
+    }
+    let allowed = allowed_by_the_unit();
+    let refused: Vec<&String> = traced.calls.difference(&allowed).collect();
+    assert!(
+        refused.is_empty(),
+        "system calls synwall makes that SystemCallFilter= refuses: {refused:?}"
+    );
+    assert!(traced.calls.contains("bpf"), "{traced:?}");
+    let families: BTreeSet<String> = unit_values("RestrictAddressFamilies").into_iter().collect();
+    let refused: Vec<&String> = traced.families.difference(&families).collect();
+    assert!(
+        refused.is_empty(),
+        "sockets synwall opens that RestrictAddressFamilies= refuses: {refused:?}"
+    );
+    eprintln!("address families used: {:?}", traced.families);
 }
