@@ -1,5 +1,5 @@
 //! `synwall lab` end to end, as a user runs it: short floods against synwall and the kernel,
-//! the JSON report, teardown (nothing of the run left in `ip netns list`), Ctrl-C, and the
+//! over IPv4 and IPv6, the JSON report, teardown (nothing of the run left in `ip netns list`), Ctrl-C, and the
 //! message when loadgen is missing.
 //!
 //! Privileged tests skip without root outside CI (`require_privileges`) and run one at a time
@@ -200,6 +200,7 @@ fn test_lab_compare_runs_both_targets_and_tears_down() {
     ]);
     let report = finished.report();
     assert_eq!(report["interrupted"], false);
+    assert_eq!(report["ipv6"], false);
     for name in ["synwall", "kernel"] {
         let run = target(&report, name);
         assert!(number(run, "offered_syn_pps") > 0, "{run}");
@@ -224,6 +225,59 @@ fn test_lab_compare_runs_both_targets_and_tears_down() {
     // The table went to stderr, with its legend.
     assert!(
         finished.stderr.contains("SYN-ACK/s ="),
+        "{}",
+        finished.stderr
+    );
+}
+
+#[test]
+fn test_lab_ipv6_compare_serves_floods_and_clients_over_ipv6() {
+    let Some(session) = Session::start() else {
+        return;
+    };
+    let finished = session.run(&[
+        "--ipv6",
+        "--compare",
+        "--duration",
+        "2s",
+        "--rate",
+        "20k",
+        "--legit-rate",
+        "50",
+        "--json",
+    ]);
+    let report = finished.report();
+    assert_eq!(report["ipv6"], true, "{report}");
+    assert_eq!(report["interrupted"], false);
+    for name in ["synwall", "kernel"] {
+        let run = target(&report, name);
+        // loadgen flooded the server's IPv6 address from the IPv6 spoofed sources.
+        let loadgen = &run["loadgen"];
+        assert_eq!(loadgen["target"], "[2001:2::1]:80", "{run}");
+        assert_eq!(
+            loadgen["src_cidr"],
+            synwall::lab::SPOOFED_SOURCES_V6,
+            "{run}"
+        );
+        assert!(number(run, "offered_syn_pps") > 0, "{run}");
+        // Both targets answered the flood.
+        assert!(number(run, "syn_ack_pps") > 0, "{run}");
+        // The legit clients, over IPv6, got in; no spoofed source did.
+        let legit = &run["legit"];
+        assert!(number(legit, "ok") > 0, "{name}: {legit}");
+        assert!(number(run, "accepted") >= number(legit, "ok"), "{run}");
+        assert_eq!(number(run, "forged_accepted"), 0, "{run}");
+    }
+    let synwall = target(&report, "synwall");
+    let legit = &synwall["legit"];
+    assert_eq!(number(legit, "ok"), number(legit, "attempts"), "{legit}");
+    assert!(
+        number(&synwall["counters"], "HandoffsCompleted") >= number(legit, "ok"),
+        "the connections went through synwall: {synwall}"
+    );
+    // The run header says which family the run was over.
+    assert!(
+        finished.stderr.contains("over IPv6 to [2001:2::1]:80"),
         "{}",
         finished.stderr
     );

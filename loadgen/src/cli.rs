@@ -4,14 +4,14 @@
 //! hard caps on duration and packet count that bound every run.
 
 use std::fmt;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
 
-use crate::guard::{self, GuardError, Ipv4Cidr};
+use crate::guard::{self, Cidr, GuardError};
 use crate::legit::LegitConfig;
 use crate::mix::{Kind, Mix};
 use crate::pacer::Rate;
@@ -37,9 +37,10 @@ pub enum TxChoice {
 
 /// Bounded SYN/ACK flood generator and legit-client prober for synwall's lab.
 ///
-/// Sends only to a target inside 198.18.0.0/15 and spoofs only sources inside it (RFC 2544's
-/// benchmarking range); every run stops by itself after --duration or --packets, whichever
-/// comes first. Run it inside the lab's client network namespace (--netns, or ip netns exec).
+/// Sends only to a target inside 198.18.0.0/15 or 2001:2::/48 and spoofs only sources inside
+/// them (the benchmarking ranges of RFC 2544 and RFC 5180); every run stops by itself after
+/// --duration or --packets, whichever comes first. Run it inside the lab's client network
+/// namespace (--netns, or ip netns exec).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "loadgen", version, verbatim_doc_comment)]
 pub struct Args {
@@ -47,7 +48,8 @@ pub struct Args {
     #[arg(short, long, value_name = "IFNAME")]
     pub interface: String,
 
-    /// The target, ADDRESS:PORT, inside 198.18.0.0/15.
+    /// The target, ADDRESS:PORT (an IPv6 address in brackets), inside 198.18.0.0/15 or
+    /// 2001:2::/48.
     #[arg(short, long, value_name = "ADDR:PORT")]
     pub target: SocketAddr,
 
@@ -55,9 +57,11 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub netns: Option<String>,
 
-    /// Spoofed sources are drawn from this range, inside 198.18.0.0/15.
-    #[arg(long, value_name = "CIDR", default_value = synwall::lab::SPOOFED_SOURCES)]
-    pub src_cidr: Ipv4Cidr,
+    /// Spoofed sources are drawn from this range, of the target's family and inside its
+    /// benchmark range [default: 198.18.128.0/17 for an IPv4 target, 2001:2:0:8000::/49 for an
+    /// IPv6 one]
+    #[arg(long, value_name = "CIDR")]
+    pub src_cidr: Option<Cidr>,
 
     /// What to send: one kind of packet.
     #[arg(long, value_enum, default_value_t = Kind::Syn)]
@@ -121,8 +125,8 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
-    /// DANGER: allow a target or spoofed range outside 198.18.0.0/15. Never on a network you
-    /// do not own.
+    /// DANGER: allow a target or spoofed range outside 198.18.0.0/15 and 2001:2::/48. Never on
+    /// a network you do not own.
     #[arg(long)]
     pub allow_outside_benchmark_range: bool,
 }
@@ -132,8 +136,9 @@ pub struct Args {
 pub struct Config {
     pub interface: String,
     pub netns: Option<String>,
-    pub target: SocketAddrV4,
-    pub sources: Ipv4Cidr,
+    pub target: SocketAddr,
+    /// Of the target's family.
+    pub sources: Cidr,
     pub mix: Mix,
     pub rate: Rate,
     pub duration: Duration,
@@ -154,8 +159,11 @@ pub struct Config {
 pub enum ConfigError {
     #[error("{}", join(.0))]
     Guard(Vec<GuardError>),
-    #[error("target {0}: loadgen floods IPv4 only")]
-    Ipv6Target(SocketAddr),
+    #[error(
+        "--src-cidr {sources} and target {target} are of different address families: spoofed \
+         sources must be of the target's family"
+    )]
+    FamilyMismatch { target: SocketAddr, sources: Cidr },
     #[error("--{name} {value} is out of range: {limit}")]
     OutOfRange {
         name: &'static str,
@@ -188,10 +196,14 @@ fn within<T: PartialOrd + fmt::Debug>(
 impl Args {
     /// Validates the command line.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        let SocketAddr::V4(target) = self.target else {
-            return Err(ConfigError::Ipv6Target(self.target));
-        };
-        let violations = guard::violations(self.target.ip(), &self.src_cidr);
+        let target = self.target;
+        let sources = self
+            .src_cidr
+            .unwrap_or_else(|| lab_spoofed_sources(target.ip()));
+        if sources.is_ipv4() != target.is_ipv4() {
+            return Err(ConfigError::FamilyMismatch { target, sources });
+        }
+        let violations = guard::violations(target.ip(), &sources);
         if !violations.is_empty() && !self.allow_outside_benchmark_range {
             return Err(ConfigError::Guard(violations));
         }
@@ -206,7 +218,7 @@ impl Args {
             MIN_DURATION..=MAX_LEGIT_TIMEOUT,
         )?;
         let legit = (legit_rate > 0).then(|| LegitConfig {
-            target: self.target,
+            target,
             rate: legit_rate,
             timeout: legit_timeout,
             request: unescape(&self.legit_request).into_bytes(),
@@ -216,7 +228,7 @@ impl Args {
             interface: self.interface,
             netns: self.netns,
             target,
-            sources: self.src_cidr,
+            sources,
             mix: self.mix.unwrap_or(Mix::only(self.mode)),
             rate: self.rate.0,
             duration,
@@ -231,6 +243,18 @@ impl Args {
             overridden: violations,
         })
     }
+}
+
+/// The lab's spoofed sources of `target`'s family: `synwall::lab::SPOOFED_SOURCES` or
+/// `SPOOFED_SOURCES_V6`, routed through the generator by the lab's server namespace.
+fn lab_spoofed_sources(target: IpAddr) -> Cidr {
+    let sources = match target {
+        IpAddr::V4(_) => synwall::lab::SPOOFED_SOURCES,
+        IpAddr::V6(_) => synwall::lab::SPOOFED_SOURCES_V6,
+    };
+    sources
+        .parse()
+        .expect("the lab's spoofed sources are CIDRs")
 }
 
 /// `\r`, `\n`, `\t` and `\\` replaced by the characters they name; anything else kept.
@@ -371,13 +395,44 @@ mod tests {
     }
 
     #[test]
+    fn test_ipv6_target_defaults_to_the_labs_ipv6_sources() {
+        let config = args(&["-t", "[2001:2::1]:80", "--legit-rate", "5"]).unwrap();
+        assert_eq!(config.target, "[2001:2::1]:80".parse().unwrap());
+        assert_eq!(config.sources.to_string(), synwall::lab::SPOOFED_SOURCES_V6);
+        assert_eq!(config.legit.unwrap().target, config.target);
+        assert!(config.overridden.is_empty());
+        let config = args(&["-t", "[2001:2::1]:80", "--src-cidr", "2001:2:0:ff00::/56"]).unwrap();
+        assert_eq!(config.sources.to_string(), "2001:2:0:ff00::/56");
+    }
+
+    #[test]
     fn test_guard_refuses_outside_target_and_sources() {
         let error = args(&["-t", "10.0.0.1:80"]).unwrap_err();
-        assert!(error.contains("outside the benchmark range"), "{error}");
+        assert!(error.contains("outside the benchmark ranges"), "{error}");
         let error = args(&["-t", "198.18.0.1:80", "--src-cidr", "10.0.0.0/8"]).unwrap_err();
         assert!(error.contains("spoofed source range 10.0.0.0/8"), "{error}");
         let error = args(&["-t", "[fd00::1]:80"]).unwrap_err();
-        assert!(error.contains("IPv4 only"), "{error}");
+        assert!(error.contains("target fd00::1 lies outside"), "{error}");
+        let error = args(&["-t", "[2001:2::1]:80", "--src-cidr", "2001:db8::/32"]).unwrap_err();
+        assert!(
+            error.contains("spoofed source range 2001:db8::/32"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn test_family_mismatch_is_refused_even_with_the_override() {
+        for (target, sources) in [
+            ("198.18.0.1:80", "2001:2:0:8000::/49"),
+            ("[2001:2::1]:80", "198.18.128.0/17"),
+        ] {
+            for extra in [&[][..], &["--allow-outside-benchmark-range"]] {
+                let mut all = vec!["-t", target, "--src-cidr", sources];
+                all.extend_from_slice(extra);
+                let error = args(&all).unwrap_err();
+                assert!(error.contains("different address families"), "{error}");
+            }
+        }
     }
 
     #[test]
@@ -391,6 +446,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.overridden.len(), 2);
+        let config = args(&["-t", "[2001:db8::1]:80", "--allow-outside-benchmark-range"]).unwrap();
+        assert_eq!(config.overridden.len(), 1, "the default sources are inside");
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Per-worker packet crafting: which kind goes next, with which spoofed fields, written from a
 //! [`Template`] straight into the device's transmit buffer.
 //!
+//! Every packet is of the target's family, IPv4 or IPv6: the templates are built for it, and
+//! spoofed sources are drawn from a range of the same family (random host bits).
+//!
 //! - SYN: a random source in the spoofed range, a random port in 1024–65535, a random ISN and
 //!   TSval; the client stack (Linux, Windows, macOS) rotates per packet.
 //! - ACK, FIN+ACK: random source, port, sequence and acknowledgment numbers; RST: the same
@@ -15,7 +18,7 @@
 //! Nothing here allocates after construction; randomness comes from one small, fast PRNG per
 //! worker (not cryptographic: it only has to look random to the target).
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use crossbeam_channel::Receiver;
 use rand::rngs::SmallRng;
@@ -23,8 +26,8 @@ use rand::{Rng, RngCore};
 use synwall::seq::SeqNumber;
 use synwall::wire::{TcpFlags, Timestamps};
 
-use crate::fingerprint::{self, SynFingerprint};
-use crate::guard::Ipv4Cidr;
+use crate::fingerprint::{self, SynFingerprint, ethernet_mss};
+use crate::guard::Cidr;
 use crate::harvest::SynAck;
 use crate::mix::{Kind, KindPicker, Mix};
 use crate::template::{Patch, Segment, Template};
@@ -40,7 +43,8 @@ const ESTABLISHED_WINDOW: u16 = 502;
 pub struct Path {
     pub src_mac: [u8; 6],
     pub dst_mac: [u8; 6],
-    pub target: SocketAddrV4,
+    /// IPv4 or IPv6: the family of every template.
+    pub target: SocketAddr,
 }
 
 /// One template per packet shape a run sends.
@@ -54,8 +58,9 @@ pub struct Templates {
 }
 
 impl Templates {
+    /// The templates of `path`'s family; SYNs announce the MSS of a client on Ethernet.
     pub fn new(path: &Path) -> Templates {
-        let segment = |flags: TcpFlags, ttl, window, options, timestamps_value_at| {
+        let segment = |flags: TcpFlags, ttl, window, options: &[u8], timestamps_value_at| {
             Template::new(&Segment {
                 src_mac: path.src_mac,
                 dst_mac: path.dst_mac,
@@ -67,12 +72,13 @@ impl Templates {
                 timestamps_value_at,
             })
         };
+        let mss = ethernet_mss(path.target.ip());
         let syn = |stack: SynFingerprint| {
             segment(
                 TcpFlags::SYN,
                 stack.ttl,
-                stack.window,
-                stack.options,
+                stack.window_for(mss),
+                &stack.options(mss),
                 stack.timestamps_value_at,
             )
         };
@@ -121,7 +127,7 @@ impl NearMiss {
 pub struct Crafter {
     templates: Templates,
     picker: KindPicker,
-    sources: Ipv4Cidr,
+    sources: Cidr,
     rng: SmallRng,
     harvested: Option<Receiver<SynAck>>,
     next_stack: usize,
@@ -129,12 +135,12 @@ pub struct Crafter {
 }
 
 impl Crafter {
-    /// A crafter drawing kinds from `mix` and sources from `sources`; near-miss ACKs answer
-    /// SYN-ACKs from `harvested`.
+    /// A crafter drawing kinds from `mix` and sources from `sources` (of the templates'
+    /// family); near-miss ACKs answer SYN-ACKs from `harvested`.
     pub fn new(
         templates: Templates,
         mix: &Mix,
-        sources: Ipv4Cidr,
+        sources: Cidr,
         rng: SmallRng,
         harvested: Option<Receiver<SynAck>>,
     ) -> Crafter {
@@ -198,7 +204,7 @@ impl Crafter {
     fn near_miss(&mut self, syn_ack: &SynAck, out: &mut [u8]) -> Option<usize> {
         let valid_ack = syn_ack.cookie + 1;
         let mut patch = Patch {
-            src: *syn_ack.client.ip(),
+            src: syn_ack.client.ip(),
             src_port: syn_ack.client.port(),
             seq: syn_ack.client_next,
             ack: valid_ack,
@@ -223,10 +229,11 @@ impl Crafter {
                 patch.src_port = FIRST_PORT + ((offset + shift) % PORT_COUNT) as u16;
             }
             NearMiss::OtherAddress => {
-                let size = u64::from(self.sources.host_mask()) + 1;
-                let host = u64::from(u32::from(patch.src) & self.sources.host_mask());
-                let shift = 1 + self.rng.random_range(0..size - 1);
-                patch.src = self.sources.address(((host + shift) % size) as u32);
+                // The host bits are the low bits: adding a shift below 2^bits wraps around
+                // inside the range, and never lands on the same host.
+                let shift = self.rng.random_range(1..=self.sources.host_mask());
+                let host = self.sources.host(patch.src);
+                patch.src = self.sources.address(host.wrapping_add(shift));
             }
         }
         let template = if syn_ack.server_timestamp.is_some() {
@@ -237,7 +244,6 @@ impl Crafter {
         template.write(&patch, out)
     }
 
-    /// Random source, port, sequence and acknowledgment numbers.
     /// A random source, port and sequence number, with acknowledgment number `ack`.
     fn random_patch(&mut self, ack: SeqNumber) -> Patch {
         Patch {
@@ -249,8 +255,8 @@ impl Crafter {
         }
     }
 
-    fn random_source(&mut self) -> Ipv4Addr {
-        self.sources.address(self.rng.next_u32())
+    fn random_source(&mut self) -> IpAddr {
+        self.sources.address(self.rng.random())
     }
 }
 
@@ -258,22 +264,27 @@ impl Crafter {
 mod tests {
     use super::*;
     use rand::SeedableRng;
-    use std::net::SocketAddr;
     use synwall::wire::{self, Endpoints, Parsed, TcpRepr};
 
-    const TARGET: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 80);
+    /// The target of each family, with the lab's spoofed sources of that family.
+    const LAB: [(&str, &str); 2] = [
+        ("198.18.0.1:80", synwall::lab::SPOOFED_SOURCES),
+        ("[2001:2::1]:80", synwall::lab::SPOOFED_SOURCES_V6),
+    ];
 
-    fn path() -> Path {
-        Path {
+    fn crafter(
+        target: SocketAddr,
+        mix: &str,
+        sources: &str,
+        harvested: Option<Receiver<SynAck>>,
+    ) -> Crafter {
+        let path = Path {
             src_mac: [2, 0, 0, 0, 0, 2],
             dst_mac: [2, 0, 0, 0, 0, 1],
-            target: TARGET,
-        }
-    }
-
-    fn crafter(mix: &str, sources: &str, harvested: Option<Receiver<SynAck>>) -> Crafter {
+            target,
+        };
         Crafter::new(
-            Templates::new(&path()),
+            Templates::new(&path),
             &mix.parse().unwrap(),
             sources.parse().unwrap(),
             SmallRng::seed_from_u64(7),
@@ -281,9 +292,10 @@ mod tests {
         )
     }
 
+    /// The frame parsed and verified (every checksum) by synwall's parser.
     #[track_caller]
-    fn parse(frame: &[u8]) -> TcpRepr<'_> {
-        match wire::parse(frame, &Endpoints::new([SocketAddr::V4(TARGET)])) {
+    fn parse(frame: &[u8], target: SocketAddr) -> TcpRepr<'_> {
+        match wire::parse(frame, &Endpoints::new([target])) {
             Parsed::Ours(repr) => repr,
             other => panic!("not a valid segment: {other:?}"),
         }
@@ -295,120 +307,153 @@ mod tests {
 
     #[test]
     fn test_every_kind_parses_from_the_spoofed_range() {
-        let mut crafter = crafter("syn=1,ack=1,rst=1,fin=1", "198.18.128.0/17", None);
-        let sources: Ipv4Cidr = "198.18.128.0/17".parse().unwrap();
-        let mut buf = [0u8; 2048];
-        let mut seen = [0; 5];
-        for _ in 0..2000 {
-            let (kind, len) = next(&mut crafter, &mut buf);
-            seen[kind.index()] += 1;
-            let repr = parse(&buf[..len]);
-            let SocketAddr::V4(src) = repr.src else {
-                panic!("IPv4 only")
-            };
-            assert!(sources.contains(*src.ip()));
-            assert!(src.port() >= FIRST_PORT);
-            let expected = match kind {
-                Kind::Syn => TcpFlags::SYN,
-                Kind::Ack => TcpFlags::ACK,
-                Kind::Rst => {
-                    assert_eq!(repr.ack, SeqNumber(0));
-                    TcpFlags::RST
-                }
-                Kind::Fin => TcpFlags::FIN | TcpFlags::ACK,
-                Kind::NearMiss => unreachable!("not in the mix"),
-            };
-            assert_eq!(repr.flags, expected);
+        for (target, sources) in LAB {
+            let target: SocketAddr = target.parse().unwrap();
+            let mut crafter = crafter(target, "syn=1,ack=1,rst=1,fin=1", sources, None);
+            let sources: Cidr = sources.parse().unwrap();
+            let mut buf = [0u8; 2048];
+            let mut seen = [0; 5];
+            for _ in 0..2000 {
+                let (kind, len) = next(&mut crafter, &mut buf);
+                seen[kind.index()] += 1;
+                let repr = parse(&buf[..len], target);
+                assert!(sources.contains(repr.src.ip()), "{}", repr.src);
+                assert!(repr.src.port() >= FIRST_PORT);
+                let expected = match kind {
+                    Kind::Syn => TcpFlags::SYN,
+                    Kind::Ack => TcpFlags::ACK,
+                    Kind::Rst => {
+                        assert_eq!(repr.ack, SeqNumber(0));
+                        TcpFlags::RST
+                    }
+                    Kind::Fin => TcpFlags::FIN | TcpFlags::ACK,
+                    Kind::NearMiss => unreachable!("not in the mix"),
+                };
+                assert_eq!(repr.flags, expected);
+            }
+            assert!(
+                seen.iter().enumerate().all(|(i, n)| i == 2 || *n > 400),
+                "{seen:?}"
+            );
         }
-        assert!(
-            seen.iter().enumerate().all(|(i, n)| i == 2 || *n > 400),
-            "{seen:?}"
-        );
+    }
+
+    #[test]
+    fn test_ipv6_sources_spread_over_the_whole_prefix() {
+        let (target, sources) = LAB[1];
+        let target: SocketAddr = target.parse().unwrap();
+        let mut crafter = crafter(target, "syn=1", sources, None);
+        let sources: Cidr = sources.parse().unwrap();
+        let mut buf = [0u8; 2048];
+        // Each of the 79 host bits is set in some source and clear in another.
+        let (mut ones, mut zeros) = (0u128, 0u128);
+        for _ in 0..200 {
+            let (_, len) = next(&mut crafter, &mut buf);
+            let host = sources.host(parse(&buf[..len], target).src.ip());
+            ones |= host;
+            zeros |= !host & sources.host_mask();
+        }
+        assert_eq!((ones, zeros), (sources.host_mask(), sources.host_mask()));
     }
 
     #[test]
     fn test_syns_rotate_through_the_stacks() {
-        let mut crafter = crafter("syn=1", "198.18.128.0/17", None);
-        let mut buf = [0u8; 2048];
-        let windows: Vec<u16> = (0..6)
-            .map(|_| {
-                let (_, len) = next(&mut crafter, &mut buf);
-                parse(&buf[..len]).window
-            })
-            .collect();
-        assert_eq!(windows, [64240, 64240, 65535, 64240, 64240, 65535]);
+        for ((target, sources), window) in LAB.into_iter().zip([64240, 64800]) {
+            let target: SocketAddr = target.parse().unwrap();
+            let mut crafter = crafter(target, "syn=1", sources, None);
+            let mut buf = [0u8; 2048];
+            let windows: Vec<u16> = (0..6)
+                .map(|_| {
+                    let (_, len) = next(&mut crafter, &mut buf);
+                    parse(&buf[..len], target).window
+                })
+                .collect();
+            assert_eq!(windows, [window, window, 65535, window, window, 65535]);
+        }
     }
 
     #[test]
     fn test_near_miss_without_syn_ack_sends_a_probe_syn() {
-        let (_sender, receiver) = crossbeam_channel::bounded(1);
-        let mut crafter = crafter("near-miss=1", "198.18.128.0/17", Some(receiver));
-        let mut buf = [0u8; 2048];
-        let (kind, len) = next(&mut crafter, &mut buf);
-        assert_eq!(kind, Kind::Syn);
-        assert_eq!(parse(&buf[..len]).flags, TcpFlags::SYN);
+        for (target, sources) in LAB {
+            let target: SocketAddr = target.parse().unwrap();
+            let (_sender, receiver) = crossbeam_channel::bounded(1);
+            let mut crafter = crafter(target, "near-miss=1", sources, Some(receiver));
+            let mut buf = [0u8; 2048];
+            let (kind, len) = next(&mut crafter, &mut buf);
+            assert_eq!(kind, Kind::Syn);
+            assert_eq!(parse(&buf[..len], target).flags, TcpFlags::SYN);
+        }
     }
 
     #[test]
     fn test_near_miss_variants_are_each_one_step_from_valid() {
-        let (sender, receiver) = crossbeam_channel::bounded(8);
-        let mut crafter = crafter("near-miss=1", "198.18.128.0/17", Some(receiver));
-        let client = SocketAddrV4::new(Ipv4Addr::new(198, 18, 140, 3), 50000);
-        let syn_ack = SynAck {
-            client,
-            cookie: SeqNumber(u32::MAX),
-            client_next: SeqNumber(1001),
-            server_timestamp: Some(4242),
-        };
-        let mut buf = [0u8; 2048];
-        let mut variants = Vec::new();
-        for _ in 0..3 {
-            sender.send(syn_ack).unwrap();
-            let (kind, len) = next(&mut crafter, &mut buf);
-            assert_eq!(kind, Kind::NearMiss);
-            let repr = parse(&buf[..len]);
-            assert_eq!(repr.flags, TcpFlags::ACK);
-            assert_eq!(repr.seq, SeqNumber(1001));
-            assert_eq!(repr.options.timestamps.unwrap().echo, 4242);
-            let SocketAddr::V4(src) = repr.src else {
-                panic!("IPv4 only")
+        let clients = ["198.18.140.3:50000", "[2001:2:0:8140::3]:50000"];
+        for ((target, sources), client) in LAB.into_iter().zip(clients) {
+            let target: SocketAddr = target.parse().unwrap();
+            let client: SocketAddr = client.parse().unwrap();
+            let (sender, receiver) = crossbeam_channel::bounded(8);
+            let mut crafter = crafter(target, "near-miss=1", sources, Some(receiver));
+            let syn_ack = SynAck {
+                client,
+                cookie: SeqNumber(u32::MAX),
+                client_next: SeqNumber(1001),
+                server_timestamp: Some(4242),
             };
-            let valid = SeqNumber(0); // cookie + 1 wraps
-            variants.push((
-                src.ip() == client.ip(),
-                src.port() == client.port(),
-                (repr.ack.0 ^ valid.0).count_ones(),
-            ));
+            let mut buf = [0u8; 2048];
+            let mut variants = Vec::new();
+            for _ in 0..3 {
+                sender.send(syn_ack).unwrap();
+                let (kind, len) = next(&mut crafter, &mut buf);
+                assert_eq!(kind, Kind::NearMiss);
+                let repr = parse(&buf[..len], target);
+                assert_eq!(repr.flags, TcpFlags::ACK);
+                assert_eq!(repr.seq, SeqNumber(1001));
+                assert_eq!(repr.options.timestamps.unwrap().echo, 4242);
+                let valid = SeqNumber(0); // cookie + 1 wraps
+                variants.push((
+                    repr.src.ip() == client.ip(),
+                    repr.src.port() == client.port(),
+                    (repr.ack.0 ^ valid.0).count_ones(),
+                ));
+            }
+            assert_eq!(
+                variants,
+                [(true, true, 1), (true, false, 0), (false, true, 0)],
+                "{target}"
+            );
         }
-        assert_eq!(
-            variants,
-            [(true, true, 1), (true, false, 0), (false, true, 0)]
-        );
     }
 
     #[test]
     fn test_near_miss_in_a_single_address_range_replays_from_another_port() {
-        let (sender, receiver) = crossbeam_channel::bounded(8);
-        let mut crafter = crafter("near-miss=1", "198.18.140.3/32", Some(receiver));
-        let client = SocketAddrV4::new(Ipv4Addr::new(198, 18, 140, 3), 1024);
-        let mut buf = [0u8; 2048];
-        for _ in 0..3 {
-            sender
-                .send(SynAck {
-                    client,
-                    cookie: SeqNumber(7),
-                    client_next: SeqNumber(1),
-                    server_timestamp: None,
-                })
-                .unwrap();
-            let (_, len) = next(&mut crafter, &mut buf);
-            let repr = parse(&buf[..len]);
-            assert!(repr.options.timestamps.is_none());
-            let SocketAddr::V4(src) = repr.src else {
-                panic!("IPv4 only")
-            };
-            assert_eq!(src.ip(), client.ip());
-            assert!(src.port() != client.port() || repr.ack != SeqNumber(8));
+        for (target, client, sources) in [
+            ("198.18.0.1:80", "198.18.140.3:1024", "198.18.140.3/32"),
+            (
+                "[2001:2::1]:80",
+                "[2001:2:0:8140::3]:1024",
+                "2001:2:0:8140::3/128",
+            ),
+        ] {
+            let target: SocketAddr = target.parse().unwrap();
+            let client: SocketAddr = client.parse().unwrap();
+            let (sender, receiver) = crossbeam_channel::bounded(8);
+            let mut crafter = crafter(target, "near-miss=1", sources, Some(receiver));
+            let mut buf = [0u8; 2048];
+            for _ in 0..3 {
+                sender
+                    .send(SynAck {
+                        client,
+                        cookie: SeqNumber(7),
+                        client_next: SeqNumber(1),
+                        server_timestamp: None,
+                    })
+                    .unwrap();
+                let (_, len) = next(&mut crafter, &mut buf);
+                let repr = parse(&buf[..len], target);
+                assert!(repr.options.timestamps.is_none());
+                assert_eq!(repr.src.ip(), client.ip());
+                assert!(repr.src.port() != client.port() || repr.ack != SeqNumber(8));
+            }
         }
     }
 }

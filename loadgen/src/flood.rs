@@ -14,7 +14,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -129,9 +129,16 @@ impl Flood {
         }
     }
 
-    /// Whether every worker has stopped.
+    /// Whether every worker has stopped; once true, every count they published is visible to
+    /// the caller.
     pub fn is_finished(&self) -> bool {
-        self.workers.iter().all(thread::JoinHandle::is_finished)
+        let finished = self.workers.iter().all(thread::JoinHandle::is_finished);
+        if finished {
+            // A worker's exit releases what it published; this acquires it (is_finished itself
+            // need not order anything).
+            fence(Ordering::Acquire);
+        }
+        finished
     }
 
     /// Waits for every worker; why the run stopped (the first reason other than the packet

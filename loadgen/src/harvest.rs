@@ -3,12 +3,12 @@
 //!
 //! The sniffer is one thread with an AF_PACKET receive socket ([`PacketSocket`]) on the
 //! generator's interface; no XDP program is involved. It keeps only replies from the target
-//! to an address in the spoofed range, counts them, and offers each SYN-ACK to a bounded
+//! to an address in the spoofed range, over IPv4 or IPv6 as the target is, counts them, and offers each SYN-ACK to a bounded
 //! queue that the flood workers drain; when the queue is full the SYN-ACK is counted and
 //! dropped, so memory stays bounded however fast the target answers.
 
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -20,7 +20,7 @@ use synwall::device::FrameIo;
 use synwall::seq::SeqNumber;
 use synwall::sys::{PacketError, PacketSocket, PacketSocketConfig};
 
-use crate::guard::Ipv4Cidr;
+use crate::guard::Cidr;
 use crate::stats::Counters;
 
 /// How many harvested SYN-ACKs wait for the workers at most.
@@ -34,7 +34,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SynAck {
     /// The spoofed source the SYN came from.
-    pub client: SocketAddrV4,
+    pub client: SocketAddr,
     /// The target's ISN: the SYN cookie, if it answered statelessly.
     pub cookie: SeqNumber,
     /// What it acknowledged: our ISN + 1, the sequence number of the final ACK.
@@ -51,19 +51,24 @@ pub enum Reply {
 }
 
 /// Classifies `frame`: a SYN-ACK or RST from `target` to an address in `sources`, or None.
-pub fn classify(frame: &[u8], target: SocketAddrV4, sources: &Ipv4Cidr) -> Option<Reply> {
+/// IPv6 extension headers before the TCP header are skipped.
+pub fn classify(frame: &[u8], target: SocketAddr, sources: &Cidr) -> Option<Reply> {
     let packet = SlicedPacket::from_ethernet(frame).ok()?;
-    let Some(NetSlice::Ipv4(ip)) = packet.net else {
-        return None;
+    let (source, destination): (IpAddr, IpAddr) = match packet.net? {
+        NetSlice::Ipv4(ip) => (
+            ip.header().source_addr().into(),
+            ip.header().destination_addr().into(),
+        ),
+        NetSlice::Ipv6(ip) => (
+            ip.header().source_addr().into(),
+            ip.header().destination_addr().into(),
+        ),
+        NetSlice::Arp(_) => return None,
     };
     let Some(TransportSlice::Tcp(tcp)) = packet.transport else {
         return None;
     };
-    let header = ip.header();
-    if header.source_addr() != *target.ip()
-        || tcp.source_port() != target.port()
-        || !sources.contains(header.destination_addr())
-    {
+    if SocketAddr::new(source, tcp.source_port()) != target || !sources.contains(destination) {
         return None;
     }
     if tcp.rst() {
@@ -77,7 +82,7 @@ pub fn classify(frame: &[u8], target: SocketAddrV4, sources: &Ipv4Cidr) -> Optio
         _ => None,
     });
     Some(Reply::SynAck(SynAck {
-        client: SocketAddrV4::new(header.destination_addr(), tcp.destination_port()),
+        client: SocketAddr::new(destination, tcp.destination_port()),
         cookie: SeqNumber(tcp.sequence_number()),
         client_next: SeqNumber(tcp.acknowledgment_number()),
         server_timestamp,
@@ -87,8 +92,8 @@ pub fn classify(frame: &[u8], target: SocketAddrV4, sources: &Ipv4Cidr) -> Optio
 /// Opens the receive socket on `ifname` and starts the sniffer thread; it runs until `stop`.
 pub fn spawn_sniffer(
     ifname: &str,
-    target: SocketAddrV4,
-    sources: Ipv4Cidr,
+    target: SocketAddr,
+    sources: Cidr,
     harvested: Sender<SynAck>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
@@ -129,20 +134,34 @@ pub fn spawn_sniffer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{Ipv4Addr, SocketAddr};
     use synwall::wire::{self, LinkAddrs, TcpFlags, TcpOptions, TcpRepr, Timestamps};
 
-    const TARGET: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 80);
+    /// Per family: the target, the spoofed sources, a client among them, and the generator's
+    /// own address (not spoofed).
+    const LAB: [(&str, &str, &str, &str); 2] = [
+        (
+            "198.18.0.1:80",
+            synwall::lab::SPOOFED_SOURCES,
+            "198.18.130.9:40000",
+            "198.18.0.2:40000",
+        ),
+        (
+            "[2001:2::1]:80",
+            synwall::lab::SPOOFED_SOURCES_V6,
+            "[2001:2:0:8130::9]:40000",
+            "[2001:2::2]:40000",
+        ),
+    ];
 
-    fn sources() -> Ipv4Cidr {
-        "198.18.128.0/17".parse().unwrap()
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
     }
 
-    fn reply(from: SocketAddrV4, to: SocketAddrV4, flags: TcpFlags, ts: bool) -> Vec<u8> {
+    fn reply(from: SocketAddr, to: SocketAddr, flags: TcpFlags, ts: bool) -> Vec<u8> {
         let repr = TcpRepr {
             link: LinkAddrs::default(),
-            src: SocketAddr::V4(from),
-            dst: SocketAddr::V4(to),
+            src: from,
+            dst: to,
             hop_limit: 64,
             seq: SeqNumber(0xdead_beef),
             ack: SeqNumber(1001),
@@ -162,37 +181,78 @@ mod tests {
 
     #[test]
     fn test_classify_syn_ack_to_a_spoofed_source() {
-        let client = SocketAddrV4::new(Ipv4Addr::new(198, 18, 130, 9), 40000);
-        for ts in [false, true] {
-            let frame = reply(TARGET, client, TcpFlags::SYN | TcpFlags::ACK, ts);
-            assert_eq!(
-                classify(&frame, TARGET, &sources()),
-                Some(Reply::SynAck(SynAck {
-                    client,
-                    cookie: SeqNumber(0xdead_beef),
-                    client_next: SeqNumber(1001),
-                    server_timestamp: ts.then_some(77),
-                }))
-            );
+        for (target, sources, client, _) in LAB {
+            let (target, client) = (addr(target), addr(client));
+            let sources: Cidr = sources.parse().unwrap();
+            for ts in [false, true] {
+                let frame = reply(target, client, TcpFlags::SYN | TcpFlags::ACK, ts);
+                assert_eq!(
+                    classify(&frame, target, &sources),
+                    Some(Reply::SynAck(SynAck {
+                        client,
+                        cookie: SeqNumber(0xdead_beef),
+                        client_next: SeqNumber(1001),
+                        server_timestamp: ts.then_some(77),
+                    }))
+                );
+            }
+            let rst = reply(target, client, TcpFlags::RST | TcpFlags::ACK, false);
+            assert_eq!(classify(&rst, target, &sources), Some(Reply::Rst));
         }
-        let rst = reply(TARGET, client, TcpFlags::RST | TcpFlags::ACK, false);
-        assert_eq!(classify(&rst, TARGET, &sources()), Some(Reply::Rst));
     }
 
     #[test]
     fn test_classify_ignores_other_traffic() {
-        let client = SocketAddrV4::new(Ipv4Addr::new(198, 18, 130, 9), 40000);
-        let legit = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 40000);
-        let other_port = SocketAddrV4::new(*TARGET.ip(), 81);
-        let syn_ack = TcpFlags::SYN | TcpFlags::ACK;
-        for frame in [
-            reply(TARGET, legit, syn_ack, false),
-            reply(other_port, client, syn_ack, false),
-            reply(client, TARGET, syn_ack, false),
-            reply(TARGET, client, TcpFlags::ACK, false),
-            vec![0; 20],
-        ] {
-            assert_eq!(classify(&frame, TARGET, &sources()), None);
+        for (target, sources, client, own) in LAB {
+            let (target, client, own) = (addr(target), addr(client), addr(own));
+            let sources: Cidr = sources.parse().unwrap();
+            let other_port = SocketAddr::new(target.ip(), 81);
+            let syn_ack = TcpFlags::SYN | TcpFlags::ACK;
+            for frame in [
+                reply(target, own, syn_ack, false),
+                reply(other_port, client, syn_ack, false),
+                reply(client, target, syn_ack, false),
+                reply(target, client, TcpFlags::ACK, false),
+                vec![0; 20],
+            ] {
+                assert_eq!(classify(&frame, target, &sources), None, "{target}");
+            }
         }
+    }
+
+    #[test]
+    fn test_classify_keeps_to_the_targets_family() {
+        let [
+            (v4_target, v4_sources, v4_client, _),
+            (v6_target, v6_sources, v6_client, _),
+        ] = LAB;
+        let syn_ack = TcpFlags::SYN | TcpFlags::ACK;
+        // An IPv6 SYN-ACK is no reply to an IPv4 flood, and the other way round.
+        let v6_frame = reply(addr(v6_target), addr(v6_client), syn_ack, false);
+        let v4_sources: Cidr = v4_sources.parse().unwrap();
+        assert_eq!(classify(&v6_frame, addr(v4_target), &v4_sources), None);
+        let v4_frame = reply(addr(v4_target), addr(v4_client), syn_ack, false);
+        let v6_sources: Cidr = v6_sources.parse().unwrap();
+        assert_eq!(classify(&v4_frame, addr(v6_target), &v6_sources), None);
+    }
+
+    #[test]
+    fn test_classify_reads_past_ipv6_extension_headers() {
+        let (target, sources, client, _) = LAB[1];
+        let (target, client) = (addr(target), addr(client));
+        let mut frame = reply(target, client, TcpFlags::SYN | TcpFlags::ACK, true);
+        // Insert an empty hop-by-hop options header (8 bytes: next header TCP, length 0, PadN).
+        let ipv6 = 14;
+        let hop_by_hop = [6, 0, 1, 4, 0, 0, 0, 0];
+        frame.splice(ipv6 + 40..ipv6 + 40, hop_by_hop);
+        frame[ipv6 + 6] = 0; // next header: hop-by-hop
+        let payload_len = u16::from_be_bytes([frame[ipv6 + 4], frame[ipv6 + 5]]) + 8;
+        frame[ipv6 + 4..ipv6 + 6].copy_from_slice(&payload_len.to_be_bytes());
+        let sources: Cidr = sources.parse().unwrap();
+        let Some(Reply::SynAck(syn_ack)) = classify(&frame, target, &sources) else {
+            panic!("not classified as a SYN-ACK");
+        };
+        assert_eq!(syn_ack.client, client);
+        assert_eq!(syn_ack.server_timestamp, Some(77));
     }
 }

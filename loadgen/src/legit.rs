@@ -1,5 +1,5 @@
-//! Legit clients: real kernel TCP connections (`TcpStream::connect_timeout`) from the
-//! generator's namespace, started at a steady rate while the flood runs; each sends a request
+//! Legit clients: real kernel TCP connections (`TcpStream::connect_timeout`, to an IPv4 or
+//! IPv6 target alike) from the generator's namespace, started at a steady rate while the flood runs; each sends a request
 //! and checks that the reply contains the expected text.
 //!
 //! A scheduler thread paces the attempts ([`Pacer`]) and hands tickets to a fixed pool of
@@ -337,8 +337,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    // Outcomes against real servers are tested in the lab (tests/lab.rs): tests send only
-    // inside 198.18.0.0/15, between namespaces they create.
+    // Outcomes against real servers are tested in the lab (tests/lab.rs), over both families:
+    // tests send only inside 198.18.0.0/15 and 2001:2::/48, between namespaces they create.
     use super::*;
 
     #[test]

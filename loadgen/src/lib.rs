@@ -1,6 +1,6 @@
 //! loadgen: a bounded SYN/ACK flood generator and legit-client prober for synwall's lab.
 //!
-//! It floods one target with spoofed TCP segments (SYNs with real client stacks' options,
+//! It floods one target, over IPv4 or IPv6, with spoofed TCP segments (SYNs with real client stacks' options,
 //! random ACKs, near-miss ACKs made from the target's own SYN cookies, RST and FIN noise) at a
 //! paced rate, while real kernel clients connect to the same target and measure whether, and
 //! how fast, they get in.
@@ -16,23 +16,26 @@
 //! ```
 //!
 //! Modules, each with its contract in its own doc:
-//! - [`guard`]: the benchmark-range guard (198.18.0.0/15) and [`guard::Ipv4Cidr`].
+//! - [`guard`]: the benchmark-range guard (198.18.0.0/15 and 2001:2::/48) and [`guard::Cidr`],
+//!   the one range type of both families.
 //! - [`cli`]: the command line and its validation (guard, hard caps) into a [`cli::Config`].
-//! - [`fingerprint`], [`template`]: client stacks' SYN layouts; frames built once with
-//!   `synwall::wire::emit` and patched per packet with incremental checksums.
+//! - [`fingerprint`], [`template`]: client stacks' SYN layouts; frames of either family built
+//!   once with `synwall::wire::emit` and patched per packet with incremental checksums.
 //! - [`mix`], [`craft`]: which kind of packet goes next and its spoofed fields.
 //! - [`pacer`]: batch pacing on an absolute schedule.
 //! - [`flood`]: the worker threads and their transmit devices.
 //! - [`harvest`]: the reply sniffer feeding near-miss ACKs.
 //! - [`legit`]: the real clients, their failures by kind and latency percentiles.
-//! - [`neighbor`]: the destination MAC from the kernel's neighbour table.
+//! - [`neighbor`]: the destination MAC from the kernel's neighbour table (ARP or IPv6
+//!   neighbour discovery).
 //! - [`stats`], [`report`], [`mod@run`]: counters, writing the output records, and the run that
 //!   joins it all.
 //!
 //! # Safety of the network
 //!
-//! Every address loadgen sends to or spoofs lies in 198.18.0.0/15 unless
-//! `--allow-outside-benchmark-range` is given; every run stops by itself at `--duration`
+//! Every address loadgen sends to or spoofs lies in 198.18.0.0/15 or 2001:2::/48 (RFC 2544's
+//! and RFC 5180's benchmarking ranges), and the spoofed sources are of the target's family,
+//! unless `--allow-outside-benchmark-range` is given (which lifts the ranges, not the family); every run stops by itself at `--duration`
 //! (default 10 s, at most 600 s) or `--packets` (default 10 M, at most 10^9), whichever comes
 //! first. No XDP program is attached anywhere: the AF_XDP socket is opened with
 //! `XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD`, and transmit needs none.

@@ -7,7 +7,7 @@
 //! legit clients, so nothing outlives the flood by more than two legit timeouts (an attempt
 //! under way finishes its connect and its reply).
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -58,7 +58,7 @@ pub fn run(
     let src_mac = interface_mac(&config.interface)?;
     let dst_mac = match config.dst_mac {
         Some(mac) => mac,
-        None => neighbor::resolve(*config.target.ip(), &config.interface)?,
+        None => neighbor::resolve(config.target.ip(), &config.interface)?,
     };
     let path = Path {
         src_mac,
@@ -113,37 +113,20 @@ pub fn run(
         .map(|legit| LegitClients::start(legit, start, start + config.duration, Arc::clone(&done)));
     let mut reporter = Reporter::new(out, config.json);
     let replies_on = sniffer.is_some();
-    let mut previous = Snapshot::take(&counters, start);
-    let mut next_report = start + REPORT_INTERVAL;
-    let written = loop {
-        let finished = flood.is_finished();
-        let now = Instant::now();
-        if now >= next_report || finished {
-            let current = Snapshot::take(&counters, now);
-            let progress = current.progress_since(
-                &previous,
-                start,
-                replies_on,
-                legit.as_ref().map(LegitClients::take_interval),
-            );
-            previous = current;
-            next_report += REPORT_INTERVAL;
-            // The last, partial interval is reported only if it sent packets.
-            let empty_tail = finished && progress.sent.total() == 0;
-            if !empty_tail && let Err(error) = reporter.write(&Record::Progress(progress)) {
-                stop.store(true, Ordering::Relaxed);
-                break Err(LoadgenError::Output(error));
-            }
-        }
-        if finished {
-            break Ok(());
-        }
-        thread::sleep(
-            next_report
-                .saturating_duration_since(now)
-                .min(POLL_INTERVAL),
-        );
-    };
+    let reported = report_progress(
+        &counters,
+        start,
+        Reporting {
+            interval: REPORT_INTERVAL,
+            replies_on,
+            legit: legit.as_ref(),
+        },
+        || flood.is_finished(),
+        &mut reporter,
+    );
+    if reported.is_err() {
+        stop.store(true, Ordering::Relaxed);
+    }
     let ended = flood.join();
     done.store(true, Ordering::Relaxed);
     let legit = legit.map(LegitClients::finish);
@@ -154,12 +137,14 @@ pub fn run(
             .map_err(LoadgenError::Sniffer),
         None => Ok(()),
     };
-    written?;
+    let last = reported.map_err(LoadgenError::Output)?;
     let (stop_reason, last_packet) = ended?;
     sniffed?;
     let elapsed = last_packet.saturating_duration_since(start);
 
-    let sent = KindCounts::from(counters.sent());
+    // The reporter's last snapshot, taken once every worker had stopped: the total of its
+    // intervals.
+    let sent = KindCounts::from(last.sent);
     let summary = Summary {
         tx: Backend::of_run(ready.iter().map(|report| report.backend)),
         stop_reason,
@@ -175,13 +160,67 @@ pub fn run(
         sent,
         sent_total: sent.total(),
         pps: per_second(sent.total(), elapsed),
-        replies: replies_on.then_some(previous.replies),
+        replies: replies_on.then_some(last.replies),
         legit,
     };
     reporter
         .write(&Record::Summary(summary.clone()))
         .map_err(LoadgenError::Output)?;
     Ok(summary)
+}
+
+/// How [`report_progress`] reports.
+struct Reporting<'a> {
+    interval: Duration,
+    /// Whether the sniffer runs (replies are reported).
+    replies_on: bool,
+    legit: Option<&'a LegitClients>,
+}
+
+/// Writes a progress record each `reporting.interval` after `start`, until `finished()` says
+/// every worker has stopped; then one more for the last, partial interval if it sent packets.
+/// Returns the last snapshot, taken after `finished()` said so: the run's totals.
+///
+/// Every interval runs from the previous snapshot to the next, and the first from zero (the
+/// counters start at zero, before any worker exists), not from a first look at the counters
+/// that packets sent since `start` could precede: the records add up to every packet sent.
+fn report_progress<W: Write>(
+    counters: &Counters,
+    start: Instant,
+    reporting: Reporting<'_>,
+    mut finished: impl FnMut() -> bool,
+    reporter: &mut Reporter<W>,
+) -> io::Result<Snapshot> {
+    let mut previous = Snapshot::zero(start);
+    let mut next_report = start + reporting.interval;
+    loop {
+        let finished = finished();
+        let now = Instant::now();
+        if now >= next_report || finished {
+            let current = Snapshot::take(counters, now);
+            let progress = current.progress_since(
+                &previous,
+                start,
+                reporting.replies_on,
+                reporting.legit.map(LegitClients::take_interval),
+            );
+            previous = current;
+            next_report += reporting.interval;
+            // The last, partial interval is reported only if it sent packets.
+            let empty_tail = finished && progress.sent.total() == 0;
+            if !empty_tail {
+                reporter.write(&Record::Progress(progress))?;
+            }
+        }
+        if finished {
+            return Ok(previous);
+        }
+        thread::sleep(
+            next_report
+                .saturating_duration_since(now)
+                .min(POLL_INTERVAL),
+        );
+    }
 }
 
 /// The counters at one instant.
@@ -192,6 +231,15 @@ struct Snapshot {
 }
 
 impl Snapshot {
+    /// The counters as [`Counters::new`] makes them.
+    fn zero(at: Instant) -> Snapshot {
+        Snapshot {
+            at,
+            sent: [0; KIND_COUNT],
+            replies: Replies::default(),
+        }
+    }
+
     fn take(counters: &Counters, at: Instant) -> Snapshot {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         Snapshot {
@@ -240,5 +288,55 @@ fn per_second(count: u64, over: Duration) -> u64 {
         0
     } else {
         (count as f64 / over.as_secs_f64()).round() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_progress_intervals_add_up_to_the_summary() {
+        let counters = Counters::new(2);
+        let start = Instant::now();
+        // Sent after the flood started and before the reporter first looked: the packets the
+        // first interval once missed.
+        counters.worker(0).publish(&[220, 0, 0, 0, 0]);
+        let mut out = Vec::new();
+        let mut reporter = Reporter::new(&mut out, true);
+        // A fake flood: each look at it finds more sent, until it has stopped.
+        let mut looks = 0u64;
+        let finished = || {
+            looks += 1;
+            counters
+                .worker(0)
+                .publish(&[220 + 1000 * looks, 7 * looks, 0, 0, 0]);
+            counters.worker(1).publish(&[0, 0, 0, 3 * looks, 0]);
+            looks == 40
+        };
+        let reporting = Reporting {
+            interval: Duration::from_millis(5),
+            replies_on: false,
+            legit: None,
+        };
+        let last = report_progress(&counters, start, reporting, finished, &mut reporter)
+            .expect("writing to memory");
+        let summary_total = KindCounts::from(last.sent).total();
+        assert_eq!(summary_total, 220 + 1000 * 40 + 7 * 40 + 3 * 40);
+        let text = String::from_utf8(out).unwrap();
+        let mut sum = KindCounts::default();
+        let mut running_total = 0;
+        for line in text.lines() {
+            let Record::Progress(progress) = serde_json::from_str(line).unwrap() else {
+                panic!("not a progress record: {line}");
+            };
+            sum = KindCounts::from(std::array::from_fn(|kind| {
+                sum.values()[kind] + progress.sent.values()[kind]
+            }));
+            running_total += progress.sent.total();
+            assert_eq!(progress.sent_total, running_total, "{line}");
+        }
+        assert_eq!(sum, KindCounts::from(last.sent));
+        assert_eq!(sum.total(), summary_total);
     }
 }

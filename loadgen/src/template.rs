@@ -1,13 +1,16 @@
-//! Frame templates: an Ethernet/IPv4/TCP frame built once with [`synwall::wire::emit`]
-//! (checksums correct), then copied and patched per packet: source address, source port,
-//! sequence and acknowledgment numbers, and the timestamps option. Both checksums are updated
-//! incrementally (RFC 1624), never recomputed over the frame.
+//! Frame templates: an Ethernet/IP/TCP frame, IPv4 or IPv6, built once with
+//! [`synwall::wire::emit`] (checksums correct), then copied and patched per packet: source
+//! address, source port, sequence and acknowledgment numbers, and the timestamps option. The
+//! TCP checksum, and IPv4's header checksum, are updated incrementally (RFC 1624), never
+//! recomputed over the frame; IPv6 has no header checksum.
 //!
 //! Invariants:
-//! - A template is an untagged IPv4 frame with no IP options, so every patched field sits at a
-//!   fixed offset; the timestamps option, if any, at an even offset of the TCP header.
+//! - A template is an untagged frame with no IPv4 options or IPv6 extension headers, so every
+//!   patched field sits at a fixed offset of its family's layout; the timestamps option, if
+//!   any, at an even offset of the TCP header.
 //! - [`Template::write`] writes exactly the template's length, allocates nothing and leaves
-//!   both checksums valid for whatever it patched.
+//!   every checksum valid for whatever it patched. It panics on a patch whose source is of the
+//!   other family (a bug of the caller: a run has one family).
 //!
 //! # Incremental checksums
 //!
@@ -16,20 +19,24 @@
 //! patched word with `m' = 0`, it yields a *base*: the one's-complement sum of everything
 //! else. Per packet, the checksum is then `~(base + Σ patched words)`.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use synwall::seq::SeqNumber;
 use synwall::wire::{self, LinkAddrs, TcpFlags, TcpOptions, TcpRepr, Timestamps};
 
-const IP_CHECKSUM: usize = 14 + 10;
-const IP_SRC: usize = 14 + 12;
-const TCP: usize = 14 + 20;
-const TCP_SRC_PORT: usize = TCP;
-const TCP_SEQ: usize = TCP + 4;
-const TCP_ACK: usize = TCP + 8;
-const TCP_DATA_OFFSET: usize = TCP + 12;
-const TCP_CHECKSUM: usize = TCP + 16;
-const TCP_OPTIONS: usize = TCP + 20;
+const ETHERNET: usize = 14;
+const IPV4_CHECKSUM: usize = ETHERNET + 10;
+const IPV4_SRC: usize = ETHERNET + 12;
+const IPV4_TCP: usize = ETHERNET + 20;
+const IPV6_SRC: usize = ETHERNET + 8;
+const IPV6_TCP: usize = ETHERNET + 40;
+/// Offsets inside the TCP header.
+const TCP_SRC_PORT: usize = 0;
+const TCP_SEQ: usize = 4;
+const TCP_ACK: usize = 8;
+const TCP_DATA_OFFSET: usize = 12;
+const TCP_CHECKSUM: usize = 16;
+const TCP_OPTIONS: usize = 20;
 /// The longest TCP options block (the data offset field counts 4-byte words up to 15).
 const MAX_OPTIONS: usize = 40;
 
@@ -38,7 +45,9 @@ const MAX_OPTIONS: usize = 40;
 pub struct Segment<'a> {
     pub src_mac: [u8; 6],
     pub dst_mac: [u8; 6],
-    pub dst: SocketAddrV4,
+    /// IPv4 or IPv6: the template's family.
+    pub dst: SocketAddr,
+    /// The IPv4 TTL or IPv6 hop limit.
     pub ttl: u8,
     pub flags: TcpFlags,
     pub window: u16,
@@ -51,7 +60,8 @@ pub struct Segment<'a> {
 /// The fields patched into every packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Patch {
-    pub src: Ipv4Addr,
+    /// Of the template's family.
+    pub src: IpAddr,
     pub src_port: u16,
     pub seq: SeqNumber,
     pub ack: SeqNumber,
@@ -59,14 +69,24 @@ pub struct Patch {
     pub timestamps: Timestamps,
 }
 
+/// The network header's share of the patching, by family.
+#[derive(Debug, Clone, Copy)]
+enum Network {
+    /// One's-complement sum of the IPv4 header without the source address and the checksum.
+    V4 { header_base: u32 },
+    /// No header checksum: the source address counts in the TCP checksum only.
+    V6,
+}
+
 /// See the module documentation.
 #[derive(Debug, Clone)]
 pub struct Template {
     frame: Box<[u8]>,
+    network: Network,
+    /// Where the TCP header starts in the frame.
+    tcp: usize,
     /// Where TSval starts in the frame.
     timestamps_value_at: Option<usize>,
-    /// One's-complement sum of the IPv4 header without the source address and the checksum.
-    ip_base: u32,
     /// One's-complement sum of pseudo-header and segment without the patched fields and the
     /// checksum.
     tcp_base: u32,
@@ -90,6 +110,10 @@ impl Template {
                 "TSval must sit at an even offset with TSecr after it"
             );
         }
+        let (unspecified, src, tcp) = match segment.dst {
+            SocketAddr::V4(_) => (IpAddr::V4(Ipv4Addr::UNSPECIFIED), (IPV4_SRC, 4), IPV4_TCP),
+            SocketAddr::V6(_) => (IpAddr::V6(Ipv6Addr::UNSPECIFIED), (IPV6_SRC, 16), IPV6_TCP),
+        };
         // The options go out as payload first, so that emit sizes the IP packet and sums them
         // into the TCP checksum; then the data offset claims them as header.
         let repr = TcpRepr {
@@ -98,8 +122,8 @@ impl Template {
                 dst: segment.dst_mac,
                 vlan: None,
             },
-            src: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
-            dst: SocketAddr::V4(segment.dst),
+            src: SocketAddr::new(unspecified, 0),
+            dst: segment.dst,
             hop_limit: segment.ttl,
             seq: SeqNumber(0),
             ack: SeqNumber(0),
@@ -111,23 +135,30 @@ impl Template {
         let mut frame = vec![0; wire::emitted_len(&repr)].into_boxed_slice();
         wire::emit(&repr, &mut frame).expect("the buffer has the emitted length");
         let header_words = (5 + options_len / 4) as u8;
+        let (data_offset, checksum) = (tcp + TCP_DATA_OFFSET, tcp + TCP_CHECKSUM);
         let tcp_checksum = replace_word(
-            read_word(&frame, TCP_CHECKSUM),
-            read_word(&frame, TCP_DATA_OFFSET),
+            read_word(&frame, checksum),
+            read_word(&frame, data_offset),
             u16::from_be_bytes([header_words << 4, segment.flags.0]),
         );
-        frame[TCP_DATA_OFFSET] = header_words << 4;
-        frame[TCP_CHECKSUM..TCP_CHECKSUM + 2].copy_from_slice(&tcp_checksum.to_be_bytes());
+        frame[data_offset] = header_words << 4;
+        frame[checksum..checksum + 2].copy_from_slice(&tcp_checksum.to_be_bytes());
 
-        let timestamps_value_at = segment.timestamps_value_at.map(|at| TCP_OPTIONS + at);
-        let ip_base = base(read_word(&frame, IP_CHECKSUM), &frame, &[(IP_SRC, 4)]);
-        let mut patched = vec![(IP_SRC, 4), (TCP_SRC_PORT, 2), (TCP_SEQ, 8)];
+        let network = match segment.dst {
+            SocketAddr::V4(_) => Network::V4 {
+                header_base: base(read_word(&frame, IPV4_CHECKSUM), &frame, &[src]),
+            },
+            SocketAddr::V6(_) => Network::V6,
+        };
+        let timestamps_value_at = segment.timestamps_value_at.map(|at| tcp + TCP_OPTIONS + at);
+        let mut patched = vec![src, (tcp + TCP_SRC_PORT, 2), (tcp + TCP_SEQ, 8)];
         patched.extend(timestamps_value_at.map(|at| (at, 8)));
-        let tcp_base = base(read_word(&frame, TCP_CHECKSUM), &frame, &patched);
+        let tcp_base = base(read_word(&frame, checksum), &frame, &patched);
         Template {
             frame,
+            network,
+            tcp,
             timestamps_value_at,
-            ip_base,
             tcp_base,
         }
     }
@@ -139,22 +170,39 @@ impl Template {
     }
 
     /// Writes the template with `patch` applied at the start of `out`; returns its length, or
-    /// None when `out` is too short. The per-packet hot path: a copy, a few stores and two
-    /// incremental checksums.
+    /// None when `out` is too short. The per-packet hot path: a copy, a few stores and one or
+    /// two incremental checksums.
+    ///
+    /// # Panics
+    /// If `patch.src` is not of the template's family.
     #[inline]
     pub fn write(&self, patch: &Patch, out: &mut [u8]) -> Option<usize> {
         let frame = out.get_mut(..self.frame.len())?;
         frame.copy_from_slice(&self.frame);
 
-        let src = patch.src.octets();
-        frame[IP_SRC..IP_SRC + 4].copy_from_slice(&src);
-        let src_sum = u32_words(u32::from_be_bytes(src));
-        let ip_checksum = !fold(self.ip_base + src_sum);
-        frame[IP_CHECKSUM..IP_CHECKSUM + 2].copy_from_slice(&ip_checksum.to_be_bytes());
+        let src_sum = match (self.network, patch.src) {
+            (Network::V4 { header_base }, IpAddr::V4(src)) => {
+                frame[IPV4_SRC..IPV4_SRC + 4].copy_from_slice(&src.octets());
+                let src_sum = u32_words(src.to_bits());
+                let ip_checksum = !fold(header_base + src_sum);
+                frame[IPV4_CHECKSUM..IPV4_CHECKSUM + 2].copy_from_slice(&ip_checksum.to_be_bytes());
+                src_sum
+            }
+            (Network::V6, IpAddr::V6(src)) => {
+                let octets = src.octets();
+                frame[IPV6_SRC..IPV6_SRC + 16].copy_from_slice(&octets);
+                octets
+                    .chunks_exact(2)
+                    .map(|word| u32::from(u16::from_be_bytes([word[0], word[1]])))
+                    .sum()
+            }
+            _ => panic!("a patch's source must be of the template's address family"),
+        };
 
-        frame[TCP_SRC_PORT..TCP_SRC_PORT + 2].copy_from_slice(&patch.src_port.to_be_bytes());
-        frame[TCP_SEQ..TCP_SEQ + 4].copy_from_slice(&patch.seq.0.to_be_bytes());
-        frame[TCP_ACK..TCP_ACK + 4].copy_from_slice(&patch.ack.0.to_be_bytes());
+        let tcp = &mut frame[self.tcp..];
+        tcp[TCP_SRC_PORT..TCP_SRC_PORT + 2].copy_from_slice(&patch.src_port.to_be_bytes());
+        tcp[TCP_SEQ..TCP_SEQ + 4].copy_from_slice(&patch.seq.0.to_be_bytes());
+        tcp[TCP_ACK..TCP_ACK + 4].copy_from_slice(&patch.ack.0.to_be_bytes());
         let mut tcp_sum = self.tcp_base
             + src_sum
             + u32::from(patch.src_port)
@@ -167,7 +215,8 @@ impl Template {
             tcp_sum += u32_words(value) + u32_words(echo);
         }
         let tcp_checksum = !fold(tcp_sum);
-        frame[TCP_CHECKSUM..TCP_CHECKSUM + 2].copy_from_slice(&tcp_checksum.to_be_bytes());
+        let checksum = self.tcp + TCP_CHECKSUM;
+        frame[checksum..checksum + 2].copy_from_slice(&tcp_checksum.to_be_bytes());
         Some(frame.len())
     }
 }
@@ -208,30 +257,47 @@ fn base(checksum: u16, frame: &[u8], fields: &[(usize, usize)]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fingerprint;
+    use crate::fingerprint::{self, SynFingerprint, ethernet_mss};
+    use crate::guard::Cidr;
     use proptest::prelude::*;
     use synwall::wire::{Endpoints, Parsed};
 
-    const TARGET: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 80);
+    const TARGET_V4: &str = "198.18.0.1:80";
+    const TARGET_V6: &str = "[2001:2::1]:80";
 
-    fn syn(fingerprint: &fingerprint::SynFingerprint) -> Template {
+    fn target(ipv6: bool) -> SocketAddr {
+        if ipv6 { TARGET_V6 } else { TARGET_V4 }.parse().unwrap()
+    }
+
+    /// The lab's spoofed sources of `target`'s family.
+    fn sources(target: SocketAddr) -> Cidr {
+        match target {
+            SocketAddr::V4(_) => synwall::lab::SPOOFED_SOURCES,
+            SocketAddr::V6(_) => synwall::lab::SPOOFED_SOURCES_V6,
+        }
+        .parse()
+        .unwrap()
+    }
+
+    fn syn(stack: &SynFingerprint, target: SocketAddr) -> Template {
+        let mss = ethernet_mss(target.ip());
         Template::new(&Segment {
             src_mac: [2, 0, 0, 0, 0, 2],
             dst_mac: [2, 0, 0, 0, 0, 1],
-            dst: TARGET,
-            ttl: fingerprint.ttl,
+            dst: target,
+            ttl: stack.ttl,
             flags: TcpFlags::SYN,
-            window: fingerprint.window,
-            options: fingerprint.options,
-            timestamps_value_at: fingerprint.timestamps_value_at,
+            window: stack.window_for(mss),
+            options: &stack.options(mss),
+            timestamps_value_at: stack.timestamps_value_at,
         })
     }
 
-    fn ack_with_timestamps() -> Template {
+    fn ack_with_timestamps(target: SocketAddr) -> Template {
         Template::new(&Segment {
             src_mac: [2, 0, 0, 0, 0, 2],
             dst_mac: [2, 0, 0, 0, 0, 1],
-            dst: TARGET,
+            dst: target,
             ttl: 64,
             flags: TcpFlags::ACK,
             window: 502,
@@ -247,9 +313,10 @@ mod tests {
         out
     }
 
+    /// The frame parsed and verified (both checksums) by synwall's parser.
     #[track_caller]
-    fn parse(frame: &[u8]) -> TcpRepr<'_> {
-        match wire::parse(frame, &Endpoints::new([SocketAddr::V4(TARGET)])) {
+    fn parse(frame: &[u8], target: SocketAddr) -> TcpRepr<'_> {
+        match wire::parse(frame, &Endpoints::new([target])) {
             Parsed::Ours(repr) => repr,
             other => panic!("not a valid segment: {other:?}"),
         }
@@ -257,77 +324,124 @@ mod tests {
 
     #[test]
     fn test_linux_layout_is_what_synwall_emits() {
-        let repr = TcpRepr {
-            link: LinkAddrs::default(),
-            src: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 18, 128, 1), 1000)),
-            dst: SocketAddr::V4(TARGET),
-            hop_limit: 64,
-            seq: SeqNumber(0),
-            ack: SeqNumber(0),
-            flags: TcpFlags::SYN,
-            window: 64240,
-            options: TcpOptions {
-                mss: Some(1460),
-                window_scale: Some(7),
-                sack_permitted: true,
-                timestamps: Some(Timestamps { value: 0, echo: 0 }),
-            },
-            payload: &[],
-        };
-        let mut frame = vec![0; wire::emitted_len(&repr)];
-        wire::emit(&repr, &mut frame).unwrap();
-        assert_eq!(&frame[TCP_OPTIONS..], fingerprint::LINUX.options);
+        for ipv6 in [false, true] {
+            let target = target(ipv6);
+            let mss = ethernet_mss(target.ip());
+            let repr = TcpRepr {
+                link: LinkAddrs::default(),
+                src: SocketAddr::new(sources(target).address(1), 1000),
+                dst: target,
+                hop_limit: 64,
+                seq: SeqNumber(0),
+                ack: SeqNumber(0),
+                flags: TcpFlags::SYN,
+                window: fingerprint::LINUX.window_for(mss),
+                options: TcpOptions {
+                    mss: Some(mss),
+                    window_scale: Some(7),
+                    sack_permitted: true,
+                    timestamps: Some(Timestamps { value: 0, echo: 0 }),
+                },
+                payload: &[],
+            };
+            let mut frame = vec![0; wire::emitted_len(&repr)];
+            wire::emit(&repr, &mut frame).unwrap();
+            let tcp = if ipv6 { IPV6_TCP } else { IPV4_TCP };
+            assert_eq!(frame[tcp + TCP_OPTIONS..], fingerprint::LINUX.options(mss));
+        }
     }
 
     #[test]
     fn test_template_is_the_emitted_frame_with_options_in_the_header() {
-        let template = syn(&fingerprint::MACOS);
-        let patch = Patch {
-            src: Ipv4Addr::new(198, 18, 200, 7),
-            src_port: 40000,
-            seq: SeqNumber(0xfffffff0),
-            ack: SeqNumber(0),
-            timestamps: Timestamps {
-                value: 123,
-                echo: 0,
-            },
-        };
-        let frame = write(&template, &patch);
-        assert_eq!(frame.len(), 14 + 20 + 20 + 24);
-        let repr = parse(&frame);
-        assert_eq!(repr.src, "198.18.200.7:40000".parse().unwrap());
-        assert_eq!(repr.seq, SeqNumber(0xfffffff0));
-        assert_eq!(repr.flags, TcpFlags::SYN);
-        assert_eq!(repr.window, 65535);
-        assert_eq!(repr.hop_limit, 64);
-        assert!(repr.payload.is_empty());
-        assert_eq!(
-            repr.options,
-            TcpOptions {
-                mss: Some(1460),
-                window_scale: Some(6),
-                sack_permitted: true,
-                timestamps: Some(Timestamps {
+        for (ipv6, src, ip_len, mss) in [
+            (false, "198.18.200.7", 20, 1460),
+            (true, "2001:2:0:8123:4567:89ab:cdef:7", 40, 1440),
+        ] {
+            let target = target(ipv6);
+            let template = syn(&fingerprint::MACOS, target);
+            let patch = Patch {
+                src: src.parse().unwrap(),
+                src_port: 40000,
+                seq: SeqNumber(0xfffffff0),
+                ack: SeqNumber(0),
+                timestamps: Timestamps {
                     value: 123,
-                    echo: 0
-                }),
-            }
-        );
+                    echo: 0,
+                },
+            };
+            let frame = write(&template, &patch);
+            assert_eq!(frame.len(), 14 + ip_len + 20 + 24);
+            let repr = parse(&frame, target);
+            assert_eq!(repr.src, SocketAddr::new(patch.src, 40000));
+            assert_eq!(repr.dst, target);
+            assert_eq!(repr.seq, SeqNumber(0xfffffff0));
+            assert_eq!(repr.flags, TcpFlags::SYN);
+            assert_eq!(repr.window, 65535);
+            assert_eq!(repr.hop_limit, 64);
+            assert!(repr.payload.is_empty());
+            assert_eq!(
+                repr.options,
+                TcpOptions {
+                    mss: Some(mss),
+                    window_scale: Some(6),
+                    sack_permitted: true,
+                    timestamps: Some(Timestamps {
+                        value: 123,
+                        echo: 0
+                    }),
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn test_ipv6_syns_carry_the_ipv6_mss_and_window() {
+        let target = target(true);
+        for (stack, window) in [(fingerprint::LINUX, 64800), (fingerprint::WINDOWS, 64800)] {
+            let patch = Patch {
+                src: sources(target).address(5),
+                src_port: 1024,
+                seq: SeqNumber(1),
+                ack: SeqNumber(0),
+                timestamps: Timestamps::default(),
+            };
+            let frame = write(&syn(&stack, target), &patch);
+            let repr = parse(&frame, target);
+            assert_eq!((repr.options.mss, repr.window), (Some(1440), window));
+            assert_eq!(repr.hop_limit, stack.ttl);
+        }
     }
 
     #[test]
     fn test_write_refuses_a_short_buffer() {
-        let template = syn(&fingerprint::WINDOWS);
+        for ipv6 in [false, true] {
+            let target = target(ipv6);
+            let template = syn(&fingerprint::WINDOWS, target);
+            let patch = Patch {
+                src: sources(target).address(1),
+                src_port: 1,
+                seq: SeqNumber(1),
+                ack: SeqNumber(0),
+                timestamps: Timestamps::default(),
+            };
+            let len = write(&template, &patch).len();
+            let mut out = vec![0; len - 1];
+            assert_eq!(template.write(&patch, &mut out), None);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "template's address family")]
+    fn test_write_panics_on_a_source_of_the_other_family() {
+        let template = syn(&fingerprint::LINUX, target(true));
         let patch = Patch {
-            src: Ipv4Addr::new(198, 18, 128, 1),
+            src: "198.18.128.1".parse().unwrap(),
             src_port: 1,
             seq: SeqNumber(1),
             ack: SeqNumber(0),
             timestamps: Timestamps::default(),
         };
-        let len = write(&template, &patch).len();
-        let mut out = vec![0; len - 1];
-        assert_eq!(template.write(&patch, &mut out), None);
+        write(&template, &patch);
     }
 
     #[test]
@@ -340,19 +454,21 @@ mod tests {
     proptest! {
         #[test]
         fn prop_patched_frames_verify(
+            ipv6 in any::<bool>(),
             which in 0usize..4,
-            host in any::<u32>(),
+            host in any::<u128>(),
             src_port in 1u16..,
             seq in any::<u32>(),
             ack in any::<u32>(),
             value in any::<u32>(),
             echo in any::<u32>(),
         ) {
+            let target = target(ipv6);
             let template = match which {
-                3 => ack_with_timestamps(),
-                stack => syn(&fingerprint::ALL[stack]),
+                3 => ack_with_timestamps(target),
+                stack => syn(&fingerprint::ALL[stack], target),
             };
-            let src = "198.18.128.0/17".parse::<crate::guard::Ipv4Cidr>().unwrap().address(host);
+            let src = sources(target).address(host);
             let patch = Patch {
                 src,
                 src_port,
@@ -361,8 +477,8 @@ mod tests {
                 timestamps: Timestamps { value, echo },
             };
             let frame = write(&template, &patch);
-            let repr = parse(&frame);
-            prop_assert_eq!(repr.src, SocketAddr::V4(SocketAddrV4::new(src, src_port)));
+            let repr = parse(&frame, target);
+            prop_assert_eq!(repr.src, SocketAddr::new(src, src_port));
             prop_assert_eq!(repr.seq, SeqNumber(seq));
             prop_assert_eq!(repr.ack, SeqNumber(ack));
             let expected_timestamps = template.has_timestamps().then_some(Timestamps { value, echo });
@@ -371,23 +487,29 @@ mod tests {
 
         #[test]
         fn prop_any_bit_flip_after_patching_fails_verification(
-            host in any::<u32>(),
+            ipv6 in any::<bool>(),
+            host in any::<u128>(),
             src_port in 1u16..,
             seq in any::<u32>(),
-            bit in (14 * 8usize)..((14 + 40) * 8),
+            bit in any::<prop::sample::Index>(),
         ) {
-            let template = syn(&fingerprint::LINUX);
+            let target = target(ipv6);
+            let template = syn(&fingerprint::LINUX, target);
             let patch = Patch {
-                src: Ipv4Addr::from(0xc612_8000 | (host & 0x7fff)),
+                src: sources(target).address(host),
                 src_port,
                 seq: SeqNumber(seq),
                 ack: SeqNumber(0),
                 timestamps: Timestamps::default(),
             };
             let mut frame = write(&template, &patch);
+            // Any bit of the IP and TCP headers and the options; IPv6's first 8 bytes (version,
+            // traffic class, flow label, payload length, next header, hop limit) are not
+            // covered by any checksum, but the bits from its source address on are.
+            let covered = if ipv6 { (IPV6_SRC * 8)..(frame.len() * 8) } else { (ETHERNET * 8)..(frame.len() * 8) };
+            let bit = covered.start + bit.index(covered.len());
             frame[bit / 8] ^= 1 << (bit % 8);
-            let served = Endpoints::new([SocketAddr::V4(TARGET)]);
-            prop_assert!(!matches!(wire::parse(&frame, &served), Parsed::Ours(_)));
+            prop_assert!(!matches!(wire::parse(&frame, &Endpoints::new([target])), Parsed::Ours(_)));
         }
     }
 }

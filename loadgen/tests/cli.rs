@@ -44,16 +44,21 @@ fn refused(args: &[&str]) -> String {
 }
 
 #[test]
-fn test_guard_refuses_a_target_outside_the_benchmark_range() {
+fn test_guard_refuses_a_target_outside_the_benchmark_ranges() {
     for target in [
         "10.1.2.3:80",
         "127.0.0.1:80",
         "192.168.0.1:443",
         "8.8.8.8:53",
+        "[::1]:80",
+        "[2001:db8::1]:80",
+        "[2001:3::1]:80",
+        "[::ffff:198.18.0.1]:80",
     ] {
         let stderr = refused(&["--target", target]);
         assert!(
-            stderr.contains("outside the benchmark range 198.18.0.0/15"),
+            stderr
+                .contains("outside the benchmark ranges 198.18.0.0/15 (RFC 2544) and 2001:2::/48"),
             "{stderr}"
         );
         assert!(
@@ -64,13 +69,31 @@ fn test_guard_refuses_a_target_outside_the_benchmark_range() {
 }
 
 #[test]
-fn test_guard_refuses_spoofed_sources_outside_the_benchmark_range() {
-    for cidr in ["10.0.0.0/8", "0.0.0.0/0", "198.16.0.0/14"] {
-        let stderr = refused(&["--target", "198.18.0.1:80", "--src-cidr", cidr]);
+fn test_guard_refuses_spoofed_sources_outside_the_benchmark_ranges() {
+    for (target, cidr) in [
+        ("198.18.0.1:80", "10.0.0.0/8"),
+        ("198.18.0.1:80", "0.0.0.0/0"),
+        ("198.18.0.1:80", "198.16.0.0/14"),
+        ("[2001:2::1]:80", "::/0"),
+        ("[2001:2::1]:80", "2001:2::/47"),
+        ("[2001:2::1]:80", "fd00::/8"),
+    ] {
+        let stderr = refused(&["--target", target, "--src-cidr", cidr]);
         assert!(
             stderr.contains(&format!("spoofed source range {cidr}")),
             "{stderr}"
         );
+    }
+}
+
+#[test]
+fn test_sources_of_the_other_family_are_refused() {
+    for (target, cidr) in [
+        ("198.18.0.1:80", "2001:2:0:8000::/49"),
+        ("[2001:2::1]:80", "198.18.128.0/17"),
+    ] {
+        let stderr = refused(&["--target", target, "--src-cidr", cidr]);
+        assert!(stderr.contains("different address families"), "{stderr}");
     }
 }
 

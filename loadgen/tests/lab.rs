@@ -1,9 +1,11 @@
-//! loadgen against real receivers in the two-namespace lab: the frames it sends (tshark and
-//! synwall's parser on a capture), its bounds (packets, duration), its rate control, near-miss
-//! ACKs against synwall's listener, legit clients against a kernel server, and its errors.
+//! loadgen against real receivers in the two-namespace lab: the frames it sends over IPv4 and
+//! IPv6 (tshark and synwall's parser on a capture) and the replies they get, its bounds
+//! (packets, duration), its rate control, near-miss ACKs against synwall's listener, legit
+//! clients against a kernel server, and its errors.
 //!
 //! Every test skips without root outside CI (`require_privileges`); all traffic stays on the
-//! lab's veth pair in 198.18.0.0/15, and every run is bounded in packets and seconds.
+//! lab's veth pair in 198.18.0.0/15 and 2001:2::/48, and every run is bounded in packets and
+//! seconds.
 
 mod support;
 
@@ -15,25 +17,28 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use loadgen::report::{Backend, Record, StopReason};
 use pcap_file::pcap::PcapReader;
-use support::{Lab, require_tool};
+use support::{Lab, require_tool, server_v4, server_v6};
 use synwall::accept_queue::{AcceptQueue, Pop};
 use synwall::cookie::keys::{KeyRing, Secret};
 use synwall::counters::Counter;
 use synwall::device::FrameIo;
-use synwall::lab::SERVER_V4;
+use synwall::lab::{SPOOFED_SOURCES, SPOOFED_SOURCES_V6};
 use synwall::listener::{Listener, ListenerConfig, SyncookiesMode};
 use synwall::shard::Shard;
 use synwall::sys::{SteeringProgram, XdpDevice, XdpDeviceConfig, XdpMode};
 use synwall::wire::{self, Endpoints, Parsed, TcpFlags};
 
 const LIMIT: Duration = Duration::from_secs(30);
-/// Frames from the spoofed range to the target's port 80, as dumpcap's filter.
-const FLOOD_FILTER: &str = "tcp dst port 80 and src net 198.18.128.0/17";
 
-/// TCP options of the three SYN layouts, with the 8 bytes of timestamps as `..`.
-const LINUX_OPTIONS: &str = "020405b40402080a................01030307";
-const WINDOWS_OPTIONS: &str = "020405b40103030801010402";
-const MACOS_OPTIONS: &str = "020405b4010303060101080a................04020000";
+/// TCP options of the three SYN layouts announcing `mss` (4 hex digits), with the 8 bytes of
+/// timestamps as `..`: Linux, Windows, macOS.
+fn syn_layouts(mss: &str) -> [String; 3] {
+    [
+        format!("0204{mss}0402080a................01030307"),
+        format!("0204{mss}0103030801010402"),
+        format!("0204{mss}010303060101080a................04020000"),
+    ]
+}
 
 fn matches_layout(options: &str, layout: &str) -> bool {
     options.len() == layout.len()
@@ -43,13 +48,20 @@ fn matches_layout(options: &str, layout: &str) -> bool {
             .all(|(have, want)| want == '.' || have == want)
 }
 
-/// Captures what loadgen sends over `tx` and checks it in tshark and in synwall's parser.
-fn check_frames(lab: &Lab, tx: &str, packets: usize) {
+/// Captures what loadgen sends to `target` (port 80) over `tx`, a mix with near-miss ACKs,
+/// and checks it in tshark and in synwall's parser. A listener must answer the SYNs: the
+/// near-miss ACKs are made from its SYN-ACKs.
+fn check_frames(lab: &Lab, target: SocketAddr, tx: &str, packets: usize) {
+    let (sources, mss, ip_checksum) = match target {
+        SocketAddr::V4(_) => (SPOOFED_SOURCES, "05b4", "ip.checksum.status == 1 && "),
+        SocketAddr::V6(_) => (SPOOFED_SOURCES_V6, "05a0", ""),
+    };
     let capture_file = tempfile::Builder::new().suffix(".pcap").tempfile().unwrap();
     let path = capture_file.path();
-    let mut dumpcap = lab.capture(FLOOD_FILTER, packets, 15, path);
+    let filter = format!("tcp dst port 80 and src net {sources}");
+    let mut dumpcap = lab.capture(&filter, packets, 15, path);
     let run = lab.loadgen(
-        80,
+        target,
         &[
             "--tx",
             tx,
@@ -64,6 +76,10 @@ fn check_frames(lab: &Lab, tx: &str, packets: usize) {
     );
     let summary = run.summary();
     assert_eq!(summary.sent_total, packets as u64);
+    assert_eq!(summary.src_cidr, sources);
+    // The SYNs were answered: SYN-ACKs came back to spoofed sources, and near-miss ACKs were
+    // made from them.
+    assert!(summary.replies.unwrap().syn_ack > 0, "{summary:?}");
     assert!(summary.sent.near_miss > 0, "{summary:?}");
     assert!(dumpcap.wait().unwrap().success());
 
@@ -92,7 +108,7 @@ fn check_frames(lab: &Lab, tx: &str, packets: usize) {
     let all = tshark("frame", &["frame.number"]);
     assert_eq!(all.lines().count(), packets, "frames captured");
     let good = tshark(
-        "tcp && ip.checksum.status == 1 && tcp.checksum.status == 1",
+        &format!("tcp && {ip_checksum}tcp.checksum.status == 1"),
         &["frame.number"],
     );
     assert_eq!(good.lines().count(), packets, "frames with good checksums");
@@ -102,11 +118,13 @@ fn check_frames(lab: &Lab, tx: &str, packets: usize) {
         &["frame.number", "_ws.expert.message"],
     );
     assert_eq!(bad, "", "malformed, checksum or error expert info");
-    // The SYNs carry exactly the three stacks' option layouts, each of them.
+    // The SYNs carry exactly the three stacks' option layouts, each of them, with the MSS of
+    // the family.
     let syn_options = tshark("tcp.flags == 0x002", &["tcp.options"]);
+    let layouts = syn_layouts(mss);
     let mut seen = [0; 3];
     for options in syn_options.lines() {
-        let stack = [LINUX_OPTIONS, WINDOWS_OPTIONS, MACOS_OPTIONS]
+        let stack = layouts
             .iter()
             .position(|layout| matches_layout(options, layout))
             .unwrap_or_else(|| panic!("unexpected SYN options {options}"));
@@ -115,7 +133,7 @@ fn check_frames(lab: &Lab, tx: &str, packets: usize) {
     assert!(seen.iter().all(|n| *n > 0), "SYN layouts seen: {seen:?}");
 
     // synwall's parser: every frame a TCP segment to the target, checksums verified.
-    let served = Endpoints::new([SocketAddr::new(SERVER_V4.into(), 80)]);
+    let served = Endpoints::new([target]);
     let mut reader = PcapReader::new(File::open(path).unwrap()).unwrap();
     let mut flags_seen = Vec::new();
     while let Some(packet) = reader.next_packet() {
@@ -148,9 +166,24 @@ fn test_frames_are_valid_tcp_over_afxdp_and_af_packet() {
         return;
     }
     // A kernel listener answers SYNs with SYN-ACKs, which near-miss ACKs are made from.
-    let _listener = lab.listen(80);
-    check_frames(&lab, "afxdp", 700);
-    check_frames(&lab, "packet", 700);
+    let _listener = lab.listen(server_v4(80));
+    check_frames(&lab, server_v4(80), "afxdp", 700);
+    check_frames(&lab, server_v4(80), "packet", 700);
+}
+
+#[test]
+fn test_ipv6_flood_is_valid_tcp_and_answered_by_the_kernel() {
+    let Some(lab) = Lab::new("lg6") else {
+        return;
+    };
+    if !require_tool("tshark") || !require_tool("dumpcap") {
+        return;
+    }
+    // The server's kernel answers the spoofed IPv6 SYNs, through the route of the spoofed
+    // range via the client, to the sniffer on the client's veth.
+    let _listener = lab.listen(server_v6(80));
+    check_frames(&lab, server_v6(80), "afxdp", 700);
+    check_frames(&lab, server_v6(80), "packet", 700);
 }
 
 #[test]
@@ -160,7 +193,7 @@ fn test_run_stops_at_its_packet_count() {
     };
     let before = lab.server_rx_packets();
     let run = lab.loadgen(
-        80,
+        server_v4(80),
         &["--rate", "20k", "--packets", "12345", "--duration", "20s"],
         LIMIT,
     );
@@ -183,7 +216,7 @@ fn test_run_stops_at_its_duration_and_leaves_no_xdp_program() {
     };
     let started = Instant::now();
     let mut running = lab.spawn_loadgen(
-        80,
+        server_v4(80),
         &["--tx", "afxdp", "--rate", "1000", "--duration", "2s"],
         LIMIT,
     );
@@ -216,7 +249,7 @@ fn test_rate_holds_within_five_percent() {
     };
     const RATE: f64 = 50_000.0;
     let mut running = lab.spawn_loadgen(
-        80,
+        server_v4(80),
         &["--rate", "50k", "--duration", "4s", "--cpus", "0"],
         LIMIT,
     );
@@ -247,11 +280,14 @@ fn test_rate_holds_within_five_percent() {
     }
 }
 
-/// A synwall listener (cookies always) on the server's veth until `stop`; returns how many
-/// handshakes it accepted and how many cookie ACKs it found invalid.
-fn synwall_server(lab: &Lab, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(u64, u64)> {
+/// A synwall listener (cookies always) serving `served` on the server's veth until `stop`;
+/// returns how many handshakes it accepted and how many cookie ACKs it found invalid.
+fn synwall_server(
+    lab: &Lab,
+    served: SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(u64, u64)> {
     let ifname = lab.topology.server_if.clone();
-    let served = SocketAddr::new(SERVER_V4.into(), 80);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let handle = std::thread::spawn({
         let ns = lab.topology.server_ns.clone();
@@ -294,24 +330,29 @@ fn test_near_miss_acks_are_all_rejected_by_synwall() {
     let Some(lab) = Lab::new("lgn") else {
         return;
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let server = synwall_server(&lab, Arc::clone(&stop));
-    let run = lab.loadgen(
-        80,
-        &["--mode", "near-miss", "--rate", "4000", "--duration", "3s"],
-        LIMIT,
-    );
-    stop.store(true, Ordering::Relaxed);
-    let (accepted, invalid) = server.join().unwrap();
-    let summary = run.summary();
-    let replies = summary.replies.unwrap();
-    assert!(summary.sent.near_miss > 3000, "{summary:?}");
-    assert!(replies.syn_ack >= summary.sent.near_miss, "{summary:?}");
-    assert_eq!(accepted, 0, "a near-miss ACK was accepted");
-    assert_eq!(
-        invalid, summary.sent.near_miss,
-        "every near-miss ACK checked, and failed"
-    );
+    for served in [server_v4(80), server_v6(80)] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = synwall_server(&lab, served, Arc::clone(&stop));
+        let run = lab.loadgen(
+            served,
+            &["--mode", "near-miss", "--rate", "4000", "--duration", "3s"],
+            LIMIT,
+        );
+        stop.store(true, Ordering::Relaxed);
+        let (accepted, invalid) = server.join().unwrap();
+        let summary = run.summary();
+        let replies = summary.replies.unwrap();
+        assert!(summary.sent.near_miss > 3000, "{served}: {summary:?}");
+        assert!(
+            replies.syn_ack >= summary.sent.near_miss,
+            "{served}: {summary:?}"
+        );
+        assert_eq!(accepted, 0, "{served}: a near-miss ACK was accepted");
+        assert_eq!(
+            invalid, summary.sent.near_miss,
+            "{served}: every near-miss ACK checked, and failed"
+        );
+    }
 }
 
 #[test]
@@ -319,7 +360,7 @@ fn test_legit_clients_report_success_and_failures_by_kind() {
     let Some(lab) = Lab::new("lgl") else {
         return;
     };
-    let server = lab.http_server(8080, b"HTTP/1.0 200 OK\r\n\r\nhello");
+    let server = lab.http_server(server_v4(8080), b"HTTP/1.0 200 OK\r\n\r\nhello");
     // Served, under a light SYN flood to the same port.
     let args = [
         "--rate",
@@ -331,7 +372,7 @@ fn test_legit_clients_report_success_and_failures_by_kind() {
         "--legit-expect",
         "hello",
     ];
-    let run = lab.loadgen(8080, &args, LIMIT);
+    let run = lab.loadgen(server_v4(8080), &args, LIMIT);
     let legit = run.summary().legit.clone().unwrap();
     assert!(legit.attempts >= 38, "{legit:?}");
     assert_eq!(legit.ok, legit.attempts, "{legit:?}");
@@ -345,7 +386,7 @@ fn test_legit_clients_report_success_and_failures_by_kind() {
 
     // The reply lacks the expected text.
     let run = lab.loadgen(
-        8080,
+        server_v4(8080),
         &[
             "--rate",
             "100",
@@ -365,13 +406,44 @@ fn test_legit_clients_report_success_and_failures_by_kind() {
 
     // Nothing listens: refused.
     let run = lab.loadgen(
-        8081,
+        server_v4(8081),
         &["--rate", "100", "--duration", "1s", "--legit-rate", "10"],
         LIMIT,
     );
     let legit = run.summary().legit.clone().unwrap();
     assert!(legit.attempts > 0, "{legit:?}");
     assert_eq!(legit.failures.refused, legit.attempts, "{legit:?}");
+}
+
+#[test]
+fn test_legit_clients_connect_over_ipv6() {
+    let Some(lab) = Lab::new("lgl6") else {
+        return;
+    };
+    let server = lab.http_server(server_v6(8080), b"HTTP/1.0 200 OK\r\n\r\nhello");
+    // Served, under a light spoofed IPv6 SYN flood to the same port.
+    let run = lab.loadgen(
+        server_v6(8080),
+        &[
+            "--rate",
+            "2000",
+            "--duration",
+            "2s",
+            "--legit-rate",
+            "20",
+            "--legit-expect",
+            "hello",
+        ],
+        LIMIT,
+    );
+    server.store(true, Ordering::Relaxed);
+    let summary = run.summary();
+    assert_eq!(summary.target, "[2001:2::1]:8080");
+    assert_eq!(summary.src_cidr, SPOOFED_SOURCES_V6);
+    assert!(summary.sent.syn > 0, "{summary:?}");
+    let legit = summary.legit.clone().unwrap();
+    assert!(legit.attempts >= 38, "{legit:?}");
+    assert_eq!(legit.ok, legit.attempts, "{legit:?}");
 }
 
 #[test]

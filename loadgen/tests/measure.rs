@@ -16,7 +16,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use support::{Lab, require_tool};
+use support::{Lab, require_tool, server_v4};
 use synwall::lab::SERVER_V4;
 use synwall::sys::{SteeringProgram, XdpMode};
 
@@ -90,7 +90,7 @@ fn measure_max_syn_rate_on_one_core() {
             "0",
         ];
         rates.push(measure(&lab, &format!("loadgen --tx {tx}"), || {
-            let run = lab.loadgen(80, &args, Duration::from_secs(30));
+            let run = lab.loadgen(server_v4(80), &args, Duration::from_secs(30));
             let summary = run.summary();
             (summary.sent_total, summary.elapsed_s)
         }));

@@ -15,6 +15,7 @@ use crate::lab::error::LabError;
 use crate::lab::limits::{
     MAX_DURATION, MAX_LEGIT_RATE, MAX_LEGIT_TIMEOUT, MAX_PACKETS, parse_count,
 };
+use crate::lab::topology::Family;
 
 /// The packet bound of a max-rate run, per second of flood: above what one generator core
 /// reaches on veth (about 1.9 M/s measured), so the duration is what stops it (up to
@@ -29,7 +30,7 @@ const LONG_ABOUT: &str = "\
 Flood synwall (or the kernel's listener) between two network namespaces and measure how it \
 holds up. Needs root.
 
-Builds its own namespaces and veth pair (198.18.0.0/15), places the server side on one CPU \
+Builds its own namespaces and veth pair (198.18.0.0/15, and 2001:2::/48 with --ipv6), places the server side on one CPU \
 (synwall's fast path and its receive work: threaded NAPI, or RPS for the kernel) and the \
 generator on another, then runs loadgen (found next to this executable) in the client \
 namespace: a bounded flood plus legit clients. Prints a table per second and a summary; with \
@@ -133,6 +134,10 @@ pub struct LabArgs {
     /// or built with TCP_REPAIR and proxied to it (repair).
     #[arg(long, value_enum, default_value_t = LabHandoff::Native)]
     pub handoff: LabHandoff,
+    /// Run over IPv6 (2001:2::/48): the service and synwall serve port 80 of 2001:2::1, the
+    /// flood spoofs IPv6 sources, the legit and peacetime clients connect over IPv6.
+    #[arg(long)]
+    pub ipv6: bool,
     /// --peacetime: how long the latency and the keep-alive phases each last.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub phase: Duration,
@@ -213,6 +218,8 @@ pub struct LabConfig {
     /// No flood: the peacetime measurement.
     pub peacetime: bool,
     pub handoff: LabHandoff,
+    /// The family of every address of the run.
+    pub family: Family,
     pub phase: Duration,
     pub search_step: Duration,
     pub search_max_rate: u32,
@@ -291,6 +298,7 @@ impl LabArgs {
             },
             peacetime: self.peacetime,
             handoff: self.handoff,
+            family: if self.ipv6 { Family::V6 } else { Family::V4 },
             phase: self.phase,
             search_step: self.search_step,
             search_max_rate: self.search_max_rate,
@@ -353,6 +361,9 @@ mod tests {
             parse(&["--handoff", "repair"]).unwrap().handoff,
             LabHandoff::Repair
         );
+        assert!(!args.ipv6);
+        assert!(parse(&["--ipv6", "--compare"]).unwrap().ipv6);
+        assert!(parse(&["--ipv6", "--peacetime"]).unwrap().ipv6);
     }
 
     #[test]
@@ -375,6 +386,8 @@ mod tests {
             parse(&argv).unwrap().into_config().unwrap()
         };
         assert_eq!(config(&["--duration", "10s"]).packets, 30_000_000);
+        assert_eq!(config(&[]).family, Family::V4);
+        assert_eq!(config(&["--ipv6"]).family, Family::V6);
         assert_eq!(config(&["--rate", "1k", "--duration", "2s"]).packets, 2_000);
         // The longest run, at max rate or at a rate no generator reaches, stays within what
         // loadgen accepts.

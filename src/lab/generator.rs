@@ -1,5 +1,7 @@
 //! The flood generator: `ip netns exec <client ns> loadgen ... --json` as a child process,
-//! with its JSON lines parsed into [`Record`]s as they come.
+//! with its JSON lines parsed into [`Record`]s as they come. It floods the server's address of
+//! the run's family from the lab's spoofed sources of that family, and its legit clients
+//! connect over that family too.
 //!
 //! The child runs in its own process group, so a Ctrl-C at the terminal reaches only the lab,
 //! which passes one SIGINT on ([`Generator::interrupt`]: loadgen then stops cleanly and still
@@ -10,6 +12,7 @@
 //! for error messages); they end with the child's pipes.
 
 use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -22,7 +25,7 @@ use crate::lab::error::LabError;
 use crate::lab::report::Record;
 use crate::lab::server_side::PORT;
 use crate::lab::service::REPLY_MARK;
-use crate::lab::topology::{SERVER_V4, SPOOFED_SOURCES, Topology};
+use crate::lab::topology::Topology;
 
 /// The most stderr kept for an error message.
 const MAX_STDERR: usize = 16 * 1024;
@@ -165,8 +168,11 @@ fn arguments(topology: &Topology, config: &LabConfig) -> Vec<String> {
     };
     let mut options: Vec<(&str, String)> = vec![
         ("--interface", topology.client_if.clone()),
-        ("--target", format!("{SERVER_V4}:{PORT}")),
-        ("--src-cidr", SPOOFED_SOURCES.to_owned()),
+        (
+            "--target",
+            SocketAddr::new(config.family.server(), PORT).to_string(),
+        ),
+        ("--src-cidr", config.family.spoofed_sources().to_owned()),
         ("--rate", rate),
         ("--duration", millis(config.duration)),
         ("--packets", config.packets.to_string()),

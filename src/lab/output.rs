@@ -10,13 +10,15 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
+use std::net::SocketAddr;
 
 use serde::Serialize;
 
 use crate::lab::cli::{FloodMode, LabConfig, Rate, Target};
 use crate::lab::placement::BUSY_LIMIT;
 use crate::lab::report::{LegitReport, Progress, Summary};
-use crate::lab::server_side::Sample;
+use crate::lab::server_side::{PORT, Sample};
+use crate::lab::topology::Family;
 
 /// How "SYN-ACK/s" is measured, for both targets.
 pub const SYN_ACK_MEASURE: &str = "frames per second the server side sent on its veth \
@@ -198,6 +200,8 @@ pub struct Comparison {
 pub struct LabReport {
     /// The command line as given.
     pub command: String,
+    /// Whether the run was over IPv6 (2001:2::/48) rather than IPv4.
+    pub ipv6: bool,
     pub mode: FloodMode,
     /// The flood rate asked for; null for max.
     pub rate_pps: Option<u64>,
@@ -239,6 +243,7 @@ impl LabReport {
         };
         LabReport {
             command,
+            ipv6: config.family == Family::V6,
             mode: config.mode,
             rate_pps: match config.rate {
                 Rate::Max => None,
@@ -284,8 +289,11 @@ impl<W: Write> Printer<W> {
         writeln!(self.out, "\n== {}: {placement}", target.name())?;
         writeln!(
             self.out,
-            "   {flood} flood at {rate} for {:.1} s (at most {} packets); {} legit connections/s \
-             (timeout {:.1} s)",
+            "   over {} to {}: {flood} flood at {rate} from {} for {:.1} s (at most {} packets); \
+             {} legit connections/s (timeout {:.1} s)",
+            config.family.name(),
+            SocketAddr::new(config.family.server(), PORT),
+            config.family.spoofed_sources(),
             config.duration.as_secs_f64(),
             config.packets,
             config.legit_rate,

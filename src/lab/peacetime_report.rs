@@ -15,6 +15,7 @@ use crate::lab::output::{busy_note, millis_unit, times};
 use crate::lab::peacetime::{ConnectionsReport, KeepaliveReport, RateSearch, SLO_P99, SLO_SUCCESS};
 use crate::lab::placement::BUSY_LIMIT;
 use crate::lab::report::Percentiles;
+use crate::lab::topology::Family;
 
 /// One target's peacetime measurements.
 #[derive(Debug, Clone, Serialize)]
@@ -60,6 +61,8 @@ pub struct PeacetimeReport {
     pub command: String,
     /// The objective of the connection-rate search.
     pub objective: String,
+    /// Whether the clients connected over IPv6 (to 2001:2::1) rather than IPv4.
+    pub ipv6: bool,
     pub server_cpu: usize,
     pub client_cpu: usize,
     pub runs: Vec<PeacetimeRun>,
@@ -73,6 +76,7 @@ pub struct PeacetimeReport {
 impl PeacetimeReport {
     pub fn new(
         command: String,
+        family: Family,
         (server_cpu, client_cpu): (usize, usize),
         runs: Vec<PeacetimeRun>,
         interrupted: bool,
@@ -101,6 +105,7 @@ impl PeacetimeReport {
         PeacetimeReport {
             command,
             objective: objective(),
+            ipv6: family == Family::V6,
             server_cpu,
             client_cpu,
             runs,
@@ -129,8 +134,18 @@ fn objective() -> String {
 }
 
 /// Prints what is about to run.
-pub fn print_start(out: &mut dyn Write, target: Target, placement: &str) -> io::Result<()> {
-    writeln!(out, "\n== {} (no flood): {placement}", target.name())?;
+pub fn print_start(
+    out: &mut dyn Write,
+    target: Target,
+    family: Family,
+    placement: &str,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "\n== {} (no flood, over {}): {placement}",
+        target.name(),
+        family.name()
+    )?;
     out.flush()
 }
 

@@ -36,7 +36,7 @@ use crate::lab::placement::{self, BUSY_LIMIT};
 use crate::lab::report::Record;
 use crate::lab::server_side::{PORT, ServerSide};
 use crate::lab::service::REPLY_MARK;
-use crate::lab::topology::{SERVER_V4, Topology};
+use crate::lab::topology::Topology;
 use crate::sys::affinity;
 
 /// Names of the lab's namespaces and links start with this.
@@ -90,7 +90,8 @@ pub fn command(args: LabArgs) -> Result<(), LabError> {
             }
         }
         let cpus = (config.server_cpu, config.client_cpu);
-        let report = PeacetimeReport::new(command_line, cpus, runs, signals.count() > 0);
+        let report =
+            PeacetimeReport::new(command_line, config.family, cpus, runs, signals.count() > 0);
         peacetime_report::print_end(&mut *table, &report).map_err(LabError::Output)?;
         return finish(&config, &report, report.interrupted);
     }
@@ -160,12 +161,13 @@ fn run_peacetime(
     let busy_before = server_cpu_busy(config)?;
     let topology = Topology::create(PREFIX).map_err(LabError::Topology)?;
     let sources = topology
-        .add_client_sources(CLIENT_SOURCES)
+        .add_client_sources(config.family, CLIENT_SOURCES)
         .map_err(LabError::Topology)?;
     let mut server = ServerSide::start(&topology, config, target)?;
-    peacetime_report::print_start(out, target, &server.placement).map_err(LabError::Output)?;
+    peacetime_report::print_start(out, target, config.family, &server.placement)
+        .map_err(LabError::Output)?;
     let connections = ConnectionsConfig {
-        target: (SERVER_V4, PORT).into(),
+        target: (config.family.server(), PORT).into(),
         sources,
         rate: LATENCY_RATE,
         duration: config.phase,

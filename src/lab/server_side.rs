@@ -1,5 +1,7 @@
 //! The server side of one lab run: the built-in [`service`] alone (the kernel's own listener)
-//! or behind synwall (the library [`Server`]), in the server namespace, on the server CPU.
+//! or behind synwall (the library [`Server`]), in the server namespace, on the server CPU,
+//! serving the server's address of the run's family
+//! ([`Family`](crate::lab::topology::Family)) on [`PORT`].
 //!
 //! The service always accepts from a kernel listening socket of its own. With synwall in
 //! native handoff it listens on the served port, and synwall hands it every connection; in
@@ -12,13 +14,15 @@
 //! CPU ([`placement`]). Both targets get the same service, the same backlog (4096) and the
 //! same SYN-queue size (4096), and cookies when the SYN queue is full (tcp_syncookies=1 for
 //! the kernel, with tcp_no_metrics_save=1 and tcp_metrics flushed, so no peer is "known").
+//! These settings are the same over IPv6: the kernel's `net.ipv4.tcp_*` settings govern TCP
+//! over both families, and the flush empties both families' metrics.
 //!
 //! Dropping a [`ServerSide`] stops the service, joins its thread and then drops the server,
 //! which detaches synwall's XDP program; it must go before the [`Topology`].
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{SocketAddrV4, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -32,7 +36,7 @@ use crate::lab::error::LabError;
 use crate::lab::placement;
 use crate::lab::procnet::{Frames, KERNEL_COUNTERS, ProcNet};
 use crate::lab::service::{self, ServiceConfig, ServiceCounters};
-use crate::lab::topology::{SERVER_V4, Topology};
+use crate::lab::topology::Topology;
 use crate::proxy::{Proxy, ProxyConfig, ProxyProtocol};
 use crate::server::{Server, ServerConfig};
 use crate::sys::{XdpMode, affinity};
@@ -98,9 +102,11 @@ impl ServerSide {
         let thread = {
             let (stop, service) = (Arc::clone(&stop), Arc::clone(&service));
             let (interface, xdp_mode) = (topology.server_if.clone(), config.xdp_mode);
+            let server = config.family.server();
             topology.spawn_in(&topology.server_ns, move || {
                 affinity::pin_current_thread(cpu)?;
-                let listening = match Listening::open(target, &interface, cpu, xdp_mode, handoff) {
+                let opened = Listening::open(target, &interface, server, cpu, xdp_mode, handoff);
+                let listening = match opened {
                     Ok(listening) => listening,
                     Err(error) => {
                         let _ = started_tx.send(Err(error));
@@ -265,7 +271,7 @@ impl Drop for ServerSide {
     }
 }
 
-/// Kernel settings of the server namespace for the kernel's listener.
+/// Kernel settings of the server namespace for the kernel's listener, of both families.
 fn prepare_kernel(topology: &Topology) -> io::Result<()> {
     let ns = &topology.server_ns;
     for setting in [
@@ -350,18 +356,20 @@ struct Listening {
 }
 
 impl Listening {
-    /// Starts `target` in the calling thread's namespace.
+    /// Starts `target` on `server` (the server's address of the run's family) in the calling
+    /// thread's namespace.
     fn open(
         target: Target,
         interface: &str,
+        server: IpAddr,
         cpu: usize,
         xdp_mode: LabXdpMode,
         handoff: LabHandoff,
     ) -> Result<Listening, LabError> {
-        let served = SocketAddrV4::new(SERVER_V4, PORT);
+        let served = SocketAddr::new(server, PORT);
         let behind_proxy = target == Target::Synwall && handoff == LabHandoff::Repair;
         let service = if behind_proxy {
-            SocketAddrV4::new(SERVER_V4, UPSTREAM_PORT)
+            SocketAddr::new(server, UPSTREAM_PORT)
         } else {
             served
         };
@@ -373,7 +381,7 @@ impl Listening {
                 proxy: None,
             });
         }
-        let mut config = ServerConfig::new(interface, &[served.into()]);
+        let mut config = ServerConfig::new(interface, &[served]);
         config.backlog = BACKLOG;
         config.cpus = vec![cpu];
         config.handoff = handoff.mode();
@@ -384,7 +392,7 @@ impl Listening {
         let synwall = Arc::new(Server::bind(config)?);
         let proxy = behind_proxy.then(|| {
             Proxy::new(ProxyConfig {
-                upstream: service.into(),
+                upstream: service,
                 connect_timeout: Duration::from_secs(3),
                 max_connections: PROXIED,
                 threads: 1,
@@ -400,8 +408,12 @@ impl Listening {
 }
 
 /// A kernel listening socket on `address`.
-fn listen(address: SocketAddrV4) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+fn listen(address: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     socket.set_reuse_address(true)?;
     socket.bind(&SockAddr::from(address))?;
     socket.listen(BACKLOG as i32)?;

@@ -4,6 +4,8 @@
 //! 2001:2::/48 (RFC 5180) for IPv6. IPv6 runs without link-local addresses (address generation
 //! off), duplicate address detection, router solicitations or advertisements, so no other
 //! address appears on the wire; neighbour discovery works between the two global addresses.
+//! A run picks one [`Family`]: the server address it serves and floods, the spoofed sources,
+//! and the extra client addresses of [`Topology::add_client_sources`].
 //!
 //! Names carry a prefix, the process id and a counter, so parallel tests and concurrent runs
 //! never collide. Dropping a [`Topology`] deletes both namespaces, and the veth pair with them.
@@ -29,6 +31,49 @@ pub const SPOOFED_SOURCES: &str = "198.18.128.0/17";
 pub const SPOOFED_SOURCES_V6: &str = "2001:2:0:8000::/49";
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// An address family of the lab: which of the server's addresses a run serves, floods and
+/// connects to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// The server's address.
+    pub fn server(self) -> IpAddr {
+        match self {
+            Family::V4 => SERVER_V4.into(),
+            Family::V6 => SERVER_V6.into(),
+        }
+    }
+
+    /// Where floods draw spoofed sources from.
+    pub fn spoofed_sources(self) -> &'static str {
+        match self {
+            Family::V4 => SPOOFED_SOURCES,
+            Family::V6 => SPOOFED_SOURCES_V6,
+        }
+    }
+
+    /// "IPv4" or "IPv6".
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+
+    /// The `index`-th extra client address ([`Topology::add_client_sources`]); `index` below
+    /// 150.
+    fn client_source(self, index: u8) -> IpAddr {
+        match self {
+            Family::V4 => Ipv4Addr::new(198, 18, 0, 100 + index).into(),
+            Family::V6 => Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x100 + u16::from(index)).into(),
+        }
+    }
+}
 
 /// See the module documentation.
 #[derive(Debug)]
@@ -130,16 +175,26 @@ impl Topology {
         Ok(topology)
     }
 
-    /// Gives the client interface `count` more IPv4 addresses, 198.18.0.100 on, and returns
-    /// them: clients that spread their connections over them do not reuse a 4-tuple that the
-    /// server still holds in TIME-WAIT, however many connections they open.
-    pub fn add_client_sources(&self, count: u8) -> io::Result<Vec<IpAddr>> {
-        let sources: Vec<Ipv4Addr> = (0..count.min(150))
-            .map(|i| Ipv4Addr::new(198, 18, 0, 100 + i))
+    /// Gives the client interface `count` (at most 150) more addresses of `family`, and
+    /// returns them: 198.18.0.100 on (in its /24), or 2001:2::100 on (in its /64). Clients that
+    /// spread their connections over them do not reuse a 4-tuple that the server still holds in
+    /// TIME-WAIT, however many connections they open.
+    pub fn add_client_sources(&self, family: Family, count: u8) -> io::Result<Vec<IpAddr>> {
+        let sources: Vec<IpAddr> = (0..count.min(150))
+            .map(|index| family.client_source(index))
             .collect();
+        let (prefix_len, flags) = match family {
+            Family::V4 => (24, ""),
+            Family::V6 => (64, " nodad"),
+        };
         let batch: String = sources
             .iter()
-            .map(|address| format!("addr add {address}/24 dev {}\n", self.client_if))
+            .map(|address| {
+                format!(
+                    "addr add {address}/{prefix_len} dev {}{flags}\n",
+                    self.client_if
+                )
+            })
             .collect();
         let file = std::env::temp_dir().join(format!("{}-sources", self.client_ns));
         std::fs::write(&file, batch)?;
@@ -152,7 +207,7 @@ impl Topology {
         ]);
         let _ = std::fs::remove_file(&file);
         added?;
-        Ok(sources.into_iter().map(IpAddr::V4).collect())
+        Ok(sources)
     }
 
     /// Runs a command inside namespace `ns` (`ip netns exec`, which also remounts /sys).

@@ -1,5 +1,5 @@
 //! The lab for loadgen's privileged tests: a [`Topology`] (server and client namespaces, one
-//! veth pair, 198.18.0.0/15 addresses, deleted on drop), the loadgen binary run in the client
+//! veth pair, addresses in 198.18.0.0/15 and 2001:2::/48, deleted on drop), the loadgen binary run in the client
 //! namespace with a time limit, captures on the server's veth, and small servers.
 //!
 //! Floods never overlap: a [`Lab`] holds a process-wide lock for its lifetime, so the tests of
@@ -10,7 +10,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,9 +20,19 @@ use std::time::{Duration, Instant};
 
 pub use common::{require_privileges, require_tool};
 use loadgen::report::{Progress, Record, Summary};
-use synwall::lab::{SERVER_V4, Topology};
+use synwall::lab::{SERVER_V4, SERVER_V6, Topology};
 
 static FLOODS: Mutex<()> = Mutex::new(());
+
+/// The lab server's IPv4 address and `port`.
+pub fn server_v4(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(SERVER_V4), port)
+}
+
+/// The lab server's IPv6 address and `port`.
+pub fn server_v6(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V6(SERVER_V6), port)
+}
 
 /// What a loadgen run printed.
 #[derive(Debug)]
@@ -146,10 +156,10 @@ impl Lab {
     }
 
     /// Starts loadgen with `--netns` (the client namespace), the client interface, `--json`,
-    /// the server's address and `port` as target, then `args`; it is killed after `limit`.
-    pub fn spawn_loadgen(&self, port: u16, args: &[&str], limit: Duration) -> Running {
+    /// `target` (one of the server's addresses), then `args`; it is killed after `limit`.
+    pub fn spawn_loadgen(&self, target: SocketAddr, args: &[&str], limit: Duration) -> Running {
         let t = &self.topology;
-        let target = SocketAddr::new(SERVER_V4.into(), port).to_string();
+        let target = target.to_string();
         let mut command = Command::new(env!("CARGO_BIN_EXE_loadgen"));
         command
             .args([
@@ -176,8 +186,8 @@ impl Lab {
     }
 
     /// Runs loadgen to the end (see [`Lab::spawn_loadgen`]).
-    pub fn loadgen(&self, port: u16, args: &[&str], limit: Duration) -> Run {
-        self.spawn_loadgen(port, args, limit).finish()
+    pub fn loadgen(&self, target: SocketAddr, args: &[&str], limit: Duration) -> Run {
+        self.spawn_loadgen(target, args, limit).finish()
     }
 
     /// Runs `args` in the server namespace.
@@ -232,11 +242,11 @@ impl Lab {
         child
     }
 
-    /// A kernel TCP server on the server's address and `port`, answering each request with
+    /// A kernel TCP server on `address` (one of the server's), answering each request with
     /// `reply`, until the returned flag is raised.
-    pub fn http_server(&self, port: u16, reply: &'static [u8]) -> Arc<AtomicBool> {
+    pub fn http_server(&self, address: SocketAddr, reply: &'static [u8]) -> Arc<AtomicBool> {
         let stop = Arc::new(AtomicBool::new(false));
-        let listener = self.listen(port);
+        let listener = self.listen(address);
         listener.set_nonblocking(true).unwrap();
         let flag = Arc::clone(&stop);
         thread::spawn(move || {
@@ -256,16 +266,14 @@ impl Lab {
         stop
     }
 
-    /// A kernel listening socket on the server's address and `port` (backlog as the kernel
+    /// A kernel listening socket on `address` (one of the server's; backlog as the kernel
     /// sets it); it lives in the server namespace whichever thread holds it.
-    pub fn listen(&self, port: u16) -> TcpListener {
+    pub fn listen(&self, address: SocketAddr) -> TcpListener {
         let t = &self.topology;
-        t.spawn_in(&t.server_ns, move || {
-            TcpListener::bind(SocketAddr::new(SERVER_V4.into(), port))
-        })
-        .join()
-        .expect("the listening thread")
-        .expect("entering the server namespace")
-        .expect("binding in the server namespace")
+        t.spawn_in(&t.server_ns, move || TcpListener::bind(address))
+            .join()
+            .expect("the listening thread")
+            .expect("entering the server namespace")
+            .expect("binding in the server namespace")
     }
 }
