@@ -1,12 +1,16 @@
 # The two commands of the README:
 #   sudo make lab    the lab demo: synwall against a SYN flood, side by side with the kernel
 #   make test        every test; as root the privileged tier (namespaces, AF_XDP) runs too
-# Both install missing Debian/Ubuntu packages first when run as root.
+# Both install missing Debian/Ubuntu packages first when run as root, and check that cargo is
+# at least the workspace's rust-version (deploy/install-deps.sh says what to do when it is not).
+#
+# Every cargo command goes through deploy/cargo: the toolchain install-deps.sh picks, first on
+# PATH, here and in .ci/run alike (which runs `lint`). Under sudo, cargo builds as the user who
+# called sudo, with their toolchain, so a later `make test` as that user finds target/ theirs;
+# only the lab and the privileged tests run as root, and give back what they write.
+CARGO := deploy/cargo
 
-export PATH := $(HOME)/.cargo/bin:$(PATH)
-CARGO ?= cargo
-
-.PHONY: deps build release lab test bench deb image
+.PHONY: deps build release lab test lint bench deb image
 
 deps:
 	@deploy/install-deps.sh
@@ -20,9 +24,16 @@ release: deps
 lab: release
 	target/release/synwall lab --compare
 
-# The binaries (synwall, loadgen) are built first: the privileged tests run them.
+# The binaries (synwall, loadgen) are built first: the privileged tests run them. The tests are
+# built by the user who builds, then run by whoever runs make (root, for the privileged tier).
 test: build
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --no-run
+	SYNWALL_CARGO_AS_ROOT=1 $(CARGO) test --workspace
+
+# The format and lint checks CI runs.
+lint: deps
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench: release
 	$(CARGO) bench --bench listener

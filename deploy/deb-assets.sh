@@ -16,3 +16,8 @@ sed 's|/usr/local/bin/synwall|/usr/bin/synwall|g' deploy/synwall.service >"$out/
 "$binary" completions zsh >"$out/completions/_synwall"
 "$binary" completions fish >"$out/completions/synwall.fish"
 "$binary" man "$out/man"
+# Under sudo (`sudo make deb`), the files go to the user who called it, as the rest of target/
+# (see deploy/cargo): their next build may replace them.
+# shellcheck source=deploy/install-deps.sh
+source deploy/install-deps.sh
+give_back "$out"

@@ -19,12 +19,16 @@
 //! - [`wire`]: parse and emit Ethernet/VLAN/IPv4/IPv6/TCP; never panics on input.
 //! - [`cookie`]: SYN cookies (HMAC-SHA256) and their keys.
 //! - [`listener`]: the handshake state machine; no clock, thread, socket or channel inside.
-//! - [`counters`]: a counter for every outcome, lock-free to read.
+//! - [`counters`]: a counter for every outcome, lock-free to read; [`flood`]: when a SYN flood
+//!   starts and ends, from them.
 //! - [`device`]: the batched frame-I/O trait, and an in-memory device.
 //! - [`accept_queue`], [`shard`]: the bounded hand-over to workers and the fast-path loop.
 //! - [`handoff`], [`server`]: kernel sockets for completed handshakes, and the whole server
 //!   (threads, steering program, `accept()`) for applications; [`proxy`] joins connections to
-//!   an upstream for `synwall listen`.
+//!   an upstream for `synwall listen`; [`preflight`] checks a configuration against the host
+//!   before anything is attached; [`settings`] are `synwall listen`'s flags and file.
+//! - [`metrics`] exports the figures (Prometheus) and reads them back for `synwall stats`;
+//!   [`status`] joins them with what the kernel shows attached, for `synwall status`.
 //! - [`sys`]: the XDP steering program, the AF_XDP device, and every line of `unsafe`.
 //!
 //! Invariants: memory is bounded by configuration (SYN queue, handoff markers, segments held
@@ -38,18 +42,21 @@ pub mod accept_queue;
 pub mod cookie;
 pub mod counters;
 pub mod device;
+pub mod flood;
 pub mod handoff;
 pub mod histogram;
 pub mod kernel;
 pub mod lab;
 pub mod listener;
 pub mod metrics;
+pub mod preflight;
 pub mod proxy;
 pub mod rate_limit;
 pub mod seq;
 pub mod server;
 pub mod settings;
 pub mod shard;
+pub mod status;
 #[allow(unsafe_code)]
 pub mod sys;
 mod table;

@@ -1,8 +1,9 @@
 //! The `synwall` command.
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -15,17 +16,36 @@ use synwall::cookie::keys::Secret;
 use synwall::handoff::HandoffMode;
 use synwall::kernel;
 use synwall::metrics::view::{self, Table};
-use synwall::metrics::{self, Instance, MetricsServer, ReloadStatus, Scrape, SecretSource};
+use synwall::metrics::{
+    self, Instance, MetricsServer, ReloadStatus, Scrape, SecretSource, Serving,
+};
+use synwall::preflight;
 use synwall::proxy::Proxy;
 use synwall::server::{Server, ServerConfig};
 use synwall::settings::{DEFAULT_METRICS, Resolved, Settings, SettingsError};
+use synwall::status::Status;
 use synwall::sys::native;
 
 #[derive(Parser)]
-#[command(version, about = "A SYN-flood-resistant TCP listener")]
+#[command(
+    version,
+    about = "A SYN-flood-resistant TCP listener",
+    after_help = "Logging: RUST_LOG sets what is logged, e.g. RUST_LOG=debug or \
+                  RUST_LOG=synwall=debug,synwall::proxy=trace (default: info); logs go to \
+                  standard error, coloured only on a terminal."
+)]
 struct Cli {
+    /// How log lines are written: text, or json (one object per line, for log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -34,8 +54,10 @@ enum Command {
     /// service's own listening socket (native) or proxy it to the upstream (repair). SIGHUP
     /// reloads the secret and the reloadable settings; SIGINT/SIGTERM stop.
     Listen(ListenArgs),
-    /// Check a configuration (file and flags) as `listen` would, without attaching anything.
-    CheckConfig(ListenArgs),
+    /// Check a configuration (file and flags) as `listen` would, against this host, without
+    /// attaching anything; print every setting in effect as a configuration file (like
+    /// `sshd -T`).
+    CheckConfig(CheckConfigArgs),
     /// The lab (as root): a bounded SYN flood and real clients against synwall or the Linux
     /// kernel's listener (--compare: both), between two network namespaces it creates.
     Lab(synwall::lab::LabArgs),
@@ -46,6 +68,11 @@ enum Command {
     },
     /// A live view of a running synwall's figures, read from its metrics endpoint.
     Stats(StatsArgs),
+    /// What a running synwall does, on one screen: the XDP programs of every interface here
+    /// (synwall's and others), the native handoff's program on lo, and from the metrics
+    /// endpoint the addresses and queues served, copy or zero-copy, the handoff mode, the
+    /// secret's source and the flood state. Exits 1 when no synwall is found.
+    Status(StatusArgs),
     /// Write the shell completion script for SHELL to standard output (for packages).
     #[command(hide = true)]
     Completions {
@@ -70,6 +97,20 @@ struct ListenArgs {
     settings: Settings,
 }
 
+#[derive(clap::Args)]
+struct CheckConfigArgs {
+    #[command(flatten)]
+    listen: ListenArgs,
+    /// Print nothing but warnings and errors (systemd's ExecStartPre=).
+    #[arg(long, short, conflicts_with = "write")]
+    quiet: bool,
+    /// Save the settings in effect to FILE instead of printing them, once they check out: the
+    /// configuration file and the flags given, as one file (replaced atomically, keeping its
+    /// owner and mode; a new file gets mode 0640).
+    #[arg(long, value_name = "FILE")]
+    write: Option<PathBuf>,
+}
+
 impl ListenArgs {
     /// The flags over the configuration file, read now.
     fn settings(&self) -> anyhow::Result<Settings> {
@@ -81,17 +122,36 @@ impl ListenArgs {
     }
 }
 
+/// Where the running synwall's metrics endpoint is.
+#[derive(clap::Args)]
+struct EndpointArgs {
+    /// The metrics endpoint of the running synwall [default: the configuration's `metrics`
+    /// with --config, else 127.0.0.1:9464].
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    /// The configuration file of the running synwall: its `metrics` address is read.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+impl EndpointArgs {
+    /// The endpoint: --metrics, else the configuration file's, else the default.
+    fn address(&self) -> anyhow::Result<SocketAddr> {
+        let configured = match (&self.metrics, &self.config) {
+            (Some(address), _) => return Ok(*address),
+            (None, Some(path)) => Settings::load(path)?.metrics,
+            (None, None) => None,
+        };
+        Ok(configured.unwrap_or_else(|| DEFAULT_METRICS.parse().expect("a valid address")))
+    }
+}
+
 /// Every interval, a line of rates (over the time measured between two scrapes), losses per
 /// second and gauges; the header again every 20 lines.
 #[derive(clap::Args)]
 struct StatsArgs {
-    /// The metrics endpoint of the synwall to watch [default: the configuration's `metrics`
-    /// with --config, else 127.0.0.1:9464].
-    #[arg(long)]
-    metrics: Option<SocketAddr>,
-    /// The configuration file of the synwall to watch: its `metrics` address is read.
-    #[arg(long, short)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
     /// Time between lines.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     interval: Duration,
@@ -106,40 +166,77 @@ struct StatsArgs {
     per_queue: bool,
 }
 
-impl StatsArgs {
-    /// The endpoint: --metrics, else the configuration file's, else the default.
-    fn address(&self) -> anyhow::Result<SocketAddr> {
-        let configured = match (&self.metrics, &self.config) {
-            (Some(address), _) => return Ok(*address),
-            (None, Some(path)) => Settings::load(path)?.metrics,
-            (None, None) => None,
-        };
-        Ok(configured.unwrap_or_else(|| DEFAULT_METRICS.parse().expect("a valid address")))
+/// One report of the kernel's programs and the running synwall's figures.
+#[derive(clap::Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    endpoint: EndpointArgs,
+    /// Time between the two scrapes the flood state (cookies per second) is measured over.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// One JSON object instead of the report.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // Not through the log filter: a failure is always told, once.
+            eprintln!("synwall: {}", describe(&error));
+            ExitCode::FAILURE
+        }
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
+/// Logs to standard error, filtered by `RUST_LOG` (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
         // Colour only for a person at a terminal, never into the journal or a file.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    match Cli::parse().command {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+}
+
+/// An error and its causes on one line, each cause once: a cause whose text the message
+/// before it already quotes is not repeated.
+fn describe(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    let mut previous = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !previous.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        previous = text;
+    }
+    line
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Listen(args) => listen(&args),
         Command::CheckConfig(args) => check_config(&args),
         Command::Lab(args) => Ok(synwall::lab::command(args)?),
         Command::Keygen { path } => {
-            Secret::random()?
-                .store(&path)
-                .with_context(|| format!("writing the secret to {}", path.display()))?;
+            // The error names the file.
+            Secret::random()?.store(&path)?;
             println!("wrote a new secret to {}", path.display());
             Ok(())
         }
         Command::Stats(args) => stats(&args),
+        Command::Status(args) => status(&args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -154,28 +251,71 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn check_config(args: &ListenArgs) -> anyhow::Result<()> {
-    let resolved = args.settings()?.resolve()?;
-    let server = &resolved.server;
-    let handoff = match (server.handoff, resolved.proxy) {
-        (HandoffMode::Repair, Some(proxy)) => format!("repair, proxied to {}", proxy.upstream),
-        (mode, proxy) => format!(
-            "{}{}",
-            mode.name(),
-            proxy.map_or(String::new(), |proxy| format!(
-                " (repair proxies to {})",
+/// Every check `listen` makes before attaching, then the effective settings as a configuration
+/// file on standard output (like `sshd -T`); warnings on standard error.
+fn check_config(args: &CheckConfigArgs) -> anyhow::Result<()> {
+    let settings = args.listen.settings()?;
+    let mut resolved = settings.resolve()?;
+    settle_handoff(&mut resolved)?;
+    let server = &mut resolved.server;
+    let checked = preflight::check(server)?;
+    let served: Vec<SocketAddr> = server.listener.served.iter().copied().collect();
+    preflight::check_handoff(server.handoff, &served)?;
+    for warning in preflight::listener_warnings(server.handoff, &served) {
+        tracing::warn!("{warning}");
+    }
+    if let (HandoffMode::Repair, Some(proxy)) = (server.handoff, resolved.proxy) {
+        // Not an error: the service may start after synwall; the proxy counts each failure.
+        if let Err(error) = TcpStream::connect_timeout(&proxy.upstream, proxy.connect_timeout) {
+            tracing::warn!(
+                "upstream {}: {error}; connections fail until it accepts",
                 proxy.upstream
-            ))
-        ),
-    };
-    println!(
-        "configuration OK: {} on {}, syncookies {:?}, handoff {handoff}, metrics on {}",
-        served_list(server),
-        server.interface,
-        server.listener.syncookies,
-        resolved.metrics,
+            );
+        }
+    }
+    if args.quiet {
+        return Ok(());
+    }
+    server.queues = checked.queues;
+    let text = format!(
+        "# synwall check-config: valid, and this host can serve it ({} has {} rx queue(s)).\n\
+         # Every setting in effect, defaults included (deploy/synwall.toml documents each):\n{}",
+        resolved.server.interface,
+        checked.rx_queue_count,
+        settings.effective(&resolved).to_toml()
     );
+    match &args.write {
+        Some(path) => {
+            write_replacing(path, &text)
+                .with_context(|| format!("writing the settings to {}", path.display()))?;
+            println!("wrote the settings in effect to {}", path.display());
+        }
+        None => print!("{text}"),
+    }
     Ok(())
+}
+
+/// Replaces `path` with `text` atomically (a file beside it, then a rename), keeping the
+/// owner, group and mode of the file replaced; a new file gets mode 0640.
+fn write_replacing(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let previous = std::fs::metadata(path).ok();
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".{}.new", std::process::id()));
+    let new = path.with_file_name(name);
+    let written = (|| {
+        std::fs::write(&new, text)?;
+        let mode = previous.as_ref().map_or(0o640, |meta| meta.mode() & 0o7777);
+        std::fs::set_permissions(&new, std::fs::Permissions::from_mode(mode))?;
+        if let Some(meta) = &previous {
+            std::os::unix::fs::chown(&new, Some(meta.uid()), Some(meta.gid()))?;
+        }
+        std::fs::rename(&new, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&new);
+    }
+    written
 }
 
 fn listen(args: &ListenArgs) -> anyhow::Result<()> {
@@ -219,6 +359,10 @@ fn listen(args: &ListenArgs) -> anyhow::Result<()> {
             None => SecretSource::Random,
         },
         reload: ReloadStatus::new(SystemTime::now()),
+        serving: Serving {
+            interface: interface.clone(),
+            served: resolved.server.listener.served.iter().copied().collect(),
+        },
     });
     let metrics = MetricsServer::spawn(resolved.metrics, {
         let (server, instance) = (Arc::clone(&server), Arc::clone(&instance));
@@ -233,17 +377,8 @@ fn listen(args: &ListenArgs) -> anyhow::Result<()> {
         let (server, proxy, stop) = (Arc::clone(&server), Arc::clone(proxy), Arc::clone(&stop));
         thread::spawn(move || proxy.run(&server, &stop))
     });
-    let serving = format!(
-        "serving {} on {interface}: handoff {}, XDP {}, secret {}",
-        served_list(&resolved.server),
-        server.handoff_mode().name(),
-        // The setting's own spelling (native, generic).
-        server
-            .xdp_mode()
-            .to_possible_value()
-            .map_or_else(String::new, |mode| mode.get_name().to_owned()),
-        instance.secret.name(),
-    );
+    let serving = startup_line(&resolved, &settings, &server);
+    tracing::info!("{serving}");
     notify_systemd(&[NotifyState::Ready, NotifyState::Status(&serving)]);
 
     let mut running = settings;
@@ -321,6 +456,41 @@ fn settle_handoff(resolved: &mut Resolved) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The start-up line (also systemd's STATUS): what is served, how, and with which secret.
+fn startup_line(resolved: &Resolved, settings: &Settings, server: &Server) -> String {
+    let queues = server.stats().queues;
+    let zero_copy: Vec<u32> = queues
+        .iter()
+        .filter(|queue| queue.zero_copy)
+        .map(|queue| queue.queue)
+        .collect();
+    let copy = match zero_copy.len() {
+        0 => "copy mode".to_owned(),
+        all if all == queues.len() => "zero-copy".to_owned(),
+        _ => format!("zero-copy on queues {zero_copy:?}, copy mode on the others"),
+    };
+    let handoff = match (server.handoff_mode(), resolved.proxy) {
+        (HandoffMode::Repair, Some(proxy)) => format!("repair, proxied to {}", proxy.upstream),
+        (mode, _) => mode.name().to_owned(),
+    };
+    let secret = match &settings.secret_file {
+        Some(path) => format!("from {}", path.display()),
+        None => "random (this instance's own: no other shares its cookies)".to_owned(),
+    };
+    format!(
+        "serving {} on {} rx queues {:?}: XDP {}, {copy}; handoff {handoff} ({}); secret {secret}",
+        served_list(&resolved.server),
+        resolved.server.interface,
+        queues.iter().map(|queue| queue.queue).collect::<Vec<_>>(),
+        // The setting's own spelling (native, generic).
+        server
+            .xdp_mode()
+            .to_possible_value()
+            .map_or_else(String::new, |mode| mode.get_name().to_owned()),
+        server.handoff_reason(),
+    )
+}
+
 /// The served addresses, for people: `198.18.0.1:80, [::]:443`.
 fn served_list(server: &ServerConfig) -> String {
     server
@@ -366,7 +536,7 @@ fn reload_settings(
 /// A line per interval (see [`view`]): every interval measured from the scrapes themselves,
 /// the lines kept on the interval's cadence.
 fn stats(args: &StatsArgs) -> anyhow::Result<()> {
-    let address = args.address()?;
+    let address = args.endpoint.address()?;
     let fetch = || -> anyhow::Result<(Scrape, Instant)> {
         let scrape = Scrape::fetch(address)
             .with_context(|| format!("reading the metrics of the synwall at {address}"))?;
@@ -395,5 +565,17 @@ fn stats(args: &StatsArgs) -> anyhow::Result<()> {
         }
         (previous, previous_at) = (now, now_at);
     }
+    Ok(())
+}
+
+/// The report (or its JSON); fails, naming every place looked at, when no synwall is found.
+fn status(args: &StatusArgs) -> anyhow::Result<()> {
+    let status = Status::gather(args.endpoint.address()?, args.interval);
+    if args.json {
+        println!("{}", status.json());
+    } else {
+        print!("{}", status.text());
+    }
+    anyhow::ensure!(status.synwall_found(), "{}", status.not_found());
     Ok(())
 }

@@ -10,9 +10,9 @@
 //! series of value 1, and the `process_*` series are those of the official client libraries.
 //!
 //! Labels are bounded by configuration: `queue` (one per rx queue served; the listener's
-//! figures and the AF_XDP socket's are per queue, sum them with `sum without (queue)`) and fixed
-//! sets of kinds and reasons. No label value is ever taken from a packet, so an attacker
-//! choosing addresses cannot grow the exposition.
+//! figures and the AF_XDP socket's are per queue, sum them with `sum without (queue)`), the
+//! served `address`es and the `interface`, and fixed sets of kinds and reasons. No label value
+//! is ever taken from a packet, so an attacker choosing addresses cannot grow the exposition.
 
 mod process;
 pub mod view;
@@ -31,7 +31,7 @@ use crate::handoff::HandoffFailure;
 use crate::histogram::BOUNDS;
 use crate::proxy::ProxyCounters;
 use crate::server::{QueueStats, ServerStats};
-use crate::sys::{SteerCounters, XskStatistics};
+use crate::sys::{SteerCounters, XskStatistics, channels};
 
 /// Where the cookie secret of a running synwall came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +104,16 @@ fn seconds(millis: &AtomicU64) -> f64 {
 pub struct Instance {
     pub secret: SecretSource,
     pub reload: ReloadStatus,
+    pub serving: Serving,
+}
+
+/// Where the instance serves, fixed at start.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    /// The interface the steering program is attached to.
+    pub interface: String,
+    /// The served addresses and ports.
+    pub served: Vec<SocketAddr>,
 }
 
 /// A family of one figure per rx queue: name, help, and the figure of a queue's statistics.
@@ -184,6 +194,13 @@ fn render_queues(out: &mut Exposition, queues: &[QueueStats]) {
         "SYN-queue entries at most (max-syn-backlog).",
         queues,
         |queue| queue.syn_queue_capacity as u64,
+    );
+    out.per_queue(
+        "synwall_xsk_zero_copy",
+        "gauge",
+        "1 when the queue's AF_XDP socket works in zero-copy mode, 0 in copy mode.",
+        queues,
+        |queue| u64::from(queue.zero_copy),
     );
     for (family, help, field) in XSK_FAMILIES {
         out.per_queue(family, "counter", help, queues, |queue| field(&queue.xsk));
@@ -322,8 +339,28 @@ fn render_proxy(out: &mut Exposition, proxy: &ProxyCounters) {
     }
 }
 
-/// The build, the secret's source and the last reload.
+/// The build, what is served, the secret's source and the last reload.
 fn render_instance(out: &mut Exposition, instance: &Instance) {
+    let Serving { interface, served } = &instance.serving;
+    let info = "synwall_served_info";
+    out.describe(
+        info,
+        "gauge",
+        "An address and port served, one series each (always 1).",
+    );
+    for address in served {
+        out.sample(info, &[label("address", &address.to_string())], 1);
+    }
+    // Read at each scrape: queues added with `ethtool -L` after the start show as unserved.
+    if let Ok(rx_queues) = channels::rx_queue_count(interface) {
+        let family = "synwall_interface_rx_queues";
+        out.describe(
+            family,
+            "gauge",
+            "The rx queues of the interface served, as its driver reports them now.",
+        );
+        out.sample(family, &[label("interface", interface)], rx_queues);
+    }
     for (family, help, label) in [
         (
             "synwall_build_info",
@@ -413,6 +450,15 @@ impl Exposition {
 
 fn queue_label(queue: &QueueStats) -> String {
     format!("queue=\"{}\"", queue.queue)
+}
+
+/// `name="value"`, the value escaped as the exposition format requires.
+fn label(name: &str, value: &str) -> String {
+    let escaped = value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    format!("{name}=\"{escaped}\"")
 }
 
 /// The HTTP endpoint; stops when dropped.
@@ -598,6 +644,13 @@ mod tests {
         Instance {
             secret: SecretSource::File,
             reload: ReloadStatus::new(UNIX_EPOCH + Duration::from_millis(1_700_000_000_250)),
+            serving: Serving {
+                interface: "lo".to_owned(),
+                served: vec![
+                    "198.18.0.1:80".parse().unwrap(),
+                    "[2001:db8::1]:443".parse().unwrap(),
+                ],
+            },
         }
     }
 
@@ -611,6 +664,7 @@ mod tests {
                 queue: number,
                 listener: counters.snapshot(),
                 syn_queue_capacity: 4096,
+                zero_copy: number == 3,
                 ..QueueStats::default()
             }
         };
@@ -724,6 +778,32 @@ mod tests {
             .map(|(family, _, _)| scrape.family(family))
             .sum();
         assert_eq!(exported, 31.0);
+    }
+
+    #[test]
+    fn test_what_is_served_is_exported() {
+        let scrape = Scrape::parse(&render(&stats(), &ProxyCounters::default(), &instance()));
+        assert_eq!(
+            scrape.label_values("synwall_served_info", "address"),
+            BTreeSet::from(["198.18.0.1:80".to_owned(), "[2001:db8::1]:443".to_owned()])
+        );
+        assert_eq!(scrape.get("synwall_xsk_zero_copy{queue=\"0\"}"), 0.0);
+        assert_eq!(scrape.get("synwall_xsk_zero_copy{queue=\"3\"}"), 1.0);
+        // The loopback device reports no channels: one rx queue.
+        assert_eq!(
+            scrape.get("synwall_interface_rx_queues{interface=\"lo\"}"),
+            1.0
+        );
+    }
+
+    #[test]
+    fn test_label_values_are_escaped_and_read_back() {
+        let odd = "a\"b\\c\nd";
+        let series = format!("x{{{}}}", label("interface", odd));
+        assert_eq!(
+            parse_series(&series),
+            Some(("x", vec![("interface", odd.to_owned())]))
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@
 //! established connections come out of [`Server::accept`] / [`Server::incoming`].
 //!
 //! Threads: one per rx queue (optionally pinned to a CPU), which also does native handoffs;
-//! in repair mode `workers` handoff workers; and one that logs when flood mode (cookies)
-//! starts and stops. Memory:
+//! in repair mode `workers` handoff workers; and one that logs when a SYN flood (the SYN
+//! queue overflowing, [`crate::flood`]) starts and ends. Memory:
 //! per queue one UMEM ([`XdpDeviceConfig`]) and one SYN queue; the accept queue and the ready
 //! channel hold at most `backlog` connections each. Dropping the server stops every thread and
 //! detaches its programs (the kernel also detaches them if the process dies): the service's
@@ -30,26 +30,26 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::accept_queue::{AcceptQueue, AcceptReceiver, AcceptSender};
 use crate::cookie::keys::{KeyError, KeyRing, Secret};
 use crate::counters::{Counter, CounterSnapshot, Counters};
+use crate::flood::{FLOOD_OVER_AFTER, FloodEvent, FloodWatch, SynQueueCounts};
 use crate::handoff::{
     self, Connection, Handoff, HandoffCounters, HandoffFailure, HandoffMode, NativeInline,
 };
 use crate::histogram::HistogramSnapshot;
 use crate::kernel;
 use crate::listener::{ConfigError, Listener, ListenerConfig, ListenerUpdate};
+use crate::preflight::{self, Checked, PreflightError};
 use crate::shard::Shard;
 use crate::sys::inject::RawInjector;
 use crate::sys::native::{NativeHandoff, NativeUnavailable};
 use crate::sys::{
     SteerCounters, SteeringProgram, XdpDevice, XdpDeviceConfig, XdpError, XdpMode, XskStatistics,
-    affinity, channels, repair,
+    affinity,
 };
 
 /// The longest a fast-path thread sleeps between looks at its stop flag and handoff reports.
 const IDLE_WAIT: Duration = Duration::from_millis(10);
 /// Updates waiting for a fast-path thread, at most.
 const UPDATES: usize = 4;
-/// Seconds without cookies after which a flood counts as over.
-const FLOOD_OVER_AFTER: Duration = Duration::from_secs(10);
 /// How often a fast-path thread publishes its AF_XDP ring statistics.
 const STATISTICS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -126,15 +126,8 @@ pub enum ServerError {
         "opening a raw socket to hand early segments to the kernel: {source}; grant CAP_NET_RAW"
     )]
     RawSocket { source: io::Error },
-    #[error(
-        "synwall cannot hand connections for {local} to the kernel in repair mode: {source}; \
-         grant CAP_NET_ADMIN (TCP_REPAIR) and, for a port below \
-         net.ipv4.ip_unprivileged_port_start, CAP_NET_BIND_SERVICE"
-    )]
-    Handoff {
-        local: SocketAddr,
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
     #[error("native handoff is unavailable: {0}")]
     Native(#[from] NativeUnavailable),
     #[error(
@@ -184,12 +177,15 @@ pub struct QueueStats {
     pub xsk: XskStatistics,
     /// SYN-queue entries at most (`max_syn_backlog`).
     pub syn_queue_capacity: usize,
+    /// Whether the AF_XDP socket got zero-copy mode (else copy mode).
+    pub zero_copy: bool,
 }
 
 /// One fast-path thread's published figures, and the way to its listener.
 struct ShardHandle {
     queue: u32,
     syn_queue_capacity: usize,
+    zero_copy: bool,
     counters: Arc<Counters>,
     /// The AF_XDP socket's ring statistics, published once per [`STATISTICS_INTERVAL`].
     xsk: Arc<Mutex<XskStatistics>>,
@@ -204,6 +200,7 @@ impl ShardHandle {
             listener: self.counters.snapshot(),
             xsk: *self.xsk.lock().unwrap_or_else(PoisonError::into_inner),
             syn_queue_capacity: self.syn_queue_capacity,
+            zero_copy: self.zero_copy,
         }
     }
 }
@@ -235,18 +232,17 @@ impl Server {
                 "backlog, workers and budget must each be at least 1".to_owned(),
             ));
         }
-        let queues = if config.queues.is_empty() {
-            rx_queues(&config.interface)?
-        } else {
-            config.queues.clone()
-        };
+        // Everything that can be checked is, before anything is attached.
+        let Checked { queues, .. } = preflight::check(&config)?;
         let secret = match &config.secret {
             Some(secret) => secret.clone(),
             None => Secret::random()?,
         };
         let served: Vec<SocketAddr> = config.listener.served.iter().copied().collect();
         let (handoff, handoff_reason) = resolve_handoff(config.handoff, &served)?;
-        warn_about_listeners(handoff.mode(), &served);
+        for warning in preflight::listener_warnings(handoff.mode(), &served) {
+            tracing::warn!("{warning}");
+        }
         let program = Arc::new(SteeringProgram::attach(
             &config.interface,
             config.xdp_mode,
@@ -327,10 +323,10 @@ impl Server {
         server.spawn("synwall-monitor".to_owned(), move || {
             monitor_flood(&counters, &stop)
         })?;
-        tracing::info!(
+        tracing::debug!(
             interface = config.interface,
             queues = ?queues,
-            mode = ?server.program.mode(),
+            xdp = ?server.program.mode(),
             handoff = server.handoff.mode().name(),
             why = server.handoff_reason,
             "serving"
@@ -510,6 +506,7 @@ impl FastPath {
             let handle = ShardHandle {
                 queue,
                 syn_queue_capacity: config.listener.max_syn_backlog,
+                zero_copy: device.is_zero_copy(),
                 counters: listener.counters(),
                 xsk: Arc::default(),
                 updates: updates_tx,
@@ -572,18 +569,19 @@ fn serve(
     Ok(())
 }
 
-/// Logs when cookies start being sent (a SYN flood, or a full SYN queue) and when they stop,
-/// once each: never per packet.
+/// Logs when a SYN flood starts and ends (see [`FloodWatch`]), sampling once a second.
 fn monitor_flood(shards: &[Arc<Counters>], stop: &AtomicBool) {
-    let cookies_sent = || -> u64 {
-        shards
+    let counts = || SynQueueCounts {
+        overflowed: shards
             .iter()
-            .map(|counters| counters.get(Counter::CookiesSent))
-            .sum()
+            .map(|counters| counters.get(Counter::SynQueueOverflow))
+            .sum(),
+        dropped: shards
+            .iter()
+            .map(|counters| counters.get(Counter::SynQueueFullDrops))
+            .sum(),
     };
-    let mut last = cookies_sent();
-    // While in flood mode: when it started, the cookie count then, the last cookie seen.
-    let mut flood: Option<(Instant, u64, Instant)> = None;
+    let mut watch = FloodWatch::new(Instant::now(), counts());
     while !stop.load(Ordering::Relaxed) {
         // A second, in steps short enough to stop promptly.
         for _ in 0..10 {
@@ -592,29 +590,29 @@ fn monitor_flood(shards: &[Arc<Counters>], stop: &AtomicBool) {
             }
             thread::sleep(Duration::from_millis(100));
         }
-        let (previous, now, clock) = (last, cookies_sent(), Instant::now());
-        let per_second = now - previous;
-        last = now;
-        flood = match flood {
-            None if per_second > 0 => {
-                tracing::warn!(
-                    cookies_per_second = per_second,
-                    "SYN flood: answering with cookies"
-                );
-                Some((clock, previous, clock))
-            }
-            Some((since, first, _)) if per_second > 0 => Some((since, first, clock)),
-            Some((since, first, last_cookie)) if clock - last_cookie >= FLOOD_OVER_AFTER => {
-                tracing::info!(
-                    cookies = now - first,
-                    lasted_s = (clock - since).as_secs(),
-                    "SYN flood over: no cookies for {} s",
-                    FLOOD_OVER_AFTER.as_secs()
-                );
-                None
-            }
-            unchanged => unchanged,
-        };
+        match watch.sample(Instant::now(), counts()) {
+            Some(FloodEvent::Started {
+                overflowed_per_second,
+                dropped_per_second,
+            }) => tracing::warn!(
+                overflowed_per_second,
+                dropped_per_second,
+                "SYN flood: the SYN queue is full; SYNs that find it full are answered with \
+                 cookies (syncookies = when-full) or dropped (never)"
+            ),
+            Some(FloodEvent::Over {
+                overflowed,
+                dropped,
+                lasted,
+            }) => tracing::info!(
+                overflowed,
+                dropped,
+                lasted_s = lasted.as_secs(),
+                "SYN flood over: the SYN queue has not overflowed for {} s",
+                FLOOD_OVER_AFTER.as_secs()
+            ),
+            None => {}
+        }
     }
 }
 
@@ -625,21 +623,13 @@ fn unix_time() -> Duration {
         .unwrap_or_default()
 }
 
-/// Every rx queue of `interface`.
-fn rx_queues(interface: &str) -> Result<Vec<u32>, ServerError> {
-    Ok((0..channels::rx_queue_count(interface)?).collect())
-}
-
 /// Decides how connections are handed to the kernel and says why (see [`HandoffMode`]).
 fn resolve_handoff(
     mode: HandoffMode,
     served: &[SocketAddr],
 ) -> Result<(Handoff, String), ServerError> {
     let repair = |why: String| {
-        for &local in served {
-            repair::check_handoff_possible(local)
-                .map_err(|source| ServerError::Handoff { local, source })?;
-        }
+        preflight::check_handoff(HandoffMode::Repair, served)?;
         Ok((Handoff::Repair, why))
     };
     let native =
@@ -651,28 +641,5 @@ fn resolve_handoff(
             Ok(handoff) => native(handoff, "handoff = auto, and the kernel can"),
             Err(unavailable) => repair(format!("handoff = auto, but {unavailable}")),
         },
-    }
-}
-
-/// Warns about what the kernel's listeners will do: in native mode a served address with no
-/// listener resets every client; in repair mode a listener on a served address gets nothing.
-fn warn_about_listeners(mode: HandoffMode, served: &[SocketAddr]) {
-    for &address in served {
-        match (mode, kernel::listening_on(address)) {
-            (HandoffMode::Native, Ok(false)) => tracing::warn!(
-                %address,
-                "nothing listens on the served address yet: clients are reset until the \
-                 service listens there"
-            ),
-            (HandoffMode::Repair, Ok(true)) => tracing::warn!(
-                %address,
-                "a kernel socket listens on the served address: in repair mode it gets no \
-                 connections (synwall takes them all)"
-            ),
-            (_, Err(error)) => {
-                tracing::warn!(%address, %error, "cannot tell whether the service listens")
-            }
-            _ => {}
-        }
     }
 }

@@ -315,6 +315,54 @@ impl Settings {
         })
     }
 
+    /// Every setting as `resolved` (resolved from these settings) runs with it, defaults
+    /// included, in the configuration file's own spelling: what `synwall check-config` prints,
+    /// like `sshd -T`. The secret is named by its file, never shown; the proxy's settings are
+    /// present only with an upstream.
+    pub fn effective(&self, resolved: &Resolved) -> Settings {
+        let server = &resolved.server;
+        let listener = &server.listener;
+        let proxy = resolved.proxy.as_ref();
+        Settings {
+            interface: Some(server.interface.clone()),
+            queues: Some(server.queues.clone()),
+            cpus: Some(server.cpus.clone()),
+            listen: Some(listener.served.iter().copied().collect()),
+            xdp_mode: Some(server.xdp_mode),
+            handoff: Some(server.handoff),
+            upstream: proxy.map(|proxy| proxy.upstream.to_string()),
+            upstream_timeout: proxy.map(|proxy| proxy.connect_timeout),
+            max_connections: proxy.map(|proxy| proxy.max_connections),
+            proxy_protocol: proxy.map(|proxy| proxy.proxy_protocol),
+            proxy_threads: proxy.map(|proxy| proxy.threads),
+            workers: Some(server.workers),
+            backlog: Some(server.backlog),
+            syncookies: Some(listener.syncookies),
+            max_syn_backlog: Some(listener.max_syn_backlog),
+            synack_retries: Some(listener.synack_retries),
+            abort_on_overflow: Some(listener.abort_on_overflow),
+            mss_v4: Some(listener.mss_v4),
+            mss_v6: Some(listener.mss_v6),
+            cookie_mss_v4: Some(listener.cookie_mss_v4.0.to_vec()),
+            cookie_mss_v6: Some(listener.cookie_mss_v6.0.to_vec()),
+            window_scale: Some(listener.window_scale),
+            sack: Some(listener.sack),
+            timestamps: Some(listener.timestamps),
+            ecn: Some(listener.ecn),
+            invalid_ack_rsts_per_sec: Some(listener.invalid_ack_rsts_per_sec),
+            max_held_bytes: Some(listener.max_held_bytes),
+            max_pending_handoffs: Some(listener.max_pending_handoffs),
+            key_rotation: Some(server.key_period),
+            secret_file: self.secret_file.clone(),
+            metrics: Some(resolved.metrics),
+        }
+    }
+
+    /// These settings as a configuration file.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("settings are TOML")
+    }
+
     /// The keys whose value differs in `new` and that take a restart.
     pub fn restart_needed(&self, new: &Settings) -> Vec<String> {
         let (old, new) = (self.as_table(), new.as_table());
@@ -632,6 +680,39 @@ mod tests {
         assert_eq!(running.max_syn_backlog, None, "kept until a restart");
         assert_eq!(running.interface.as_deref(), Some("lo"));
         assert!(running.restart_needed(&new).len() == 3);
+    }
+
+    #[test]
+    fn test_effective_settings_are_a_configuration_that_runs_the_same() {
+        let given = Settings {
+            max_syn_backlog: Some(512),
+            proxy_protocol: Some(ProxyProtocol::V1),
+            ..minimal()
+        };
+        let resolved = given.resolve().unwrap();
+        let effective = given.effective(&resolved);
+        let text = effective.to_toml();
+        assert!(text.contains("syncookies = \"when-full\""), "{text}");
+        assert!(text.contains("max-syn-backlog = 512"), "{text}");
+        assert!(text.contains("proxy-protocol = \"v1\""), "{text}");
+        assert!(text.contains("upstream-timeout = \"3s\""), "{text}");
+        assert!(!text.contains("WhenFull"), "{text}");
+        let reread: Settings = toml::from_str(&text).unwrap();
+        assert_eq!(reread, effective);
+        // Every key but the secret file (none given) is there, defaults included, spelt as
+        // its flag.
+        let flags = <Settings as clap::Args>::augment_args(clap::Command::new("synwall"));
+        let mut flags: Vec<&str> = flags
+            .get_arguments()
+            .filter_map(clap::Arg::get_long)
+            .filter(|&flag| flag != "secret-file")
+            .collect();
+        let table = effective.as_table();
+        let mut keys: Vec<&str> = table.keys().map(String::as_str).collect();
+        flags.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(keys, flags);
+        assert_eq!(reread.effective(&reread.resolve().unwrap()), effective);
     }
 
     #[test]

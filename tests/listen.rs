@@ -1,5 +1,7 @@
-//! `synwall listen`, the binary, in the lab: a real HTTP server behind it, curl in front; the
-//! documented start-up errors; a restart after kill -9. Privileged tier.
+//! `synwall listen` and `check-config`, the binary, in the lab: a real HTTP server behind it,
+//! curl in front; start-up errors that name their cause once, before anything is attached; the
+//! settings in effect; JSON logs and the start-up line; a restart after kill -9. Privileged
+//! tier, but for the one-line failure.
 
 mod common;
 #[path = "common/lab.rs"]
@@ -109,6 +111,36 @@ fn test_startup_errors_name_their_cause() {
     let stderr = String::from_utf8_lossy(&unprivileged.stderr);
     assert!(stderr.contains("CAP_NET_ADMIN"), "{stderr}");
 
+    // What the host cannot serve is refused by check-config and by listen alike, before
+    // anything is attached, naming the queue, the CPU or the address, each cause once.
+    let refused = [
+        (
+            vec!["--queues", "0,7"],
+            format!("queues: rx queue 7 does not exist: {iface} has 1 rx queue(s)"),
+        ),
+        (
+            vec!["--cpus", "0,99"],
+            "cpus: CPU 99 is not one synwall may run on (allowed: ".to_owned(),
+        ),
+        (
+            vec!["--listen", "198.18.9.9:80"],
+            "listen: 198.18.9.9:80 is not an address of this host".to_owned(),
+        ),
+    ];
+    for (extra, cause) in &refused {
+        for command in ["check-config", "listen"] {
+            let mut args = listen_args(iface, &upstream, extra);
+            args[0] = command;
+            let output = synwall_output(&topology.server_ns, &[], &args);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(!output.status.success(), "{command} {extra:?}: {stderr}");
+            assert_eq!(stderr.matches(cause.as_str()).count(), 1, "{stderr}");
+            for premature in ["attached", "zero-copy refused", "os error"] {
+                assert!(!stderr.contains(premature), "{command} {extra:?}: {stderr}");
+            }
+        }
+    }
+
     // veth refuses native XDP with a 9000-byte MTU.
     for (ns, dev) in [
         (&topology.server_ns, &topology.server_if),
@@ -127,4 +159,110 @@ fn test_startup_errors_name_their_cause() {
         stderr.contains("attaching the XDP program") && stderr.contains("native"),
         "{stderr}"
     );
+}
+
+#[test]
+fn test_check_config_prints_the_settings_in_effect() {
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
+    let served = served_v4().to_string();
+    let check = synwall_output(
+        &topology.server_ns,
+        &[],
+        &[
+            "check-config",
+            "--interface",
+            &topology.server_if,
+            "--listen",
+            &served,
+            "--handoff",
+            "native",
+            "--syncookies",
+            "always",
+        ],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr),
+    );
+    assert!(check.status.success(), "{stderr}");
+    // A configuration file, in its own spelling, every default filled in.
+    let effective: synwall::settings::Settings = toml::from_str(&stdout).expect("TOML");
+    assert_eq!(effective.queues, Some(vec![0]), "{stdout}");
+    assert!(stdout.contains("syncookies = \"always\""), "{stdout}");
+    assert!(stdout.contains("handoff = \"native\""), "{stdout}");
+    assert!(stdout.contains("max-syn-backlog = 4096"), "{stdout}");
+    assert!(!stdout.contains("Always"), "no Rust names: {stdout}");
+    // Native mode, and the service does not listen yet: said, not refused.
+    assert!(
+        stderr.contains(&format!("nothing listens on {served} yet")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn test_json_logs_and_the_startup_line() {
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
+    let served = served_v4().to_string();
+    let _service = lab::service(&topology, served_v4());
+    let mut synwall = lab::SynwallProcess::spawn(
+        &topology.server_ns,
+        &[
+            "--log-format",
+            "json",
+            "listen",
+            "--interface",
+            &topology.server_if,
+            "--listen",
+            &served,
+            "--handoff",
+            "native",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    );
+    synwall.wait_for_log("serving");
+    let log = synwall.stop();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let startup = lines
+        .iter()
+        .filter_map(|line| line["message"].as_str())
+        .find(|message| message.starts_with("serving"))
+        .expect("a start-up line");
+    for part in [
+        served.as_str(),
+        &format!("on {} rx queues [0]", topology.server_if),
+        "XDP ",
+        "copy mode",
+        "handoff native",
+        "secret random",
+    ] {
+        assert!(startup.contains(part), "{part:?} missing from {startup:?}");
+    }
+    assert!(lines.iter().all(|line| line["level"].is_string()));
+}
+
+#[test]
+fn test_a_failure_names_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secret");
+    std::fs::write(&path, b"").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_synwall"))
+        .arg("keygen")
+        .arg(&path)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("synwall: "), "{stderr}");
+    assert_eq!(stderr.matches("File exists").count(), 1, "{stderr}");
+    assert!(stderr.contains(path.to_str().unwrap()), "{stderr}");
 }

@@ -10,7 +10,7 @@ mod metrics_doc;
 use std::time::SystemTime;
 
 use synwall::counters::{Counter, Counters};
-use synwall::metrics::{self, Instance, ReloadStatus, SecretSource};
+use synwall::metrics::{self, Instance, ReloadStatus, SecretSource, Serving};
 use synwall::proxy::ProxyCounters;
 use synwall::server::{QueueStats, ServerStats};
 
@@ -22,6 +22,7 @@ fn exposition() -> String {
             queue: number,
             listener: counters.snapshot(),
             syn_queue_capacity: 4096,
+            zero_copy: number == 1,
             ..QueueStats::default()
         }
     };
@@ -33,6 +34,11 @@ fn exposition() -> String {
     let instance = Instance {
         secret: SecretSource::Random,
         reload: ReloadStatus::new(SystemTime::now()),
+        // The loopback device, which every host has: its rx queue count is read at the scrape.
+        serving: Serving {
+            interface: "lo".to_owned(),
+            served: vec![common::server_v4()],
+        },
     };
     metrics::render(&stats, &ProxyCounters::default(), &instance)
 }

@@ -1,6 +1,7 @@
-//! Operating synwall: metrics scraped during a flood, SIGHUP reload with a connection and a
-//! handshake in flight, a fleet of two instances sharing a secret, running as nobody with the
-//! capabilities the deployment files grant and stopping clearly without one. Privileged tier.
+//! Operating synwall: metrics scraped during a flood, `synwall status` against iproute2 and
+//! `ss`, SIGHUP reload with a connection and a handshake in flight, a fleet of two instances
+//! sharing a secret, running as nobody with the capabilities the deployment files grant and
+//! stopping clearly without one. Privileged tier.
 
 mod common;
 #[path = "common/lab.rs"]
@@ -158,12 +159,18 @@ fn test_metrics_scraped_during_a_flood() {
         )),
         1.0
     );
-    let sources = after
+    // No per-source labels: the only address in a series is the served one, from the
+    // configuration.
+    let addressed: Vec<&String> = after
         .0
         .keys()
         .filter(|series| series.contains("198.18."))
-        .count();
-    assert_eq!(sources, 0, "no per-source labels");
+        .collect();
+    assert_eq!(
+        addressed,
+        ["synwall_served_info{address=\"198.18.0.1:80\"}"],
+        "{after:?}"
+    );
 
     // The terminal view reads the same endpoint.
     let view = topology
@@ -210,16 +217,12 @@ fn test_metrics_scraped_during_a_flood() {
     }
     assert!(lines[1]["dropped_no_socket_per_second"].is_number());
 
-    // One log line when cookies start, not one per packet. The flood monitor looks once a
-    // second: the flood may have ended before its first look.
-    synwall.wait_for_log("SYN flood: answering with cookies");
+    // One log line when the SYN queue (64 entries) starts overflowing, not one per packet.
+    // The flood monitor looks once a second: the flood may have ended before its first look.
+    synwall.wait_for_log("SYN flood: the SYN queue is full");
     drop(client);
     let log = synwall.stop();
-    assert_eq!(
-        log.matches("SYN flood: answering with cookies").count(),
-        1,
-        "{log}"
-    );
+    assert_eq!(log.matches("SYN flood: ").count(), 1, "{log}");
 }
 
 #[test]
@@ -334,6 +337,138 @@ fn test_sighup_reloads_without_dropping_anything() {
     assert_eq!(echo(&mut after_error, b"five").unwrap(), b"five");
     synwall.stop();
     systemd.wait_for("STOPPING=1");
+}
+
+/// `synwall status` in the server namespace: its exit status, standard output and error.
+fn status(topology: &Topology, json: bool) -> (Option<i32>, String, String) {
+    let mut args = vec!["status", "--interval", "100ms"];
+    if json {
+        args.push("--json");
+    }
+    let output = synwall_output(&topology.server_ns, &[], &args);
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The XDP program on the server's interface as iproute2 sees it: its id and its mode
+/// (`native` for the driver's hook, `generic` for the socket-buffer one).
+fn xdp_seen_by_ip(topology: &Topology) -> (u64, &'static str) {
+    let text = topology
+        .run_in(
+            &topology.server_ns,
+            &["ip", "-json", "link", "show", "dev", &topology.server_if],
+        )
+        .expect("ip link show");
+    let links: serde_json::Value = serde_json::from_str(&text).expect("ip's JSON");
+    let xdp = &links[0]["xdp"];
+    // XDP_ATTACHED_DRV = 1, XDP_ATTACHED_SKB = 2 (linux/if_link.h).
+    let mode = match xdp["mode"].as_u64() {
+        Some(1) => "native",
+        Some(2) => "generic",
+        other => panic!("unexpected XDP mode {other:?}: {text}"),
+    };
+    (xdp["prog"]["id"].as_u64().expect("a program id"), mode)
+}
+
+#[test]
+fn test_status_tells_what_is_attached_and_served() {
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
+    // Nothing running: said plainly, naming what was looked at, and exit status 1.
+    let (code, _, stderr) = status(&topology, false);
+    assert_eq!(code, Some(1), "{stderr}");
+    for named in [
+        "no synwall found",
+        "synwall_steer",
+        topology.server_if.as_str(),
+        "synwall_handoff on lo's tcx ingress",
+        "127.0.0.1:9464",
+    ] {
+        assert!(stderr.contains(named), "{named}: {stderr}");
+    }
+    let (code, json, _) = status(&topology, true);
+    assert_eq!(code, Some(1));
+    let json: serde_json::Value = serde_json::from_str(&json).expect("one JSON object");
+    assert_eq!(json["synwall_found"], false, "{json}");
+
+    let _upstream = EchoUpstream::start(&topology);
+    // Repair first, with nothing listening on the served port; then native, beside the service.
+    let mut service = None;
+    for handoff in ["repair", "native"] {
+        if handoff == "native" {
+            service = Some(EchoUpstream::start_on(&topology, lab::PORT));
+        }
+        let synwall = listen(&topology, &upstream(), &["--handoff", handoff]);
+        let (id, mode) = xdp_seen_by_ip(&topology);
+        let (code, text, stderr) = status(&topology, false);
+        assert_eq!(code, Some(0), "{stderr}\n{text}\n{}", synwall.log());
+        let row = text
+            .lines()
+            .find(|line| line.trim_start().starts_with(topology.server_if.as_str()))
+            .unwrap_or_else(|| panic!("no row of {}: {text}", topology.server_if));
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            cells[1..],
+            [id.to_string().as_str(), "synwall_steer", mode, "yes"],
+            "{text}"
+        );
+        let served = format!("serves     198.18.0.1:80 on {}", topology.server_if);
+        assert!(text.contains(&served), "{text}");
+        assert!(text.contains(&format!("handoff    {handoff}")), "{text}");
+        assert!(text.contains("secret     random"), "{text}");
+        // A veth works in copy mode only.
+        assert!(text.contains(": 0 (copy)"), "{text}");
+        assert!(text.contains("flood      none"), "{text}");
+        let attached = text.contains("lo tcx ingress: synwall_handoff (id");
+        assert_eq!(attached, handoff == "native", "{text}");
+
+        let (code, json, stderr) = status(&topology, true);
+        assert_eq!(code, Some(0), "{stderr}");
+        let json: serde_json::Value = serde_json::from_str(&json).expect("one JSON object");
+        assert_eq!(json["synwall_found"], true);
+        let interface = json["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|interface| interface["name"] == topology.server_if.as_str())
+            .expect("the server's interface");
+        assert_eq!(
+            interface["xdp"]["programs"],
+            serde_json::json!([{"id": id, "name": "synwall_steer", "mode": mode, "synwall": true}])
+        );
+        let handoff_programs = json["lo_tcx_ingress"]["programs"].as_array().unwrap();
+        assert_eq!(
+            handoff_programs
+                .iter()
+                .any(|program| program["name"] == "synwall_handoff" && program["synwall"] == true),
+            handoff == "native",
+            "{json}"
+        );
+        let instance = &json["metrics"]["instance"];
+        assert_eq!(instance["handoff"], handoff, "{json}");
+        assert_eq!(instance["served"], serde_json::json!(["198.18.0.1:80"]));
+        assert_eq!(instance["interface"], topology.server_if.as_str());
+        assert_eq!(instance["queues"][0]["zero_copy"], false, "{json}");
+        assert!(
+            instance["interface_rx_queues"].as_u64().unwrap()
+                >= instance["queues"].as_array().unwrap().len() as u64
+        );
+        assert!(instance["uptime_seconds"].as_f64().unwrap() < 600.0);
+
+        // What README and deploy/README say: in repair mode no kernel socket listens on the
+        // served port, so `ss -ltn` shows nothing there, though synwall serves it.
+        if handoff == "repair" {
+            let listening = topology
+                .run_in(&topology.server_ns, &["ss", "-Hltn", "sport", "=", ":80"])
+                .expect("ss");
+            assert!(listening.trim().is_empty(), "{listening}");
+        }
+    }
+    drop(service);
 }
 
 /// The service manager's end of `$NOTIFY_SOCKET`: the notifications synwall sends.

@@ -250,13 +250,7 @@ pub fn lines(
                 };
                 Some(match column.figure {
                     Figure::Rate(sources) => {
-                        let (then, current) = (sum(before, sources), sum(now, sources));
-                        let increase = if current >= then {
-                            current - then
-                        } else {
-                            current
-                        };
-                        increase / seconds
+                        counter_increase(sum(before, sources), sum(now, sources)) / seconds
                     }
                     Figure::Now(sources) => sum(now, sources),
                 })
@@ -274,6 +268,12 @@ pub fn lines(
         .map(|&queue| line(Some(queue)))
         .chain([line(None)])
         .collect()
+}
+
+/// How much a counter grew from `then` to `now`; a counter that went down (synwall restarted)
+/// counts from zero.
+pub fn counter_increase(then: f64, now: f64) -> f64 {
+    if now >= then { now - then } else { now }
 }
 
 impl Line {
@@ -412,7 +412,7 @@ mod tests {
 
     #[test]
     fn test_every_column_reads_series_the_endpoint_serves() {
-        use crate::metrics::{Instance, ReloadStatus, SecretSource, render};
+        use crate::metrics::{Instance, ReloadStatus, SecretSource, Serving, render};
         use crate::proxy::ProxyCounters;
         use crate::server::{QueueStats, ServerStats};
         let stats = ServerStats {
@@ -422,6 +422,10 @@ mod tests {
         let instance = Instance {
             secret: SecretSource::Random,
             reload: ReloadStatus::new(UNIX_EPOCH),
+            serving: Serving {
+                interface: "lo".to_owned(),
+                served: vec!["198.18.0.1:80".parse().unwrap()],
+            },
         };
         let served = Scrape::parse(&render(&stats, &ProxyCounters::default(), &instance));
         for column in &COLUMNS {

@@ -12,9 +12,12 @@
 //!   kernel socket itself (TCP_REPAIR); [`inject`] hands either the segments that arrived before
 //!   it existed; [`tcp_info`] reads back what a socket negotiated; [`channels`] counts an
 //!   interface's rx queues.
-//! - bpf.rs loads the embedded BPF objects and checks their map layouts against the Rust side.
+//! - bpf.rs loads the embedded BPF objects and checks their map layouts against the Rust side;
+//!   [`attached`] reads which programs are attached where (XDP per interface, tcx ingress),
+//!   for `synwall status` and the steering program's stale-copy check.
 //! - [`netns`] moves a thread into a named network namespace (labs and tests); [`affinity`]
-//!   pins a thread to a CPU.
+//!   pins a thread to a CPU and lists the CPUs it may run on; [`addresses`] lists the
+//!   host's addresses.
 //! - [`XdpError`] (error.rs) names the cause of every failure.
 //!
 //! Typical use, on the thread (or in the namespace) that owns the interface:
@@ -32,7 +35,9 @@
 //! needs no signal-handler cleanup for the program; catching SIGINT/SIGTERM to stop the loops
 //! and drop things in order is still the clean exit.
 
+pub mod addresses;
 pub mod affinity;
+pub mod attached;
 mod bpf;
 pub mod channels;
 mod error;
@@ -54,7 +59,9 @@ use std::mem;
 use std::os::fd::RawFd;
 
 pub use error::XdpError;
+pub use native::PROGRAM_NAME as HANDOFF_PROGRAM_NAME;
 pub use packet::{PacketError, PacketSocket, PacketSocketConfig, interface_mac};
+pub use steer::PROGRAM_NAME as STEER_PROGRAM_NAME;
 pub use steer::{HandoffShield, SteerCounters, SteeringProgram, XdpAction, XdpMode};
 pub use xsk::{XdpDevice, XdpDeviceConfig, XskStatistics, ZeroCopy};
 

@@ -29,7 +29,8 @@ use crate::listener::Accepted;
 
 /// The compiled program, embedded at build time (see build.rs).
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/handoff.bpf.o"));
-const PROGRAM_NAME: &CStr = c"synwall_handoff";
+/// The program's function name in handoff.bpf.c; how `synwall status` recognises it.
+pub const PROGRAM_NAME: &CStr = c"synwall_handoff";
 /// The kfunc, as the kernel's BTF names it.
 const KFUNC: &str = "bpf_sk_assign_tcp_reqsk";
 /// The kernel's own BTF: every function a BPF program may call is named in it. Readable where

@@ -20,13 +20,14 @@
 
 use std::ffi::{CStr, c_void};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::time::Duration;
-use std::{fs, io, mem};
+use std::{fs, io};
 
 use libxdp_sys as ffi;
 
+use super::attached::{XdpAttachMode, XdpProgram, xdp_programs};
 use super::bpf::{Map, Object, SOCK_TUPLE_LEN, link, sock_tuple, test_run};
 use super::error::{XdpError, neg_errno};
 use super::interface_index;
@@ -35,8 +36,9 @@ use crate::listener::FourTuple;
 
 /// The compiled program, embedded at build time (see build.rs).
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));
-/// The program's function name in steer.bpf.c; also how a stale copy is recognised.
-const PROGRAM_NAME: &CStr = c"synwall_steer";
+/// The program's function name in steer.bpf.c; also how a stale copy is recognised, and how
+/// `synwall status` tells synwall's program from others.
+pub const PROGRAM_NAME: &CStr = c"synwall_steer";
 /// Entries of the XSKMAP (`MAX_QUEUES` in steer.bpf.c).
 const MAX_QUEUES: u32 = 256;
 /// Entries of the `served` map (`MAX_SERVED` in steer.bpf.c).
@@ -348,18 +350,7 @@ fn served_vlans(ifname: &str, served: &[SocketAddr]) -> io::Result<Vec<u16>> {
     if devices.is_empty() {
         return Ok(Vec::new());
     }
-    let addresses: Vec<(String, IpAddr)> = nix::ifaddrs::getifaddrs()
-        .map_err(io::Error::from)?
-        .filter_map(|entry| {
-            let address = entry.address?;
-            let ip = match (address.as_sockaddr_in(), address.as_sockaddr_in6()) {
-                (Some(v4), _) => IpAddr::V4(v4.ip()),
-                (_, Some(v6)) => IpAddr::V6(v6.ip()),
-                _ => return None,
-            };
-            Some((entry.interface_name, ip))
-        })
-        .collect();
+    let addresses = super::addresses::host_addresses()?;
     let serves = |address: IpAddr| {
         served.iter().any(|served| {
             served.ip() == address
@@ -371,7 +362,7 @@ fn served_vlans(ifname: &str, served: &[SocketAddr]) -> io::Result<Vec<u16>> {
         .filter(|(device, _)| {
             addresses
                 .iter()
-                .any(|(name, address)| name == device && serves(*address))
+                .any(|host| host.interface == *device && serves(host.address))
         })
         .map(|(_, vlan)| vlan)
         .collect();
@@ -479,38 +470,23 @@ fn load(ifname: &str) -> Result<Loaded, XdpError> {
 /// process; refuses when a foreign program or a live synwall (a BPF link) holds the interface.
 fn remove_stale(ifindex: u32, ifname: &str) -> Result<(), XdpError> {
     let ifindex_c = ifindex_c(ifindex)?;
-    // SAFETY: bpf_xdp_query_opts is a plain C struct; all-zero is its documented default.
-    let mut query: ffi::bpf_xdp_query_opts = unsafe { mem::zeroed() };
-    query.sz = mem::size_of::<ffi::bpf_xdp_query_opts>();
-    // SAFETY: query is initialised with its size and outlives the call.
-    let ret = unsafe { ffi::bpf_xdp_query(ifindex_c, 0, &mut query) };
-    if ret < 0 {
-        return Err(XdpError::from_os(
-            "querying attached XDP programs",
-            ifname,
-            neg_errno(ret),
-        ));
-    }
-    let attached = [
-        (
-            query.skb_prog_id,
-            XDP_FLAGS_SKB_MODE,
-            "generic",
-            "xdpgeneric",
-        ),
-        (query.drv_prog_id, XDP_FLAGS_DRV_MODE, "native", "xdpdrv"),
-    ];
-    for (id, flags, mode, ip_keyword) in attached {
-        if id == 0 {
-            continue;
-        }
-        let Some(name) = program_name(id) else {
+    let attached = xdp_programs(ifindex)
+        .map_err(|source| XdpError::from_os("querying attached XDP programs", ifname, source))?;
+    for XdpProgram { mode, program } in attached {
+        let (flags, ip_keyword) = match mode {
+            XdpAttachMode::Generic => (XDP_FLAGS_SKB_MODE, "xdpgeneric"),
+            XdpAttachMode::Native => (XDP_FLAGS_DRV_MODE, "xdpdrv"),
+            // Offloaded programs run in the NIC and do not hold the driver's hook.
+            XdpAttachMode::Offloaded => continue,
+        };
+        let (id, mode) = (program.id, mode.name());
+        let Some(name) = &program.name else {
             continue; // gone meanwhile
         };
-        if name.as_c_str() != PROGRAM_NAME {
+        if !program.is_named(PROGRAM_NAME) {
             return Err(XdpError::ForeignProgram {
                 ifname: ifname.to_owned(),
-                name: name.to_string_lossy().into_owned(),
+                name: name.clone(),
                 id,
                 mode,
                 ip_keyword,
@@ -535,33 +511,6 @@ fn remove_stale(ifindex: u32, ifname: &str) -> Result<(), XdpError> {
         tracing::warn!(ifname, id, mode, "removed a stale synwall XDP program");
     }
     Ok(())
-}
-
-/// The name of the program with this id, or None when it no longer exists.
-fn program_name(id: u32) -> Option<std::ffi::CString> {
-    // SAFETY: plain call with a scalar argument.
-    let fd = unsafe { ffi::bpf_prog_get_fd_by_id(id) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: fd is a fresh program fd that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: bpf_prog_info is a plain C struct; all-zero asks for no arrays.
-    let mut info: ffi::bpf_prog_info = unsafe { mem::zeroed() };
-    let mut len = u32::try_from(mem::size_of::<ffi::bpf_prog_info>()).ok()?;
-    // SAFETY: info and len are live and len is info's size; all array pointers in info are
-    // null with zero counts, so the kernel writes nothing else.
-    let ret = unsafe { ffi::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
-    if ret < 0 {
-        return None;
-    }
-    let bytes: Vec<u8> = info
-        .name
-        .iter()
-        .map(|&c| c as u8)
-        .take_while(|&b| b != 0)
-        .collect();
-    std::ffi::CString::new(bytes).ok()
 }
 
 /// Attaches through a BPF link; returns the link and the mode it got.

@@ -203,8 +203,11 @@ impl XdpDevice {
                     if cfg.zero_copy == ZeroCopy::Auto
                         && !matches!(zc_error, XdpError::QueueBusy { .. }) =>
                 {
-                    tracing::info!(ifname, queue_id, error = %zc_error, "zero-copy refused, using copy mode");
-                    bind_when_free(ifname, queue_id, &cfg, false)
+                    // Said only once copy mode works: a queue that fails both ways fails with
+                    // copy mode's error alone.
+                    bind_when_free(ifname, queue_id, &cfg, false).inspect(|_| {
+                        tracing::info!(ifname, queue_id, error = %zc_error, "zero-copy refused, using copy mode");
+                    })
                 }
                 Err(zc_error) => Err(zc_error),
             }
