@@ -248,29 +248,21 @@ fn test_rate_holds_within_five_percent() {
         return;
     };
     const RATE: f64 = 50_000.0;
-    let mut running = lab.spawn_loadgen(
+    let received_before = lab.server_rx_packets();
+    let running = lab.spawn_loadgen(
         server_v4(80),
         &["--rate", "50k", "--duration", "4s", "--cpus", "0"],
         LIMIT,
     );
-    // The receiver's count between the ends of the first and the third second.
-    let mut samples = Vec::new();
-    while let Some(record) = running.next_record() {
-        if let Record::Progress(progress) = record
-            && [1, 3].contains(&(progress.elapsed_s.round() as u32))
-        {
-            samples.push((Instant::now(), lab.server_rx_packets()));
-        }
-    }
     let run = running.finish();
     let summary = run.summary();
-    assert_eq!(samples.len(), 2, "{:?}", run.records);
-    let (t1, r1) = samples[0];
-    let (t3, r3) = samples[1];
-    let received = (r3 - r1) as f64 / (t3 - t1).as_secs_f64();
+    // What was sent arrived (the veth and the server's kernel keep up with 50k/s). Counted
+    // over the whole run, not over a window timed by this thread, which a busy machine delays.
+    let received = lab.server_rx_packets() - received_before;
     assert!(
-        (received / RATE - 1.0).abs() < 0.05,
-        "received {received:.0}/s for {RATE}/s"
+        received as f64 >= 0.95 * summary.sent_total as f64,
+        "received {received} of {} sent",
+        summary.sent_total
     );
     let sent = summary.sent_total as f64 / summary.elapsed_s;
     assert!((sent / RATE - 1.0).abs() < 0.05, "sent {sent:.0}/s");
