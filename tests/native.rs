@@ -212,7 +212,7 @@ fn test_synwall_listen_native_and_the_service_survives_its_sigkill() {
     );
     synwall.wait_serving();
     assert!(
-        synwall.log().contains("handoff=\"native\""),
+        synwall.log().contains("; handoff native ("),
         "{}",
         synwall.log()
     );

@@ -202,7 +202,8 @@ fn test_run_stops_at_its_packet_count() {
     assert_eq!(summary.stop_reason, StopReason::Packets);
     assert_eq!(summary.sent_total, 12345);
     assert_eq!(summary.sent.syn, 12345);
-    assert!(summary.elapsed_s < 1.0, "{summary:?}");
+    // 0.62 s at 20k/s; a bound that holds on a loaded machine, far below the 20 s duration.
+    assert!(summary.elapsed_s < 5.0, "{summary:?}");
     // Besides the flood: the neighbour probe and ARP.
     assert!((12345..12345 + 10).contains(&received), "{received}");
     let progress_total: u64 = run.progress().iter().map(|p| p.sent.total()).sum();
