@@ -56,11 +56,7 @@ fn test_systemd_unit_verifies() {
         .env("MANPATH", dir.path())
         .output()
         .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let said = package::said(&output);
     assert!(
         output.status.success() && said.trim().is_empty(),
         "systemd-analyze verify: {said}"

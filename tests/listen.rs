@@ -161,27 +161,40 @@ fn test_startup_errors_name_their_cause() {
     );
 }
 
+/// `synwall COMMAND` serving `served` on the lab's server interface in native mode, then
+/// `extra`.
+fn native<'a>(
+    topology: &'a Topology,
+    served: &'a str,
+    command: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        command,
+        "--interface",
+        &topology.server_if,
+        "--listen",
+        served,
+        "--handoff",
+        "native",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 #[test]
 fn test_check_config_prints_the_settings_in_effect() {
     let Some(topology) = privileged_lab(LAB) else {
         return;
     };
     let served = served_v4().to_string();
-    let check = synwall_output(
-        &topology.server_ns,
-        &[],
-        &[
-            "check-config",
-            "--interface",
-            &topology.server_if,
-            "--listen",
-            &served,
-            "--handoff",
-            "native",
-            "--syncookies",
-            "always",
-        ],
+    let args = native(
+        &topology,
+        &served,
+        "check-config",
+        &["--syncookies", "always"],
     );
+    let check = synwall_output(&topology.server_ns, &[], &args);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&check.stdout),
         String::from_utf8_lossy(&check.stderr),
@@ -208,22 +221,13 @@ fn test_json_logs_and_the_startup_line() {
     };
     let served = served_v4().to_string();
     let _service = lab::service(&topology, served_v4());
-    let mut synwall = lab::SynwallProcess::spawn(
-        &topology.server_ns,
-        &[
-            "--log-format",
-            "json",
-            "listen",
-            "--interface",
-            &topology.server_if,
-            "--listen",
-            &served,
-            "--handoff",
-            "native",
-            "--metrics",
-            "127.0.0.1:0",
-        ],
+    let args = native(
+        &topology,
+        &served,
+        "listen",
+        &["--log-format", "json", "--metrics", "127.0.0.1:0"],
     );
+    let mut synwall = lab::SynwallProcess::spawn(&topology.server_ns, &args);
     synwall.wait_for_log("serving");
     let log = synwall.stop();
     let lines: Vec<serde_json::Value> = log

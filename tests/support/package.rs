@@ -1,7 +1,7 @@
 //! The .deb of the binary under test, and running the tools that check deployment files.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The repository: deployment files and tools are read and run from here.
 pub const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
@@ -14,13 +14,18 @@ pub fn check_with(tool: &str, args: &[&str]) -> String {
         .current_dir(MANIFEST)
         .output()
         .unwrap();
-    let said = format!(
+    let said = said(&output);
+    assert!(output.status.success(), "{tool} {args:?}:\n{said}");
+    said
+}
+
+/// What a command wrote, standard output then standard error.
+pub fn said(output: &Output) -> String {
+    format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "{tool} {args:?}:\n{said}");
-    said
+    )
 }
 
 /// Builds the package of the binary under test in `dir` (cargo-deb, as `make deb` does, but
