@@ -58,8 +58,9 @@ enum Command {
     /// attaching anything; print every setting in effect as a configuration file (like
     /// `sshd -T`).
     CheckConfig(CheckConfigArgs),
-    /// The lab (as root): a bounded SYN flood and real clients against synwall or the Linux
-    /// kernel's listener (--compare: both), between two network namespaces it creates.
+    /// The lab (as root): a bounded SYN flood and real clients against synwall, the Linux
+    /// kernel's listener or its XDP SYN proxy (--compare: all three, then the server CPU per
+    /// SYN-ACK at a fixed rate), between two network namespaces it creates.
     Lab(synwall::lab::LabArgs),
     /// Write a new cookie secret (mode 0600) for a fleet of synwall instances to share.
     Keygen {

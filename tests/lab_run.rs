@@ -1,6 +1,8 @@
-//! `synwall lab` end to end, as a user runs it: short floods against synwall and the kernel,
-//! over IPv4 and IPv6, the JSON report, teardown (nothing of the run left in `ip netns list`), Ctrl-C, and the
-//! message when loadgen is missing.
+//! `synwall lab` end to end, as a user runs it: short floods against synwall, the kernel and the
+//! kernel's XDP SYN proxy, over IPv4 and IPv6, in every attack mode; the fixed-rate figure (the
+//! server CPU per SYN-ACK); the JSON report; teardown (nothing of the run left in `ip netns
+//! list`, nor in the host's nftables and sysctls), Ctrl-C, and the message when loadgen is
+//! missing. The tests assert behaviour, never speed.
 //!
 //! Privileged tests skip without root outside CI (`require_privileges`) and run one at a time
 //! (they flood). loadgen is another package's binary, which `cargo test` does not build for
@@ -23,8 +25,11 @@ use synwall::lab::run;
 
 /// One flood at a time in this test binary.
 static FLOODS: Mutex<()> = Mutex::new(());
-/// No test run of the lab may take longer (it is bounded far below this).
-const LIMIT: Duration = Duration::from_secs(120);
+/// No test run of the lab may take longer (it is bounded far below this, but for the wait for
+/// a quiet server CPU, up to 15 s before each run on a busy machine).
+const LIMIT: Duration = Duration::from_secs(240);
+/// Every target, by name, as `--compare` runs them.
+const TARGETS: [&str; 3] = ["synwall", "kernel", "xdp-synproxy"];
 
 /// The loadgen binary next to the synwall binary under test, built (or brought up to date)
 /// with the same profile into the same target directory.
@@ -120,7 +125,8 @@ fn run_to_end(mut child: Child) -> Finished {
     finish(child, stdout)
 }
 
-/// The named run of a report.
+/// The named run of a flood's report (the whole report for the flood asked for, or its
+/// `fixed_rate` part).
 #[track_caller]
 fn target<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["runs"]
@@ -132,23 +138,47 @@ fn target<'a>(report: &'a Value, name: &str) -> &'a Value {
 }
 
 #[track_caller]
+fn positive(value: &Value, field: &str) -> f64 {
+    let number = value[field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{field} is not a number in {value}"));
+    assert!(number > 0.0, "{field} is {number} in {value}");
+    number
+}
+
+#[track_caller]
 fn number(value: &Value, field: &str) -> u64 {
     value[field]
         .as_u64()
         .unwrap_or_else(|| panic!("{field} is not a count in {value}"))
 }
 
-/// The comparison's `ratio` is a positive number, or, when another process kept the server CPU
-/// busy before a run, there is no comparison and the lab said why.
+/// synwall's `ratio` over each other target in `flood` (a report, or its `fixed_rate` part) is
+/// a positive number, or, when another process kept the server CPU busy before a run or after
+/// the last, there is no comparison and the lab said why.
 #[track_caller]
-fn assert_compared(report: &Value, ratio: &str, stderr: &str) {
-    match report["comparison"][ratio].as_f64() {
-        Some(value) => assert!(value > 0.0, "{ratio} {value}"),
-        None => assert!(
-            report["comparison"].is_null() && stderr.contains("no comparison: the server CPU"),
-            "{report}: {stderr}"
-        ),
+fn assert_compared(flood: &Value, ratio: &str, stderr: &str) {
+    for other in &TARGETS[1..] {
+        match flood["comparison"][other][ratio].as_f64() {
+            Some(value) => assert!(value > 0.0, "{other}: {ratio} {value}"),
+            None => assert!(
+                flood["comparison"].is_null() && stderr.contains("no comparison: the server CPU"),
+                "{other}: {flood}: {stderr}"
+            ),
+        }
     }
+}
+
+/// The names of `run`'s namespaces, which must be gone.
+#[track_caller]
+fn assert_torn_down(run: &Value) {
+    let namespaces: Vec<&str> = run["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|name| name.as_str().unwrap())
+        .collect();
+    assert_namespaces_gone(&namespaces);
 }
 
 /// What the privileged tests share: the loadgen binary, and the flood lock while they run.
@@ -183,38 +213,40 @@ impl Session {
     }
 }
 
-#[test]
-fn test_lab_compare_runs_both_targets_and_tears_down() {
-    let Some(session) = Session::start() else {
-        return;
-    };
-    let finished = session.run(&[
-        "--compare",
+/// A bounded run's arguments: a flood of `duration` at `rate`, 50 legit connections per second,
+/// the JSON report, then `extra`.
+fn bounded<'a>(duration: &'a str, rate: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
         "--duration",
-        "3s",
+        duration,
         "--rate",
-        "50k",
+        rate,
         "--legit-rate",
         "50",
         "--json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[test]
+fn test_lab_compare_runs_every_target_and_tears_down() {
+    let Some(session) = Session::start() else {
+        return;
+    };
+    let finished = session.run(&bounded("3s", "50k", &["--compare", "--fixed-rate", "0"]));
     let report = finished.report();
     assert_eq!(report["interrupted"], false);
     assert_eq!(report["ipv6"], false);
-    for name in ["synwall", "kernel"] {
+    assert!(report["fixed_rate"].is_null(), "{report}");
+    for name in TARGETS {
         let run = target(&report, name);
         assert!(number(run, "offered_syn_pps") > 0, "{run}");
         assert!(number(run, "syn_ack_pps") > 0, "{run}");
         assert!(!run["seconds"].as_array().unwrap().is_empty(), "{run}");
         assert_eq!(number(run, "forged_accepted"), 0, "{run}");
-        assert!(number(&run["legit"], "attempts") > 0, "{run}");
-        let namespaces: Vec<&str> = run["namespaces"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|name| name.as_str().unwrap())
-            .collect();
-        assert_namespaces_gone(&namespaces);
+        assert!(number(&run["legit"], "ok") > 0, "{run}");
+        assert_torn_down(run);
     }
     let synwall = target(&report, "synwall");
     assert_eq!(synwall["xdp_mode"], "native");
@@ -222,12 +254,10 @@ fn test_lab_compare_runs_both_targets_and_tears_down() {
     assert_eq!(number(legit, "ok"), number(legit, "attempts"), "{legit}");
     assert_eq!(synwall["legit_success_pct"].as_f64(), Some(100.0));
     assert_compared(&report, "syn_ack_ratio", &finished.stderr);
-    // The table went to stderr, with its legend.
-    assert!(
-        finished.stderr.contains("SYN-ACK/s ="),
-        "{}",
-        finished.stderr
-    );
+    // The table went to stderr, with its legends.
+    for legend in ["SYN-ACK/s =", "Server CPU per SYN-ACK ="] {
+        assert!(finished.stderr.contains(legend), "{}", finished.stderr);
+    }
 }
 
 #[test]
@@ -235,21 +265,15 @@ fn test_lab_ipv6_compare_serves_floods_and_clients_over_ipv6() {
     let Some(session) = Session::start() else {
         return;
     };
-    let finished = session.run(&[
-        "--ipv6",
-        "--compare",
-        "--duration",
+    let finished = session.run(&bounded(
         "2s",
-        "--rate",
         "20k",
-        "--legit-rate",
-        "50",
-        "--json",
-    ]);
+        &["--ipv6", "--compare", "--fixed-rate", "0"],
+    ));
     let report = finished.report();
     assert_eq!(report["ipv6"], true, "{report}");
     assert_eq!(report["interrupted"], false);
-    for name in ["synwall", "kernel"] {
+    for name in TARGETS {
         let run = target(&report, name);
         // loadgen flooded the server's IPv6 address from the IPv6 spoofed sources.
         let loadgen = &run["loadgen"];
@@ -260,7 +284,7 @@ fn test_lab_ipv6_compare_serves_floods_and_clients_over_ipv6() {
             "{run}"
         );
         assert!(number(run, "offered_syn_pps") > 0, "{run}");
-        // Both targets answered the flood.
+        // Every target answered the flood.
         assert!(number(run, "syn_ack_pps") > 0, "{run}");
         // The legit clients, over IPv6, got in; no spoofed source did.
         let legit = &run["legit"];
@@ -284,23 +308,26 @@ fn test_lab_ipv6_compare_serves_floods_and_clients_over_ipv6() {
 }
 
 #[test]
-fn test_lab_ack_floods_get_no_forged_connection_through_synwall() {
+fn test_lab_ack_floods_run_against_every_target_and_none_gets_through_synwall() {
     let Some(session) = Session::start() else {
         return;
     };
     for mode in ["ack", "near-miss"] {
-        let finished = session.run(&[
-            "--mode",
-            mode,
-            "--duration",
+        let finished = session.run(&bounded(
             "2s",
-            "--rate",
             "100k",
-            "--legit-rate",
-            "50",
-            "--json",
-        ]);
+            &["--compare", "--fixed-rate", "0", "--mode", mode],
+        ));
         let report = finished.report();
+        assert_eq!(report["mode"], mode, "{report}");
+        // Every target faced the flood and counted what got through it (the kernel's cookies
+        // let some near-miss ACKs in, so no number is asserted for the other targets).
+        for name in TARGETS {
+            let run = target(&report, name);
+            assert!(number(run, "offered_pps") > 0, "{mode}: {run}");
+            assert!(number(&run["legit"], "attempts") > 0, "{mode}: {run}");
+            number(run, "forged_accepted");
+        }
         let run = target(&report, "synwall");
         let legit = &run["legit"];
         assert_eq!(
@@ -318,7 +345,105 @@ fn test_lab_ack_floods_get_no_forged_connection_through_synwall() {
             number(legit, "ok"),
             "{mode}: {run}"
         );
+        // The XDP SYN proxy checked the ACKs in XDP.
+        let proxy = &target(&report, "xdp-synproxy")["counters"];
+        assert!(number(proxy, "AckInvalid") > 0, "{mode}: {proxy}");
     }
+}
+
+#[test]
+fn test_lab_xdp_synproxy_target_runs_end_to_end_and_leaves_nothing_behind() {
+    let Some(session) = Session::start() else {
+        return;
+    };
+    if !common::require_tool("nft") {
+        return;
+    }
+    let syncookies = "/proc/sys/net/ipv4/tcp_syncookies";
+    let loose = "/proc/sys/net/netfilter/nf_conntrack_tcp_loose";
+    let host = |path: &str| std::fs::read_to_string(path).ok();
+    let before = (host(syncookies), host(loose));
+    let finished = session.run(&bounded("2s", "20k", &["--target", "xdp-synproxy"]));
+    let report = finished.report();
+    let proxy = target(&report, "xdp-synproxy");
+    assert_eq!(proxy["xdp_mode"], "native", "{proxy}");
+    assert!(number(proxy, "syn_ack_pps") > 0, "{proxy}");
+    assert!(number(proxy, "cookies_pps") > 0, "{proxy}");
+    let legit = &proxy["legit"];
+    assert!(number(legit, "ok") > 0, "{legit}");
+    assert_eq!(number(proxy, "forged_accepted"), 0, "{proxy}");
+    // The legit clients got in through the program and nftables synproxy.
+    let counters = &proxy["counters"];
+    assert!(number(counters, "SynAnswered") > 0, "{counters}");
+    assert!(
+        number(counters, "SynproxyCookieValid") >= number(legit, "ok"),
+        "{counters}"
+    );
+    assert!(
+        proxy["placement"]
+            .as_str()
+            .unwrap()
+            .contains("XDP SYN proxy")
+    );
+    // Nothing of it is left: the namespaces, and the nftables table and sysctls that lived in
+    // them only.
+    assert_torn_down(proxy);
+    let tables = run(&["nft", "list", "tables"]).unwrap();
+    assert!(!tables.contains("swlab_synproxy"), "{tables}");
+    let after = (host(syncookies), host(loose));
+    assert_eq!(after.0, before.0, "the host's tcp_syncookies changed");
+    if before.1.is_some() {
+        assert_eq!(
+            after.1, before.1,
+            "the host's nf_conntrack_tcp_loose changed"
+        );
+    }
+}
+
+#[test]
+fn test_lab_fixed_rate_reports_server_cpu_per_syn_ack_for_every_target() {
+    let Some(session) = Session::start() else {
+        return;
+    };
+    let finished = session.run(&bounded(
+        "2s",
+        "10k",
+        &["--compare", "--mode", "ack", "--fixed-rate", "20k"],
+    ));
+    let report = finished.report();
+    // The flood asked for ran, and the fixed-rate SYN flood after it.
+    assert_eq!(report["mode"], "ack", "{report}");
+    let fixed = &report["fixed_rate"];
+    assert_eq!(fixed["mode"], "syn", "{fixed}");
+    assert_eq!(number(fixed, "rate_pps"), 20_000, "{fixed}");
+    for name in TARGETS {
+        assert!(number(target(&report, name), "offered_pps") > 0);
+        let run = target(fixed, name);
+        assert!(number(run, "syn_ack_pps") > 0, "{name}: {run}");
+        // /proc/stat counts in ticks: at a low rate a target as cheap as the kernel's
+        // listener may show no busy tick over the run's steady second, and then no figure.
+        let busy = run["server_cpu_busy_pct"].as_f64().expect("a busy share");
+        if busy > 0.0 {
+            positive(run, "server_cpu_us_per_syn_ack");
+            positive(run, "syn_acks_per_server_cpu_s");
+        } else {
+            assert!(run["server_cpu_us_per_syn_ack"].is_null(), "{name}: {run}");
+        }
+        positive(run, "answered_pct");
+        positive(run, "legit_success_pct");
+        assert!(
+            number(run, "connect_p50_us") <= number(run, "connect_p99_us"),
+            "{run}"
+        );
+        assert_torn_down(run);
+    }
+    assert_compared(fixed, "cpu_per_syn_ack_ratio", &finished.stderr);
+    assert!(
+        finished.stderr.contains("syn flood at 20000 pkt/s")
+            || finished.stderr.contains("no comparison: the server CPU"),
+        "{}",
+        finished.stderr
+    );
 }
 
 #[test]
@@ -326,17 +451,7 @@ fn test_lab_repair_handoff_serves_through_the_proxy() {
     let Some(session) = Session::start() else {
         return;
     };
-    let finished = session.run(&[
-        "--handoff",
-        "repair",
-        "--duration",
-        "2s",
-        "--rate",
-        "20k",
-        "--legit-rate",
-        "50",
-        "--json",
-    ]);
+    let finished = session.run(&bounded("2s", "20k", &["--handoff", "repair"]));
     let report = finished.report();
     let run = target(&report, "synwall");
     let legit = &run["legit"];

@@ -258,7 +258,10 @@ fn test_sighup_reloads_without_dropping_anything() {
         ready.contains("STATUS=serving 198.18.0.1:80 on ") && ready.contains("handoff repair"),
         "{ready}"
     );
-    assert!(ready.contains(&format!("secret from {secret_a}")), "{ready}");
+    assert!(
+        ready.contains(&format!("secret from {secret_a}")),
+        "{ready}"
+    );
     // No handoff key, an upstream and nothing on the served port: auto keeps proxying.
     assert!(
         synwall

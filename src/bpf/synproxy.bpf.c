@@ -21,7 +21,14 @@
  * `synproxy_pass` is a plain pass program for the client's end of a veth pair:
  * a frame sent with XDP_TX reaches the peer only when the peer runs XDP.
  *
- * Maps: served (array, one entry: struct served) filled by src/sys/synproxy.rs.
+ * Every decision on a segment to the served address and port is counted in `outcomes`
+ * (one entry, struct outcomes), read by src/sys/synproxy.rs: SYNs answered, SYNs
+ * that could not be answered, cookie ACKs passed, ACKs without a valid cookie, segments
+ * of connections a kernel socket owns, and other segments dropped. The counters are
+ * shared by all CPUs and added to atomically: in the lab one CPU runs the program.
+ *
+ * Maps: served (array, one entry: struct served) filled by src/sys/synproxy.rs;
+ * outcomes (array, one entry: struct outcomes) read by it.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -54,6 +61,46 @@ struct {
 	__type(key, __u32);
 	__type(value, struct served);
 } served SEC(".maps");
+
+/* What happened to a segment to the served address and port: the order of the counters
+ * in struct outcomes, which `SynProxyCounters` in src/sys/synproxy.rs follows. */
+enum outcome {
+	SYN_ANSWERED,	/* a SYN-ACK with a cookie sent by XDP_TX */
+	SYN_UNANSWERED, /* the cookie helper or the tail adjustment failed: dropped */
+	ACK_PASSED,	/* a valid cookie ACK, passed to nftables synproxy */
+	ACK_INVALID,	/* an ACK without a valid cookie: dropped */
+	OWNED,		/* a segment of a connection a kernel socket owns: passed */
+	OTHER_DROPPED,	/* a bad header length or other flags: dropped */
+	OUTCOME_COUNT,
+};
+
+struct outcomes {
+	__u64 count[OUTCOME_COUNT];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct outcomes);
+} outcomes SEC(".maps");
+
+/* Counts `outcome` and returns `action`. */
+static __always_inline int counted(enum outcome outcome, int action)
+{
+	__u32 zero = 0;
+	struct outcomes *counts = bpf_map_lookup_elem(&outcomes, &zero);
+
+	if (counts)
+		__sync_fetch_and_add(&counts->count[outcome], 1);
+	return action;
+}
+
+/* The decision on an ACK from the cookie check's `result` (0: a valid cookie), counted. */
+static __always_inline int checked(int result)
+{
+	return result == 0 ? counted(ACK_PASSED, XDP_PASS) : counted(ACK_INVALID, XDP_DROP);
+}
 
 /* Folds a 32-bit one's-complement sum into 16 bits. */
 static __always_inline __u16 fold(__u64 sum)
@@ -143,30 +190,30 @@ static __always_inline int ipv4(struct xdp_md *ctx, struct ethhdr *eth, void *da
 	tuple.ipv4.sport = th->source;
 	tuple.ipv4.dport = th->dest;
 	if (owned(ctx, &tuple, sizeof(tuple.ipv4)))
-		return XDP_PASS;
+		return counted(OWNED, XDP_PASS);
 	th_len = th->doff * 4;
 	if (th_len < sizeof(*th) || th_len > 60)
-		return XDP_DROP;
+		return counted(OTHER_DROPPED, XDP_DROP);
 	if (th->syn && !th->ack && !th->rst && !th->fin) {
 		__u8 header[60];
 
 		/* The cookie helper reads the whole header with its options: from a copy, whose
 		 * length the verifier can bound. */
 		if (bpf_xdp_load_bytes(ctx, sizeof(*eth) + sizeof(*iph), header, th_len))
-			return XDP_DROP;
+			return counted(SYN_UNANSWERED, XDP_DROP);
 		cookie = bpf_tcp_raw_gen_syncookie_ipv4(iph, (struct tcphdr *)header, th_len);
 		if (cookie < 0)
-			return XDP_DROP;
+			return counted(SYN_UNANSWERED, XDP_DROP);
 		if (bpf_xdp_adjust_tail(ctx, (int)(sizeof(*eth) + sizeof(*iph) + SYNACK_TCP_LEN) -
 					       (int)(ctx->data_end - ctx->data)))
-			return XDP_DROP;
+			return counted(SYN_UNANSWERED, XDP_DROP);
 		/* The frame moved: take its headers again. */
 		eth = (void *)(long)ctx->data;
 		data_end = (void *)(long)ctx->data_end;
 		iph = (void *)(eth + 1);
 		th = (void *)(iph + 1);
 		if ((void *)th + SYNACK_TCP_LEN > data_end)
-			return XDP_DROP;
+			return counted(SYN_UNANSWERED, XDP_DROP);
 		syn_ack(th, (__u32)cookie, (__u16)(cookie >> 32));
 		__u8 mac[ETH_ALEN];
 		__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
@@ -189,13 +236,13 @@ static __always_inline int ipv4(struct xdp_md *ctx, struct ethhdr *eth, void *da
 		sum = (iph->saddr & 0xffff) + (iph->saddr >> 16) + (iph->daddr & 0xffff) +
 		      (iph->daddr >> 16) + bpf_htons(IPPROTO_TCP) + bpf_htons(SYNACK_TCP_LEN);
 		if (tcp_sum(th, data_end, &sum))
-			return XDP_DROP;
+			return counted(SYN_UNANSWERED, XDP_DROP);
 		th->check = fold(sum);
-		return XDP_TX;
+		return counted(SYN_ANSWERED, XDP_TX);
 	}
 	if (th->ack && !th->syn && !th->rst)
-		return bpf_tcp_raw_check_syncookie_ipv4(iph, th) == 0 ? XDP_PASS : XDP_DROP;
-	return XDP_DROP;
+		return checked(bpf_tcp_raw_check_syncookie_ipv4(iph, th));
+	return counted(OTHER_DROPPED, XDP_DROP);
 }
 
 static __always_inline int ipv6(struct xdp_md *ctx, struct ethhdr *eth, void *data_end,
@@ -220,28 +267,28 @@ static __always_inline int ipv6(struct xdp_md *ctx, struct ethhdr *eth, void *da
 	tuple.ipv6.sport = th->source;
 	tuple.ipv6.dport = th->dest;
 	if (owned(ctx, &tuple, sizeof(tuple.ipv6)))
-		return XDP_PASS;
+		return counted(OWNED, XDP_PASS);
 	th_len = th->doff * 4;
 	if (th_len < sizeof(*th) || th_len > 60)
-		return XDP_DROP;
+		return counted(OTHER_DROPPED, XDP_DROP);
 	if (th->syn && !th->ack && !th->rst && !th->fin) {
 		struct in6_addr address;
 		__u8 header[60];
 
 		if (bpf_xdp_load_bytes(ctx, sizeof(*eth) + sizeof(*ip6h), header, th_len))
-			return XDP_DROP;
+			return counted(SYN_UNANSWERED, XDP_DROP);
 		cookie = bpf_tcp_raw_gen_syncookie_ipv6(ip6h, (struct tcphdr *)header, th_len);
 		if (cookie < 0)
-			return XDP_DROP;
+			return counted(SYN_UNANSWERED, XDP_DROP);
 		if (bpf_xdp_adjust_tail(ctx, (int)(sizeof(*eth) + sizeof(*ip6h) + SYNACK_TCP_LEN) -
 					       (int)(ctx->data_end - ctx->data)))
-			return XDP_DROP;
+			return counted(SYN_UNANSWERED, XDP_DROP);
 		eth = (void *)(long)ctx->data;
 		data_end = (void *)(long)ctx->data_end;
 		ip6h = (void *)(eth + 1);
 		th = (void *)(ip6h + 1);
 		if ((void *)th + SYNACK_TCP_LEN > data_end)
-			return XDP_DROP;
+			return counted(SYN_UNANSWERED, XDP_DROP);
 		syn_ack(th, (__u32)cookie, (__u16)(cookie >> 32));
 		__u8 mac[ETH_ALEN];
 		__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
@@ -257,13 +304,13 @@ static __always_inline int ipv6(struct xdp_md *ctx, struct ethhdr *eth, void *da
 		for (int i = 0; i < 8; i++)
 			sum += ((__u16 *)&ip6h->saddr)[i] + ((__u16 *)&ip6h->daddr)[i];
 		if (tcp_sum(th, data_end, &sum))
-			return XDP_DROP;
+			return counted(SYN_UNANSWERED, XDP_DROP);
 		th->check = fold(sum);
-		return XDP_TX;
+		return counted(SYN_ANSWERED, XDP_TX);
 	}
 	if (th->ack && !th->syn && !th->rst)
-		return bpf_tcp_raw_check_syncookie_ipv6(ip6h, th) == 0 ? XDP_PASS : XDP_DROP;
-	return XDP_DROP;
+		return checked(bpf_tcp_raw_check_syncookie_ipv6(ip6h, th));
+	return counted(OTHER_DROPPED, XDP_DROP);
 }
 
 SEC("xdp")

@@ -3,7 +3,9 @@
 //!
 //! Validation bounds every flood before anything is built, within the [`limits`] loadgen
 //! enforces: the duration is capped at [`MAX_DURATION`], and the packet count passed to the
-//! generator is derived from rate and duration, so each run stops by itself twice over.
+//! generator is derived from rate and duration ([`Flood`]), so each run stops by itself twice
+//! over. A run has the flood asked for and, for the efficiency figure, optionally a SYN flood
+//! at a fixed rate (`--fixed-rate`, 200k by default with `--compare`).
 //!
 //! [`limits`]: crate::lab::limits
 
@@ -22,21 +24,32 @@ use crate::lab::topology::Family;
 /// loadgen's [`MAX_PACKETS`], which a run of over 500 s at that speed reaches first).
 const MAX_RATE_BOUND_PPS: u64 = 3_000_000;
 
+/// The fixed-rate flood of `--compare` when no `--fixed-rate` is given (SYNs per second): below
+/// what every target answers on one core of this lab (LAB-NOTES).
+pub const DEFAULT_FIXED_RATE: u64 = 200_000;
+
 /// `synwall --help` on `lab`.
-const ABOUT: &str =
-    "Flood synwall (or the kernel) between two network namespaces and measure it (root)";
+const ABOUT: &str = "Flood synwall (or the kernel, or the kernel's XDP SYN proxy) between two network \
+     namespaces and measure it (root)";
 /// `synwall lab --help`.
 const LONG_ABOUT: &str = "\
-Flood synwall (or the kernel's listener) between two network namespaces and measure how it \
-holds up. Needs root.
+Flood synwall (or the kernel's listener, or the kernel's XDP SYN proxy) between two network \
+namespaces and measure how it holds up. Needs root.
 
 Builds its own namespaces and veth pair (198.18.0.0/15, and 2001:2::/48 with --ipv6), places the server side on one CPU \
 (synwall's fast path and its receive work: threaded NAPI, or RPS for the kernel) and the \
 generator on another, then runs loadgen (found next to this executable) in the client \
 namespace: a bounded flood plus legit clients. Prints a table per second and a summary; with \
---compare, synwall then the kernel on fresh namespaces, side by side. The same service runs \
-behind both: in native handoff (the default) it listens on the served port itself, in repair \
-mode synwall proxies to it.
+--compare, synwall, the kernel and the XDP SYN proxy, each on fresh namespaces, side by side. \
+The same service runs behind all three: in native handoff (the default) it listens on the \
+served port itself, in repair mode synwall proxies to it; the XDP SYN proxy answers SYNs with \
+the kernel's cookies from XDP and passes cookie ACKs to nftables synproxy in front of it.
+
+--fixed-rate (200k with --compare) adds, per target, a SYN flood at that rate, below every \
+target's saturation: the server CPU's busy time per SYN-ACK (from /proc/stat), SYN-ACKs per \
+second of server CPU, and legit connect latency where nothing is dropped. That figure does not \
+depend on how the client side keeps up, as the maximum-rate one does. A server CPU busy with \
+other work before a run or after the last one withholds every ratio.
 
 With --peacetime there is no flood: the same service behind synwall and behind the kernel \
 alone, side by side: request latency at 100 new connections/s (the request sent right after \
@@ -61,20 +74,28 @@ pub enum FloodMode {
 }
 
 /// Which listener faces the flood.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Target {
     /// synwall on AF_XDP, in front of the built-in service.
     Synwall,
     /// The Linux listener (tcp_syncookies=1) in front of the same service.
     Kernel,
+    /// The kernel's cookies answered from XDP (XDP_TX), cookie ACKs passed to nftables
+    /// synproxy, in front of the same service.
+    XdpSynproxy,
 }
 
 impl Target {
+    /// Every target, in the order --compare runs them.
+    pub const ALL: [Target; 3] = [Target::Synwall, Target::Kernel, Target::XdpSynproxy];
+
+    /// The name, as --target takes it.
     pub fn name(self) -> &'static str {
         match self {
             Target::Synwall => "synwall",
             Target::Kernel => "kernel",
+            Target::XdpSynproxy => "xdp-synproxy",
         }
     }
 }
@@ -123,7 +144,7 @@ pub struct LabArgs {
     /// The listener facing the flood.
     #[arg(long, value_enum, default_value_t = Target::Synwall, conflicts_with = "compare")]
     pub target: Target,
-    /// Run synwall, then the kernel, each on a fresh lab, and compare them.
+    /// Run synwall, the kernel and the XDP SYN proxy, each on a fresh lab, and compare them.
     #[arg(long)]
     pub compare: bool,
     /// No flood: new connections/s, request latency and keep-alive requests/s through synwall
@@ -160,6 +181,11 @@ pub struct LabArgs {
     /// Flood packets per second: a number (k and M suffixes allowed) or "max".
     #[arg(long, value_name = "PPS|max", default_value = "max", value_parser = parse_rate)]
     pub rate: Rate,
+    /// After the flood of --rate, a SYN flood at this fixed rate (k and M suffixes allowed)
+    /// against each target, for the server CPU per SYN-ACK; 0: none. Default: 200k with
+    /// --compare, none without.
+    #[arg(long, value_name = "PPS", value_parser = parse_fixed_rate, conflicts_with = "peacetime")]
+    pub fixed_rate: Option<u64>,
     /// How long each flood lasts (at most 600 s).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
@@ -197,6 +223,11 @@ pub enum Rate {
     PerSecond(u64),
 }
 
+/// A count with an optional k or M suffix; 0 turns the fixed-rate flood off.
+fn parse_fixed_rate(text: &str) -> Result<u64, String> {
+    parse_count(text).ok_or_else(|| format!("{text:?} is not a rate like 200000, 200k or 0"))
+}
+
 /// "max", or a positive count with an optional k or M suffix.
 fn parse_rate(text: &str) -> Result<Rate, String> {
     if text == "max" {
@@ -208,6 +239,48 @@ fn parse_rate(text: &str) -> Result<Rate, String> {
             "{text:?} is not \"max\" or a rate like 50000, 50k or 1M"
         )),
     }
+}
+
+/// One flood of a run: what loadgen sends, how fast, and its packet bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flood {
+    pub mode: FloodMode,
+    pub rate: Rate,
+    /// The generator's packet bound: the rate (or, at max rate, [`MAX_RATE_BOUND_PPS`]) times
+    /// the duration, within loadgen's [`MAX_PACKETS`].
+    pub packets: u64,
+}
+
+impl Flood {
+    fn new(mode: FloodMode, rate: Rate, duration: Duration) -> Flood {
+        let per_second = match rate {
+            Rate::Max => MAX_RATE_BOUND_PPS,
+            Rate::PerSecond(rate) => rate,
+        };
+        let packets = (per_second as f64 * duration.as_secs_f64()).ceil() as u64;
+        Flood {
+            mode,
+            rate,
+            packets: packets.clamp(1, MAX_PACKETS),
+        }
+    }
+
+    /// The rate asked for; None for max.
+    pub fn rate_pps(&self) -> Option<u64> {
+        match self.rate {
+            Rate::Max => None,
+            Rate::PerSecond(rate) => Some(rate),
+        }
+    }
+}
+
+/// Why a flood runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The flood asked for with --mode and --rate.
+    Asked,
+    /// The SYN flood at --fixed-rate, for the server CPU per SYN-ACK.
+    FixedRate,
 }
 
 /// A validated lab run.
@@ -223,12 +296,13 @@ pub struct LabConfig {
     pub phase: Duration,
     pub search_step: Duration,
     pub search_max_rate: u32,
-    pub mode: FloodMode,
+    /// The flood asked for (--mode, --rate), against every target.
+    pub flood: Flood,
+    /// The SYN flood at a fixed rate for the efficiency figure, against every target after
+    /// [`LabConfig::flood`]; None when there is none.
+    pub fixed_rate: Option<Flood>,
     pub mix: String,
-    pub rate: Rate,
     pub duration: Duration,
-    /// The generator's packet bound.
-    pub packets: u64,
     pub legit_rate: u32,
     pub legit_timeout: Duration,
     pub server_cpu: usize,
@@ -237,6 +311,14 @@ pub struct LabConfig {
     pub kernel_rx: KernelRx,
     pub loadgen: PathBuf,
     pub json: bool,
+}
+
+impl LabConfig {
+    /// The floods of the run in order, each against every target.
+    pub fn floods(&self) -> impl Iterator<Item = (Phase, Flood)> {
+        let fixed_rate = self.fixed_rate.map(|flood| (Phase::FixedRate, flood));
+        std::iter::once((Phase::Asked, self.flood)).chain(fixed_rate)
+    }
 }
 
 impl LabArgs {
@@ -285,13 +367,15 @@ impl LabArgs {
                  lab needs one core for the server side and one for the generator"
             ));
         }
-        let per_second = match self.rate {
-            Rate::Max => MAX_RATE_BOUND_PPS,
-            Rate::PerSecond(rate) => rate,
+        let fixed_rate = match self.fixed_rate {
+            Some(rate) => rate,
+            None if self.compare => DEFAULT_FIXED_RATE,
+            None => 0,
         };
-        let packets = (per_second as f64 * self.duration.as_secs_f64()).ceil() as u64;
         Ok(LabConfig {
-            targets: if self.compare || self.peacetime {
+            targets: if self.compare {
+                Target::ALL.to_vec()
+            } else if self.peacetime {
                 vec![Target::Synwall, Target::Kernel]
             } else {
                 vec![self.target]
@@ -302,11 +386,11 @@ impl LabArgs {
             phase: self.phase,
             search_step: self.search_step,
             search_max_rate: self.search_max_rate,
-            mode: self.mode,
+            flood: Flood::new(self.mode, self.rate, self.duration),
+            fixed_rate: (fixed_rate > 0 && !self.peacetime)
+                .then(|| Flood::new(FloodMode::Syn, Rate::PerSecond(fixed_rate), self.duration)),
             mix: self.mix,
-            rate: self.rate,
             duration: self.duration,
-            packets: packets.clamp(1, MAX_PACKETS),
             legit_rate: self.legit_rate,
             legit_timeout: self.legit_timeout,
             server_cpu: self.server_cpu,
@@ -364,6 +448,17 @@ mod tests {
         assert!(!args.ipv6);
         assert!(parse(&["--ipv6", "--compare"]).unwrap().ipv6);
         assert!(parse(&["--ipv6", "--peacetime"]).unwrap().ipv6);
+        assert_eq!(
+            parse(&["--target", "xdp-synproxy"]).unwrap().target,
+            Target::XdpSynproxy
+        );
+        assert_eq!(args.fixed_rate, None);
+        assert_eq!(
+            parse(&["--fixed-rate", "200k"]).unwrap().fixed_rate,
+            Some(200_000)
+        );
+        assert!(parse(&["--fixed-rate", "fast"]).is_err());
+        assert!(parse(&["--peacetime", "--fixed-rate", "1k"]).is_err());
     }
 
     #[test]
@@ -385,15 +480,34 @@ mod tests {
             argv.extend(["--loadgen", present]);
             parse(&argv).unwrap().into_config().unwrap()
         };
-        assert_eq!(config(&["--duration", "10s"]).packets, 30_000_000);
+        assert_eq!(config(&["--duration", "10s"]).flood.packets, 30_000_000);
         assert_eq!(config(&[]).family, Family::V4);
         assert_eq!(config(&["--ipv6"]).family, Family::V6);
-        assert_eq!(config(&["--rate", "1k", "--duration", "2s"]).packets, 2_000);
+        let slow = config(&["--rate", "1k", "--duration", "2s"]);
+        assert_eq!(slow.flood.packets, 2_000);
         // The longest run, at max rate or at a rate no generator reaches, stays within what
         // loadgen accepts.
-        assert_eq!(config(&["--duration", "600s"]).packets, MAX_PACKETS);
+        assert_eq!(config(&["--duration", "600s"]).flood.packets, MAX_PACKETS);
         let fast = config(&["--rate", "10M", "--duration", "300s"]);
-        assert_eq!(fast.packets, MAX_PACKETS);
+        assert_eq!(fast.flood.packets, MAX_PACKETS);
+        // --compare: every target, and the fixed-rate SYN flood at its default rate unless
+        // turned off; a single target gets it only when asked.
+        let compare = config(&["--compare", "--mode", "near-miss", "--duration", "2s"]);
+        assert_eq!(compare.targets, Target::ALL);
+        assert_eq!(compare.flood.mode, FloodMode::NearMiss);
+        let fixed = compare.fixed_rate.unwrap();
+        assert_eq!(fixed.mode, FloodMode::Syn);
+        assert_eq!(fixed.rate_pps(), Some(DEFAULT_FIXED_RATE));
+        assert_eq!(fixed.packets, 2 * DEFAULT_FIXED_RATE);
+        assert_eq!(config(&["--compare", "--fixed-rate", "0"]).fixed_rate, None);
+        assert_eq!(config(&[]).fixed_rate, None);
+        let single = config(&["--target", "xdp-synproxy", "--fixed-rate", "50k"]);
+        assert_eq!(single.targets, [Target::XdpSynproxy]);
+        assert_eq!(single.fixed_rate.unwrap().rate_pps(), Some(50_000));
+        assert_eq!(
+            config(&["--peacetime"]).targets,
+            [Target::Synwall, Target::Kernel]
+        );
         let missing = error("/nonexistent/loadgen", &[]);
         assert!(
             missing.contains("cargo build --release --workspace"),

@@ -27,6 +27,11 @@ pub enum LabError {
     Synwall(#[from] ServerError),
     #[error("the kernel listener in the lab: {0}")]
     Kernel(io::Error),
+    #[error("the XDP SYN proxy in the lab, {what}: {source}")]
+    SynProxy {
+        what: &'static str,
+        source: io::Error,
+    },
     #[error("the server side stopped during the run: {0}")]
     ServerSide(String),
     #[error("reading the server namespace's {what}: {source}")]

@@ -1,7 +1,7 @@
 //! The flood generator: `ip netns exec <client ns> loadgen ... --json` as a child process,
-//! with its JSON lines parsed into [`Record`]s as they come. It floods the server's address of
-//! the run's family from the lab's spoofed sources of that family, and its legit clients
-//! connect over that family too.
+//! with its JSON lines parsed into [`Record`]s as they come. It sends one [`Flood`] to the
+//! server's address of the run's family from the lab's spoofed sources of that family, and its
+//! legit clients connect over that family too.
 //!
 //! The child runs in its own process group, so a Ctrl-C at the terminal reaches only the lab,
 //! which passes one SIGINT on ([`Generator::interrupt`]: loadgen then stops cleanly and still
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::lab::cli::{FloodMode, LabConfig, Rate};
+use crate::lab::cli::{Flood, FloodMode, LabConfig, Rate};
 use crate::lab::error::LabError;
 use crate::lab::report::Record;
 use crate::lab::server_side::PORT;
@@ -53,13 +53,17 @@ pub struct Generator {
 }
 
 impl Generator {
-    /// Starts loadgen in the client namespace against the server.
-    pub fn spawn(topology: &Topology, config: &LabConfig) -> Result<Generator, LabError> {
+    /// Starts loadgen in the client namespace: `flood` against the server.
+    pub fn spawn(
+        topology: &Topology,
+        config: &LabConfig,
+        flood: &Flood,
+    ) -> Result<Generator, LabError> {
         let mut command = Command::new("ip");
         command
             .args(["netns", "exec", &topology.client_ns])
             .arg(&config.loadgen)
-            .args(arguments(topology, config))
+            .args(arguments(topology, config, flood))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -159,10 +163,10 @@ impl Drop for Generator {
     }
 }
 
-/// loadgen's command line for `config`.
-fn arguments(topology: &Topology, config: &LabConfig) -> Vec<String> {
+/// loadgen's command line for `flood` in a run of `config`.
+fn arguments(topology: &Topology, config: &LabConfig, flood: &Flood) -> Vec<String> {
     let millis = |duration: Duration| format!("{}ms", duration.as_millis());
-    let rate = match config.rate {
+    let rate = match flood.rate {
         Rate::Max => "max".to_owned(),
         Rate::PerSecond(rate) => rate.to_string(),
     };
@@ -175,10 +179,10 @@ fn arguments(topology: &Topology, config: &LabConfig) -> Vec<String> {
         ("--src-cidr", config.family.spoofed_sources().to_owned()),
         ("--rate", rate),
         ("--duration", millis(config.duration)),
-        ("--packets", config.packets.to_string()),
+        ("--packets", flood.packets.to_string()),
         ("--cpus", config.client_cpu.to_string()),
     ];
-    options.push(match config.mode {
+    options.push(match flood.mode {
         FloodMode::Syn => ("--mode", "syn".to_owned()),
         FloodMode::Ack => ("--mode", "ack".to_owned()),
         FloodMode::NearMiss => ("--mode", "near-miss".to_owned()),

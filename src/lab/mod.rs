@@ -1,11 +1,14 @@
 //! The lab: synwall, a flood and real clients between two network namespaces on one machine,
-//! and `synwall lab`, which runs it against synwall or the kernel's own listener.
+//! and `synwall lab`, which runs it against synwall, the kernel's own listener, or the kernel's
+//! XDP SYN proxy.
 //!
 //! ```text
 //!  client namespace (client CPU)                    server namespace (server CPU)
-//!  loadgen: flood + legit clients ──veth pair──►  synwall (AF_XDP) or the kernel listener
-//!     ▲ JSON lines (report::Record)                   └─► built-in service (HTTP/1.1 200)
-//!  synwall lab: table per second, summary, comparison ◄── /proc/net of the server namespace
+//!  loadgen: flood + legit clients ──veth pair──►  synwall (AF_XDP), the kernel listener, or
+//!     ▲ JSON lines (report::Record)               the XDP SYN proxy + nftables synproxy
+//!     │                                               └─► built-in service (HTTP/1.1 200)
+//!  synwall lab: table per second, summary, comparison ◄── /proc/net of the server namespace,
+//!                                                         /proc/stat of the server CPU
 //! ```
 //!
 //! Modules:
@@ -16,7 +19,9 @@
 //!   in order; `server_side`: synwall or the kernel fronting `service` (the built-in HTTP
 //!   service: one event loop, keep-alive, PROXY protocol); [`peacetime`]: clients measuring
 //!   new connections per second and keep-alive requests per second with no flood, and
-//!   `peacetime_report` what it prints; `placement`: which CPU does what; `procnet`: the server namespace's kernel counters;
+//!   `peacetime_report` what it prints; [`XdpSynProxyPeer`]: the XDP SYN proxy set up as a
+//!   target; `placement`: which CPU does what, and how busy the server CPU is; `procnet`: the
+//!   server namespace's kernel counters;
 //!   `generator`: loadgen as a child process; `output`: the table, summaries and JSON;
 //!   `error`: [`LabError`].
 //!
@@ -41,6 +46,7 @@ mod runner;
 mod server_side;
 mod service;
 mod topology;
+mod xdp_synproxy;
 
 pub use cli::{FloodMode, KernelRx, LabArgs, LabHandoff, LabXdpMode, Rate, Target};
 pub use error::LabError;
@@ -49,3 +55,4 @@ pub use runner::command;
 pub use topology::{
     CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, SPOOFED_SOURCES, SPOOFED_SOURCES_V6, Topology, run,
 };
+pub use xdp_synproxy::XdpSynProxyPeer;

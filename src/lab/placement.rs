@@ -11,12 +11,18 @@
 //!   hook. Or RPS (`--kernel-rx rps`), which moves the work to the server CPU too but makes
 //!   the generator pay for a remote enqueue per packet, so it offers about half the load.
 //! - Server veth, synwall in generic mode: RPS.
+//! - Server veth, the XDP SYN proxy: its DRV program, threaded NAPI pinned to the server CPU at
+//!   nice 0 (all of its work is in NAPI).
 //! - Client veth: RPS to the client CPU, so the client namespace handles the SYN-ACKs it
-//!   receives on the generator's core, not on the server's.
+//!   receives on the generator's core, not on the server's. Against the XDP SYN proxy the
+//!   client veth runs a pass program (XDP_TX frames need one), so its frames are built into
+//!   skbs by its own NAPI instance, which would run on the server's core: threaded, pinned to
+//!   the client CPU at nice 0.
 //!
 //! The NAPI thread at nice 19 gets almost nothing while any other runnable task of nice 0
 //! shares the server CPU (a build, say): synwall's figures then collapse, so the lab measures
-//! how busy the server CPU was just before each run ([`busy_percent`]) and reports it.
+//! how busy the server CPU was just before each run and after the last ([`busy_percent`]) and
+//! reports it. [`CpuTimes`] is also what the server CPU's busy time per SYN-ACK is made of.
 //!
 //! Sysfs is written from inside the namespace (`ip netns exec` remounts /sys for it). Kernel
 //! threads are pinned with `taskset` and reniced with `renice`. Nothing here outlives the
@@ -71,10 +77,25 @@ pub fn gro(topology: &Topology, ns: &str, dev: &str) -> io::Result<()> {
 /// Turns on threaded NAPI for the server veth (it must have a NAPI instance: a DRV program
 /// attached, or GRO on), pins its NAPI threads to `cpu` at `nice`; returns their pids.
 pub fn threaded_napi(topology: &Topology, cpu: usize, nice: i8) -> io::Result<Vec<u32>> {
-    let dev = &topology.server_if;
+    let (ns, dev) = (&topology.server_ns, &topology.server_if);
+    threaded_napi_of(topology, ns, dev, cpu, nice, &[])
+}
+
+/// [`threaded_napi`] for interface `dev` of namespace `ns`, leaving alone the NAPI threads
+/// `placed` before: the two ends of a veth pair differ in the last letter of their names,
+/// which a task name may have cut.
+pub fn threaded_napi_of(
+    topology: &Topology,
+    ns: &str,
+    dev: &str,
+    cpu: usize,
+    nice: i8,
+    placed: &[u32],
+) -> io::Result<Vec<u32>> {
     let path = format!("/sys/class/net/{dev}/threaded");
-    write_sysfs(topology, &topology.server_ns, &path, "1")?;
-    let threads = napi_threads(dev)?;
+    write_sysfs(topology, ns, &path, "1")?;
+    let mut threads = napi_threads(dev)?;
+    threads.retain(|pid| !placed.contains(pid));
     if threads.is_empty() {
         return Err(io::Error::other(format!(
             "threaded NAPI is on for {dev}, but no napi/{dev}-* kernel thread exists"
@@ -91,10 +112,18 @@ pub fn threaded_napi(topology: &Topology, cpu: usize, nice: i8) -> io::Result<Ve
 /// they measure that work too.
 pub const BUSY_LIMIT: f64 = 10.0;
 
-/// How busy `cpu` is, in percent of the time over `window` (from /proc/stat: everything but
-/// idle and iowait).
-pub fn busy_percent(cpu: usize, window: Duration) -> io::Result<f64> {
-    let times = || -> io::Result<(u64, u64)> {
+/// The time one CPU spent since boot, from its line in /proc/stat, in clock ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTimes {
+    /// All of it.
+    pub total: u64,
+    /// Idle and waiting for I/O.
+    pub idle: u64,
+}
+
+impl CpuTimes {
+    /// The times of `cpu` now.
+    pub fn of(cpu: usize) -> io::Result<CpuTimes> {
         let stat = fs::read_to_string("/proc/stat")?;
         let label = format!("cpu{cpu} ");
         let line = stat
@@ -107,17 +136,29 @@ pub fn busy_percent(cpu: usize, window: Duration) -> io::Result<f64> {
             .filter_map(|value| value.parse().ok())
             .collect();
         let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
-        Ok((values.iter().sum(), idle))
-    };
-    let (total_before, idle_before) = times()?;
-    thread::sleep(window);
-    let (total, idle) = times()?;
-    let elapsed = total.saturating_sub(total_before);
-    if elapsed == 0 {
-        return Ok(0.0);
+        Ok(CpuTimes {
+            total: values.iter().sum(),
+            idle,
+        })
     }
-    let busy = elapsed.saturating_sub(idle.saturating_sub(idle_before));
-    Ok(100.0 * busy as f64 / elapsed as f64)
+
+    /// The share of the time since `before` the CPU was busy (everything but idle and iowait),
+    /// in percent; 0 when no time passed.
+    pub fn busy_percent_since(&self, before: &CpuTimes) -> f64 {
+        let elapsed = self.total.saturating_sub(before.total);
+        if elapsed == 0 {
+            return 0.0;
+        }
+        let busy = elapsed.saturating_sub(self.idle.saturating_sub(before.idle));
+        100.0 * busy as f64 / elapsed as f64
+    }
+}
+
+/// How busy `cpu` is, in percent of the time over `window` (see [`CpuTimes`]).
+pub fn busy_percent(cpu: usize, window: Duration) -> io::Result<f64> {
+    let before = CpuTimes::of(cpu)?;
+    thread::sleep(window);
+    Ok(CpuTimes::of(cpu)?.busy_percent_since(&before))
 }
 
 /// The kernel threads named `napi/<dev>-<id>`, as far as the cut name shows.
@@ -157,6 +198,20 @@ mod tests {
         assert_eq!(mask(70), "00000040,00000000,00000000");
         assert_eq!(napi_comm_prefix("swl1x0s"), "napi/swl1x0s-");
         assert_eq!(napi_comm_prefix("swl1234567x0s"), "napi/swl1234567");
+    }
+
+    #[test]
+    fn test_busy_share_of_cpu_times() {
+        let before = CpuTimes {
+            total: 1000,
+            idle: 600,
+        };
+        let after = CpuTimes {
+            total: 1200,
+            idle: 650,
+        };
+        assert_eq!(after.busy_percent_since(&before), 75.0);
+        assert_eq!(before.busy_percent_since(&before), 0.0);
     }
 
     #[test]

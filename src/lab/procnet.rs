@@ -1,6 +1,7 @@
 //! The server namespace's kernel figures, read from its /proc/net files: frames through the
-//! server's veth (/proc/net/dev), the TCP MIB counters (/proc/net/netstat), and the kernel's
-//! SYN queue (SYN_RECV entries in /proc/net/tcp).
+//! server's veth (/proc/net/dev), the TCP MIB counters (/proc/net/netstat), the kernel's
+//! SYN queue (SYN_RECV entries in /proc/net/tcp), and nftables synproxy's counters
+//! (/proc/net/stat/synproxy, once the XDP SYN proxy's rules have loaded it).
 //!
 //! The files are opened by a thread that has entered the server namespace
 //! (`/proc/thread-self/net/...`); an open /proc/net file keeps reporting on the namespace it
@@ -38,6 +39,8 @@ pub struct ProcNet {
     dev: File,
     netstat: File,
     tcp: File,
+    /// None where nftables synproxy is not loaded.
+    synproxy: Option<File>,
 }
 
 impl ProcNet {
@@ -47,11 +50,17 @@ impl ProcNet {
         let opened = topology
             .spawn_in(&topology.server_ns, move || {
                 let open = |name: &str| File::open(format!("/proc/thread-self/net/{name}"));
+                let synproxy = match open("stat/synproxy") {
+                    Ok(file) => Some(file),
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+                    Err(error) => return Err(error),
+                };
                 Ok::<_, io::Error>(ProcNet {
                     interface,
                     dev: open("dev")?,
                     netstat: open("netstat")?,
                     tcp: open("tcp")?,
+                    synproxy,
                 })
             })
             .join()
@@ -82,6 +91,24 @@ impl ProcNet {
     pub fn syn_recv(&mut self, port: u16) -> Result<u64, LabError> {
         let text = read(&mut self.tcp).map_err(|source| probe("/proc/net/tcp", source))?;
         Ok(count_syn_recv(&text, port))
+    }
+
+    /// nftables synproxy's counters, summed over the CPUs, named `Synproxy` and the kernel's
+    /// column name in camel case (`SynproxyCookieValid`).
+    pub fn synproxy(&mut self) -> Result<Vec<(String, u64)>, LabError> {
+        const WHAT: &str = "/proc/net/stat/synproxy";
+        let Some(file) = &mut self.synproxy else {
+            let absent = "it was not there when the lab opened its files: nftables synproxy was \
+                          not loaded";
+            return Err(probe(WHAT, io::Error::other(absent)));
+        };
+        let text = read(file).map_err(|source| probe(WHAT, source))?;
+        parse_synproxy(&text).ok_or_else(|| {
+            probe(
+                WHAT,
+                io::Error::other(format!("unexpected contents: {text:?}")),
+            )
+        })
     }
 }
 
@@ -136,6 +163,40 @@ fn parse_tcp_ext<const N: usize>(text: &str, names: [&str; N]) -> [u64; N] {
     })
 }
 
+/// A header line of column names, then one line of hex counts per CPU; the counts summed per
+/// column, but for `entries` (always 0 since Linux 4.x). None when a count is not hex.
+fn parse_synproxy(text: &str) -> Option<Vec<(String, u64)>> {
+    let mut lines = text.lines();
+    let names: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let mut sums = vec![0u64; names.len()];
+    for line in lines {
+        for (sum, value) in sums.iter_mut().zip(line.split_whitespace()) {
+            *sum += u64::from_str_radix(value, 16).ok()?;
+        }
+    }
+    Some(
+        names
+            .into_iter()
+            .zip(sums)
+            .filter(|(name, _)| *name != "entries")
+            .map(|(name, sum)| {
+                let camel: String = name
+                    .split('_')
+                    .flat_map(|word| {
+                        let mut chars = word.chars();
+                        chars
+                            .next()
+                            .map(|first| first.to_ascii_uppercase())
+                            .into_iter()
+                            .chain(chars)
+                    })
+                    .collect();
+                (format!("Synproxy{camel}"), sum)
+            })
+            .collect(),
+    )
+}
+
 /// Lines `sl local rem st ...` with st = 03 (SYN_RECV) and local port `port` (hex).
 fn count_syn_recv(text: &str, port: u16) -> u64 {
     let local_port = format!(":{port:04X}");
@@ -172,6 +233,25 @@ mod tests {
             [7, 5, 0]
         );
         assert_eq!(parse_tcp_ext("", ["ListenDrops"]), [0]);
+    }
+
+    #[test]
+    fn test_parse_synproxy() {
+        let text = "entries\t\tsyn_received\tcookie_invalid\tcookie_valid\tcookie_retrans\t\
+                    conn_reopened\n\
+                    00000000\t0000000a\t00000001\t00000002\t00000000\t00000000\n\
+                    00000000\t00000010\t00000000\t00000003\t00000001\t00000000\n";
+        assert_eq!(
+            parse_synproxy(text).unwrap(),
+            [
+                ("SynproxySynReceived".to_owned(), 26),
+                ("SynproxyCookieInvalid".to_owned(), 1),
+                ("SynproxyCookieValid".to_owned(), 5),
+                ("SynproxyCookieRetrans".to_owned(), 1),
+                ("SynproxyConnReopened".to_owned(), 0),
+            ]
+        );
+        assert_eq!(parse_synproxy("entries\n0000zz00\n"), None);
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! `synwall lab`: one run per target, each on a fresh [`Topology`], then the report.
+//! `synwall lab`: one run per flood and target, each on a fresh [`Topology`], then the report.
+//! The flood asked for runs against every target, then the fixed-rate SYN flood, if any, against
+//! every target again; after the last run of a comparison the server CPU is looked at once more.
 //!
 //! A run: look how busy the server CPU is with other work (warned about, and reported);
 //! build the topology; start the server side ([`ServerSide`], which places it on the
@@ -26,7 +28,7 @@ use signal_hook::iterator::{Handle, Signals};
 
 use serde::Serialize;
 
-use crate::lab::cli::{LabArgs, LabConfig, Target};
+use crate::lab::cli::{Flood, LabArgs, LabConfig, Phase, Target};
 use crate::lab::error::LabError;
 use crate::lab::generator::{Generator, Next};
 use crate::lab::output::{LabReport, Printer, Row, RunFacts, TargetReport};
@@ -96,15 +98,37 @@ pub fn command(args: LabArgs) -> Result<(), LabError> {
         return finish(&config, &report, report.interrupted);
     }
     let mut printer = Printer::new(table);
-    let mut runs = Vec::new();
-    for &target in &config.targets {
-        runs.push(run_target(&config, target, &signals, &mut printer)?);
+    let mut floods = Vec::new();
+    for flood in config.floods() {
+        let mut runs = Vec::new();
+        for &target in &config.targets {
+            runs.push(run_target(&config, target, flood, &signals, &mut printer)?);
+            if signals.count() > 0 {
+                break;
+            }
+        }
+        floods.push(runs);
         if signals.count() > 0 {
             break;
         }
     }
     let interrupted = signals.count() > 0;
-    let report = LabReport::new(command_line, &config, runs, interrupted);
+    // Only a comparison needs the server CPU quiet to the end.
+    let busy_after = if interrupted || config.targets.len() < 2 {
+        None
+    } else {
+        Some(server_cpu_busy(&config, "after the last run")?)
+    };
+    let mut floods = floods.into_iter();
+    let asked = floods.next().unwrap_or_default();
+    let report = LabReport::new(
+        command_line,
+        &config,
+        asked,
+        floods.next(),
+        busy_after,
+        interrupted,
+    );
     printer.end(&report).map_err(LabError::Output)?;
     drop(printer);
     finish(&config, &report, interrupted)
@@ -125,8 +149,8 @@ fn finish(config: &LabConfig, report: &impl Serialize, interrupted: bool) -> Res
 
 /// Waits, at most [`QUIET_WAIT`], until the server CPU is quiet (other work under
 /// [`BUSY_LIMIT`] % of a [`BUSY_WINDOW`]); returns how busy it was last. A busy CPU is warned
-/// about, and the report then prints no ratio.
-fn server_cpu_busy(config: &LabConfig) -> Result<f64, LabError> {
+/// about (`when`: "before this run", …), and the report then prints no ratio.
+fn server_cpu_busy(config: &LabConfig, when: &str) -> Result<f64, LabError> {
     let deadline = Instant::now() + QUIET_WAIT;
     loop {
         let busy = placement::busy_percent(config.server_cpu, BUSY_WINDOW).map_err(|source| {
@@ -141,7 +165,7 @@ fn server_cpu_busy(config: &LabConfig) -> Result<f64, LabError> {
         if Instant::now() >= deadline {
             eprintln!(
                 "synwall lab: warning: CPU {} stayed {busy:.0} % busy with other work for {} s \
-                 before this run; its figures measure that work too, and no ratio is printed",
+                 {when}; the figures measure that work too, and no ratio is printed",
                 config.server_cpu,
                 QUIET_WAIT.as_secs()
             );
@@ -158,7 +182,7 @@ fn run_peacetime(
     signals: &Interrupts,
     out: &mut dyn Write,
 ) -> Result<PeacetimeRun, LabError> {
-    let busy_before = server_cpu_busy(config)?;
+    let busy_before = server_cpu_busy(config, "before this run")?;
     let topology = Topology::create(PREFIX).map_err(LabError::Topology)?;
     let sources = topology
         .add_client_sources(config.family, CLIENT_SOURCES)
@@ -237,21 +261,22 @@ fn in_client<T: Send + 'static>(
     Ok(result)
 }
 
-/// One target, on a fresh topology.
+/// One flood against one target, on a fresh topology.
 fn run_target(
     config: &LabConfig,
     target: Target,
+    (phase, flood): (Phase, Flood),
     signals: &Interrupts,
     printer: &mut Printer<impl Write>,
 ) -> Result<TargetReport, LabError> {
-    let busy_before = server_cpu_busy(config)?;
+    let busy_before = server_cpu_busy(config, "before this run")?;
     let topology = Topology::create(PREFIX).map_err(LabError::Topology)?;
     let mut server = ServerSide::start(&topology, config, target)?;
     printer
-        .start(target, &server.placement, config)
+        .start(target, &server.placement, config, (phase, &flood))
         .map_err(LabError::Output)?;
     let mut previous = server.sample()?;
-    let mut generator = Generator::spawn(&topology, config)?;
+    let mut generator = Generator::spawn(&topology, config, &flood)?;
     let mut rows = Vec::new();
     let summary = loop {
         server.check()?;

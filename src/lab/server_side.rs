@@ -1,7 +1,7 @@
-//! The server side of one lab run: the built-in [`service`] alone (the kernel's own listener)
-//! or behind synwall (the library [`Server`]), in the server namespace, on the server CPU,
-//! serving the server's address of the run's family
-//! ([`Family`](crate::lab::topology::Family)) on [`PORT`].
+//! The server side of one lab run: the built-in [`service`] alone (the kernel's own listener),
+//! behind synwall (the library [`Server`]), or behind the kernel's XDP SYN proxy
+//! ([`XdpSynProxyPeer`]), in the server namespace, on the server CPU, serving the server's
+//! address of the run's family ([`Family`](crate::lab::topology::Family)) on [`PORT`].
 //!
 //! The service always accepts from a kernel listening socket of its own. With synwall in
 //! native handoff it listens on the served port, and synwall hands it every connection; in
@@ -11,14 +11,20 @@
 //! One thread enters the server namespace, pins itself to the server CPU (so every thread it
 //! starts, synwall's handoff workers and the proxy's, inherits that CPU), starts the
 //! listener and serves until [`ServerSide`] is dropped; the receive work is placed on the same
-//! CPU ([`placement`]). Both targets get the same service, the same backlog (4096) and the
+//! CPU ([`placement`]). Every target gets the same service, the same backlog (4096) and the
 //! same SYN-queue size (4096), and cookies when the SYN queue is full (tcp_syncookies=1 for
 //! the kernel, with tcp_no_metrics_save=1 and tcp_metrics flushed, so no peer is "known").
-//! These settings are the same over IPv6: the kernel's `net.ipv4.tcp_*` settings govern TCP
-//! over both families, and the flush empties both families' metrics.
+//! The XDP SYN proxy's listener gets the kernel's settings, then the proxy's own
+//! (tcp_syncookies=2, see [`XdpSynProxyPeer`]). These settings are the same over IPv6: the
+//! kernel's `net.ipv4.tcp_*` settings govern TCP over both families, and the flush empties
+//! both families' metrics.
+//!
+//! A [`Sample`] also takes the server CPU's times (/proc/stat), from which the report makes the
+//! server CPU's busy time per SYN-ACK.
 //!
 //! Dropping a [`ServerSide`] stops the service, joins its thread and then drops the server,
-//! which detaches synwall's XDP program; it must go before the [`Topology`].
+//! which detaches synwall's XDP program, or the XDP SYN proxy's programs; it must go before the
+//! [`Topology`].
 
 use std::collections::BTreeMap;
 use std::io;
@@ -33,10 +39,11 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use crate::counters::{Counter, Gauge};
 use crate::lab::cli::{KernelRx, LabConfig, LabHandoff, LabXdpMode, Target};
 use crate::lab::error::LabError;
-use crate::lab::placement;
+use crate::lab::placement::{self, CpuTimes};
 use crate::lab::procnet::{Frames, KERNEL_COUNTERS, ProcNet};
 use crate::lab::service::{self, ServiceConfig, ServiceCounters};
-use crate::lab::topology::Topology;
+use crate::lab::topology::{Family, Topology};
+use crate::lab::xdp_synproxy::XdpSynProxyPeer;
 use crate::proxy::{Proxy, ProxyConfig, ProxyProtocol};
 use crate::server::{Server, ServerConfig};
 use crate::sys::{XdpMode, affinity};
@@ -58,6 +65,8 @@ pub struct Sample {
     pub at: Instant,
     /// Frames through the server's veth.
     pub frames: Frames,
+    /// The server CPU's times since boot.
+    pub server_cpu: CpuTimes,
     /// SYN-ACKs with cookies sent so far.
     pub cookies_sent: u64,
     /// Connections in the SYN queue now.
@@ -76,8 +85,12 @@ pub struct ServerSide {
     thread: Option<JoinHandle<io::Result<io::Result<()>>>>,
     service: Arc<ServiceCounters>,
     procnet: ProcNet,
-    /// synwall, shared with the serving thread (None for the kernel).
+    /// The server CPU.
+    cpu: usize,
+    /// synwall, shared with the serving thread (None for the other targets).
     synwall: Option<Arc<Server>>,
+    /// The XDP SYN proxy (None for the other targets).
+    peer: Option<XdpSynProxyPeer>,
     /// Where the server side runs, for the report.
     pub placement: String,
 }
@@ -92,9 +105,15 @@ impl ServerSide {
         let cpu = config.server_cpu;
         let handoff = config.handoff;
         let receive = Receive::place(topology, config, target)?;
-        if target == Target::Kernel {
+        if target != Target::Synwall {
             prepare_kernel(topology).map_err(LabError::Kernel)?;
         }
+        let served = SocketAddr::new(config.family.server(), PORT);
+        let peer = match target {
+            Target::XdpSynproxy => Some(XdpSynProxyPeer::start(topology, served)?),
+            Target::Synwall | Target::Kernel => None,
+        };
+        // After the peer's rules, which bring nftables synproxy's counters.
         let procnet = ProcNet::open(topology)?;
         let stop = Arc::new(AtomicBool::new(false));
         let service = Arc::new(ServiceCounters::default());
@@ -135,14 +154,16 @@ impl ServerSide {
             thread: Some(thread),
             service,
             procnet,
+            cpu,
             synwall: None,
+            peer,
             placement: String::new(),
         };
         side.synwall = match started.recv_timeout(START_TIMEOUT) {
             Ok(started) => started?,
             Err(_) => return Err(side.failure()),
         };
-        let receive = receive.finish(topology, cpu, config.peacetime)?;
+        let receive = receive.finish(topology, config)?;
         let listener = match (target, handoff) {
             (Target::Synwall, LabHandoff::Native) => format!(
                 "synwall's fast path ({} XDP, native handoff)",
@@ -153,20 +174,36 @@ impl ServerSide {
                 side.xdp_mode_name().unwrap_or("no")
             ),
             (Target::Kernel, _) => "the kernel's listener (tcp_syncookies=1)".to_owned(),
+            (Target::XdpSynproxy, _) => {
+                let caveat = match config.family {
+                    Family::V4 => "",
+                    // See the xdp_synproxy module.
+                    Family::V6 => {
+                        " (over IPv6 nftables synproxy drops segments whose checksum was not \
+                         offloaded: no forged ACK of the flood reaches its check)"
+                    }
+                };
+                format!(
+                    "the XDP SYN proxy (native XDP: the kernel's cookies by XDP_TX), nftables \
+                     synproxy{caveat} and the kernel's listener (tcp_syncookies=2)"
+                )
+            }
         };
-        side.placement = format!(
-            "{listener} and the service on CPU {cpu}; {receive}; the generator and the \
-             client's receive work (RPS) on CPU {}",
-            config.client_cpu
-        );
+        side.placement = format!("{listener} and the service on CPU {cpu}; {receive}");
         Ok(side)
     }
 
+    /// The XDP mode of the target's program: synwall's as it got it, the XDP SYN proxy's
+    /// (always native); None for the kernel.
     fn xdp_mode(&self) -> Option<XdpMode> {
-        self.synwall.as_ref().map(|server| server.xdp_mode())
+        match (&self.synwall, &self.peer) {
+            (Some(server), _) => Some(server.xdp_mode()),
+            (None, Some(_)) => Some(XdpMode::Native),
+            (None, None) => None,
+        }
     }
 
-    /// The XDP mode synwall got, by name (None for the kernel).
+    /// [`Self::xdp_mode`] by name.
     pub fn xdp_mode_name(&self) -> Option<&'static str> {
         self.xdp_mode().map(|mode| match mode {
             XdpMode::Native => "native",
@@ -179,15 +216,22 @@ impl ServerSide {
     pub fn sample(&mut self) -> Result<Sample, LabError> {
         let at = Instant::now();
         let frames = self.procnet.frames()?;
-        let (cookies_sent, syn_queue) = match &self.synwall {
-            Some(server) => {
+        let server_cpu = CpuTimes::of(self.cpu).map_err(|source| LabError::Probe {
+            what: "CPU times (/proc/stat)",
+            source,
+        })?;
+        let (cookies_sent, syn_queue) = match (&self.synwall, &self.peer) {
+            (Some(server), _) => {
                 let stats = server.stats().listener;
                 (
                     stats.get(Counter::CookiesSent),
                     stats.gauge(Gauge::SynQueueDepth),
                 )
             }
-            None => (
+            // Every SYN-ACK of the XDP SYN proxy carries a cookie; its listener's SYN queue
+            // holds the connections nftables synproxy is opening.
+            (None, Some(peer)) => (peer.counters()?.syn_answered, self.procnet.syn_recv(PORT)?),
+            (None, None) => (
                 self.procnet.tcp_ext(["SyncookiesSent"])?[0],
                 self.procnet.syn_recv(PORT)?,
             ),
@@ -195,6 +239,7 @@ impl ServerSide {
         Ok(Sample {
             at,
             frames,
+            server_cpu,
             cookies_sent,
             syn_queue,
             accepted: self.service.accepted.load(Ordering::Relaxed),
@@ -212,15 +257,22 @@ impl ServerSide {
     }
 
     /// The server side's own counters, by name: synwall's listener counters (non-zero ones),
-    /// handoffs and AF_XDP ring drops; or the kernel's TcpExt counters of a listener.
+    /// handoffs and AF_XDP ring drops; or the kernel's TcpExt counters of a listener, and for
+    /// the XDP SYN proxy also its program's outcomes and nftables synproxy's counters.
     pub fn counters(&mut self) -> Result<BTreeMap<String, u64>, LabError> {
         let Some(server) = &self.synwall else {
             let values = self.procnet.tcp_ext(KERNEL_COUNTERS)?;
-            return Ok(KERNEL_COUNTERS
+            let mut counters: BTreeMap<String, u64> = KERNEL_COUNTERS
                 .iter()
                 .map(|name| name.to_string())
                 .zip(values)
-                .collect());
+                .collect();
+            if let Some(peer) = &self.peer {
+                let outcomes = peer.counters()?.named();
+                counters.extend(outcomes.map(|(name, value)| (name.to_owned(), value)));
+                counters.extend(self.procnet.synproxy()?);
+            }
+            return Ok(counters);
         };
         let stats = server.stats();
         let mut counters: BTreeMap<String, u64> = stats
@@ -268,6 +320,8 @@ impl Drop for ServerSide {
         }
         // The last reference: the server stops its threads and detaches its program.
         self.synwall = None;
+        // The XDP SYN proxy's programs, detached.
+        self.peer = None;
     }
 }
 
@@ -292,6 +346,9 @@ enum Receive {
     /// GRO's NAPI instance, threaded, for the kernel.
     GroNapi,
     Rps,
+    /// The XDP SYN proxy's DRV program, threaded NAPI; and on the client veth, the pass
+    /// program's NAPI instance, threaded, on the client CPU.
+    ProxyNapi,
 }
 
 impl Receive {
@@ -317,32 +374,49 @@ impl Receive {
             (Target::Synwall, _, LabXdpMode::Generic) | (Target::Kernel, KernelRx::Rps, _) => {
                 Receive::Rps
             }
+            (Target::XdpSynproxy, _, _) => Receive::ProxyNapi,
         };
         match receive {
             Receive::Rps => placement::rps(topology, ns, dev, config.server_cpu).map_err(place)?,
             Receive::GroNapi => placement::gro(topology, ns, dev).map_err(place)?,
-            Receive::XdpNapi => {}
+            Receive::XdpNapi | Receive::ProxyNapi => {}
         }
         Ok(receive)
     }
 
-    /// Finishes the placement once the listener runs (synwall's program is attached) and
-    /// describes it. Under a flood, synwall's fast path consumes what its NAPI thread produces,
-    /// so the fast path goes first (the NAPI thread at nice 19); in `peacetime` every thread of
-    /// the server side has the same share (nice 0), for both targets.
-    fn finish(self, topology: &Topology, cpu: usize, peacetime: bool) -> Result<String, LabError> {
-        if self == Receive::Rps {
-            return Ok(format!("receive work by RPS on CPU {cpu}"));
-        }
-        let nice = if self == Receive::XdpNapi && !peacetime {
-            19
+    /// Finishes the placement once the listener runs (the target's programs are attached) and
+    /// describes it, for both ends. Under a flood, synwall's fast path consumes what its NAPI
+    /// thread produces, so the fast path goes first (the NAPI thread at nice 19); in peacetime
+    /// every thread of the server side has the same share (nice 0), for every target, and so
+    /// has the XDP SYN proxy's NAPI thread, which does all of its work.
+    fn finish(self, topology: &Topology, config: &LabConfig) -> Result<String, LabError> {
+        let (cpu, client_cpu) = (config.server_cpu, config.client_cpu);
+        let (server, placed) = if self == Receive::Rps {
+            (format!("receive work by RPS on CPU {cpu}"), Vec::new())
         } else {
-            0
+            let nice = if self == Receive::XdpNapi && !config.peacetime {
+                19
+            } else {
+                0
+            };
+            let napi = placement::threaded_napi(topology, cpu, nice)
+                .map_err(|source| LabError::Placement { cpu, source })?;
+            let text = format!("threaded NAPI (kernel threads {napi:?}, nice {nice}) on CPU {cpu}");
+            (text, napi)
         };
-        let napi = placement::threaded_napi(topology, cpu, nice)
-            .map_err(|source| LabError::Placement { cpu, source })?;
+        let client = if self == Receive::ProxyNapi {
+            let (ns, dev) = (&topology.client_ns, &topology.client_if);
+            let napi = placement::threaded_napi_of(topology, ns, dev, client_cpu, 0, &placed)
+                .map_err(|source| LabError::Placement {
+                    cpu: client_cpu,
+                    source,
+                })?;
+            format!("its veth's threaded NAPI, kernel threads {napi:?}, nice 0")
+        } else {
+            "RPS".to_owned()
+        };
         Ok(format!(
-            "threaded NAPI (kernel threads {napi:?}, nice {nice}) on CPU {cpu}"
+            "{server}; the generator and the client's receive work ({client}) on CPU {client_cpu}"
         ))
     }
 }
@@ -374,7 +448,7 @@ impl Listening {
             served
         };
         let socket = listen(service).map_err(LabError::Kernel)?;
-        if target == Target::Kernel {
+        if target != Target::Synwall {
             return Ok(Listening {
                 socket,
                 synwall: None,
