@@ -1,12 +1,12 @@
 //! The server namespace's kernel figures, read from its /proc/net files: frames through the
 //! server's veth (/proc/net/dev), the TCP MIB counters (/proc/net/netstat), the kernel's
-//! SYN queue (SYN_RECV entries in /proc/net/tcp), and nftables synproxy's counters
+//! SYN queue (SYN_RECV entries in /proc/net/tcp and tcp6), and nftables synproxy's counters
 //! (/proc/net/stat/synproxy, once the XDP SYN proxy's rules have loaded it).
 //!
 //! The files are opened by a thread that has entered the server namespace
 //! (`/proc/thread-self/net/...`); an open /proc/net file keeps reporting on the namespace it
 //! was opened in, so the lab's own threads read them from anywhere, without `ip netns exec`.
-//! Reading costs one pass over the file; /proc/net/tcp holds at most one line per SYN-queue
+//! Reading costs one pass over the file; /proc/net/tcp{,6} hold at most one line per SYN-queue
 //! entry and socket of the namespace.
 
 use std::fs::File;
@@ -39,6 +39,7 @@ pub struct ProcNet {
     dev: File,
     netstat: File,
     tcp: File,
+    tcp6: File,
     /// None where nftables synproxy is not loaded.
     synproxy: Option<File>,
 }
@@ -60,6 +61,7 @@ impl ProcNet {
                     dev: open("dev")?,
                     netstat: open("netstat")?,
                     tcp: open("tcp")?,
+                    tcp6: open("tcp6")?,
                     synproxy,
                 })
             })
@@ -87,10 +89,11 @@ impl ProcNet {
         Ok(parse_tcp_ext(&text, names))
     }
 
-    /// Connections in SYN_RECV to local `port`: the kernel's SYN queue.
+    /// Connections in SYN_RECV to local `port`, over IPv4 and IPv6: the kernel's SYN queue.
     pub fn syn_recv(&mut self, port: u16) -> Result<u64, LabError> {
-        let text = read(&mut self.tcp).map_err(|source| probe("/proc/net/tcp", source))?;
-        Ok(count_syn_recv(&text, port))
+        let v4 = read(&mut self.tcp).map_err(|source| probe("/proc/net/tcp", source))?;
+        let v6 = read(&mut self.tcp6).map_err(|source| probe("/proc/net/tcp6", source))?;
+        Ok(count_syn_recv(&v4, port) + count_syn_recv(&v6, port))
     }
 
     /// nftables synproxy's counters, summed over the CPUs, named `Synproxy` and the kernel's
@@ -263,5 +266,9 @@ mod tests {
            3: 010012C6:0051 0C8012C6:D432 03 00000000:00000000\n\
            4: 010012C6:0050 0C8012C6:D433 01 00000000:00000000\n";
         assert_eq!(count_syn_recv(text, 80), 2);
+        let tcp6 = "  sl  local_address                         remote_address                        st\n\
+           0: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A\n\
+           1: 01200000000000000000000001000000:0050 01200000000080000000000002000000:C350 03\n";
+        assert_eq!(count_syn_recv(tcp6, 80), 1);
     }
 }
