@@ -157,22 +157,7 @@ fn test_ipv6_reconnect_over_a_time_wait_tuple_in_both_modes() {
                 b"ping",
                 "{mode:?}, round {round}"
             );
-            let time_wait = topology
-                .run_in(
-                    &topology.server_ns,
-                    &[
-                        "ss",
-                        "-6tan",
-                        "state",
-                        "time-wait",
-                        &format!("( dport = :{port} )"),
-                    ],
-                )
-                .unwrap();
-            assert!(
-                time_wait.contains(&format!(":{port}")),
-                "{mode:?}: {time_wait}"
-            );
+            lab::wait_time_wait(&topology, port);
         }
         assert_eq!(wall.stats().handoffs_failed, 0, "{mode:?}");
     }

@@ -175,16 +175,7 @@ fn test_native_reconnect_over_a_time_wait_tuple() {
             b"ping",
             "round {round}"
         );
-        let time_wait = topology
-            .run_in(
-                &topology.server_ns,
-                &["ss", "-tan", "state", "time-wait", "( dport = :45678 )"],
-            )
-            .unwrap();
-        assert!(
-            time_wait.contains(":45678"),
-            "server-side TIME-WAIT: {time_wait}"
-        );
+        lab::wait_time_wait(&topology, 45678);
     }
 }
 

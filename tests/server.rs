@@ -311,17 +311,7 @@ fn test_reconnect_over_a_time_wait_tuple() {
     };
     assert_eq!(in_client(&topology, exchange(45678)).unwrap(), b"ping");
     // The server closed first: the kernel holds the 4-tuple in TIME-WAIT.
-    std::thread::sleep(Duration::from_millis(200));
-    let time_wait = topology
-        .run_in(
-            &topology.server_ns,
-            &["ss", "-tan", "state", "time-wait", "( dport = :45678 )"],
-        )
-        .unwrap();
-    assert!(
-        time_wait.contains(":45678"),
-        "server-side TIME-WAIT: {time_wait}"
-    );
+    lab::wait_time_wait(&topology, 45678);
     assert_eq!(
         in_client(&topology, exchange(45678)).expect("gets in again"),
         b"ping"

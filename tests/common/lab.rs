@@ -1,7 +1,7 @@
 //! Privileged helpers: synwall serving inside a lab's server namespace, clients in its client
 //! namespace. Included by the test crates that use them (`#[path = "common/lab.rs"] mod lab;`).
-//! Network safety: only the lab's namespaces and 198.18.0.0/15 (and the ULA that exists only
-//! inside them); everything is deleted when the [`Topology`] drops.
+//! Network safety: only the lab's namespaces, 198.18.0.0/15 and 2001:2::/48; everything is
+//! deleted when the [`Topology`] drops.
 
 #![allow(dead_code)] // Each test crate uses a different subset.
 
@@ -879,4 +879,28 @@ pub fn syn_layouts() -> [(&'static str, TcpOptions); 4] {
         ("macos", crate::common::macos_options(1)),
         ("no options", TcpOptions::default()),
     ]
+}
+
+/// Waits until the server namespace's kernel holds a connection from client port `port` in
+/// TIME-WAIT (any family): after the server closed first, the client's FIN may still be on
+/// its way. Fails after 5 s.
+pub fn wait_time_wait(topology: &Topology, port: u16) {
+    let filter = format!("( dport = :{port} )");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let listing = topology
+            .run_in(
+                &topology.server_ns,
+                &["ss", "-tan", "state", "time-wait", &filter],
+            )
+            .unwrap();
+        if listing.contains(&format!(":{port}")) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no server-side TIME-WAIT socket for client port {port}: {listing}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
 }
