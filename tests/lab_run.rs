@@ -534,6 +534,33 @@ fn test_lab_peacetime_measures_both_targets_side_by_side() {
     }
 }
 
+/// `--queues 2`: a veth with two queues, a generator thread and a synwall shard on each; both
+/// queues answer SYNs and complete legit connections, and the run says it measures no scaling.
+#[test]
+fn test_lab_two_queues_answer_and_hand_off_on_each() {
+    let Some(session) = Session::start() else {
+        return;
+    };
+    let finished = session.run(&bounded("2s", "10k", &["--queues", "2"]));
+    let report = finished.report();
+    let run = target(&report, "synwall");
+    let counters = &run["counters"];
+    for queue in 0..2 {
+        for name in ["SynReceived", "SynAcksAndCookiesSent", "Accepted"] {
+            let field = format!("Queue{queue}{name}");
+            assert!(number(counters, &field) > 0, "{field}: {counters}");
+        }
+    }
+    assert_eq!(number(run, "forged_accepted"), 0, "{run}");
+    assert!(positive(run, "legit_success_pct") > 0.0);
+    let placement = run["placement"].as_str().unwrap();
+    assert!(
+        placement.contains("2 queues on the veth") && placement.contains("correctness run"),
+        "{placement}"
+    );
+    assert_torn_down(run);
+}
+
 #[test]
 fn test_lab_ctrl_c_stops_cleanly_and_tears_down() {
     let Some(session) = Session::start() else {

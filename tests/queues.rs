@@ -22,14 +22,7 @@ const CONNECTIONS: u64 = 64;
 /// over its two tx queues, and each lands on the server's rx queue of the same index.
 fn two_queue_lab() -> Option<Topology> {
     let topology = privileged_lab(LAB)?;
-    for (ns, dev) in [
-        (&topology.server_ns, &topology.server_if),
-        (&topology.client_ns, &topology.client_if),
-    ] {
-        topology
-            .run_in(ns, &["ethtool", "-L", dev, "rx", "2", "tx", "2"])
-            .expect("a veth with two channels");
-    }
+    topology.set_queues(2).expect("a veth with two channels");
     Some(topology)
 }
 

@@ -159,6 +159,11 @@ pub struct LabArgs {
     /// flood spoofs IPv6 sources, the legit and peacetime clients connect over IPv6.
     #[arg(long)]
     pub ipv6: bool,
+    /// Rx and tx queues of the lab's veth, both ends (at most the host's CPUs): one synwall
+    /// shard and one generator thread per queue, every queue's receive work on the server CPU.
+    /// With two cores this is a correctness run: it cannot show scaling.
+    #[arg(long, default_value_t = 1, conflicts_with = "peacetime")]
+    pub queues: u32,
     /// --peacetime: how long the latency and the keep-alive phases each last.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub phase: Duration,
@@ -307,6 +312,8 @@ pub struct LabConfig {
     pub legit_timeout: Duration,
     pub server_cpu: usize,
     pub client_cpu: usize,
+    /// Rx and tx queues of the veth's ends; a synwall shard and a generator thread each.
+    pub queues: u32,
     pub xdp_mode: LabXdpMode,
     pub kernel_rx: KernelRx,
     pub loadgen: PathBuf,
@@ -367,6 +374,11 @@ impl LabArgs {
                  lab needs one core for the server side and one for the generator"
             ));
         }
+        if !(1..=cpus).contains(&(self.queues as usize)) {
+            return setting(format!(
+                "--queues must be between 1 and {cpus}: a veth has at most one queue per CPU"
+            ));
+        }
         let fixed_rate = match self.fixed_rate {
             Some(rate) => rate,
             None if self.compare => DEFAULT_FIXED_RATE,
@@ -395,6 +407,7 @@ impl LabArgs {
             legit_timeout: self.legit_timeout,
             server_cpu: self.server_cpu,
             client_cpu: self.client_cpu,
+            queues: self.queues,
             xdp_mode: self.xdp_mode,
             kernel_rx: self.kernel_rx,
             loadgen,
@@ -459,6 +472,9 @@ mod tests {
         );
         assert!(parse(&["--fixed-rate", "fast"]).is_err());
         assert!(parse(&["--peacetime", "--fixed-rate", "1k"]).is_err());
+        assert_eq!(args.queues, 1);
+        assert_eq!(parse(&["--queues", "2", "--compare"]).unwrap().queues, 2);
+        assert!(parse(&["--peacetime", "--queues", "2"]).is_err());
     }
 
     #[test]
@@ -475,6 +491,8 @@ mod tests {
         let same_cpu = error(present, &["--server-cpu", "0", "--client-cpu", "0"]);
         assert!(same_cpu.contains("two different"), "{same_cpu}");
         assert!(error(present, &["--legit-rate", "10001"]).contains("--legit-rate"));
+        assert!(error(present, &["--queues", "0"]).contains("--queues"));
+        assert!(error(present, &["--queues", "4097"]).contains("one queue per CPU"));
         let config = |argv: &[&str]| {
             let mut argv = argv.to_vec();
             argv.extend(["--loadgen", present]);

@@ -181,6 +181,8 @@ fn arguments(topology: &Topology, config: &LabConfig, flood: &Flood) -> Vec<Stri
         ("--duration", millis(config.duration)),
         ("--packets", flood.packets.to_string()),
         ("--cpus", config.client_cpu.to_string()),
+        // Flood thread N sends on the client's tx queue N, which lands on rx queue N.
+        ("--threads", config.queues.to_string()),
     ];
     options.push(match flood.mode {
         FloodMode::Syn => ("--mode", "syn".to_owned()),

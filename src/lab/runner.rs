@@ -271,6 +271,11 @@ fn run_target(
 ) -> Result<TargetReport, LabError> {
     let busy_before = server_cpu_busy(config, "before this run")?;
     let topology = Topology::create(PREFIX).map_err(LabError::Topology)?;
+    if config.queues > 1 {
+        topology
+            .set_queues(config.queues)
+            .map_err(LabError::Topology)?;
+    }
     let mut server = ServerSide::start(&topology, config, target)?;
     printer
         .start(target, &server.placement, config, (phase, &flood))

@@ -189,7 +189,19 @@ impl ServerSide {
                 )
             }
         };
-        side.placement = format!("{listener} and the service on CPU {cpu}; {receive}");
+        let shard = if target == Target::Synwall {
+            " and synwall shard"
+        } else {
+            ""
+        };
+        let queues = match config.queues {
+            1 => String::new(),
+            queues => format!(
+                "; {queues} queues on the veth, each one's receive work{shard} on CPU {cpu}: a \
+                 correctness run, two cores cannot show scaling"
+            ),
+        };
+        side.placement = format!("{listener} and the service on CPU {cpu}; {receive}{queues}");
         Ok(side)
     }
 
@@ -296,6 +308,26 @@ impl ServerSide {
             ("XskRxRingFull", stats.xsk.rx_ring_full),
         ] {
             counters.insert(name.to_owned(), value);
+        }
+        if stats.queues.len() > 1 {
+            for queue in &stats.queues {
+                let listener = &queue.listener;
+                for (name, value) in [
+                    ("SynReceived", listener.get(Counter::SynReceived)),
+                    (
+                        "SynAcksAndCookiesSent",
+                        listener.get(Counter::SynAcksSent) + listener.get(Counter::CookiesSent),
+                    ),
+                    (
+                        "Accepted",
+                        listener.get(Counter::AcceptedFromCookie)
+                            + listener.get(Counter::AcceptedFromQueue),
+                    ),
+                    ("XskRxDropped", queue.xsk.rx_dropped),
+                ] {
+                    counters.insert(format!("Queue{}{name}", queue.queue), value);
+                }
+            }
         }
         Ok(counters)
     }

@@ -217,6 +217,20 @@ impl Topology {
         run(&full)
     }
 
+    /// Gives both ends of the veth `queues` rx and tx queues (`ethtool -L`): each rx queue has
+    /// its own NAPI instance, and a frame the client sends on its tx queue N arrives on the
+    /// server's rx queue N. Before any XDP program is attached.
+    pub fn set_queues(&self, queues: u32) -> io::Result<()> {
+        let count = queues.to_string();
+        for (ns, dev) in [
+            (&self.server_ns, &self.server_if),
+            (&self.client_ns, &self.client_if),
+        ] {
+            self.run_in(ns, &["ethtool", "-L", dev, "rx", &count, "tx", &count])?;
+        }
+        Ok(())
+    }
+
     /// The MAC address of interface `dev` in namespace `ns`.
     pub fn mac(&self, ns: &str, dev: &str) -> io::Result<[u8; 6]> {
         let dev = dev.to_owned();
