@@ -1,5 +1,6 @@
-//! Property tests: cookie round trips and bit flips, parse(emit(x)) == x, and arbitrary input
-//! never panicking the parser or the listener.
+//! Property tests: cookie round trips and bit flips, parse(emit(x)) == x, arbitrary input
+//! never panicking the parser or the listener, and final ACKs changed where it matters (with
+//! valid checksums, so they reach the handshake checks) never accepted.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{START_UNIX, config, keys};
 use proptest::prelude::*;
 use synwall::cookie::{CookieInput, CookieJar, MssTable, SynOptions};
-use synwall::listener::{Listener, SyncookiesMode};
+use synwall::listener::{Listener, SyncookiesMode, Verdict};
 use synwall::seq::SeqNumber;
 use synwall::wire::{
     self, Endpoints, LinkAddrs, Parsed, TcpFlags, TcpOptions, TcpRepr, Timestamps,
@@ -157,6 +158,100 @@ proptest! {
         listener.handle_timeout(now + Duration::from_secs(100));
         while listener.poll_transmit(&mut tx).is_some() {}
     }
+
+    /// A final ACK changed where it must not be (its acknowledgment number, the client's
+    /// address or port, or, for a cookie, its sequence number), emitted with valid checksums so
+    /// that it reaches the handshake checks: never `Accepted`, the SYN queue stays within its
+    /// bound, and the client's own ACK still completes the handshake afterwards.
+    #[test]
+    fn prop_mutated_final_ack_is_never_accepted(
+        client in handshake_client(),
+        mutation in ack_mutation(),
+        mode in prop_oneof![Just(SyncookiesMode::Never), Just(SyncookiesMode::Always)],
+    ) {
+        const BACKLOG: usize = 2;
+        let mut harness = common::Harness::new(synwall::listener::ListenerConfig {
+            max_syn_backlog: BACKLOG,
+            ..config(mode)
+        });
+        let syn_ack = harness.syn_ack_repr(&client);
+        let genuine = client.ack(&syn_ack, &[]);
+        let forged = match mutation {
+            AckMutation::Ack(bits) => TcpRepr { ack: genuine.ack + bits, ..genuine },
+            AckMutation::SourcePort(bits) => TcpRepr { src: flip_port_bits(genuine.src, bits), ..genuine },
+            AckMutation::SourceAddress(bit) => TcpRepr { src: flip_ip(genuine.src, bit), ..genuine },
+            AckMutation::Sequence(bits) => {
+                // A queued handshake takes any sequence number in its window, as the kernel's
+                // does: only a cookie covers it.
+                prop_assume!(mode == SyncookiesMode::Always);
+                TcpRepr { seq: genuine.seq + bits, ..genuine }
+            }
+        };
+        let (verdict, _) = harness.send(&forged);
+        prop_assert!(!matches!(verdict, Verdict::Accepted(_)), "{:?} accepted: {:?}", mutation, verdict);
+        prop_assert!(harness.listener.syn_queue_len() <= BACKLOG);
+        let (verdict, _) = harness.send(&genuine);
+        prop_assert!(matches!(verdict, Verdict::Accepted(_)), "the genuine ACK after {:?}: {:?}", mutation, verdict);
+        prop_assert!(harness.listener.syn_queue_len() <= BACKLOG);
+    }
+}
+
+/// How [`prop_mutated_final_ack_is_never_accepted`] changes a final ACK; each amount is
+/// non-zero.
+#[derive(Debug, Clone, Copy)]
+enum AckMutation {
+    /// Added to the acknowledgment number.
+    Ack(u32),
+    /// XORed into the source port.
+    SourcePort(u16),
+    /// This bit of the source address flipped.
+    SourceAddress(usize),
+    /// Added to the sequence number.
+    Sequence(u32),
+}
+
+fn ack_mutation() -> impl Strategy<Value = AckMutation> {
+    prop_oneof![
+        (1..=u32::MAX).prop_map(AckMutation::Ack),
+        (1..=u16::MAX).prop_map(AckMutation::SourcePort),
+        (0usize..128).prop_map(AckMutation::SourceAddress),
+        (1..=u32::MAX).prop_map(AckMutation::Sequence),
+    ]
+}
+
+/// A client of the served address over IPv4 or IPv6 with the option layout of a real stack.
+fn handshake_client() -> impl Strategy<Value = common::Client> {
+    (
+        any::<bool>(),
+        any::<u16>(),
+        any::<u32>(),
+        0usize..3,
+        any::<u32>(),
+    )
+        .prop_map(|(v6, port, isn, stack, tsval)| {
+            let port = port.max(1);
+            let addr = if v6 {
+                format!("[2001:2::2]:{port}")
+            } else {
+                format!("198.18.0.2:{port}")
+            };
+            let options = match stack {
+                0 => common::linux_options(tsval),
+                1 => common::windows_options(),
+                _ => common::macos_options(tsval),
+            };
+            common::Client::new(&addr, isn, options)
+        })
+}
+
+/// `addr` with `bits` XORed into its port; a port that would become 0 gets its top bit
+/// flipped instead.
+fn flip_port_bits(addr: SocketAddr, bits: u16) -> SocketAddr {
+    let port = match addr.port() ^ bits {
+        0 => addr.port() ^ 0x8000,
+        port => port,
+    };
+    SocketAddr::new(addr.ip(), port)
 }
 
 /// What a driver may tell a listener about an accepted connection.

@@ -208,6 +208,8 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 pub struct SynwallProcess {
     child: Child,
     log: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Reads stderr into `log` until the process closes it.
+    reader: Option<JoinHandle<()>>,
 }
 
 impl SynwallProcess {
@@ -225,13 +227,17 @@ impl SynwallProcess {
         let stderr = child.stderr.take().expect("stderr is piped");
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let lines = Arc::clone(&log);
-        thread::spawn(move || {
+        let reader = thread::spawn(move || {
             use std::io::BufRead;
             for line in io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 lines.lock().unwrap().push(line);
             }
         });
-        SynwallProcess { child, log }
+        SynwallProcess {
+            child,
+            log,
+            reader: Some(reader),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -291,8 +297,10 @@ impl SynwallProcess {
             );
             thread::sleep(Duration::from_millis(20));
         }
-        // The reader thread takes the last lines after the exit.
-        thread::sleep(Duration::from_millis(100));
+        // The reader thread takes the last lines, up to the end of the closed pipe.
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the log reader");
+        }
         self.log()
     }
 
@@ -881,26 +889,29 @@ pub fn syn_layouts() -> [(&'static str, TcpOptions); 4] {
     ]
 }
 
+/// Polls `ready` every 20 ms until it returns true; fails, naming `what`, after `timeout`.
+#[track_caller]
+pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Waits until the server namespace's kernel holds a connection from client port `port` in
 /// TIME-WAIT (any family): after the server closed first, the client's FIN may still be on
 /// its way. Fails after 5 s.
 pub fn wait_time_wait(topology: &Topology, port: u16) {
     let filter = format!("( dport = :{port} )");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let listing = topology
+    let what = format!("a server-side TIME-WAIT socket for client port {port}");
+    wait_until(&what, Duration::from_secs(5), || {
+        topology
             .run_in(
                 &topology.server_ns,
                 &["ss", "-tan", "state", "time-wait", &filter],
             )
-            .unwrap();
-        if listing.contains(&format!(":{port}")) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no server-side TIME-WAIT socket for client port {port}: {listing}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+            .unwrap()
+            .contains(&format!(":{port}"))
+    });
 }
