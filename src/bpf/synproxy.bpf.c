@@ -167,6 +167,23 @@ static __always_inline int tcp_sum(struct tcphdr *th, void *data_end, __u64 *sum
 	return 0;
 }
 
+/* Cuts the frame to `len` bytes, the headers of the SYN-ACK about to be written over the SYN;
+ * non-zero when the kernel refuses. The frame's pointers must be taken again after it. */
+static __always_inline int shrink_to(struct xdp_md *ctx, __u32 len)
+{
+	return bpf_xdp_adjust_tail(ctx, (int)len - (int)(ctx->data_end - ctx->data));
+}
+
+/* Turns the frame around on the link: its Ethernet source and destination swapped. */
+static __always_inline void swap_macs(struct ethhdr *eth)
+{
+	__u8 mac[ETH_ALEN];
+
+	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
+}
+
 static __always_inline int ipv4(struct xdp_md *ctx, struct ethhdr *eth, void *data_end,
 				struct served *want)
 {
@@ -204,8 +221,7 @@ static __always_inline int ipv4(struct xdp_md *ctx, struct ethhdr *eth, void *da
 		cookie = bpf_tcp_raw_gen_syncookie_ipv4(iph, (struct tcphdr *)header, th_len);
 		if (cookie < 0)
 			return counted(SYN_UNANSWERED, XDP_DROP);
-		if (bpf_xdp_adjust_tail(ctx, (int)(sizeof(*eth) + sizeof(*iph) + SYNACK_TCP_LEN) -
-					       (int)(ctx->data_end - ctx->data)))
+		if (shrink_to(ctx, sizeof(*eth) + sizeof(*iph) + SYNACK_TCP_LEN))
 			return counted(SYN_UNANSWERED, XDP_DROP);
 		/* The frame moved: take its headers again. */
 		eth = (void *)(long)ctx->data;
@@ -215,10 +231,7 @@ static __always_inline int ipv4(struct xdp_md *ctx, struct ethhdr *eth, void *da
 		if ((void *)th + SYNACK_TCP_LEN > data_end)
 			return counted(SYN_UNANSWERED, XDP_DROP);
 		syn_ack(th, (__u32)cookie, (__u16)(cookie >> 32));
-		__u8 mac[ETH_ALEN];
-		__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
-		__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
-		__builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
+		swap_macs(eth);
 		addr = iph->saddr;
 		iph->saddr = iph->daddr;
 		iph->daddr = addr;
@@ -280,8 +293,7 @@ static __always_inline int ipv6(struct xdp_md *ctx, struct ethhdr *eth, void *da
 		cookie = bpf_tcp_raw_gen_syncookie_ipv6(ip6h, (struct tcphdr *)header, th_len);
 		if (cookie < 0)
 			return counted(SYN_UNANSWERED, XDP_DROP);
-		if (bpf_xdp_adjust_tail(ctx, (int)(sizeof(*eth) + sizeof(*ip6h) + SYNACK_TCP_LEN) -
-					       (int)(ctx->data_end - ctx->data)))
+		if (shrink_to(ctx, sizeof(*eth) + sizeof(*ip6h) + SYNACK_TCP_LEN))
 			return counted(SYN_UNANSWERED, XDP_DROP);
 		eth = (void *)(long)ctx->data;
 		data_end = (void *)(long)ctx->data_end;
@@ -290,10 +302,7 @@ static __always_inline int ipv6(struct xdp_md *ctx, struct ethhdr *eth, void *da
 		if ((void *)th + SYNACK_TCP_LEN > data_end)
 			return counted(SYN_UNANSWERED, XDP_DROP);
 		syn_ack(th, (__u32)cookie, (__u16)(cookie >> 32));
-		__u8 mac[ETH_ALEN];
-		__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
-		__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
-		__builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
+		swap_macs(eth);
 		address = ip6h->saddr;
 		ip6h->saddr = ip6h->daddr;
 		ip6h->daddr = address;
