@@ -34,6 +34,10 @@ test: build
 lint: deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@# The protocol core's contract (src/proto/lib.rs): none of these anywhere under it.
+	@if $(CARGO) tree -p synwall-proto -e normal,build --prefix none \
+		| grep -E '^(clap|serde|toml|tiny_http|libbpf-sys|libxdp-sys|xsk-rs|tracing-subscriber) '; then \
+		echo "synwall-proto depends on a crate its contract forbids (listed above)" >&2; exit 1; fi
 
 bench: release
 	$(CARGO) bench --bench listener

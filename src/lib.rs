@@ -15,12 +15,10 @@
 //! ```
 //!
 //! Layers, bottom up; each module's doc states its contract:
-//! - [`seq`]: sequence-number arithmetic modulo 2^32.
-//! - [`wire`]: parse and emit Ethernet/VLAN/IPv4/IPv6/TCP; never panics on input.
-//! - [`cookie`]: SYN cookies (HMAC-SHA256) and their keys.
-//! - [`listener`]: the handshake state machine; no clock, thread, socket or channel inside.
-//! - [`counters`]: a counter for every outcome, lock-free to read; [`flood`]: when a SYN flood
-//!   starts and ends, from them.
+//! - the protocol core, the crate `synwall-proto` (re-exported here): [`seq`], [`wire`],
+//!   [`cookie`], [`listener`], [`counters`], [`rate_limit`]; sans I/O, and Cargo keeps it
+//!   free of everything below this line.
+//! - [`flood`]: when a SYN flood starts and ends, from the counters.
 //! - [`device`]: the batched frame-I/O trait, and an in-memory device.
 //! - [`accept_queue`], [`shard`]: the bounded hand-over to workers and the fast-path loop.
 //! - [`handoff`], [`server`]: kernel sockets for completed handshakes, and the whole server
@@ -38,26 +36,21 @@
 
 #![deny(unsafe_code)]
 
+pub use synwall_proto::{cookie, counters, listener, rate_limit, seq, wire};
+
 pub mod accept_queue;
-pub mod cookie;
-pub mod counters;
 pub mod device;
 pub mod flood;
 pub mod handoff;
 pub mod histogram;
 pub mod kernel;
 pub mod lab;
-pub mod listener;
 pub mod metrics;
 pub mod preflight;
 pub mod proxy;
-pub mod rate_limit;
-pub mod seq;
 pub mod server;
 pub mod settings;
 pub mod shard;
 pub mod status;
 #[allow(unsafe_code)]
 pub mod sys;
-mod table;
-pub mod wire;

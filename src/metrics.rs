@@ -14,6 +14,7 @@
 //! served `address`es and the `interface`, and fixed sets of kinds and reasons. No label value
 //! is ever taken from a packet, so an attacker choosing addresses cannot grow the exposition.
 
+pub mod names;
 mod process;
 pub mod view;
 
@@ -32,6 +33,7 @@ use crate::histogram::BOUNDS;
 use crate::proxy::ProxyCounters;
 use crate::server::{QueueStats, ServerStats};
 use crate::sys::{SteerCounters, XskStatistics, channels};
+use names::{CounterNames, gauge_series};
 
 /// Where the cookie secret of a running synwall came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,9 +186,13 @@ fn render_queues(out: &mut Exposition, queues: &[QueueStats]) {
         }
     }
     for &gauge in Gauge::ALL {
-        out.per_queue(gauge.series(), "gauge", gauge.help(), queues, |queue| {
-            queue.listener.gauge(gauge)
-        });
+        out.per_queue(
+            gauge_series(gauge),
+            "gauge",
+            gauge.help(),
+            queues,
+            |queue| queue.listener.gauge(gauge),
+        );
     }
     out.per_queue(
         "synwall_syn_queue_capacity",

@@ -38,6 +38,38 @@ pub const RELOADABLE: [&str; 8] = [
     "proxy-protocol",
 ];
 
+/// The spellings of [`SyncookiesMode`] in flags and files: `never`, `when-full`, `always`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Syncookies {
+    /// tcp_syncookies=0: every SYN needs a SYN-queue entry.
+    Never,
+    /// tcp_syncookies=1: cookies when the SYN queue is full.
+    WhenFull,
+    /// tcp_syncookies=2: cookies for every SYN.
+    Always,
+}
+
+impl From<Syncookies> for SyncookiesMode {
+    fn from(setting: Syncookies) -> SyncookiesMode {
+        match setting {
+            Syncookies::Never => SyncookiesMode::Never,
+            Syncookies::WhenFull => SyncookiesMode::WhenFull,
+            Syncookies::Always => SyncookiesMode::Always,
+        }
+    }
+}
+
+impl From<SyncookiesMode> for Syncookies {
+    fn from(mode: SyncookiesMode) -> Syncookies {
+        match mode {
+            SyncookiesMode::Never => Syncookies::Never,
+            SyncookiesMode::WhenFull => Syncookies::WhenFull,
+            SyncookiesMode::Always => Syncookies::Always,
+        }
+    }
+}
+
 /// The default address of the Prometheus endpoint: loopback only.
 pub const DEFAULT_METRICS: &str = "127.0.0.1:9464";
 
@@ -91,7 +123,7 @@ pub struct Settings {
     pub backlog: Option<usize>,
     /// When SYNs are answered with cookies (tcp_syncookies 0/1/2) [default: when-full].
     #[arg(long, value_enum)]
-    pub syncookies: Option<SyncookiesMode>,
+    pub syncookies: Option<Syncookies>,
     /// SYN-queue entries per rx queue (tcp_max_syn_backlog) [default: 4096].
     #[arg(long)]
     pub max_syn_backlog: Option<usize>,
@@ -259,7 +291,7 @@ impl Settings {
             .ok_or(SettingsError::Missing { key: "listen" })?;
         let mut server = ServerConfig::new(&interface, served);
         let listener = &mut server.listener;
-        set(&mut listener.syncookies, self.syncookies);
+        set(&mut listener.syncookies, self.syncookies.map(Into::into));
         set(&mut listener.max_syn_backlog, self.max_syn_backlog);
         set(&mut listener.synack_retries, self.synack_retries);
         set(&mut listener.abort_on_overflow, self.abort_on_overflow);
@@ -337,7 +369,7 @@ impl Settings {
             proxy_threads: proxy.map(|proxy| proxy.threads),
             workers: Some(server.workers),
             backlog: Some(server.backlog),
-            syncookies: Some(listener.syncookies),
+            syncookies: Some(listener.syncookies.into()),
             max_syn_backlog: Some(listener.max_syn_backlog),
             synack_retries: Some(listener.synack_retries),
             abort_on_overflow: Some(listener.abort_on_overflow),
@@ -500,7 +532,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(settings.syncookies, Some(SyncookiesMode::Always));
+        assert_eq!(settings.syncookies, Some(Syncookies::Always));
         assert_eq!(settings.upstream_timeout, Some(Duration::from_millis(500)));
         assert_eq!(settings.key_rotation, Some(Duration::from_secs(120)));
         assert_eq!(settings.xdp_mode, Some(XdpMode::Generic));
@@ -661,7 +693,7 @@ mod tests {
     fn test_reload_tells_what_takes_a_restart() {
         let old = minimal();
         let new = Settings {
-            syncookies: Some(SyncookiesMode::Always),
+            syncookies: Some(Syncookies::Always),
             upstream: Some("127.0.0.1:9090".into()),
             proxy_protocol: Some(ProxyProtocol::V2),
             max_syn_backlog: Some(8),
@@ -674,7 +706,7 @@ mod tests {
             ["handoff", "interface", "max-syn-backlog"]
         );
         let running = old.with_reloadable_from(&new);
-        assert_eq!(running.syncookies, Some(SyncookiesMode::Always));
+        assert_eq!(running.syncookies, Some(Syncookies::Always));
         assert_eq!(running.upstream.as_deref(), Some("127.0.0.1:9090"));
         assert_eq!(running.proxy_protocol, Some(ProxyProtocol::V2));
         assert_eq!(running.max_syn_backlog, None, "kept until a restart");

@@ -10,6 +10,7 @@ mod metrics_doc;
 use std::time::SystemTime;
 
 use synwall::counters::{Counter, Counters};
+use synwall::metrics::names::CounterNames;
 use synwall::metrics::{self, Instance, ReloadStatus, SecretSource, Serving};
 use synwall::proxy::ProxyCounters;
 use synwall::server::{QueueStats, ServerStats};

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::privileged_lab;
 use synwall::lab::SERVER_V4;
-use synwall::listener::FourTuple;
 use synwall::sys::{SteeringProgram, XdpAction, XdpMode};
+use synwall::wire::FourTuple;
 
 const OURS: XdpAction = XdpAction::Drop;
 const KERNEL: XdpAction = XdpAction::Pass;

@@ -12,18 +12,28 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 
+use crate::counters::Counter;
 use crate::lab::error::LabError;
 use crate::lab::topology::Topology;
+use crate::metrics::names::CounterNames;
 
-/// The TcpExt counters the lab reports for the kernel's listener.
-pub const KERNEL_COUNTERS: [&str; 6] = [
-    "SyncookiesSent",
-    "SyncookiesRecv",
-    "SyncookiesFailed",
-    "TCPReqQFullDoCookies",
-    "ListenOverflows",
-    "ListenDrops",
+/// The listener counters whose kernel TcpExt counterparts the lab reports for the kernel's
+/// listener, under their MIB names ([`CounterNames::kernel_mib`]).
+pub const KERNEL_COUNTERS: [Counter; 6] = [
+    Counter::CookiesSent,
+    Counter::CookieAcksValid,
+    Counter::CookieAcksInvalid,
+    Counter::SynQueueOverflow,
+    Counter::AcceptQueueOverflow,
+    Counter::SynQueueFullDrops,
 ];
+
+/// The kernel's name of a listener counter that has one.
+pub fn kernel_mib(counter: Counter) -> &'static str {
+    counter
+        .kernel_mib()
+        .unwrap_or_else(|| panic!("{counter:?} has no kernel MIB counter"))
+}
 
 /// Frames through one interface since it was made.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -83,10 +93,14 @@ impl ProcNet {
         })
     }
 
-    /// The TcpExt counters named in `names`, in that order (0 for a name the kernel lacks).
-    pub fn tcp_ext<const N: usize>(&mut self, names: [&str; N]) -> Result<[u64; N], LabError> {
+    /// The kernel TcpExt counterparts of `counters`, in that order (0 for one the kernel
+    /// lacks).
+    pub fn tcp_ext<const N: usize>(
+        &mut self,
+        counters: [Counter; N],
+    ) -> Result<[u64; N], LabError> {
         let text = read(&mut self.netstat).map_err(|source| probe("/proc/net/netstat", source))?;
-        Ok(parse_tcp_ext(&text, names))
+        Ok(parse_tcp_ext(&text, counters.map(kernel_mib)))
     }
 
     /// Connections in SYN_RECV to local `port`, over IPv4 and IPv6: the kernel's SYN queue.

@@ -40,7 +40,7 @@ use crate::counters::{Counter, Gauge};
 use crate::lab::cli::{KernelRx, LabConfig, LabHandoff, LabXdpMode, Target};
 use crate::lab::error::LabError;
 use crate::lab::placement::{self, CpuTimes};
-use crate::lab::procnet::{Frames, KERNEL_COUNTERS, ProcNet};
+use crate::lab::procnet::{Frames, KERNEL_COUNTERS, ProcNet, kernel_mib};
 use crate::lab::service::{self, ServiceConfig, ServiceCounters};
 use crate::lab::topology::{Family, Topology};
 use crate::lab::xdp_synproxy::XdpSynProxyPeer;
@@ -244,7 +244,7 @@ impl ServerSide {
             // holds the connections nftables synproxy is opening.
             (None, Some(peer)) => (peer.counters()?.syn_answered, self.procnet.syn_recv(PORT)?),
             (None, None) => (
-                self.procnet.tcp_ext(["SyncookiesSent"])?[0],
+                self.procnet.tcp_ext([Counter::CookiesSent])?[0],
                 self.procnet.syn_recv(PORT)?,
             ),
         };
@@ -275,8 +275,8 @@ impl ServerSide {
         let Some(server) = &self.synwall else {
             let values = self.procnet.tcp_ext(KERNEL_COUNTERS)?;
             let mut counters: BTreeMap<String, u64> = KERNEL_COUNTERS
-                .iter()
-                .map(|name| name.to_string())
+                .map(|counter| kernel_mib(counter).to_owned())
+                .into_iter()
                 .zip(values)
                 .collect();
             if let Some(peer) = &self.peer {

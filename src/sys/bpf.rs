@@ -20,7 +20,7 @@ use libxdp_sys as ffi;
 
 use super::error::{XdpError, neg_errno};
 use super::steer::XdpAction;
-use crate::listener::FourTuple;
+use crate::wire::FourTuple;
 
 /// A loaded libbpf object; closing it releases the program and map fds it holds.
 pub(super) struct Object {

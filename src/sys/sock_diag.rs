@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::listener::FourTuple;
+use crate::wire::FourTuple;
 
 // From linux/netlink.h, linux/sock_diag.h and linux/inet_diag.h.
 const NLMSG_ERROR: u16 = 2;

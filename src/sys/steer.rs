@@ -32,7 +32,7 @@ use super::bpf::{Map, Object, SOCK_TUPLE_LEN, link, sock_tuple, test_run};
 use super::error::{XdpError, neg_errno};
 use super::interface_index;
 use super::xsk::XdpDevice;
-use crate::listener::FourTuple;
+use crate::wire::FourTuple;
 
 /// The compiled program, embedded at build time (see build.rs).
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));

@@ -44,7 +44,7 @@ mod config;
 mod handoffs;
 mod syn_queue;
 
-pub use accepted::{Accepted, FourTuple, HandshakePath, WindowScale};
+pub use accepted::{Accepted, HandshakePath, WindowScale};
 pub use config::{ConfigError, ListenerConfig, SyncookiesMode};
 
 use std::hash::BuildHasher;
@@ -57,7 +57,9 @@ use crate::cookie::{CookieInput, CookieJar, SynOptions};
 use crate::counters::{Counter, Counters, Gauge};
 use crate::rate_limit::TokenBucket;
 use crate::seq::SeqNumber;
-use crate::wire::{self, LinkAddrs, Malformed, Parsed, TcpFlags, TcpOptions, TcpRepr, Timestamps};
+use crate::wire::{
+    self, FourTuple, LinkAddrs, Malformed, Parsed, TcpFlags, TcpOptions, TcpRepr, Timestamps,
+};
 use clock::Clock;
 use handoffs::{Handoffs, Stage};
 use syn_queue::{HalfOpen, Offer, SynQueue};

@@ -29,10 +29,12 @@ mod checksum;
 mod emit;
 mod options;
 mod parse;
+mod tuple;
 
 pub use emit::{BufferTooSmall, emit, emitted_len};
 pub use options::{TcpOptions, Timestamps};
 pub use parse::{Malformed, Parsed, ip_packet_range, parse};
+pub use tuple::FourTuple;
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -2,18 +2,17 @@
 //!
 //! Each listener shard owns one [`Counters`] and is its only writer, so an increment is a plain
 //! relaxed load and store (no locked instruction on the hot path); readers on other threads
-//! load relaxed values and sum shards with [`CounterSnapshot::merge`]. Names follow the
-//! kernel's MIB counters where one exists (`SyncookiesSent`, `ListenOverflows`, ...) and
-//! Prometheus conventions for export: counters end in `_total`, kinds of one thing are one
-//! family with a label (`synwall_synacks_sent_total{kind="cookie"}`), and every series is
-//! listed in `deploy/METRICS.md`.
+//! load relaxed values and sum shards with [`CounterSnapshot::merge`]. This module names what
+//! is counted and nothing else: how a counter is exported (its Prometheus series) and which
+//! kernel MIB counter it matches belong to the layer that presents them (synwall's
+//! `metrics::names`).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::wire::Malformed;
 
 macro_rules! counters {
-    ($($(#[doc = $doc:literal])+ $name:ident => $metric:literal, $mib:expr;)+) => {
+    ($($(#[doc = $doc:literal])+ $name:ident;)+) => {
         /// Everything a listener counts.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Counter {
@@ -23,21 +22,6 @@ macro_rules! counters {
         impl Counter {
             /// Every counter, in declaration order.
             pub const ALL: &'static [Counter] = &[$(Counter::$name,)+];
-
-            /// The Prometheus series: metric name, with labels where one family has several
-            /// series. The exposition adds the rx queue's label ([`crate::metrics`]).
-            pub fn series(self) -> &'static str {
-                match self {
-                    $(Counter::$name => $metric,)+
-                }
-            }
-
-            /// The matching kernel SNMP/netstat counter, if any.
-            pub fn kernel_mib(self) -> Option<&'static str> {
-                match self {
-                    $(Counter::$name => $mib,)+
-                }
-            }
 
             /// One line of help text.
             pub fn help(self) -> &'static str {
@@ -51,120 +35,85 @@ macro_rules! counters {
 
 counters! {
     /// SYNs received for a served port.
-    SynReceived => "synwall_syn_received_total", None;
+    SynReceived;
     /// SYN-ACKs sent for connections admitted to the SYN queue (first transmissions).
-    SynAcksSent => "synwall_synacks_sent_total{kind=\"queued\"}", None;
+    SynAcksSent;
     /// SYN-ACKs retransmitted by the SYN-queue timers.
-    SynAckRetransmits => "synwall_synacks_sent_total{kind=\"retransmit\"}", Some("TCPSynRetrans");
+    SynAckRetransmits;
     /// Retransmitted SYNs of queued connections, answered with the same SYN-ACK again.
-    DuplicateSyns => "synwall_synacks_sent_total{kind=\"duplicate_syn\"}", None;
+    DuplicateSyns;
     /// SYN-ACKs sent with a cookie and no state.
-    CookiesSent => "synwall_synacks_sent_total{kind=\"cookie\"}", Some("SyncookiesSent");
+    CookiesSent;
     /// ACKs carrying a valid cookie.
-    CookieAcksValid => "synwall_cookie_acks_total{result=\"valid\"}", Some("SyncookiesRecv");
+    CookieAcksValid;
     /// ACKs whose cookie did not validate.
-    CookieAcksInvalid => "synwall_cookie_acks_total{result=\"invalid\"}", Some("SyncookiesFailed");
+    CookieAcksInvalid;
     /// ACKs not checked as cookies because no cookie was sent recently.
-    CookieAcksGated => "synwall_cookie_acks_total{result=\"gated\"}", None;
+    CookieAcksGated;
     /// SYNs that found the SYN queue full (answered with a cookie or dropped, by policy).
-    SynQueueOverflow => "synwall_syn_queue_overflow_total", Some("TCPReqQFullDoCookies");
+    SynQueueOverflow;
     /// SYNs dropped because the SYN queue was full and cookies are off.
-    SynQueueFullDrops => "synwall_syn_queue_full_drops_total", Some("ListenDrops");
+    SynQueueFullDrops;
     /// SYN-queue entries dropped after their last SYN-ACK retransmission.
-    SynQueueExpired => "synwall_syn_queue_expired_total", None;
+    SynQueueExpired;
     /// SYN-queue entries removed by a RST from the peer.
-    ResetsReceived => "synwall_syn_queue_resets_total", None;
+    ResetsReceived;
     /// Handshakes completed from the SYN queue.
-    AcceptedFromQueue => "synwall_accepted_total{path=\"queue\"}", None;
+    AcceptedFromQueue;
     /// Handshakes completed by a cookie.
-    AcceptedFromCookie => "synwall_accepted_total{path=\"cookie\"}", None;
+    AcceptedFromCookie;
     /// Completed handshakes that found the accept queue full.
-    AcceptQueueOverflow => "synwall_accept_queue_overflow_total", Some("ListenOverflows");
+    AcceptQueueOverflow;
     /// Segments of connections being handed off, held for their kernel sockets.
-    HeldSegments => "synwall_held_segments_total", None;
+    HeldSegments;
     /// Segments handed to the local kernel stack once their connection's kernel socket existed.
-    Reinjected => "synwall_reinjected_segments_total", None;
+    Reinjected;
     /// Segments that could not be handed to the local kernel stack (the peer retransmits them).
-    ReinjectFailures => "synwall_reinject_failures_total", None;
+    ReinjectFailures;
     /// ACKs sent for early data on behalf of a new kernel socket.
-    EarlyDataAcks => "synwall_early_data_acks_total", None;
+    EarlyDataAcks;
     /// Handoff markers that expired without the handoff being reported done.
-    HandoffsExpired => "synwall_handoffs_expired_total", None;
+    HandoffsExpired;
     /// Segments of connections being handed off beyond `max_held_bytes` (dropped; the peer
     /// retransmits them).
-    HeldOverflow => "synwall_rejected_total{reason=\"held_overflow\"}", None;
+    HeldOverflow;
     /// ACKs matching a queued connection with the wrong acknowledgment number.
-    AckMismatch => "synwall_rejected_total{reason=\"ack_mismatch\"}", None;
+    AckMismatch;
     /// ACKs with no queued connection while cookies are off.
-    UnknownAcks => "synwall_rejected_total{reason=\"unknown_ack\"}", None;
+    UnknownAcks;
     /// Segments of a queued connection outside its receive window.
-    OutOfWindow => "synwall_rejected_total{reason=\"out_of_window\"}", None;
+    OutOfWindow;
     /// RSTs matching nothing.
-    StrayResets => "synwall_rejected_total{reason=\"stray_rst\"}", None;
+    StrayResets;
     /// Impossible flag combinations (SYN+FIN, SYN+RST, SYN+ACK, none of SYN/ACK/RST).
-    BadFlags => "synwall_rejected_total{reason=\"bad_flags\"}", None;
+    BadFlags;
     /// Segments from a source address that cannot send TCP (multicast, broadcast, loopback, ours).
-    MartianSources => "synwall_rejected_total{reason=\"martian_source\"}", None;
+    MartianSources;
     /// Replies not sent because no transmit buffer was free.
-    NoTxBuffer => "synwall_rejected_total{reason=\"no_tx_buffer\"}", None;
+    NoTxBuffer;
     /// RSTs sent (to invalid ACKs, on accept-queue overflow when configured, and to peers whose
     /// handoff failed).
-    RstsSent => "synwall_rsts_sent_total", Some("OutRsts");
+    RstsSent;
     /// RSTs not sent because of the RST rate limit.
-    RstsRateLimited => "synwall_rsts_rate_limited_total", None;
+    RstsRateLimited;
     /// Frames that reached the listener but were not for a served port.
-    FramesPassed => "synwall_frames_passed_total", None;
+    FramesPassed;
     /// Frames shorter than their Ethernet header or VLAN tag.
-    MalformedEthernet => "synwall_malformed_total{layer=\"ethernet\"}", None;
+    MalformedEthernet;
     /// Unparsable IPv4 headers.
-    MalformedIpv4Header => "synwall_malformed_total{layer=\"ipv4_header\"}", Some("InHdrErrors");
+    MalformedIpv4Header;
     /// IPv4 header checksum failures.
-    MalformedIpv4Checksum => "synwall_malformed_total{layer=\"ipv4_checksum\"}", Some("InCsumErrors");
+    MalformedIpv4Checksum;
     /// Unparsable IPv6 headers or extension header chains.
-    MalformedIpv6Header => "synwall_malformed_total{layer=\"ipv6_header\"}", None;
+    MalformedIpv6Header;
     /// Fragments carrying a segment to a served port.
-    MalformedFragment => "synwall_malformed_total{layer=\"fragment\"}", None;
+    MalformedFragment;
     /// Unparsable TCP headers and zero source ports.
-    MalformedTcpHeader => "synwall_malformed_total{layer=\"tcp_header\"}", Some("InErrs");
+    MalformedTcpHeader;
     /// TCP options with malformed lengths.
-    MalformedTcpOptions => "synwall_malformed_total{layer=\"tcp_options\"}", None;
+    MalformedTcpOptions;
     /// TCP checksum failures.
-    MalformedTcpChecksum => "synwall_malformed_total{layer=\"tcp_checksum\"}", Some("InCsumErrors");
-}
-
-impl Counter {
-    /// The Prometheus metric family (the series name without labels).
-    pub fn family(self) -> &'static str {
-        let series = self.series();
-        series.split_once('{').map_or(series, |(family, _)| family)
-    }
-
-    /// The series' own labels (`kind="queued"`), without braces; empty for a family of one.
-    pub fn labels(self) -> &'static str {
-        self.series()
-            .split_once('{')
-            .map_or("", |(_, labels)| labels.trim_end_matches('}'))
-    }
-
-    /// Help text for the whole family: a labelled family's series share it.
-    pub fn family_help(self) -> &'static str {
-        match self.family() {
-            "synwall_synacks_sent_total" => {
-                "SYN-ACKs sent, by kind: first of a queued handshake, cookie (no state), \
-                 retransmission by the SYN-queue timer, answer to a retransmitted SYN."
-            }
-            "synwall_cookie_acks_total" => {
-                "ACKs matching no queued handshake, by what the cookie check said: valid, \
-                 invalid, or gated (not checked: no cookie was sent recently)."
-            }
-            "synwall_accepted_total" => "Handshakes completed, by path (SYN queue or cookie).",
-            "synwall_rejected_total" => {
-                "Segments not accepted, by reason: dropped, or answered with a RST when allowed."
-            }
-            "synwall_malformed_total" => "Frames that could not be parsed, by layer.",
-            _ => self.help(),
-        }
-    }
+    MalformedTcpChecksum;
 }
 
 impl From<Malformed> for Counter {
@@ -202,14 +151,6 @@ impl Gauge {
         Gauge::HeldBytes,
     ];
 
-    pub fn series(self) -> &'static str {
-        match self {
-            Gauge::SynQueueDepth => "synwall_syn_queue_depth",
-            Gauge::HandoffsPending => "synwall_handoffs_pending",
-            Gauge::HeldBytes => "synwall_held_bytes",
-        }
-    }
-
     pub fn help(self) -> &'static str {
         match self {
             Gauge::SynQueueDepth => "Connections in the SYN queue.",
@@ -237,18 +178,18 @@ impl Default for Counters {
 
 impl Counters {
     /// Adds one. Only the owning shard's thread may call this (single writer).
-    pub(crate) fn incr(&self, counter: Counter) {
+    pub fn incr(&self, counter: Counter) {
         self.add(counter, 1);
     }
 
     /// Adds `n`. Only the owning shard's thread may call this (single writer).
-    pub(crate) fn add(&self, counter: Counter, n: usize) {
+    pub fn add(&self, counter: Counter, n: usize) {
         let cell = &self.counters[counter as usize];
         cell.store(cell.load(Relaxed) + n as u64, Relaxed);
     }
 
     /// Sets a gauge. Only the owning shard's thread may call this (single writer).
-    pub(crate) fn set(&self, gauge: Gauge, value: usize) {
+    pub fn set(&self, gauge: Gauge, value: usize) {
         self.gauges[gauge as usize].store(value as u64, Relaxed);
     }
 
@@ -317,26 +258,6 @@ impl CounterSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
-
-    #[test]
-    fn test_series_are_unique_and_prometheus_shaped() {
-        let mut seen = HashSet::new();
-        for counter in Counter::ALL {
-            assert!(seen.insert(counter.series()), "{counter:?}");
-            assert!(counter.family().starts_with("synwall_"));
-            assert!(counter.family().ends_with("_total"), "{counter:?}");
-            assert!(!counter.help().is_empty());
-            let rebuilt = match counter.labels() {
-                "" => counter.family().to_owned(),
-                labels => format!("{}{{{labels}}}", counter.family()),
-            };
-            assert_eq!(rebuilt, counter.series());
-        }
-        for gauge in Gauge::ALL {
-            assert!(seen.insert(gauge.series()));
-        }
-    }
 
     #[test]
     fn test_snapshots_merge() {

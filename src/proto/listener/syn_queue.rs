@@ -7,10 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::FourTuple;
 use crate::cookie::SynOptions;
 use crate::seq::SeqNumber;
 use crate::table::TimerTable;
+use crate::wire::FourTuple;
 use crate::wire::LinkAddrs;
 
 /// The first retransmission timeout (RFC 6298 §2.1).

@@ -14,8 +14,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::FourTuple;
 use crate::table::TimerTable;
+use crate::wire::FourTuple;
 
 /// How long a connection the kernel owns is remembered: far longer than the receive ring
 /// takes to drain.

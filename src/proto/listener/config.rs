@@ -6,18 +6,7 @@ use crate::cookie::MssTable;
 use crate::wire::Endpoints;
 
 /// When SYNs are answered with cookies instead of SYN-queue entries (`tcp_syncookies`).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Deserialize,
-    serde::Serialize,
-)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SyncookiesMode {
     /// Never (0): every SYN needs a SYN-queue entry; SYNs that find it full are dropped.
     Never,
