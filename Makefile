@@ -21,8 +21,9 @@ build: deps
 release: deps
 	$(CARGO) build --release --workspace
 
+# The lab is loadgen's binary, not the product's: `synwall` ships no lab.
 lab: release
-	target/release/synwall lab --compare
+	target/release/synwall-lab --compare
 
 # The binaries (synwall, loadgen) are built first: the privileged tests run them. The tests are
 # built by the user who builds, then run by whoever runs make (root, for the privileged tier).
@@ -34,6 +35,7 @@ test: build
 lint: deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
 	@# The protocol core's contract (src/proto/lib.rs): none of these anywhere under it.
 	@if $(CARGO) tree -p synwall-proto -e normal,build --prefix none \
 		| grep -E '^(clap|serde|toml|tiny_http|libbpf-sys|libxdp-sys|xsk-rs|tracing-subscriber) '; then \

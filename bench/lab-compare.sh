@@ -3,7 +3,7 @@
 # medians as markdown tables: one for the flood asked for (max rate by default), one for the
 # fixed-rate SYN flood (the server CPU per SYN-ACK; 200k/s by default).
 #
-# Runs `synwall lab --compare --json` N times (default 3), one after another, and prints the
+# Runs `synwall-lab --compare --json` N times (default 3), one after another, and prints the
 # median of each figure over the runs (each run's values in brackets) with the exact command,
 # ready for the README. A run whose server CPU was busy with other work has no ratios; its
 # figures are still listed, and the table says how many runs were busy. Needs root (the lab
@@ -11,7 +11,7 @@
 #
 #   cargo build --release --workspace
 #   sudo bench/lab-compare.sh                      # 3 runs, default lab settings
-#   sudo bench/lab-compare.sh -n 5 -- --mode ack   # 5 runs; options after -- go to synwall lab
+#   sudo bench/lab-compare.sh -n 5 -- --mode ack   # 5 runs; options after -- go to synwall-lab
 #   sudo bench/lab-compare.sh -- --fixed-rate 100k # the fixed-rate flood at 100k SYN/s
 #
 # Every run floods only between the lab's own namespaces (198.18.0.0/15), is bounded in time
@@ -20,30 +20,30 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 [-n RUNS] [--synwall PATH] [-- SYNWALL-LAB-OPTIONS...]" >&2
+  echo "usage: $0 [-n RUNS] [--lab PATH] [-- SYNWALL-LAB-OPTIONS...]" >&2
   exit 2
 }
 
 cd "$(dirname "$0")/.."
 runs=3
-synwall=target/release/synwall
+lab=target/release/synwall-lab
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -n) [[ $# -ge 2 ]] || usage; runs=$2; shift 2 ;;
-    --synwall) [[ $# -ge 2 ]] || usage; synwall=$2; shift 2 ;;
+    --lab) [[ $# -ge 2 ]] || usage; lab=$2; shift 2 ;;
     --) shift; break ;;
     *) usage ;;
   esac
 done
 [[ "$runs" =~ ^[1-9][0-9]*$ ]] || usage
-if [[ ! -x "$synwall" ]]; then
-  echo "$synwall is missing: build it with cargo build --release --workspace" >&2
+if [[ ! -x "$lab" ]]; then
+  echo "$lab is missing: build it with cargo build --release --workspace" >&2
   exit 1
 fi
 
 results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT
-command=("$synwall" lab --compare --json "$@")
+command=("$lab" --compare --json "$@")
 for ((run = 1; run <= runs; run++)); do
   echo "run $run of $runs: ${command[*]}" >&2
   "${command[@]}" >"$results/run$run.json"

@@ -7,7 +7,7 @@
 #   sudo bench/peacetime.sh                  # 3 runs each of --handoff native and repair
 #   sudo bench/peacetime.sh -n 1 native      # one run, native handoff only
 #
-# Each run is `synwall lab --peacetime --handoff MODE --json`: request latency at 100 new
+# Each run is `synwall-lab --peacetime --handoff MODE --json`: request latency at 100 new
 # connections/s (request sent right after connect()), the most new connections/s of which
 # 99.9 % succeed with p99 < 10 ms, and keep-alive requests/s over 20 connections, for synwall
 # then for the kernel, each on fresh namespaces. Traffic stays between the lab's namespaces
@@ -19,33 +19,33 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 [-n RUNS] [--synwall PATH] [native] [repair]" >&2
+  echo "usage: $0 [-n RUNS] [--lab PATH] [native] [repair]" >&2
   exit 2
 }
 
 cd "$(dirname "$0")/.."
 runs=3
-synwall=target/release/synwall
+lab=target/release/synwall-lab
 modes=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -n) [[ $# -ge 2 ]] || usage; runs=$2; shift 2 ;;
-    --synwall) [[ $# -ge 2 ]] || usage; synwall=$2; shift 2 ;;
+    --lab) [[ $# -ge 2 ]] || usage; lab=$2; shift 2 ;;
     native|repair) modes+=("$1"); shift ;;
     *) usage ;;
   esac
 done
 [[ "$runs" =~ ^[1-9][0-9]*$ ]] || usage
 [[ ${#modes[@]} -gt 0 ]] || modes=(native repair)
-if [[ ! -x "$synwall" ]]; then
-  echo "$synwall is missing: build it with cargo build --release --workspace" >&2
+if [[ ! -x "$lab" ]]; then
+  echo "$lab is missing: build it with cargo build --release --workspace" >&2
   exit 1
 fi
 
 results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT
 for mode in "${modes[@]}"; do
-  command=("$synwall" lab --peacetime --handoff "$mode" --json)
+  command=("$lab" --peacetime --handoff "$mode" --json)
   for ((run = 1; run <= runs; run++)); do
     echo "$mode, run $run of $runs: ${command[*]}" >&2
     "${command[@]}" >"$results/$mode-run$run.json"

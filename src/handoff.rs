@@ -7,7 +7,7 @@
 //!   and the kernel socket exists before the shard looks at the next frame. Nothing of the
 //!   connection passes through synwall afterwards, and [`crate::server::Server::accept`] has
 //!   nothing to give.
-//! - **repair**: a worker pops the [`Handshake`](crate::accept_queue::Handshake) from the
+//! - **repair**: a worker pops the [`crate::accept_queue::Handshake`] from the
 //!   accept queue, builds the socket with TCP_REPAIR ([`crate::sys::repair`]) while the
 //!   steering program keeps the connection's segments away from it, reports back to the shard
 //!   (which then gives the kernel the segments it held meanwhile), and passes the

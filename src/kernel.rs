@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 const LISTEN: &str = "0A";
 
 /// The window-scale shift the kernel offers: enough for its largest receive buffer
-/// (`tcp_select_initial_window`: log2 of max(tcp_rmem[2], rmem_max), minus 15, at most 14).
+/// (`tcp_select_initial_window`: log2 of max(tcp_rmem\[2\], rmem_max), minus 15, at most 14).
 pub fn window_scale() -> Option<u8> {
     let read_last = |path: &str| -> Option<u64> {
         std::fs::read_to_string(path)

@@ -44,7 +44,6 @@ pub mod flood;
 pub mod handoff;
 pub mod histogram;
 pub mod kernel;
-pub mod lab;
 pub mod metrics;
 pub mod preflight;
 pub mod proxy;

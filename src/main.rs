@@ -58,10 +58,6 @@ enum Command {
     /// attaching anything; print every setting in effect as a configuration file (like
     /// `sshd -T`).
     CheckConfig(CheckConfigArgs),
-    /// The lab (as root): a bounded SYN flood and real clients against synwall, the Linux
-    /// kernel's listener or its XDP SYN proxy (--compare: all three, then the server CPU per
-    /// SYN-ACK at a fixed rate), between two network namespaces it creates.
-    Lab(synwall::lab::LabArgs),
     /// Write a new cookie secret (mode 0600) for a fleet of synwall instances to share.
     Keygen {
         /// Where to write it; an existing file is never overwritten.
@@ -229,7 +225,6 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Listen(args) => listen(&args),
         Command::CheckConfig(args) => check_config(&args),
-        Command::Lab(args) => Ok(synwall::lab::command(args)?),
         Command::Keygen { path } => {
             // The error names the file.
             Secret::random()?.store(&path)?;

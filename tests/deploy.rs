@@ -393,8 +393,18 @@ fn test_completions_and_man_pages_are_written() {
         "every flag is there"
     );
     assert!(dir.path().join("synwall.1").exists());
+    assert!(
+        !dir.path().join("synwall-lab.1").exists(),
+        "the product ships no lab"
+    );
     let help = synwall(&["--help"]);
     assert!(!help.contains("completions"), "hidden: for packages");
+    assert!(
+        !help
+            .lines()
+            .any(|line| line.trim_start().starts_with("lab ")),
+        "the lab is loadgen's synwall-lab, not a synwall command: {help}"
+    );
 }
 
 #[test]

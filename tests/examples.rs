@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::privileged_lab;
 use lab::{in_ns, served_v4};
-use synwall::lab::CLIENT_V4;
+use loadgen::lab::CLIENT_V4;
 
 /// The example's executable: cargo builds examples next to the test executables' `deps`.
 fn example(name: &str) -> PathBuf {

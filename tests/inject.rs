@@ -7,8 +7,8 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 
 use etherparse::PacketBuilder;
+use loadgen::lab::SERVER_V4;
 use synwall::device::LocalDelivery;
-use synwall::lab::SERVER_V4;
 use synwall::sys::inject::RawInjector;
 
 #[test]

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use common::{Client, linux_options, privileged_lab};
 use lab::*;
+use loadgen::lab::{CLIENT_V6, SERVER_V6, Topology};
 use synwall::counters::Counter;
 use synwall::handoff::HandoffMode;
-use synwall::lab::{CLIENT_V6, SERVER_V6, Topology};
 
 const LAB: &str = "sw6";
 const HOP_BY_HOP: u8 = 0;

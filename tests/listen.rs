@@ -16,7 +16,7 @@ use lab::{
     HttpServer, as_nobody_with, curl, in_ns, listen, listen_args, served_v4, synwall_output,
     upstream,
 };
-use synwall::lab::{SERVER_V4, Topology};
+use loadgen::lab::{SERVER_V4, Topology};
 
 /// Namespace names of this file's labs start with this.
 const LAB: &str = "swl";

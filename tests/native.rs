@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::privileged_lab;
 use lab::*;
+use loadgen::lab::{CLIENT_V4, SERVER_V4, SERVER_V6};
 use synwall::handoff::{HandoffFailure, HandoffMode};
-use synwall::lab::{CLIENT_V4, SERVER_V4, SERVER_V6};
 use synwall::listener::SyncookiesMode;
 
 const LAB: &str = "swn";

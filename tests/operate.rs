@@ -22,8 +22,8 @@ use lab::{
     EchoUpstream, SynwallProcess, as_nobody_with, in_ns, listen, listen_args, listen_behind,
     served_v4, syn_flood, synwall_output, upstream,
 };
+use loadgen::lab::Topology;
 use synwall::cookie::keys::Secret;
-use synwall::lab::Topology;
 use synwall::metrics::Scrape;
 
 /// Namespace names of this file's labs start with this.

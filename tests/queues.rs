@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::privileged_lab;
 use lab::*;
+use loadgen::lab::Topology;
 use synwall::handoff::HandoffMode;
-use synwall::lab::Topology;
 
 const LAB: &str = "swq";
 const CONNECTIONS: u64 = 64;

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::privileged_lab;
 use lab::*;
+use loadgen::lab::{SERVER_V4, SERVER_V6};
 use synwall::handoff::HandoffMode;
-use synwall::lab::{SERVER_V4, SERVER_V6};
 use synwall::listener::SyncookiesMode;
 use synwall::sys::tcp_info::{receive_mss, tcp_info};
 use synwall::wire::TcpOptions;

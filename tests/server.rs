@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use common::privileged_lab;
 use lab::*;
+use loadgen::lab::Topology;
 use rand::{Rng, SeedableRng};
 use synwall::counters::Counter;
-use synwall::lab::Topology;
 use synwall::listener::SyncookiesMode;
 
 /// Namespace names of this file's labs start with this.
@@ -175,7 +175,7 @@ fn test_only_the_served_port_is_steered() {
     // port (it must keep working), both in the server namespace.
     let (canary, other) = in_ns(&topology, &topology.server_ns, || {
         let canary = TcpListener::bind(served_v4()).unwrap();
-        let other = TcpListener::bind((synwall::lab::SERVER_V4, 81)).unwrap();
+        let other = TcpListener::bind((loadgen::lab::SERVER_V4, 81)).unwrap();
         canary.set_nonblocking(true).unwrap();
         (canary, other)
     });
@@ -192,13 +192,13 @@ fn test_only_the_served_port_is_steered() {
                 "2",
                 "-W",
                 "2",
-                &synwall::lab::SERVER_V4.to_string(),
+                &loadgen::lab::SERVER_V4.to_string(),
             ],
         )
         .expect("ping (and ARP) work while attached");
     let served = in_client(&topology, || {
         let other = TcpStream::connect_timeout(
-            &(synwall::lab::SERVER_V4, 81).into(),
+            &(loadgen::lab::SERVER_V4, 81).into(),
             Duration::from_secs(3),
         );
         let served = echo_roundtrip(served_v4(), b"to synwall");
@@ -299,7 +299,7 @@ fn test_reconnect_over_a_time_wait_tuple() {
         move || -> std::io::Result<Vec<u8>> {
             let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
             socket.set_reuse_address(true)?;
-            socket.bind(&SocketAddr::from((synwall::lab::CLIENT_V4, local_port)).into())?;
+            socket.bind(&SocketAddr::from((loadgen::lab::CLIENT_V4, local_port)).into())?;
             socket.connect_timeout(&served_v4().into(), Duration::from_secs(3))?;
             let mut stream: TcpStream = socket.into();
             stream.set_read_timeout(Some(Duration::from_secs(5)))?;

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::privileged_lab;
-use synwall::lab::SERVER_V4;
+use loadgen::lab::SERVER_V4;
 use synwall::sys::{SteeringProgram, XdpAction, XdpMode};
 use synwall::wire::FourTuple;
 

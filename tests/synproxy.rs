@@ -1,4 +1,4 @@
-//! The lab's XDP SYN proxy, the peer synwall is measured against, set up as `synwall lab
+//! The lab's XDP SYN proxy, the peer synwall is measured against, set up as `synwall-lab
 //! --target xdp-synproxy` sets it up: a kernel client gets in through it (SYN-ACK with the
 //! kernel's cookie from XDP, the ACK checked there and by nftables synproxy, the connection made
 //! to the kernel's listener), and the program counts both; an ACK with no valid cookie is
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::{Client, privileged_lab, require_tool};
 use lab::*;
-use synwall::lab::XdpSynProxyPeer;
+use loadgen::lab::XdpSynProxyPeer;
 use synwall::seq::SeqNumber;
 use synwall::sys::XdpAction;
 use synwall::wire::TcpFlags;
@@ -38,7 +38,7 @@ fn test_a_client_gets_in_through_the_xdp_syn_proxy_and_a_forged_ack_does_not() {
         Ok(reply.to_vec())
     });
     let (mut accepted, peer) = listener.accept().expect("the listener got the connection");
-    assert_eq!(peer.ip(), std::net::IpAddr::from(synwall::lab::CLIENT_V4));
+    assert_eq!(peer.ip(), std::net::IpAddr::from(loadgen::lab::CLIENT_V4));
     let mut request = [0u8; 4];
     accepted.read_exact(&mut request).unwrap();
     accepted.write_all(&request).unwrap();

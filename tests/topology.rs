@@ -3,7 +3,7 @@
 
 mod common;
 
-use synwall::lab::{CLIENT_V4, CLIENT_V6, Topology, run};
+use loadgen::lab::{CLIENT_V4, CLIENT_V6, Topology, run};
 
 #[test]
 fn test_topology_connects_and_cleans_up() {

@@ -18,7 +18,7 @@ use crate::pacer::Rate;
 
 /// The shortest duration (also of the legit timeout).
 pub const MIN_DURATION: Duration = Duration::from_millis(1);
-pub use synwall::lab::limits::{MAX_DURATION, MAX_LEGIT_RATE, MAX_LEGIT_TIMEOUT, MAX_PACKETS};
+pub use crate::lab::limits::{MAX_DURATION, MAX_LEGIT_RATE, MAX_LEGIT_TIMEOUT, MAX_PACKETS};
 /// The most flood threads.
 pub const MAX_THREADS: usize = 64;
 /// The largest transmit batch (half the AF_XDP transmit frames).
@@ -245,12 +245,12 @@ impl Args {
     }
 }
 
-/// The lab's spoofed sources of `target`'s family: `synwall::lab::SPOOFED_SOURCES` or
+/// The lab's spoofed sources of `target`'s family: `crate::lab::SPOOFED_SOURCES` or
 /// `SPOOFED_SOURCES_V6`, routed through the generator by the lab's server namespace.
 fn lab_spoofed_sources(target: IpAddr) -> Cidr {
     let sources = match target {
-        IpAddr::V4(_) => synwall::lab::SPOOFED_SOURCES,
-        IpAddr::V6(_) => synwall::lab::SPOOFED_SOURCES_V6,
+        IpAddr::V4(_) => crate::lab::SPOOFED_SOURCES,
+        IpAddr::V6(_) => crate::lab::SPOOFED_SOURCES_V6,
     };
     sources
         .parse()
@@ -312,7 +312,7 @@ pub struct CountArg(pub u64);
 impl FromStr for CountArg {
     type Err = ArgError;
     fn from_str(text: &str) -> Result<Self, ArgError> {
-        synwall::lab::limits::parse_count(text)
+        crate::lab::limits::parse_count(text)
             .map(CountArg)
             .ok_or_else(|| ArgError(format!("{text:?} is not a count like 50000, 50k or 1M")))
     }
@@ -398,7 +398,7 @@ mod tests {
     fn test_ipv6_target_defaults_to_the_labs_ipv6_sources() {
         let config = args(&["-t", "[2001:2::1]:80", "--legit-rate", "5"]).unwrap();
         assert_eq!(config.target, "[2001:2::1]:80".parse().unwrap());
-        assert_eq!(config.sources.to_string(), synwall::lab::SPOOFED_SOURCES_V6);
+        assert_eq!(config.sources.to_string(), crate::lab::SPOOFED_SOURCES_V6);
         assert_eq!(config.legit.unwrap().target, config.target);
         assert!(config.overridden.is_empty());
         let config = args(&["-t", "[2001:2::1]:80", "--src-cidr", "2001:2:0:ff00::/56"]).unwrap();

@@ -268,8 +268,8 @@ mod tests {
 
     /// The target of each family, with the lab's spoofed sources of that family.
     const LAB: [(&str, &str); 2] = [
-        ("198.18.0.1:80", synwall::lab::SPOOFED_SOURCES),
-        ("[2001:2::1]:80", synwall::lab::SPOOFED_SOURCES_V6),
+        ("198.18.0.1:80", crate::lab::SPOOFED_SOURCES),
+        ("[2001:2::1]:80", crate::lab::SPOOFED_SOURCES_V6),
     ];
 
     fn crafter(

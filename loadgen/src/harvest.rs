@@ -141,13 +141,13 @@ mod tests {
     const LAB: [(&str, &str, &str, &str); 2] = [
         (
             "198.18.0.1:80",
-            synwall::lab::SPOOFED_SOURCES,
+            crate::lab::SPOOFED_SOURCES,
             "198.18.130.9:40000",
             "198.18.0.2:40000",
         ),
         (
             "[2001:2::1]:80",
-            synwall::lab::SPOOFED_SOURCES_V6,
+            crate::lab::SPOOFED_SOURCES_V6,
             "[2001:2:0:8130::9]:40000",
             "[2001:2::2]:40000",
         ),

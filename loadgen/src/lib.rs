@@ -30,6 +30,9 @@
 //!   neighbour discovery).
 //! - [`stats`], [`report`], [`mod@run`]: counters, writing the output records, and the run that
 //!   joins it all.
+//! - [`lab`]: the lab that drives this generator against synwall, the kernel and its XDP SYN
+//!   proxy, run by the `synwall-lab` binary (`sudo make lab`). It lives here, not in synwall,
+//!   so that the product ships no lab.
 //!
 //! # Safety of the network
 //!
@@ -43,9 +46,9 @@
 //! # JSON output (`--json`)
 //!
 //! One JSON object per line on stdout (a progress object per second, then one summary);
-//! notes and errors go to stderr. The record types and the schema live in the synwall
-//! library, [`synwall::lab::report`], so that `synwall lab` reads exactly what loadgen writes;
-//! [`report`] re-exports them.
+//! notes and errors go to stderr. The record types and the schema live in
+//! [`crate::lab::report`], so that `synwall-lab` reads exactly what loadgen writes; [`report`]
+//! re-exports them.
 
 pub mod cli;
 pub mod craft;
@@ -54,6 +57,7 @@ pub mod fingerprint;
 pub mod flood;
 pub mod guard;
 pub mod harvest;
+pub mod lab;
 pub mod legit;
 pub mod mix;
 pub mod neighbor;

@@ -1,13 +1,13 @@
 //! What a run prints: once per second a [`Progress`] record, at the end a [`Summary`]; as one
 //! line of text each, or as JSON lines (`--json`, see the crate documentation for the schema).
 //!
-//! The records are plain data defined once in [`synwall::lab::report`] (serde, with the JSON
-//! schema), so a parent process (`synwall lab`) and the tests read back exactly what was
+//! The records are plain data defined once in [`crate::lab::report`] (serde, with the JSON
+//! schema), so a parent process (`synwall-lab`) and the tests read back exactly what was
 //! written. Every line is flushed as it is written.
 
 use std::io::{self, Write};
 
-pub use synwall::lab::report::{
+pub use crate::lab::report::{
     Backend, FailureCounts, KindCounts, LegitReport, Percentiles, Progress, Record, Replies,
     StopReason, Summary,
 };

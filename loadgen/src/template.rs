@@ -272,8 +272,8 @@ mod tests {
     /// The lab's spoofed sources of `target`'s family.
     fn sources(target: SocketAddr) -> Cidr {
         match target {
-            SocketAddr::V4(_) => synwall::lab::SPOOFED_SOURCES,
-            SocketAddr::V6(_) => synwall::lab::SPOOFED_SOURCES_V6,
+            SocketAddr::V4(_) => crate::lab::SPOOFED_SOURCES,
+            SocketAddr::V6(_) => crate::lab::SPOOFED_SOURCES_V6,
         }
         .parse()
         .unwrap()

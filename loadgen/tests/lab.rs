@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use loadgen::lab::{SPOOFED_SOURCES, SPOOFED_SOURCES_V6};
 use loadgen::report::{Backend, Record, StopReason};
 use pcap_file::pcap::PcapReader;
 use support::{Lab, require_tool, server_v4, server_v6};
@@ -22,7 +23,6 @@ use synwall::accept_queue::{AcceptQueue, Pop};
 use synwall::cookie::keys::{KeyRing, Secret};
 use synwall::counters::Counter;
 use synwall::device::FrameIo;
-use synwall::lab::{SPOOFED_SOURCES, SPOOFED_SOURCES_V6};
 use synwall::listener::{Listener, ListenerConfig, SyncookiesMode};
 use synwall::shard::Shard;
 use synwall::sys::{SteeringProgram, XdpDevice, XdpDeviceConfig, XdpMode};
@@ -103,7 +103,7 @@ fn check_frames(lab: &Lab, target: SocketAddr, tx: &str, packets: usize) {
         for field in fields {
             args.extend(["-e", field]);
         }
-        synwall::lab::run(&args).unwrap()
+        loadgen::lab::run(&args).unwrap()
     };
     let all = tshark("frame", &["frame.number"]);
     assert_eq!(all.lines().count(), packets, "frames captured");

@@ -16,8 +16,8 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use loadgen::lab::SERVER_V4;
 use support::{Lab, require_tool, server_v4};
-use synwall::lab::SERVER_V4;
 use synwall::sys::{SteeringProgram, XdpMode};
 
 const SECONDS: u64 = 3;
@@ -74,7 +74,7 @@ fn measure_max_syn_rate_on_one_core() {
         .unwrap()
         .unwrap()
         .expect("attaching the dropping receiver");
-    synwall::lab::threaded_napi(t, 1, 0).expect("the veth's NAPI thread on CPU 1");
+    loadgen::lab::threaded_napi(t, 1, 0).expect("the veth's NAPI thread on CPU 1");
 
     let mut rates = Vec::new();
     for tx in ["afxdp", "packet"] {

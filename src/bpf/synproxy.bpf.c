@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR GPL-2.0
 /*
  * The lab's XDP SYN proxy: the strongest peer synwall is measured against
- * (`synwall lab --target xdp-synproxy`). Not part of synwall itself.
+ * (`synwall-lab --target xdp-synproxy`). Not part of synwall itself.
  *
  * On the server's interface, for TCP to the served address and port:
  *   - a segment of a connection a kernel socket owns (bpf_skc_lookup_tcp finds

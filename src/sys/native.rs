@@ -9,7 +9,7 @@
 //! values in the program's `pending` map, sends the final ACK to the local stack through a raw
 //! socket (it crosses `lo`, where the program hands it to the listener), and reads back what the
 //! program did. A reconnect over a 4-tuple that a TIME-WAIT socket still holds first ends that
-//! socket ([`super::sock_diag`]), as the kernel's own listener does for a new SYN.
+//! socket (`sock_diag`), as the kernel's own listener does for a new SYN.
 //!
 //! Owns the program, its map and its link. Thread-safe: workers share one.
 

@@ -1,6 +1,6 @@
 //! The lab's XDP SYN proxy (`src/bpf/synproxy.bpf.c`): the kernel's own SYN cookies answered
 //! from XDP, in front of nftables `synproxy` and the kernel's listener. A peer that synwall is
-//! measured against (`synwall lab --target xdp-synproxy`), not part of synwall.
+//! measured against (`synwall-lab --target xdp-synproxy`), not part of synwall.
 //!
 //! Owns the loaded object. [`SynProxy::attach`] and [`SynProxy::attach_pass`] return BPF links:
 //! each program stays on its interface as long as its link is open, at most as long as the

@@ -17,9 +17,9 @@ use std::time::Duration;
 use synwall::device::FrameIo;
 
 use crossbeam_channel::{Receiver, Sender};
+use loadgen::lab::{CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, Topology};
 use sha2::{Digest, Sha256};
 use synwall::handoff::HandoffMode;
-use synwall::lab::{CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6, Topology};
 use synwall::server::{Server, ServerConfig, ServerStats};
 use synwall::sys::tcp_info::{TcpInfo, tcp_info};
 use synwall::wire::TcpOptions;

@@ -324,16 +324,16 @@ pub const CAPABILITIES: [&str; 5] = [
 /// Fails unless every namespace whose name contains one of `names` is gone.
 #[track_caller]
 pub fn assert_namespaces_gone(names: &[&str]) {
-    let left = synwall::lab::run(&["ip", "netns", "list"]).unwrap();
+    let left = loadgen::lab::run(&["ip", "netns", "list"]).unwrap();
     for name in names {
         assert!(!left.contains(name), "{name} left behind: {left}");
     }
 }
 
-/// A fresh lab (see `synwall::lab::Topology`) whose namespace names start with `prefix`, or
+/// A fresh lab (see `loadgen::lab::Topology`) whose namespace names start with `prefix`, or
 /// `None` when privileged tests cannot run here (see [`require_privileges`]).
-pub fn privileged_lab(prefix: &str) -> Option<synwall::lab::Topology> {
-    require_privileges().then(|| synwall::lab::Topology::create(prefix).expect("creating the lab"))
+pub fn privileged_lab(prefix: &str) -> Option<loadgen::lab::Topology> {
+    require_privileges().then(|| loadgen::lab::Topology::create(prefix).expect("creating the lab"))
 }
 
 /// Whether privileged tests (network namespaces, XDP, AF_XDP) can run: root and `ip` present.

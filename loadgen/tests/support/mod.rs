@@ -19,8 +19,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub use common::{require_privileges, require_tool};
+use loadgen::lab::{SERVER_V4, SERVER_V6, Topology};
 use loadgen::report::{Progress, Record, Summary};
-use synwall::lab::{SERVER_V4, SERVER_V6, Topology};
 
 static FLOODS: Mutex<()> = Mutex::new(());
 

@@ -39,12 +39,12 @@ use mio::{Events, Interest, Poll, Token};
 use crate::lab::topology::{SPOOFED_SOURCES, SPOOFED_SOURCES_V6};
 
 /// Text every reply carries.
-pub const REPLY_MARK: &str = "synwall lab";
+pub const REPLY_MARK: &str = "synwall-lab";
 /// The reply after which the connection stays open (HTTP/1.1 keep-alive).
-const REPLY_KEEP_ALIVE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nsynwall lab\n";
+const REPLY_KEEP_ALIVE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nsynwall-lab\n";
 /// The reply after which the service closes (HTTP/1.0, or `Connection: close`).
 const REPLY_CLOSE: &[u8] =
-    b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nConnection: close\r\n\r\nsynwall lab\n";
+    b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nConnection: close\r\n\r\nsynwall-lab\n";
 /// The longest the event loop waits before it looks at the stop flag again.
 pub const STOP_WAIT: Duration = Duration::from_millis(50);
 /// The longest request head, and the longest PROXY header: the size of a connection's buffer.

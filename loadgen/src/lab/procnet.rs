@@ -12,10 +12,10 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 
-use crate::counters::Counter;
 use crate::lab::error::LabError;
 use crate::lab::topology::Topology;
-use crate::metrics::names::CounterNames;
+use synwall::counters::Counter;
+use synwall::metrics::names::CounterNames;
 
 /// The listener counters whose kernel TcpExt counterparts the lab reports for the kernel's
 /// listener, under their MIB names ([`CounterNames::kernel_mib`]).

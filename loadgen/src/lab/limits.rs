@@ -1,5 +1,5 @@
 //! The bounds of every flood, shared with loadgen (one set of values): loadgen refuses a run
-//! outside them, and `synwall lab` checks its settings against the same values before it
+//! outside them, and `synwall-lab` checks its settings against the same values before it
 //! builds anything. Also the count syntax both command lines take.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The records the flood generator (`loadgen --json`) writes and `synwall lab` reads: one
+//! The records the flood generator (`loadgen --json`) writes and `synwall-lab` reads: one
 //! schema, in one place, for both sides (serde, both directions).
 //!
 //! Plain data: no I/O, no clock. loadgen builds and prints them (its `report` module writes

@@ -1107,7 +1107,7 @@ mod tests {
         needle.advance(&mut matched, b"bzzz");
         assert!(needle.is_found(matched));
         let mark = Needle::new(REPLY_MARK.as_bytes());
-        let reply = b"HTTP/1.1 200 OK\r\n\r\nsynwall lab\n";
+        let reply = b"HTTP/1.1 200 OK\r\n\r\nsynwall-lab\n";
         for split in 0..reply.len() {
             let mut matched = 0;
             mark.advance(&mut matched, &reply[..split]);

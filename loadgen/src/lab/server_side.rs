@@ -36,7 +36,6 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::counters::{Counter, Gauge};
 use crate::lab::cli::{KernelRx, LabConfig, LabHandoff, LabXdpMode, Target};
 use crate::lab::error::LabError;
 use crate::lab::placement::{self, CpuTimes};
@@ -44,9 +43,10 @@ use crate::lab::procnet::{Frames, KERNEL_COUNTERS, ProcNet, kernel_mib};
 use crate::lab::service::{self, ServiceConfig, ServiceCounters};
 use crate::lab::topology::{Family, Topology};
 use crate::lab::xdp_synproxy::XdpSynProxyPeer;
-use crate::proxy::{Proxy, ProxyConfig, ProxyProtocol};
-use crate::server::{Server, ServerConfig};
-use crate::sys::{XdpMode, affinity};
+use synwall::counters::{Counter, Gauge};
+use synwall::proxy::{Proxy, ProxyConfig, ProxyProtocol};
+use synwall::server::{Server, ServerConfig};
+use synwall::sys::{XdpMode, affinity};
 
 /// The served port.
 pub const PORT: u16 = 80;

@@ -1,4 +1,4 @@
-//! What `synwall lab` prints: a table row per second of flood ([`Row`]), a summary per target
+//! What `synwall-lab` prints: a table row per second of flood ([`Row`]), a summary per target
 //! ([`TargetReport`]), the side-by-side comparison of each flood ([`FloodReport`]), and the
 //! whole run as one JSON object ([`LabReport`], `--json`).
 //!
@@ -295,7 +295,7 @@ impl FloodReport {
     }
 }
 
-/// The whole `synwall lab` run (`--json`).
+/// The whole `synwall-lab` run (`--json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct LabReport {
     /// The command line as given.

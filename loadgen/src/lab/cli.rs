@@ -1,4 +1,4 @@
-//! The command line of `synwall lab` ([`LabArgs`], clap) and its validation into a
+//! The command line of `synwall-lab` ([`LabArgs`], clap) and its validation into a
 //! [`LabConfig`].
 //!
 //! Validation bounds every flood before anything is built, within the [`limits`] loadgen
@@ -12,12 +12,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::handoff::HandoffMode;
 use crate::lab::error::LabError;
 use crate::lab::limits::{
     MAX_DURATION, MAX_LEGIT_RATE, MAX_LEGIT_TIMEOUT, MAX_PACKETS, parse_count,
 };
 use crate::lab::topology::Family;
+use synwall::handoff::HandoffMode;
 
 /// The packet bound of a max-rate run, per second of flood: above what one generator core
 /// reaches on veth (about 1.9 M/s measured), so the duration is what stops it (up to
@@ -28,10 +28,10 @@ const MAX_RATE_BOUND_PPS: u64 = 3_000_000;
 /// what every target answers on one core of this lab (LAB-NOTES).
 pub const DEFAULT_FIXED_RATE: u64 = 200_000;
 
-/// `synwall --help` on `lab`.
+/// The first line of `synwall-lab --help`.
 const ABOUT: &str = "Flood synwall (or the kernel, or the kernel's XDP SYN proxy) between two network \
      namespaces and measure it (root)";
-/// `synwall lab --help`.
+/// `synwall-lab --help`.
 const LONG_ABOUT: &str = "\
 Flood synwall (or the kernel's listener, or the kernel's XDP SYN proxy) between two network \
 namespaces and measure how it holds up. Needs root.
@@ -137,9 +137,9 @@ pub enum KernelRx {
     Rps,
 }
 
-/// The `synwall lab` command line (`synwall lab --help` tells what it does).
-#[derive(Debug, Clone, clap::Args)]
-#[command(about = ABOUT, long_about = LONG_ABOUT)]
+/// The `synwall-lab` command line (`synwall-lab --help` tells what it does).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "synwall-lab", version, about = ABOUT, long_about = LONG_ABOUT)]
 pub struct LabArgs {
     /// The listener facing the flood.
     #[arg(long, value_enum, default_value_t = Target::Synwall, conflicts_with = "compare")]

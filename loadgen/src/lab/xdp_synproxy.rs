@@ -30,8 +30,8 @@ use std::sync::Arc;
 
 use crate::lab::error::LabError;
 use crate::lab::topology::Topology;
-use crate::sys::XdpError;
-use crate::sys::synproxy::{SynProxy, SynProxyCounters};
+use synwall::sys::XdpError;
+use synwall::sys::synproxy::{SynProxy, SynProxyCounters};
 
 /// The nftables table the lab's rules live in.
 const TABLE: &str = "swlab_synproxy";

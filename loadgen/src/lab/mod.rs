@@ -1,5 +1,5 @@
 //! The lab: synwall, a flood and real clients between two network namespaces on one machine,
-//! and `synwall lab`, which runs it against synwall, the kernel's own listener, or the kernel's
+//! and `synwall-lab`, which runs it against synwall, the kernel's own listener, or the kernel's
 //! XDP SYN proxy.
 //!
 //! ```text
@@ -7,7 +7,7 @@
 //!  loadgen: flood + legit clients ──veth pair──►  synwall (AF_XDP), the kernel listener, or
 //!     ▲ JSON lines (report::Record)               the XDP SYN proxy + nftables synproxy
 //!     │                                               └─► built-in service (HTTP/1.1 200)
-//!  synwall lab: table per second, summary, comparison ◄── /proc/net of the server namespace,
+//!  synwall-lab: table per second, summary, comparison ◄── /proc/net of the server namespace,
 //!                                                         /proc/stat of the server CPU
 //! ```
 //!
@@ -15,7 +15,7 @@
 //! - [`topology`](Topology): the two namespaces and the veth pair; deleted on drop.
 //! - [`report`]: the generator's JSON records, shared with loadgen (one schema);
 //!   [`limits`]: the bounds of every flood, shared with loadgen too.
-//! - `cli`: the `synwall lab` command line ([`LabArgs`]); `runner`: [`command`], the runs
+//! - `cli`: the `synwall-lab` command line ([`LabArgs`]); `runner`: [`command`], the runs
 //!   in order; `server_side`: synwall or the kernel fronting `service` (the built-in HTTP
 //!   service: one event loop, keep-alive, PROXY protocol); [`peacetime`]: clients measuring
 //!   new connections per second and keep-alive requests per second with no flood, and

@@ -18,7 +18,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 
-use crate::sys::netns;
+use synwall::sys::netns;
 
 pub const SERVER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -234,7 +234,7 @@ impl Topology {
     /// The MAC address of interface `dev` in namespace `ns`.
     pub fn mac(&self, ns: &str, dev: &str) -> io::Result<[u8; 6]> {
         let dev = dev.to_owned();
-        self.spawn_in(ns, move || crate::sys::interface_mac(&dev))
+        self.spawn_in(ns, move || synwall::sys::interface_mac(&dev))
             .join()
             .map_err(|_| io::Error::other("reading a MAC address panicked"))??
             .map_err(io::Error::other)

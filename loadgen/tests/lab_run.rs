@@ -1,27 +1,26 @@
-//! `synwall lab` end to end, as a user runs it: short floods against synwall, the kernel and the
+//! `synwall-lab` end to end, as a user runs it: short floods against synwall, the kernel and the
 //! kernel's XDP SYN proxy, over IPv4 and IPv6, in every attack mode; the fixed-rate figure (the
 //! server CPU per SYN-ACK); the JSON report; teardown (nothing of the run left in `ip netns
 //! list`, nor in the host's nftables and sysctls), Ctrl-C, and the message when loadgen is
 //! missing. The tests assert behaviour, never speed.
 //!
 //! Privileged tests skip without root outside CI (`require_privileges`) and run one at a time
-//! (they flood). loadgen is another package's binary, which `cargo test` does not build for
-//! this one: [`loadgen`] runs `cargo build -p loadgen` into the same target directory and
-//! profile as the synwall binary under test (a no-op when it is up to date), so the test never
-//! runs a missing or stale generator.
+//! (they flood). `synwall-lab` and loadgen are this package's binaries, which cargo builds
+//! for its tests, so a test never runs a missing or stale generator.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::assert_namespaces_gone;
+use loadgen::lab::run;
 use serde_json::Value;
-use synwall::lab::run;
 
 /// One flood at a time in this test binary.
 static FLOODS: Mutex<()> = Mutex::new(());
@@ -31,31 +30,7 @@ const LIMIT: Duration = Duration::from_secs(240);
 /// Every target, by name, as `--compare` runs them.
 const TARGETS: [&str; 3] = ["synwall", "kernel", "xdp-synproxy"];
 
-/// The loadgen binary next to the synwall binary under test, built (or brought up to date)
-/// with the same profile into the same target directory.
-fn loadgen() -> PathBuf {
-    let synwall = Path::new(env!("CARGO_BIN_EXE_synwall"));
-    let profile_dir = synwall.parent().expect("the binary's directory");
-    let target_dir = profile_dir.parent().expect("the target directory");
-    let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
-        Some("debug") => "dev".to_owned(),
-        Some(other) => other.to_owned(),
-        None => panic!("unexpected binary path {}", synwall.display()),
-    };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(&cargo)
-        .args(["build", "--quiet", "-p", "loadgen", "--profile", &profile])
-        .env("CARGO_TARGET_DIR", target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap_or_else(|e| panic!("running {cargo} to build loadgen: {e}"));
-    assert!(status.success(), "building loadgen failed: {status}");
-    let loadgen = synwall.with_file_name("loadgen");
-    assert!(loadgen.is_file(), "no loadgen at {}", loadgen.display());
-    loadgen
-}
-
-/// What a `synwall lab` run left.
+/// What a `synwall-lab` run left.
 struct Finished {
     status: ExitStatus,
     stdout: String,
@@ -68,7 +43,7 @@ impl Finished {
     fn report(&self) -> Value {
         assert!(
             self.status.success(),
-            "synwall lab failed ({}): {}",
+            "synwall-lab failed ({}): {}",
             self.status,
             self.stderr
         );
@@ -78,15 +53,14 @@ impl Finished {
 }
 
 fn spawn_lab(args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_synwall"))
-        .arg("lab")
+    Command::new(env!("CARGO_BIN_EXE_synwall-lab"))
         .args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("starting synwall lab")
+        .expect("starting synwall-lab")
 }
 
 /// Drains `pipe` on a thread.
@@ -103,13 +77,13 @@ fn finish(mut child: Child, stdout: thread::JoinHandle<String>) -> Finished {
     let stderr = drain(child.stderr.take().expect("piped stderr"));
     let deadline = Instant::now() + LIMIT;
     let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for synwall lab") {
+        if let Some(status) = child.try_wait().expect("waiting for synwall-lab") {
             break status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("synwall lab overran {LIMIT:?}: {}", stderr.join().unwrap());
+            panic!("synwall-lab overran {LIMIT:?}: {}", stderr.join().unwrap());
         }
         thread::sleep(Duration::from_millis(50));
     };
@@ -205,21 +179,20 @@ impl Session {
         if !common::require_privileges() {
             return None;
         }
-        let loadgen = loadgen();
         Some(Session {
-            loadgen,
+            loadgen: PathBuf::from(env!("CARGO_BIN_EXE_loadgen")),
             _floods: FLOODS.lock().unwrap_or_else(PoisonError::into_inner),
         })
     }
 
-    /// `synwall lab ARGS --loadgen LOADGEN`, started.
+    /// `synwall-lab ARGS --loadgen LOADGEN`, started.
     fn spawn(&self, args: &[&str]) -> Child {
         let mut args = args.to_vec();
         args.extend(["--loadgen", self.loadgen.to_str().expect("a UTF-8 path")]);
         spawn_lab(&args)
     }
 
-    /// `synwall lab ARGS --loadgen LOADGEN`, to the end.
+    /// `synwall-lab ARGS --loadgen LOADGEN`, to the end.
     fn run(&self, args: &[&str]) -> Finished {
         run_to_end(self.spawn(args))
     }
@@ -292,7 +265,7 @@ fn test_lab_ipv6_compare_serves_floods_and_clients_over_ipv6() {
         assert_eq!(loadgen["target"], "[2001:2::1]:80", "{run}");
         assert_eq!(
             loadgen["src_cidr"],
-            synwall::lab::SPOOFED_SOURCES_V6,
+            loadgen::lab::SPOOFED_SOURCES_V6,
             "{run}"
         );
         assert!(number(run, "offered_syn_pps") > 0, "{run}");
@@ -574,7 +547,7 @@ fn test_lab_ctrl_c_stops_cleanly_and_tears_down() {
     loop {
         let mut line = String::new();
         if stdout.read_line(&mut line).unwrap() == 0 {
-            panic!("synwall lab ended before its first row: {seen}");
+            panic!("synwall-lab ended before its first row: {seen}");
         }
         seen.push_str(&line);
         if line.trim_start().starts_with("1.0s") {

@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::server::ServerError;
+use synwall::server::ServerError;
 
 /// See the module documentation.
 #[derive(Debug, thiserror::Error)]

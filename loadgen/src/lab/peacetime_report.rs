@@ -1,4 +1,4 @@
-//! What `synwall lab --peacetime` reports: per target ([`PeacetimeRun`]) the request latency
+//! What `synwall-lab --peacetime` reports: per target ([`PeacetimeRun`]) the request latency
 //! at a low connection rate, the most new connections per second within the service-level
 //! objective, and keep-alive requests per second; then both targets side by side
 //! ([`PeacetimeReport`], also the `--json` object).
@@ -54,7 +54,7 @@ pub struct PeacetimeComparison {
     pub latency_p99_difference_ms: Option<f64>,
 }
 
-/// The whole `synwall lab --peacetime` run (`--json`).
+/// The whole `synwall-lab --peacetime` run (`--json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct PeacetimeReport {
     /// The command line as given.

@@ -1,4 +1,4 @@
-//! `synwall lab`: one run per flood and target, each on a fresh [`Topology`], then the report.
+//! `synwall-lab`: one run per flood and target, each on a fresh [`Topology`], then the report.
 //! The flood asked for runs against every target, then the fixed-rate SYN flood, if any, against
 //! every target again; after the last run of a comparison the server CPU is looked at once more.
 //!
@@ -39,7 +39,7 @@ use crate::lab::report::Record;
 use crate::lab::server_side::{PORT, ServerSide};
 use crate::lab::service::REPLY_MARK;
 use crate::lab::topology::Topology;
-use crate::sys::affinity;
+use synwall::sys::affinity;
 
 /// Names of the lab's namespaces and links start with this.
 pub const PREFIX: &str = "swl";
@@ -62,7 +62,7 @@ const KEEPALIVE_CONNECTIONS: usize = 20;
 /// it in TIME-WAIT (128 addresses × 28,000 ports at 30,000 connections/s: over two minutes).
 const CLIENT_SOURCES: u8 = 128;
 
-/// Runs `synwall lab` as the command line asks; see the module documentation.
+/// Runs `synwall-lab` as the command line asks; see the module documentation.
 pub fn command(args: LabArgs) -> Result<(), LabError> {
     let command_line: Vec<String> = std::env::args().collect();
     let config = args.into_config()?;
@@ -74,7 +74,7 @@ pub fn command(args: LabArgs) -> Result<(), LabError> {
         source,
     })?;
     // Both sides of a peacetime run are threads of this process, with thousands of sockets.
-    crate::sys::raise_limit(libc::RLIMIT_NOFILE);
+    synwall::sys::raise_limit(libc::RLIMIT_NOFILE);
     let signals = Interrupts::install()?;
     let table: Box<dyn Write> = if config.json {
         Box::new(io::stderr())
@@ -164,7 +164,7 @@ fn server_cpu_busy(config: &LabConfig, when: &str) -> Result<f64, LabError> {
         }
         if Instant::now() >= deadline {
             eprintln!(
-                "synwall lab: warning: CPU {} stayed {busy:.0} % busy with other work for {} s \
+                "synwall-lab: warning: CPU {} stayed {busy:.0} % busy with other work for {} s \
                  {when}; the figures measure that work too, and no ratio is printed",
                 config.server_cpu,
                 QUIET_WAIT.as_secs()
@@ -348,7 +348,7 @@ impl Interrupts {
         let thread = thread::spawn(move || {
             for _ in signals.forever() {
                 if counted.fetch_add(1, Ordering::Relaxed) == 0 {
-                    eprintln!("synwall lab: stopping the flood (again to kill it at once)");
+                    eprintln!("synwall-lab: stopping the flood (again to kill it at once)");
                 }
             }
         });
