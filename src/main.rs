@@ -413,7 +413,9 @@ fn listen(args: &ListenArgs) -> anyhow::Result<()> {
     let failure = server.failure();
     drop(metrics);
     drop(server);
-    served.and(failure.map_or(Ok(()), Err)).context("serving")
+    served
+        .and(failure.map_or(Ok(()), |failure| Err(failure.into())))
+        .context("serving")
 }
 
 /// Settles `handoff = auto`: native where the kernel can, unless an upstream is set and

@@ -252,7 +252,7 @@ impl Proxy {
     }
 
     /// Proxies every connection `server` accepts until `stop` is set or the server fails.
-    pub fn run(&self, server: &Server, stop: &AtomicBool) -> Result<(), ServerError> {
+    pub fn run(&self, server: &Server, stop: &AtomicBool) -> io::Result<()> {
         self.serve(|timeout| server.accept_timeout(timeout), stop)
     }
 
@@ -261,15 +261,15 @@ impl Proxy {
     /// connection still open is reset then).
     pub fn serve(
         &self,
-        mut next: impl FnMut(Duration) -> Result<Option<Connection>, ServerError>,
+        mut next: impl FnMut(Duration) -> io::Result<Option<Connection>>,
         stop: &AtomicBool,
-    ) -> Result<(), ServerError> {
+    ) -> io::Result<()> {
         let finished = AtomicBool::new(false);
         let mut loops = Vec::new();
         let mut handles = Vec::new();
         for _ in 0..self.config().threads.max(1) {
             let (event_loop, handle) = EventLoop::new(&self.slots, &self.counters, &finished)
-                .map_err(ServerError::Thread)?;
+                .map_err(|error| io::Error::from(ServerError::Thread(error)))?;
             loops.push(event_loop);
             handles.push(handle);
         }
@@ -281,7 +281,7 @@ impl Proxy {
                         .name("synwall-proxy".to_owned())
                         .spawn_scoped(scope, move || event_loop.run())
                         .map(drop)
-                        .map_err(ServerError::Thread)
+                        .map_err(|error| io::Error::from(ServerError::Thread(error)))
                 })
                 .and_then(|()| self.accept_loop(&mut next, stop, &handles));
             finished.store(true, Ordering::Relaxed);
@@ -296,10 +296,10 @@ impl Proxy {
     /// `next` fails, or a loop is gone (it panicked: the scope passes the panic on).
     fn accept_loop(
         &self,
-        next: &mut impl FnMut(Duration) -> Result<Option<Connection>, ServerError>,
+        next: &mut impl FnMut(Duration) -> io::Result<Option<Connection>>,
         stop: &AtomicBool,
         loops: &[LoopHandle],
-    ) -> Result<(), ServerError> {
+    ) -> io::Result<()> {
         let mut turn = 0;
         while !stop.load(Ordering::Relaxed) {
             if !self.slots.acquire(POLL) {
@@ -1010,7 +1010,7 @@ mod tests {
         /// Where the test's clients connect; what it accepts goes to the proxy.
         front: TcpListener,
         stop: Arc<AtomicBool>,
-        serving: Option<JoinHandle<Result<(), ServerError>>>,
+        serving: Option<JoinHandle<io::Result<()>>>,
     }
 
     impl Harness {

@@ -15,6 +15,7 @@ use lab::*;
 use loadgen::lab::{CLIENT_V4, SERVER_V4, SERVER_V6};
 use synwall::handoff::{HandoffFailure, HandoffMode};
 use synwall::listener::SyncookiesMode;
+use synwall::server::Server;
 
 const LAB: &str = "swn";
 
@@ -58,6 +59,28 @@ fn test_native_handoff_gives_the_service_its_clients_with_their_addresses() {
         assert_eq!(stats.handoffs_completed, 2, "{mode:?}: {stats:?}");
         assert_eq!(stats.handoffs_failed, 0, "{mode:?}: {stats:?}");
     }
+}
+
+#[test]
+fn test_native_server_accept_says_to_accept_from_the_service() {
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
+    let _listener = service(&topology, served_v4());
+    let interface = topology.server_if.clone();
+    let (first, second) = in_ns(&topology, &topology.server_ns, move || {
+        let server = Server::builder(&interface, &[served_v4()])
+            .handoff(HandoffMode::Native)
+            .bind()
+            .expect("synwall started");
+        let mut incoming = server.incoming();
+        let first = incoming.next().map(|next| next.map(|_| ()));
+        (first, incoming.next().is_none())
+    });
+    let error = first.expect("incoming gives the error").unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unsupported, "{error}");
+    assert!(error.to_string().contains("accept them there"), "{error}");
+    assert!(second, "the error ends incoming()");
 }
 
 #[test]

@@ -41,6 +41,10 @@ impl Sub<u32> for SeqNumber {
 impl Sub for SeqNumber {
     /// The signed distance from `rhs` to `self`; meaningful while it is below 2^31.
     type Output = i32;
+    #[allow(
+        clippy::cast_possible_wrap,
+        reason = "the signed distance modulo 2^32 is the point (RFC 1982)"
+    )]
     fn sub(self, rhs: SeqNumber) -> i32 {
         self.0.wrapping_sub(rhs.0) as i32
     }

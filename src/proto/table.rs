@@ -49,6 +49,10 @@ pub(crate) struct TimerTable<K, V> {
 
 impl<K: Copy + Eq + Hash, V> TimerTable<K, V> {
     /// A table for `capacity` entries with `lists` timer lists.
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "capacity is validated to at most 2^24 (max-syn-backlog)"
+    )]
     pub(crate) fn new(capacity: usize, lists: usize) -> TimerTable<K, V> {
         assert!(capacity < NIL as usize, "capacity must fit a slot id");
         // Twice the entries: hashbrown then always reclaims deleted buckets by rehashing in

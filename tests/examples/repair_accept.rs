@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use synwall::handoff::HandoffMode;
-use synwall::server::{Server, ServerConfig};
+use synwall::server::Server;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -23,11 +23,14 @@ fn main() -> anyhow::Result<()> {
     };
     let address: SocketAddr = address.parse().context("ADDRESS:PORT")?;
 
-    let mut config = ServerConfig::new(&interface, &[address]);
-    config.handoff = HandoffMode::Repair;
-    let server = Server::bind(config).context("starting synwall")?;
+    let server = Server::builder(&interface, &[address])
+        .handoff(HandoffMode::Repair)
+        .bind()
+        .context("starting synwall")?;
 
+    // The first error (the server stopped, and why) ends the loop and the program.
     for connection in server.incoming() {
+        let connection = connection.context("synwall stopped")?;
         let mut stream = connection.stream;
         writeln!(
             stream,

@@ -177,6 +177,7 @@ impl KeyRing {
     }
 
     /// The parity bit and key of the current epoch: what new cookies are made with.
+    #[allow(clippy::cast_possible_truncation, reason = "a slot index is 0 or 1")]
     pub(crate) fn current(&self) -> (u32, &PrekeyedMac) {
         let slot = slot_of(self.epoch);
         (slot as u32, &self.slots[slot])

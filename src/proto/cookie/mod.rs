@@ -81,6 +81,10 @@ impl MssTable {
     pub const IPV6: MssTable = MssTable([1220, 1420, 1440, 8940]);
 
     /// The index of the largest entry not above `mss`, or 0.
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "an index into a table of 4"
+    )]
     pub fn index_for(&self, mss: u16) -> u32 {
         self.0.iter().rposition(|&entry| entry <= mss).unwrap_or(0) as u32
     }
@@ -118,6 +122,10 @@ impl SynOptions {
 
     /// Decodes the low 6 bits of a TS value. Every bit pattern decodes; only the MAC tells
     /// whether they are ours.
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "masked to the 4 bits of a window-scale shift"
+    )]
     pub fn from_timestamp(ts: u32) -> SynOptions {
         let window_scale = match ts & NO_WINDOW_SCALE {
             NO_WINDOW_SCALE => None,
@@ -211,6 +219,10 @@ impl CookieJar {
 }
 
 #[inline]
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "option bits fit in 6 bits and an MSS index in 2 (MssTable has 4 entries)"
+)]
 fn mac29(key: &mac::PrekeyedMac, input: &CookieInput, mss_index: u32) -> u32 {
     let tag = key.tag32_with(|block| {
         let mut len = 0;

@@ -36,6 +36,10 @@ impl Clock {
 
     /// Moves to `now`; free when `now` has not changed.
     #[inline]
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "the timestamp clock counts milliseconds modulo 2^32 (RFC 7323)"
+    )]
     pub(super) fn advance(&mut self, now: Instant) {
         if now != self.at {
             let elapsed = now.saturating_duration_since(self.origin).as_millis() as u32;

@@ -146,6 +146,10 @@ pub struct Listener {
 
 impl Listener {
     /// A listener with `config`, making cookies with `keys`, starting at `now`.
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "any 32 of the hash's random bits make the offset"
+    )]
     pub fn new(
         config: ListenerConfig,
         keys: KeyRing,
@@ -377,6 +381,10 @@ impl Listener {
         HandoffComplete { ack, reinject }
     }
 
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "early data is one segment's payload, below 2^16 bytes"
+    )]
     fn early_data_ack(&self, accepted: &Accepted, tx: &mut [u8]) -> Verdict {
         let early = accepted.early_data.len() as u32;
         let shift = accepted.window_scale.map_or(0, |scale| scale.receive);
@@ -389,7 +397,7 @@ impl Listener {
             seq: accepted.our_next_seq(),
             ack: accepted.peer_next_seq() + early,
             flags: TcpFlags::ACK,
-            window: window.min(u32::from(u16::MAX)) as u16,
+            window: u16::try_from(window).unwrap_or(u16::MAX),
             options: TcpOptions {
                 // Our clock as the SYN-ACK left it: the kernel's clock continues from there.
                 timestamps: accepted.timestamps.map(|ts| Timestamps {

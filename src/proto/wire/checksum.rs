@@ -35,6 +35,10 @@ impl Sum {
     }
 
     /// The TCP pseudo-header (RFC 9293 §3.1, RFC 8200 §8.1) of a segment of `tcp_len` bytes.
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "splits a 128-bit address into its 32-bit words; a segment is far below 2^32 bytes"
+    )]
     pub(crate) fn pseudo_header(src: IpAddr, dst: IpAddr, tcp_len: usize) -> Sum {
         let sum = match (src, dst) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {
@@ -62,6 +66,10 @@ impl Sum {
             .add_u32(tcp_len as u32)
     }
 
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "the loop folds the sum to 16 bits"
+    )]
     fn fold(self) -> u16 {
         let mut sum = self.0;
         while sum > 0xffff {

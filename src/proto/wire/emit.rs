@@ -93,6 +93,10 @@ fn emit_link(link: &LinkAddrs, src: SocketAddr, frame: &mut [u8]) -> usize {
     }
 }
 
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "emit() checked the frame against its buffer: an IP packet here is below 2^16 bytes"
+)]
 fn emit_ip(repr: &TcpRepr<'_>, header: &mut [u8], tcp_len: usize) {
     match (repr.src, repr.dst) {
         (SocketAddr::V4(src), SocketAddr::V4(dst)) => {
@@ -127,6 +131,10 @@ fn emit_ip(repr: &TcpRepr<'_>, header: &mut [u8], tcp_len: usize) {
     }
 }
 
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "a TCP header is at most 60 bytes"
+)]
 fn emit_tcp(repr: &TcpRepr<'_>, segment: &mut [u8]) {
     let options_len = repr.options.emitted_len();
     debug_assert!(options_len <= MAX_EMITTED_LEN);

@@ -18,6 +18,10 @@
 //! detaches its programs (the kernel also detaches them if the process dies): the service's
 //! own listener then takes its connections again (fail-open).
 
+mod config;
+
+pub use config::{ServerBuilder, ServerConfig};
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,15 +39,13 @@ use crate::handoff::{
     self, Connection, Handoff, HandoffCounters, HandoffFailure, HandoffMode, NativeInline,
 };
 use crate::histogram::HistogramSnapshot;
-use crate::kernel;
-use crate::listener::{ConfigError, Listener, ListenerConfig, ListenerUpdate};
+use crate::listener::{ConfigError, Listener, ListenerUpdate};
 use crate::preflight::{self, Checked, PreflightError};
 use crate::shard::Shard;
 use crate::sys::inject::RawInjector;
 use crate::sys::native::{NativeHandoff, NativeUnavailable};
 use crate::sys::{
-    SteerCounters, SteeringProgram, XdpDevice, XdpDeviceConfig, XdpError, XdpMode, XskStatistics,
-    affinity,
+    SteerCounters, SteeringProgram, XdpDevice, XdpError, XdpMode, XskStatistics, affinity,
 };
 
 /// The longest a fast-path thread sleeps between looks at its stop flag and handoff reports.
@@ -53,57 +55,17 @@ const UPDATES: usize = 4;
 /// How often a fast-path thread publishes its AF_XDP ring statistics.
 const STATISTICS_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Everything [`Server::bind`] needs.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// The network interface to serve on.
-    pub interface: String,
-    /// The rx queues to serve; empty serves every rx queue of the interface.
-    pub queues: Vec<u32>,
-    pub listener: ListenerConfig,
-    /// Completed handshakes waiting for a handoff worker, at most; as many established
-    /// connections wait for the application.
-    pub backlog: usize,
-    /// Handoff worker threads of repair mode (native handoffs are done by the fast path).
-    pub workers: usize,
-    pub xdp_mode: XdpMode,
-    pub device: XdpDeviceConfig,
-    /// The cookie secret; `None` draws one from the OS random source.
-    pub secret: Option<Secret>,
-    /// How often cookie keys rotate.
-    pub key_period: Duration,
-    /// CPUs to pin the fast-path threads to, in queue order (cycled); empty pins nothing.
-    pub cpus: Vec<usize>,
-    /// Frames per direction handled in one round of a fast-path loop.
-    pub budget: usize,
-    /// How completed handshakes become kernel sockets.
-    pub handoff: HandoffMode,
-}
-
-impl ServerConfig {
-    /// A configuration serving `served` on `interface` with every other setting at its default,
-    /// and the window scale the kernel's own listener would offer in the calling thread's
-    /// network namespace.
-    pub fn new(interface: &str, served: &[SocketAddr]) -> ServerConfig {
-        let defaults = ListenerConfig::default();
-        ServerConfig {
-            interface: interface.to_owned(),
-            queues: Vec::new(),
-            listener: ListenerConfig {
-                served: crate::wire::Endpoints::new(served.iter().copied()),
-                window_scale: kernel::window_scale().unwrap_or(defaults.window_scale),
-                ..defaults
-            },
-            backlog: 4096,
-            workers: 2,
-            xdp_mode: XdpMode::Auto,
-            device: XdpDeviceConfig::default(),
-            secret: None,
-            key_period: Duration::from_secs(64),
-            cpus: Vec::new(),
-            budget: 64,
-            handoff: HandoffMode::Auto,
-        }
+impl From<ServerError> for io::Error {
+    /// The error as [`Server::accept`] gives it: its kind says what happened, its source is
+    /// the [`ServerError`].
+    fn from(error: ServerError) -> io::Error {
+        let kind = match &error {
+            ServerError::NativeHandoff => io::ErrorKind::Unsupported,
+            ServerError::Closed => io::ErrorKind::NotConnected,
+            ServerError::FastPath { source, .. } | ServerError::Thread(source) => source.kind(),
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, error)
     }
 }
 
@@ -224,6 +186,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// A [`ServerBuilder`] serving `served` on `interface`.
+    pub fn builder(interface: &str, served: &[SocketAddr]) -> ServerBuilder {
+        ServerBuilder::new(interface, served)
+    }
+
     /// Starts serving; see the module documentation.
     pub fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         config.listener.validate()?;
@@ -347,33 +314,46 @@ impl Server {
         Ok(())
     }
 
-    /// The next established connection; blocks. Fails once the server has stopped.
-    pub fn accept(&self) -> Result<Connection, ServerError> {
-        loop {
-            if let Some(connection) = self.accept_timeout(IDLE_WAIT * 10)? {
-                return Ok(connection);
-            }
-        }
+    /// The next established connection (repair mode); blocks until one is there, waking as
+    /// soon as one is. Fails once the server has stopped (with why: the error's source is the
+    /// [`ServerError`]), and at once in native mode, where the service accepts them itself.
+    pub fn accept(&self) -> io::Result<Connection> {
+        self.check_accepting()?;
+        self.ready.recv().map_err(|_| self.take_failure().into())
     }
 
-    /// The next established connection within `timeout`, if any.
-    pub fn accept_timeout(&self, timeout: Duration) -> Result<Option<Connection>, ServerError> {
-        if self.stop.load(Ordering::Relaxed) {
-            return Err(self.take_failure());
-        }
-        if let Handoff::Native(_) = self.handoff {
-            return Err(ServerError::NativeHandoff);
-        }
+    /// The next established connection within `timeout`, if any; fails as [`Server::accept`].
+    pub fn accept_timeout(&self, timeout: Duration) -> io::Result<Option<Connection>> {
+        self.check_accepting()?;
         match self.ready.recv_timeout(timeout) {
             Ok(connection) => Ok(Some(connection)),
             Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => Err(self.take_failure()),
+            Err(RecvTimeoutError::Disconnected) => Err(self.take_failure().into()),
         }
     }
 
-    /// Established connections, until the server stops.
-    pub fn incoming(&self) -> impl Iterator<Item = Connection> + '_ {
-        std::iter::from_fn(|| self.accept().ok())
+    fn check_accepting(&self) -> Result<(), ServerError> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(self.take_failure());
+        }
+        match self.handoff {
+            Handoff::Native(_) => Err(ServerError::NativeHandoff),
+            Handoff::Repair => Ok(()),
+        }
+    }
+
+    /// Established connections as [`Server::accept`] gives them; the first error ends it,
+    /// after it has been given.
+    pub fn incoming(&self) -> impl Iterator<Item = io::Result<Connection>> + '_ {
+        let mut failed = false;
+        std::iter::from_fn(move || {
+            if failed {
+                return None;
+            }
+            let next = self.accept();
+            failed = next.is_err();
+            Some(next)
+        })
     }
 
     /// Everything the server counts, now.
