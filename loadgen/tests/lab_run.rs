@@ -235,9 +235,14 @@ fn test_lab_compare_runs_every_target_and_tears_down() {
     }
     let synwall = target(&report, "synwall");
     assert_eq!(synwall["xdp_mode"], "native");
-    let legit = &synwall["legit"];
-    assert_eq!(number(legit, "ok"), number(legit, "attempts"), "{legit}");
-    assert_eq!(synwall["legit_success_pct"].as_f64(), Some(100.0));
+    // Every legit client gets in under the flood, on a server CPU with nothing else to do.
+    // Another process on it (the lab then withholds the comparison, and says so) takes the
+    // time some handshakes need within the clients' timeout.
+    if !report["comparison"].is_null() {
+        let legit = &synwall["legit"];
+        assert_eq!(number(legit, "ok"), number(legit, "attempts"), "{legit}");
+        assert_eq!(synwall["legit_success_pct"].as_f64(), Some(100.0));
+    }
     assert_compared(&report, "syn_ack_ratio", None, &finished.stderr);
     // The table went to stderr, with its legends.
     for legend in ["SYN-ACK/s =", "Server CPU per SYN-ACK ="] {
@@ -496,14 +501,24 @@ fn test_lab_peacetime_measures_both_targets_side_by_side() {
             number(&synwall["counters"], "HandoffsCompleted") > 0,
             "{handoff}: the connections went through synwall: {synwall}"
         );
-        assert!(report["comparison"]["keepalive_ratio"].as_f64().unwrap() > 0.0);
-        assert!(
-            finished
-                .stderr
-                .contains("| new connections/s within the objective |"),
-            "{}",
-            finished.stderr
-        );
+        // The side-by-side table, or why there is none (a busy server CPU).
+        match report["comparison"]["keepalive_ratio"].as_f64() {
+            Some(ratio) => {
+                assert!(ratio > 0.0, "{report}");
+                assert!(
+                    finished
+                        .stderr
+                        .contains("| new connections/s within the objective |"),
+                    "{}",
+                    finished.stderr
+                );
+            }
+            None => assert!(
+                finished.stderr.contains("no comparison: the server CPU"),
+                "{report}: {}",
+                finished.stderr
+            ),
+        }
     }
 }
 

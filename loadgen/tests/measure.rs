@@ -1,5 +1,7 @@
-//! Measurement, not a test (ignored by default): the highest SYN rate one generator core
-//! reaches on the lab's veth, with AF_XDP, with AF_PACKET, and hping3's for comparison.
+//! Measurements, not tests (ignored by default): the highest SYN rate one generator core
+//! reaches on the lab's veth, with AF_XDP, with AF_PACKET, and hping3's for comparison; and
+//! how near a paced rate loadgen gets (the tests only check it is never exceeded, which holds
+//! on a loaded machine; reaching it needs a quiet one).
 //!
 //! ```text
 //! cargo test -j1 --release -p loadgen --test measure -- --ignored --nocapture
@@ -137,4 +139,22 @@ fn measure_max_syn_rate_on_one_core() {
         program.mode()
     );
     assert!(rates.iter().all(|rate| *rate > 0.0));
+}
+
+#[test]
+#[ignore = "a measurement: run with --release -- --ignored --nocapture on a quiet machine"]
+fn measure_paced_rate_reaches_its_target() {
+    let Some(lab) = Lab::new("lgp") else {
+        return;
+    };
+    const RATE: f64 = 50_000.0;
+    let args = ["--rate", "50k", "--duration", "4s", "--cpus", "0"];
+    let run = lab.loadgen(server_v4(80), &args, Duration::from_secs(30));
+    let summary = run.summary();
+    let sent = summary.sent_total as f64 / summary.elapsed_s;
+    println!(
+        "paced at 50k/s: sent {sent:.0}/s, {:.3} of the rate",
+        sent / RATE
+    );
+    assert!((0.95..=1.05).contains(&(sent / RATE)), "sent {sent:.0}/s");
 }
