@@ -10,7 +10,7 @@
 # only the lab and the privileged tests run as root, and give back what they write.
 CARGO := deploy/cargo
 
-.PHONY: deps build release lab test lint bench deb image
+.PHONY: deps build release lab test lint fuzz bench deb image
 
 deps:
 	@deploy/install-deps.sh
@@ -40,6 +40,11 @@ lint: deps
 	@if $(CARGO) tree -p synwall-proto -e normal,build --prefix none \
 		| grep -E '^(clap|serde|toml|tiny_http|libbpf-sys|libxdp-sys|xsk-rs|tracing-subscriber) '; then \
 		echo "synwall-proto depends on a crate its contract forbids (listed above)" >&2; exit 1; fi
+
+# The protocol core's fuzz targets, a bounded minute each on the stable toolchain
+# (tests/fuzz/README.md); cargo-fuzz is installed from crates.io when missing.
+fuzz: deps
+	CARGO=$(abspath $(CARGO)) tests/fuzz/run.sh 60
 
 bench: release
 	$(CARGO) bench --bench listener

@@ -11,7 +11,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use common::*;
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main,
+};
 use synwall::accept_queue::{AcceptQueue, Pop};
 use synwall::cookie::{CookieInput, CookieJar, MssTable, SynOptions};
 use synwall::listener::{DropReason, SyncookiesMode, Verdict};
@@ -74,12 +77,18 @@ fn bench_cookie(c: &mut Criterion) {
 
 fn bench_listener(c: &mut Criterion) {
     let clients = clients(BATCH);
-    let syns: Vec<Vec<u8>> = clients.iter().map(|client| frame(&client.syn())).collect();
     let mut tx = vec![0u8; 2048];
     let mut group = c.benchmark_group("listener");
     group.throughput(Throughput::Elements(BATCH as u64));
+    bench_cookie_syns(&mut group, &clients, &mut tx);
+    bench_cookie_acks(&mut group, &clients, &mut tx);
+    bench_syn_queue_handshakes(&mut group, &clients, &mut tx);
+    group.finish();
+}
 
-    // SYN in, cookie SYN-ACK out: parse, checksum, one MAC, emit.
+/// SYN in, cookie SYN-ACK out: parse, checksum, one MAC, emit.
+fn bench_cookie_syns(group: &mut BenchmarkGroup<'_, WallTime>, clients: &[Client], tx: &mut [u8]) {
+    let syns: Vec<Vec<u8>> = clients.iter().map(|client| frame(&client.syn())).collect();
     let Harness {
         listener: mut always,
         now,
@@ -88,13 +97,16 @@ fn bench_listener(c: &mut Criterion) {
     group.bench_function("syn_batch_cookie", |b| {
         b.iter(|| {
             for syn in &syns {
-                let verdict = always.handle_frame(now, syn, &mut tx);
+                let verdict = always.handle_frame(now, syn, tx);
                 debug_assert!(matches!(verdict, Verdict::Transmit(_)));
                 black_box(&verdict);
             }
         })
     });
+}
 
+/// Cookie ACKs, valid ones accepted and forged ones rejected.
+fn bench_cookie_acks(group: &mut BenchmarkGroup<'_, WallTime>, clients: &[Client], tx: &mut [u8]) {
     // The final ACK of each, validated as a cookie and accepted, then its handoff reported. A
     // connection handed to the kernel is remembered for a while, so every round gets a fresh
     // listener (made outside the measurement) whose gate a cookie SYN-ACK has opened.
@@ -121,12 +133,12 @@ fn bench_listener(c: &mut Criterion) {
             },
             |h| {
                 for ack in &acks {
-                    let Verdict::Accepted(accepted) = h.listener.handle_frame(h.now, ack, &mut tx)
+                    let Verdict::Accepted(accepted) = h.listener.handle_frame(h.now, ack, tx)
                     else {
                         unreachable!("every ACK carries a valid cookie")
                     };
                     h.listener
-                        .handle_handoff_complete(h.now, &accepted, true, &mut tx);
+                        .handle_handoff_complete(h.now, &accepted, true, tx);
                 }
             },
             BatchSize::SmallInput,
@@ -151,18 +163,24 @@ fn bench_listener(c: &mut Criterion) {
     group.bench_function("forged_cookie_ack_batch", |b| {
         b.iter(|| {
             for ack in &forged {
-                let verdict = flooded.listener.handle_frame(flooded.now, ack, &mut tx);
+                let verdict = flooded.listener.handle_frame(flooded.now, ack, tx);
                 debug_assert_eq!(verdict, Verdict::Drop(DropReason::CookieInvalid));
                 black_box(&verdict);
             }
         })
     });
+}
 
-    // Through the SYN queue: a SYN admitted (insert), its ACK matched (lookup, remove). The
-    // ISN is a cookie of the key epoch, so every round's SYN-ACK is the same and so is the ACK.
+/// Through the SYN queue: a SYN admitted (insert), its ACK matched (lookup, remove). The
+/// ISN is a cookie of the key epoch, so every round's SYN-ACK is the same and so is the ACK.
+fn bench_syn_queue_handshakes(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    clients: &[Client],
+    tx: &mut [u8],
+) {
     let mut q = Harness::new(config(SyncookiesMode::Never));
     let mut handshakes = Vec::new();
-    for client in &clients {
+    for client in clients {
         let syn_ack = q.syn_ack_repr(client);
         let ack = frame(&client.ack(&syn_ack, b""));
         let Verdict::Accepted(accepted) = q.send_frame(&ack).0 else {
@@ -174,17 +192,15 @@ fn bench_listener(c: &mut Criterion) {
     group.bench_function("syn_queue_handshake_batch", |b| {
         b.iter(|| {
             for (syn, ack) in &handshakes {
-                black_box(&q.listener.handle_frame(q.now, syn, &mut tx));
-                let Verdict::Accepted(accepted) = q.listener.handle_frame(q.now, ack, &mut tx)
-                else {
+                black_box(&q.listener.handle_frame(q.now, syn, tx));
+                let Verdict::Accepted(accepted) = q.listener.handle_frame(q.now, ack, tx) else {
                     unreachable!("the ACK matches its queue entry")
                 };
                 q.listener
-                    .handle_handoff_complete(q.now, &accepted, true, &mut tx);
+                    .handle_handoff_complete(q.now, &accepted, true, tx);
             }
         })
     });
-    group.finish();
 }
 
 fn bench_accept_queue(c: &mut Criterion) {

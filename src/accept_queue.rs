@@ -17,6 +17,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySen
 
 use crate::device::Wake;
 use crate::listener::Accepted;
+use crate::shutdown::Shutdown;
 
 /// A completed handshake waiting for a worker.
 pub struct Handshake {
@@ -165,6 +166,15 @@ pub enum Pop {
 pub struct AcceptReceiver(Receiver<Handshake>);
 
 impl AcceptReceiver {
+    /// The next handshake, waiting as long as it takes; `None` once the queue has closed or
+    /// `shutdown` has been triggered (either wakes the wait at once).
+    pub fn pop_until(&self, shutdown: &Shutdown) -> Option<Handshake> {
+        crossbeam_channel::select! {
+            recv(self.0) -> handshake => handshake.ok(),
+            recv(shutdown.signal()) -> _ => None,
+        }
+    }
+
     /// The next handshake, waiting up to `timeout` (a zero timeout reads no clock).
     pub fn pop(&self, timeout: Duration) -> Pop {
         if timeout.is_zero() {

@@ -19,21 +19,20 @@
 //! peer: nothing is left half-open.
 
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{SendTimeoutError, Sender};
+use crossbeam_channel::Sender;
 
-use crate::accept_queue::{AcceptReceiver, Handshake, Pop};
+use crate::accept_queue::{AcceptReceiver, Handshake};
 use crate::histogram::DurationHistogram;
 use crate::listener::{Accepted, HandshakePath, WindowScale};
+use crate::shutdown::Shutdown;
 use crate::sys::inject::RawInjector;
 use crate::sys::native::{NativeHandoff, NativeRefusal};
 use crate::sys::{SteeringProgram, repair};
 
-/// How long a worker waits for work or for room before looking at the stop flag.
-const POLL: Duration = Duration::from_millis(100);
 /// The least time between two log lines about failures of one kind.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -277,25 +276,20 @@ impl InlineHandoff for NativeInline {
     }
 }
 
-/// Runs one repair-mode worker until `stop` is set or the accept queue closes; connections go
-/// to the application through `ready`. `steering` keeps each connection's segments away from
-/// its socket until it is ready.
+/// Runs one repair-mode worker until `shutdown` or the accept queue closes, waking at once for
+/// either; connections go to the application through `ready`. `steering` keeps each
+/// connection's segments away from its socket until it is ready.
 pub fn run_worker(
-    queue: AcceptReceiver,
-    ready: Sender<Connection>,
-    counters: Arc<HandoffCounters>,
-    steering: Arc<SteeringProgram>,
-    stop: Arc<AtomicBool>,
+    queue: &AcceptReceiver,
+    ready: &Sender<Connection>,
+    counters: &HandoffCounters,
+    steering: &SteeringProgram,
+    shutdown: &Shutdown,
 ) {
-    while !stop.load(Ordering::Relaxed) {
-        let handshake = match queue.pop(POLL) {
-            Pop::Handshake(handshake) => handshake,
-            Pop::Timeout => continue,
-            Pop::Closed => return,
-        };
-        let handed = repair_handoff(handshake, &counters, &steering)
-            .is_some_and(|connection| deliver(connection, &ready, &stop));
-        if !handed && stop.load(Ordering::Relaxed) {
+    while let Some(handshake) = queue.pop_until(shutdown) {
+        let handed = repair_handoff(handshake, counters, steering)
+            .is_some_and(|connection| deliver(connection, ready, shutdown));
+        if !handed && shutdown.is_triggered() {
             return;
         }
     }
@@ -336,16 +330,11 @@ fn repair_handoff(
     Some(connection)
 }
 
-/// Waits for the application to take `connection`, keeping an eye on the stop flag. Returns
-/// whether it was taken.
-fn deliver(mut connection: Connection, ready: &Sender<Connection>, stop: &AtomicBool) -> bool {
-    loop {
-        match ready.send_timeout(connection, POLL) {
-            Ok(()) => return true,
-            Err(SendTimeoutError::Timeout(back)) if !stop.load(Ordering::Relaxed) => {
-                connection = back;
-            }
-            Err(SendTimeoutError::Timeout(_) | SendTimeoutError::Disconnected(_)) => return false,
-        }
+/// Waits for the application to take `connection`, or for `shutdown`. Returns whether it was
+/// taken.
+fn deliver(connection: Connection, ready: &Sender<Connection>, shutdown: &Shutdown) -> bool {
+    crossbeam_channel::select! {
+        send(ready, connection) -> sent => sent.is_ok(),
+        recv(shutdown.signal()) -> _ => false,
     }
 }

@@ -3,6 +3,12 @@
 //! The flood-facing half of the TCP handshake runs in user space on AF_XDP; every connection
 //! that completes it is handed to the kernel as an ordinary established socket.
 //!
+//! Contract: this crate is the system layer and the server around the protocol core
+//! (`synwall-proto`): the XDP and TC programs, AF_XDP, the handoffs, the proxy, the metrics
+//! endpoint and the settings of `synwall listen`; the `synwall` binary (`src/cli/`) is its CLI.
+//! Must not depend on: the lab or the load generator (`loadgen`, which depends on this crate,
+//! not the other way round), so the product ships no lab.
+//!
 //! ```text
 //!   NIC rx queue ─► XDP program ─┬─ not ours / kernel-owned connection ─► kernel
 //!                                └─ SYN, ACK, RST to a served port ─► AF_XDP socket
@@ -20,7 +26,8 @@
 //!   free of everything below this line.
 //! - [`flood`]: when a SYN flood starts and ends, from the counters.
 //! - [`device`]: the batched frame-I/O trait, and an in-memory device.
-//! - [`accept_queue`], [`shard`]: the bounded hand-over to workers and the fast-path loop.
+//! - [`accept_queue`], [`shard`]: the bounded hand-over to workers and the fast-path loop;
+//!   [`shutdown`]: the stop signal that wakes every thread of a server at once.
 //! - [`handoff`], [`server`]: kernel sockets for completed handshakes, and the whole server
 //!   (threads, steering program, `accept()`) for applications; [`proxy`] joins connections to
 //!   an upstream for `synwall listen`; [`preflight`] checks a configuration against the host
@@ -50,6 +57,7 @@ pub mod proxy;
 pub mod server;
 pub mod settings;
 pub mod shard;
+pub mod shutdown;
 pub mod status;
 #[allow(unsafe_code)]
 pub mod sys;

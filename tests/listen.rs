@@ -131,6 +131,9 @@ fn test_startup_errors_name_their_cause() {
         for command in ["check-config", "listen"] {
             let mut args = listen_args(iface, &upstream, extra);
             args[0] = command;
+            if command == "check-config" {
+                args.push("--host");
+            }
             let output = synwall_output(&topology.server_ns, &[], &args);
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert!(!output.status.success(), "{command} {extra:?}: {stderr}");
@@ -182,6 +185,43 @@ fn native<'a>(
     args
 }
 
+/// Without --host, check-config reads the file, the flags and the secret file, nothing of the
+/// host: an interface that does not exist here passes. Needs no privilege.
+#[test]
+fn test_check_config_alone_does_not_look_at_the_host() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_synwall"))
+        .args(["check-config", "--interface", "nonexistent0", "--listen"])
+        .args([
+            "198.18.0.1:80",
+            "--handoff",
+            "native",
+            "--max-syn-backlog",
+            "512",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("not checked against this host: --host does"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("max-syn-backlog = 512"), "{stdout}");
+    assert!(stderr.is_empty(), "nothing to warn about: {stderr}");
+    // The same with --host names what this host lacks.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_synwall"))
+        .args(["check-config", "--interface", "nonexistent0", "--listen"])
+        .args(["198.18.0.1:80", "--handoff", "native", "--host"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("nonexistent0"), "{stderr}");
+}
+
 #[test]
 fn test_check_config_prints_the_settings_in_effect() {
     let Some(topology) = privileged_lab(LAB) else {
@@ -192,7 +232,7 @@ fn test_check_config_prints_the_settings_in_effect() {
         &topology,
         &served,
         "check-config",
-        &["--syncookies", "always"],
+        &["--syncookies", "always", "--host"],
     );
     let check = synwall_output(&topology.server_ns, &[], &args);
     let (stdout, stderr) = (

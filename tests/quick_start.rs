@@ -19,12 +19,13 @@ mod lab;
 mod package;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{privileged_lab, require_tool};
 use lab::{SynwallProcess, in_ns, served_v4, service, synwall_output};
+use loadgen::lab::Topology;
 use package::{MANIFEST, check_with};
 
 /// The README's stand-ins, and what the lab has instead.
@@ -71,15 +72,7 @@ fn unit_values<'a>(unit: &'a str, key: &str) -> Vec<&'a str> {
 #[test]
 fn test_the_readme_quick_start_protects_a_running_service_natively() {
     let commands = quick_start();
-    assert_eq!(commands.len(), 5, "five commands: {commands:#?}");
-    assert_eq!(commands[0], "sudo make deb");
-    assert_eq!(
-        commands[1],
-        "sudo apt install ./target/debian/synwall_*.deb"
-    );
-    let check_config = words_after(&commands[2], "sudo synwall ");
-    assert_eq!(commands[3], "sudo systemctl enable --now synwall");
-    let status = words_after(&commands[4], "sudo synwall ");
+    let (check_config, status) = expect_the_five_commands(&commands);
     if !require_tool("cargo-deb") || !require_tool("dpkg-deb") {
         return;
     }
@@ -89,13 +82,69 @@ fn test_the_readme_quick_start_protects_a_running_service_natively() {
 
     // 1 and 2: the package, unpacked; its postinst's secret.
     let dir = tempfile::tempdir().unwrap();
-    let deb = package::build_deb(dir.path());
-    let root = dir.path().join("root");
+    let root = install_unpacked(dir.path());
+    let etc = root.join("etc/synwall");
+    let etc_text = etc.to_str().unwrap().to_owned();
+    let local = |word: &str| -> String {
+        word.replace("/etc/synwall", &etc_text)
+            .replace(README_INTERFACE, &topology.server_if)
+            .replace(README_ADDRESS, &served_v4().to_string())
+    };
+
+    // The service, already running.
+    let service = service(&topology, served_v4());
+
+    // 3: check-config, as written: it saves the settings in effect.
+    let args: Vec<String> = check_config.iter().map(|word| local(word)).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let checked = synwall_output(&topology.server_ns, &[], &args);
+    assert!(checked.status.success(), "{checked:?}");
+    let saved = std::fs::read_to_string(etc.join("synwall.toml")).unwrap();
+    assert!(saved.contains("handoff = \"native\""), "{saved}");
+    assert!(
+        saved.contains(&format!("interface = \"{}\"", topology.server_if)),
+        "{saved}"
+    );
+
+    // 4: what the packaged unit runs.
+    let mut synwall = start_as_the_unit_does(&topology, &root, &local);
+
+    // 5: status, as written.
+    let output = synwall_output(&topology.server_ns, &[], &status);
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(report.contains("native"), "{report}");
+
+    assert_a_client_reaches(&topology, &service);
+    let log = synwall.stop();
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+/// The README's five commands are the quick start's: returns the words of the third
+/// (check-config) and the fifth (status) after `sudo synwall`.
+fn expect_the_five_commands(commands: &[String]) -> (Vec<&str>, Vec<&str>) {
+    assert_eq!(commands.len(), 5, "five commands: {commands:#?}");
+    assert_eq!(commands[0], "sudo make deb");
+    assert_eq!(
+        commands[1],
+        "sudo apt install ./target/debian/synwall_*.deb"
+    );
+    let check_config = words_after(&commands[2], "sudo synwall ");
+    assert_eq!(commands[3], "sudo systemctl enable --now synwall");
+    let status = words_after(&commands[4], "sudo synwall ");
+    (check_config, status)
+}
+
+/// Builds the package and unpacks it under `dir`, making the secret its postinst makes and
+/// pointing its configuration at the unpacked /etc/synwall; returns the unpacked root.
+fn install_unpacked(dir: &Path) -> PathBuf {
+    let deb = package::build_deb(dir);
+    let root = dir.join("root");
     check_with(
         "dpkg-deb",
         &["-x", deb.to_str().unwrap(), root.to_str().unwrap()],
     );
-    let control = dir.path().join("control");
+    let control = dir.join("control");
     check_with(
         "dpkg-deb",
         &[
@@ -123,32 +172,23 @@ fn test_the_readme_quick_start_protects_a_running_service_natively() {
             .success()
     );
     // The unpacked /etc/synwall for the host's, wherever the package names it.
-    let etc_text = etc.to_str().unwrap().to_owned();
     let config_file = etc.join("synwall.toml");
     let shipped = std::fs::read_to_string(&config_file).unwrap();
-    std::fs::write(&config_file, shipped.replace("/etc/synwall", &etc_text)).unwrap();
-    let local = |word: &str| -> String {
-        word.replace("/etc/synwall", &etc_text)
-            .replace(README_INTERFACE, &topology.server_if)
-            .replace(README_ADDRESS, &served_v4().to_string())
-    };
+    std::fs::write(
+        &config_file,
+        shipped.replace("/etc/synwall", etc.to_str().unwrap()),
+    )
+    .unwrap();
+    root
+}
 
-    // The service, already running.
-    let service = service(&topology, served_v4());
-
-    // 3: check-config, as written: it saves the settings in effect.
-    let args: Vec<String> = check_config.iter().map(|word| local(word)).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let checked = synwall_output(&topology.server_ns, &[], &args);
-    assert!(checked.status.success(), "{checked:?}");
-    let saved = std::fs::read_to_string(&config_file).unwrap();
-    assert!(saved.contains("handoff = \"native\""), "{saved}");
-    assert!(
-        saved.contains(&format!("interface = \"{}\"", topology.server_if)),
-        "{saved}"
-    );
-
-    // 4: what the packaged unit runs.
+/// Runs what the packaged unit under `root` runs, ExecStartPre= then ExecStart=, with its
+/// words made `local`; returns synwall, serving with native handoff.
+fn start_as_the_unit_does(
+    topology: &Topology,
+    root: &Path,
+    local: &dyn Fn(&str) -> String,
+) -> SynwallProcess {
     let unit =
         std::fs::read_to_string(root.join("usr/lib/systemd/system/synwall.service")).unwrap();
     let unit_args = |key: &str| -> Vec<String> {
@@ -172,15 +212,12 @@ fn test_the_readme_quick_start_protects_a_running_service_natively() {
         "{}",
         synwall.log()
     );
+    synwall
+}
 
-    // 5: status, as written.
-    let output = synwall_output(&topology.server_ns, &[], &status);
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{output:?}");
-    assert!(report.contains("native"), "{report}");
-
-    // A client reaches the service through synwall, with its own address.
-    let client = in_ns(&topology, &topology.client_ns, || {
+/// A client reaches `service` through synwall, with its own address.
+fn assert_a_client_reaches(topology: &Topology, service: &TcpListener) {
+    let client = in_ns(topology, &topology.client_ns, || {
         let mut stream = TcpStream::connect_timeout(&served_v4(), Duration::from_secs(5))?;
         stream.write_all(b"protected")?;
         stream.local_addr()
@@ -193,6 +230,4 @@ fn test_the_readme_quick_start_protects_a_running_service_natively() {
     let mut received = Vec::new();
     accepted.read_to_end(&mut received).unwrap();
     assert_eq!(received, b"protected");
-    let log = synwall.stop();
-    assert!(!log.contains("ERROR"), "{log}");
 }

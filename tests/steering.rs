@@ -152,6 +152,9 @@ fn v6_tcp(destination: [u8; 16], extensions: &[Extension], segment: &[u8]) -> Ve
     v6_frame(destination, extensions, TCP, segment)
 }
 
+/// A frame the program is given, by name, and where it must go.
+type Case = (&'static str, Vec<u8>, XdpAction);
+
 /// Runs each case; the names of those that went elsewhere than expected.
 fn misrouted(program: &SteeringProgram, cases: &[(&str, Vec<u8>, XdpAction)]) -> Vec<String> {
     cases
@@ -193,232 +196,14 @@ fn with_program(
 fn test_frames_go_where_the_design_says() {
     with_program(&["198.18.0.1:7000", "[2001:db8::1]:7000"], |program| {
         let syn = tcp(40000, PORT, SYN);
-        let v4_syn = V4::tcp(SERVED4, &syn);
-        let chain_past_limit = [
-            ext(HOP_BY_HOP, 0),
-            ext(DEST_OPTS, 0),
-            ext(ROUTING, 0),
-            ext(DEST_OPTS, 0),
-            ext(DEST_OPTS, 0),
-        ];
-        let cases = vec![
-            (
-                "ARP",
-                [ethernet(ETHERTYPE_ARP, 0), vec![0; 28]].concat(),
-                KERNEL,
-            ),
-            ("runt IPv4", ethernet(ETHERTYPE_IPV4, 0), KERNEL),
-            (
-                "ICMP to the served address",
-                V4 {
-                    protocol: ICMP,
-                    ..V4::tcp(SERVED4, &[8, 0, 0, 0, 0, 0, 0, 0])
-                }
-                .frame(),
-                KERNEL,
-            ),
-            (
-                "UDP to the served port",
-                V4 {
-                    protocol: UDP,
-                    ..V4::tcp(SERVED4, &tcp(40000, PORT, 0))
-                }
-                .frame(),
-                KERNEL,
-            ),
-            ("SYN to the served port", v4_syn.frame(), OURS),
-            (
-                "SYN to another port",
-                V4::tcp(SERVED4, &tcp(40000, OTHER_PORT, SYN)).frame(),
-                KERNEL,
-            ),
-            (
-                "SYN to another address",
-                V4::tcp(OTHER4, &syn).frame(),
-                KERNEL,
-            ),
-            (
-                "ACK without a kernel socket",
-                V4::tcp(SERVED4, &tcp(40000, PORT, ACK)).frame(),
-                OURS,
-            ),
-            (
-                "SYN-ACK to the served port",
-                V4::tcp(SERVED4, &tcp(40000, PORT, SYN | ACK)).frame(),
-                OURS,
-            ),
-            (
-                "SYN with IP options",
-                V4 {
-                    option_words: 2,
-                    ..v4_syn
-                }
-                .frame(),
-                OURS,
-            ),
-            (
-                "SYN with the longest IP options",
-                V4 {
-                    option_words: 10,
-                    ..v4_syn
-                }
-                .frame(),
-                OURS,
-            ),
-            (
-                "SYN behind the tag of a VLAN with no served address",
-                V4 {
-                    vlan_tags: 1,
-                    ..v4_syn
-                }
-                .frame(),
-                KERNEL,
-            ),
-            // The kernel strips at most one tag before XDP on the NICs we support; QinQ is not
-            // followed and stays with the kernel (which drops it: no such VLAN device).
-            (
-                "SYN behind two VLAN tags",
-                V4 {
-                    vlan_tags: 2,
-                    ..v4_syn
-                }
-                .frame(),
-                KERNEL,
-            ),
-            (
-                "first fragment, ports visible",
-                V4 {
-                    fragment: FIRST_FRAGMENT,
-                    ..v4_syn
-                }
-                .frame(),
-                OURS,
-            ),
-            (
-                "first fragment to another port",
-                V4 {
-                    fragment: FIRST_FRAGMENT,
-                    ..V4::tcp(SERVED4, &tcp(1, OTHER_PORT, SYN))
-                }
-                .frame(),
-                KERNEL,
-            ),
-            (
-                "first fragment, ports hidden, served address",
-                V4 {
-                    fragment: FIRST_FRAGMENT,
-                    ..V4::tcp(SERVED4, &syn[..2])
-                }
-                .frame(),
-                OURS,
-            ),
-            (
-                "first fragment, ports hidden, other address",
-                V4 {
-                    fragment: FIRST_FRAGMENT,
-                    ..V4::tcp(OTHER4, &syn[..2])
-                }
-                .frame(),
-                KERNEL,
-            ),
-            (
-                "non-first fragment",
-                V4 {
-                    fragment: 3,
-                    ..v4_syn
-                }
-                .frame(),
-                KERNEL,
-            ),
-            (
-                "TCP header cut after the ports",
-                V4::tcp(SERVED4, &syn[..8]).frame(),
-                OURS,
-            ),
-            (
-                "TCP header cut, other port",
-                V4::tcp(SERVED4, &tcp(40000, OTHER_PORT, SYN)[..8]).frame(),
-                KERNEL,
-            ),
-            (
-                "IPv6 SYN to the served port",
-                v6_tcp(SERVED6, &[], &syn),
-                OURS,
-            ),
-            (
-                "IPv6 SYN to another port",
-                v6_tcp(SERVED6, &[], &tcp(40000, OTHER_PORT, SYN)),
-                KERNEL,
-            ),
-            (
-                "IPv6 SYN to another address",
-                v6_tcp(OTHER6, &[], &syn),
-                KERNEL,
-            ),
-            (
-                "ICMPv6 (neighbour solicitation) to the served address",
-                v6_frame(SERVED6, &[], ICMPV6, &[135, 0, 0, 0, 0, 0, 0, 0]),
-                KERNEL,
-            ),
-            (
-                "IPv6 hop-by-hop, routing, destination options",
-                v6_tcp(
-                    SERVED6,
-                    &[ext(HOP_BY_HOP, 0), ext(ROUTING, 1), ext(DEST_OPTS, 0)],
-                    &syn,
-                ),
-                OURS,
-            ),
-            (
-                "IPv6 extension headers, other port",
-                v6_tcp(
-                    SERVED6,
-                    &[ext(HOP_BY_HOP, 0), ext(DEST_OPTS, 2)],
-                    &tcp(1, OTHER_PORT, SYN),
-                ),
-                KERNEL,
-            ),
-            (
-                "IPv6 first fragment",
-                v6_tcp(SERVED6, &[ext(FRAGMENT, 0)], &syn),
-                OURS,
-            ),
-            (
-                "IPv6 non-first fragment",
-                v6_tcp(SERVED6, &[ext(FRAGMENT, 3)], &syn),
-                KERNEL,
-            ),
-            (
-                "IPv6 four extension headers",
-                v6_tcp(SERVED6, &chain_past_limit[..4], &syn),
-                OURS,
-            ),
-            (
-                "IPv6 chain past the walk limit, served address",
-                v6_tcp(SERVED6, &chain_past_limit, &syn),
-                OURS,
-            ),
-            (
-                "IPv6 chain past the walk limit, other address",
-                v6_tcp(OTHER6, &chain_past_limit, &syn),
-                KERNEL,
-            ),
-            (
-                "IPv6 UDP to the served port",
-                v6_frame(SERVED6, &[], UDP, &tcp(1, PORT, 0)),
-                KERNEL,
-            ),
-            (
-                "IPv6 extension header cut short, served address",
-                v6_tcp(SERVED6, &[ext(DEST_OPTS, 4)], &[])[..14 + 40 + 1].to_vec(),
-                OURS,
-            ),
-            (
-                "IPv6 extension header cut short, other address",
-                v6_tcp(OTHER6, &[ext(DEST_OPTS, 4)], &[])[..14 + 40 + 1].to_vec(),
-                KERNEL,
-            ),
-        ];
+        let cases: Vec<Case> = [
+            other_protocols(),
+            ipv4_segments(&syn),
+            ipv4_fragments_and_cuts(&syn),
+            ipv6_segments(&syn),
+            ipv6_extension_headers(&syn),
+        ]
+        .concat();
         let failures = misrouted(program, &cases);
         assert!(failures.is_empty(), "{failures:#?}");
         let counters = program.counters().unwrap();
@@ -427,6 +212,263 @@ fn test_frames_go_where_the_design_says() {
         assert_eq!(counters.passed, cases.len() as u64 - ours, "{counters:?}");
         assert_eq!(counters.redirected, 0, "{counters:?}");
     });
+}
+
+/// Frames that carry no TCP segment (ARP, a runt, ICMP, UDP): all the kernel's.
+fn other_protocols() -> Vec<Case> {
+    vec![
+        (
+            "ARP",
+            [ethernet(ETHERTYPE_ARP, 0), vec![0; 28]].concat(),
+            KERNEL,
+        ),
+        ("runt IPv4", ethernet(ETHERTYPE_IPV4, 0), KERNEL),
+        (
+            "ICMP to the served address",
+            V4 {
+                protocol: ICMP,
+                ..V4::tcp(SERVED4, &[8, 0, 0, 0, 0, 0, 0, 0])
+            }
+            .frame(),
+            KERNEL,
+        ),
+        (
+            "UDP to the served port",
+            V4 {
+                protocol: UDP,
+                ..V4::tcp(SERVED4, &tcp(40000, PORT, 0))
+            }
+            .frame(),
+            KERNEL,
+        ),
+    ]
+}
+
+/// TCP over IPv4, unfragmented: `syn` (to the served port) and its variations.
+fn ipv4_segments(syn: &[u8]) -> Vec<Case> {
+    let v4_syn = V4::tcp(SERVED4, syn);
+    vec![
+        ("SYN to the served port", v4_syn.frame(), OURS),
+        (
+            "SYN to another port",
+            V4::tcp(SERVED4, &tcp(40000, OTHER_PORT, SYN)).frame(),
+            KERNEL,
+        ),
+        (
+            "SYN to another address",
+            V4::tcp(OTHER4, syn).frame(),
+            KERNEL,
+        ),
+        (
+            "ACK without a kernel socket",
+            V4::tcp(SERVED4, &tcp(40000, PORT, ACK)).frame(),
+            OURS,
+        ),
+        (
+            "SYN-ACK to the served port",
+            V4::tcp(SERVED4, &tcp(40000, PORT, SYN | ACK)).frame(),
+            OURS,
+        ),
+        (
+            "SYN with IP options",
+            V4 {
+                option_words: 2,
+                ..v4_syn
+            }
+            .frame(),
+            OURS,
+        ),
+        (
+            "SYN with the longest IP options",
+            V4 {
+                option_words: 10,
+                ..v4_syn
+            }
+            .frame(),
+            OURS,
+        ),
+        (
+            "SYN behind the tag of a VLAN with no served address",
+            V4 {
+                vlan_tags: 1,
+                ..v4_syn
+            }
+            .frame(),
+            KERNEL,
+        ),
+        // The kernel strips at most one tag before XDP on the NICs we support; QinQ is not
+        // followed and stays with the kernel (which drops it: no such VLAN device).
+        (
+            "SYN behind two VLAN tags",
+            V4 {
+                vlan_tags: 2,
+                ..v4_syn
+            }
+            .frame(),
+            KERNEL,
+        ),
+    ]
+}
+
+/// IPv4 fragments, and TCP headers cut short: taken when the ports, or where they are hidden
+/// the address, are served; a non-first fragment is the kernel's.
+fn ipv4_fragments_and_cuts(syn: &[u8]) -> Vec<Case> {
+    let v4_syn = V4::tcp(SERVED4, syn);
+    vec![
+        (
+            "first fragment, ports visible",
+            V4 {
+                fragment: FIRST_FRAGMENT,
+                ..v4_syn
+            }
+            .frame(),
+            OURS,
+        ),
+        (
+            "first fragment to another port",
+            V4 {
+                fragment: FIRST_FRAGMENT,
+                ..V4::tcp(SERVED4, &tcp(1, OTHER_PORT, SYN))
+            }
+            .frame(),
+            KERNEL,
+        ),
+        (
+            "first fragment, ports hidden, served address",
+            V4 {
+                fragment: FIRST_FRAGMENT,
+                ..V4::tcp(SERVED4, &syn[..2])
+            }
+            .frame(),
+            OURS,
+        ),
+        (
+            "first fragment, ports hidden, other address",
+            V4 {
+                fragment: FIRST_FRAGMENT,
+                ..V4::tcp(OTHER4, &syn[..2])
+            }
+            .frame(),
+            KERNEL,
+        ),
+        (
+            "non-first fragment",
+            V4 {
+                fragment: 3,
+                ..v4_syn
+            }
+            .frame(),
+            KERNEL,
+        ),
+        (
+            "TCP header cut after the ports",
+            V4::tcp(SERVED4, &syn[..8]).frame(),
+            OURS,
+        ),
+        (
+            "TCP header cut, other port",
+            V4::tcp(SERVED4, &tcp(40000, OTHER_PORT, SYN)[..8]).frame(),
+            KERNEL,
+        ),
+    ]
+}
+
+/// IPv6 without extension headers: `syn`, other ports and addresses, ICMPv6 and UDP.
+fn ipv6_segments(syn: &[u8]) -> Vec<Case> {
+    vec![
+        (
+            "IPv6 SYN to the served port",
+            v6_tcp(SERVED6, &[], syn),
+            OURS,
+        ),
+        (
+            "IPv6 SYN to another port",
+            v6_tcp(SERVED6, &[], &tcp(40000, OTHER_PORT, SYN)),
+            KERNEL,
+        ),
+        (
+            "IPv6 SYN to another address",
+            v6_tcp(OTHER6, &[], syn),
+            KERNEL,
+        ),
+        (
+            "ICMPv6 (neighbour solicitation) to the served address",
+            v6_frame(SERVED6, &[], ICMPV6, &[135, 0, 0, 0, 0, 0, 0, 0]),
+            KERNEL,
+        ),
+        (
+            "IPv6 UDP to the served port",
+            v6_frame(SERVED6, &[], UDP, &tcp(1, PORT, 0)),
+            KERNEL,
+        ),
+    ]
+}
+
+/// IPv6 with extension headers, walked to the TCP header up to a limit (past it, or cut short,
+/// the address decides), fragments among them.
+fn ipv6_extension_headers(syn: &[u8]) -> Vec<Case> {
+    let chain_past_limit = [
+        ext(HOP_BY_HOP, 0),
+        ext(DEST_OPTS, 0),
+        ext(ROUTING, 0),
+        ext(DEST_OPTS, 0),
+        ext(DEST_OPTS, 0),
+    ];
+    vec![
+        (
+            "IPv6 hop-by-hop, routing, destination options",
+            v6_tcp(
+                SERVED6,
+                &[ext(HOP_BY_HOP, 0), ext(ROUTING, 1), ext(DEST_OPTS, 0)],
+                syn,
+            ),
+            OURS,
+        ),
+        (
+            "IPv6 extension headers, other port",
+            v6_tcp(
+                SERVED6,
+                &[ext(HOP_BY_HOP, 0), ext(DEST_OPTS, 2)],
+                &tcp(1, OTHER_PORT, SYN),
+            ),
+            KERNEL,
+        ),
+        (
+            "IPv6 first fragment",
+            v6_tcp(SERVED6, &[ext(FRAGMENT, 0)], syn),
+            OURS,
+        ),
+        (
+            "IPv6 non-first fragment",
+            v6_tcp(SERVED6, &[ext(FRAGMENT, 3)], syn),
+            KERNEL,
+        ),
+        (
+            "IPv6 four extension headers",
+            v6_tcp(SERVED6, &chain_past_limit[..4], syn),
+            OURS,
+        ),
+        (
+            "IPv6 chain past the walk limit, served address",
+            v6_tcp(SERVED6, &chain_past_limit, syn),
+            OURS,
+        ),
+        (
+            "IPv6 chain past the walk limit, other address",
+            v6_tcp(OTHER6, &chain_past_limit, syn),
+            KERNEL,
+        ),
+        (
+            "IPv6 extension header cut short, served address",
+            v6_tcp(SERVED6, &[ext(DEST_OPTS, 4)], &[])[..14 + 40 + 1].to_vec(),
+            OURS,
+        ),
+        (
+            "IPv6 extension header cut short, other address",
+            v6_tcp(OTHER6, &[ext(DEST_OPTS, 4)], &[])[..14 + 40 + 1].to_vec(),
+            KERNEL,
+        ),
+    ]
 }
 
 #[test]

@@ -102,6 +102,15 @@ fn test_parse_etherparse_built_ipv6_syn() {
     assert_eq!(repr.payload, b"syn data");
 }
 
+/// Found by fuzzing (tests/fuzz/regressions/wire_parse/ipv6-payload-length-zero): payload
+/// length 0 (a jumbogram without its option) made the segment and `ip_packet_range` disagree.
+#[test]
+fn test_parse_refuses_ipv6_payload_length_zero() {
+    let mut frame = etherparse_syn(None);
+    frame[18..20].copy_from_slice(&[0, 0]);
+    assert_malformed(&frame, Malformed::Ipv6Header);
+}
+
 #[test]
 fn test_parse_ignores_ethernet_padding() {
     let client = Client::new("198.18.3.4:40000", 1, TcpOptions::default());

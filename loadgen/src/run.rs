@@ -13,26 +13,30 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
 use synwall::sys::{interface_mac, netns};
 
 use crate::cli::Config;
 use crate::craft::Path;
 use crate::error::LoadgenError;
-use crate::flood::Flood;
+use crate::flood::{Flood, Ready};
 use crate::guard::OVERRIDE_FLAG;
-use crate::harvest::{HARVEST_QUEUE, spawn_sniffer};
+use crate::harvest::{HARVEST_QUEUE, SynAck, spawn_sniffer};
 use crate::legit::LegitClients;
 use crate::mix::{KIND_COUNT, Kind};
 use crate::neighbor;
 use crate::pacer::Rate;
 use crate::report::{
-    Backend, KindCounts, LegitReport, Progress, Record, Replies, Reporter, Summary,
+    Backend, KindCounts, LegitReport, Progress, Record, Replies, Reporter, StopReason, Summary,
 };
 use crate::stats::{Counters, PerKind};
 
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the reporter looks whether the workers are done.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The thread of the sniffer that harvests SYN-ACKs.
+type Sniffer = thread::JoinHandle<io::Result<()>>;
 
 /// Runs `config`, writing records to `out` and operator notes (fallbacks, overrides) to
 /// `notes`; returns the summary also written last.
@@ -42,10 +46,6 @@ pub fn run(
     out: impl Write,
     mut notes: impl Write,
 ) -> Result<Summary, LoadgenError> {
-    let note = |notes: &mut dyn Write, text: String| {
-        // Notes are advice; a closed stderr must not fail the run.
-        let _ = writeln!(notes, "loadgen: {text}");
-    };
     for violation in &config.overridden {
         note(
             &mut notes,
@@ -55,33 +55,11 @@ pub fn run(
     if let Some(name) = &config.netns {
         netns::enter(name).map_err(|source| LoadgenError::netns(name, source))?;
     }
-    let src_mac = interface_mac(&config.interface)?;
-    let dst_mac = match config.dst_mac {
-        Some(mac) => mac,
-        None => neighbor::resolve(config.target.ip(), &config.interface)?,
-    };
-    let path = Path {
-        src_mac,
-        dst_mac,
-        target: config.target,
-    };
+    let path = path_to_target(config)?;
     let counters = Arc::new(Counters::new(config.threads));
     let done = Arc::new(AtomicBool::new(false));
 
-    let (harvested, sniffer) = if config.mix.includes(Kind::NearMiss) {
-        let (sender, receiver) = crossbeam_channel::bounded(HARVEST_QUEUE);
-        let sniffer = spawn_sniffer(
-            &config.interface,
-            config.target,
-            config.sources,
-            sender,
-            Arc::clone(&counters),
-            Arc::clone(&done),
-        )?;
-        (Some(receiver), Some(sniffer))
-    } else {
-        (None, None)
-    };
+    let (harvested, sniffer) = start_sniffer(config, &counters, &done)?.unzip();
     let opened = Flood::open(config, path, &counters, harvested.as_ref(), stop);
     let (mut flood, ready) = match opened {
         Ok(opened) => opened,
@@ -93,17 +71,7 @@ pub fn run(
             return Err(error);
         }
     };
-    for report in &ready {
-        if let Some(reason) = &report.fallback {
-            note(
-                &mut notes,
-                format!(
-                    "flood thread {}: AF_XDP unavailable ({reason}); using AF_PACKET",
-                    report.worker
-                ),
-            );
-        }
-    }
+    note_fallbacks(&ready, &mut notes);
 
     let start = Instant::now();
     flood.start(start);
@@ -141,11 +109,90 @@ pub fn run(
     let (stop_reason, last_packet) = ended?;
     sniffed?;
     let elapsed = last_packet.saturating_duration_since(start);
+    let summary = summarize(
+        config,
+        &ready,
+        (stop_reason, elapsed),
+        last,
+        replies_on,
+        legit,
+    );
+    reporter
+        .write(&Record::Summary(summary.clone()))
+        .map_err(LoadgenError::Output)?;
+    Ok(summary)
+}
 
-    // The reporter's last snapshot, taken once every worker had stopped: the total of its
-    // intervals.
+/// Writes an operator note to `notes`.
+fn note(notes: &mut dyn Write, text: String) {
+    // Notes are advice; a closed stderr must not fail the run.
+    let _ = writeln!(notes, "loadgen: {text}");
+}
+
+/// The link-layer path to the target: the interface's MAC address, and the target's
+/// (--dst-mac, or the neighbour's).
+fn path_to_target(config: &Config) -> Result<Path, LoadgenError> {
+    let src_mac = interface_mac(&config.interface)?;
+    let dst_mac = match config.dst_mac {
+        Some(mac) => mac,
+        None => neighbor::resolve(config.target.ip(), &config.interface)?,
+    };
+    Ok(Path {
+        src_mac,
+        dst_mac,
+        target: config.target,
+    })
+}
+
+/// The sniffer that harvests the target's SYN-ACKs for near-miss packets, when the mix has
+/// any: the harvest, and the sniffer's thread, which stops once `done` is raised.
+fn start_sniffer(
+    config: &Config,
+    counters: &Arc<Counters>,
+    done: &Arc<AtomicBool>,
+) -> Result<Option<(Receiver<SynAck>, Sniffer)>, LoadgenError> {
+    if !config.mix.includes(Kind::NearMiss) {
+        return Ok(None);
+    }
+    let (sender, receiver) = crossbeam_channel::bounded(HARVEST_QUEUE);
+    let sniffer = spawn_sniffer(
+        &config.interface,
+        config.target,
+        config.sources,
+        sender,
+        Arc::clone(counters),
+        Arc::clone(done),
+    )?;
+    Ok(Some((receiver, sniffer)))
+}
+
+/// Notes each flood thread that fell back from AF_XDP to AF_PACKET.
+fn note_fallbacks(ready: &[Ready], notes: &mut dyn Write) {
+    for report in ready {
+        if let Some(reason) = &report.fallback {
+            note(
+                notes,
+                format!(
+                    "flood thread {}: AF_XDP unavailable ({reason}); using AF_PACKET",
+                    report.worker
+                ),
+            );
+        }
+    }
+}
+
+/// The run's summary: how it ended, after `elapsed`, and `last`, the reporter's last snapshot,
+/// taken once every worker had stopped: the total of its intervals.
+fn summarize(
+    config: &Config,
+    ready: &[Ready],
+    (stop_reason, elapsed): (StopReason, Duration),
+    last: Snapshot,
+    replies_on: bool,
+    legit: Option<LegitReport>,
+) -> Summary {
     let sent = KindCounts::from(last.sent);
-    let summary = Summary {
+    Summary {
         tx: Backend::of_run(ready.iter().map(|report| report.backend)),
         stop_reason,
         elapsed_s: elapsed.as_secs_f64(),
@@ -162,11 +209,7 @@ pub fn run(
         pps: per_second(sent.total(), elapsed),
         replies: replies_on.then_some(last.replies),
         legit,
-    };
-    reporter
-        .write(&Record::Summary(summary.clone()))
-        .map_err(LoadgenError::Output)?;
-    Ok(summary)
+    }
 }
 
 /// How [`report_progress`] reports.

@@ -11,6 +11,7 @@ mod support;
 
 use std::fs::File;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -58,6 +59,21 @@ fn check_frames(lab: &Lab, target: SocketAddr, tx: &str, packets: usize) {
     };
     let capture_file = tempfile::Builder::new().suffix(".pcap").tempfile().unwrap();
     let path = capture_file.path();
+    capture_a_run(lab, (target, sources), tx, packets, path);
+    check_in_tshark(path, packets, mss, ip_checksum);
+    check_in_synwalls_parser(path, target);
+}
+
+/// Runs loadgen against `target` from `sources` over `tx` for `packets` packets, the near-miss
+/// mix at 2000 packets per second, capturing what it sends into `path`; the SYNs were
+/// answered.
+fn capture_a_run(
+    lab: &Lab,
+    (target, sources): (SocketAddr, &str),
+    tx: &str,
+    packets: usize,
+    path: &Path,
+) {
     let filter = format!("tcp dst port 80 and src net {sources}");
     let mut dumpcap = lab.capture(&filter, packets, 15, path);
     let run = lab.loadgen(
@@ -82,37 +98,46 @@ fn check_frames(lab: &Lab, target: SocketAddr, tx: &str, packets: usize) {
     assert!(summary.replies.unwrap().syn_ack > 0, "{summary:?}");
     assert!(summary.sent.near_miss > 0, "{summary:?}");
     assert!(dumpcap.wait().unwrap().success());
+}
 
-    // tshark: every frame TCP with good IP and TCP checksums, none malformed, no error.
-    let tshark = |filter: &str, fields: &[&str]| {
-        let mut args = vec![
-            "tshark",
-            "-r",
-            path.to_str().unwrap(),
-            "-o",
-            "ip.check_checksum:TRUE",
-            "-o",
-            "tcp.check_checksum:TRUE",
-            "-o",
-            "tcp.analyze_sequence_numbers:FALSE",
-            "-Y",
-            filter,
-            "-T",
-            "fields",
-        ];
-        for field in fields {
-            args.extend(["-e", field]);
-        }
-        loadgen::lab::run(&args).unwrap()
-    };
-    let all = tshark("frame", &["frame.number"]);
+/// The `fields` of the frames of the capture at `path` that match the display `filter`, as
+/// tshark prints them, checking IP and TCP checksums.
+fn tshark(path: &Path, filter: &str, fields: &[&str]) -> String {
+    let mut args = vec![
+        "tshark",
+        "-r",
+        path.to_str().unwrap(),
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-o",
+        "tcp.check_checksum:TRUE",
+        "-o",
+        "tcp.analyze_sequence_numbers:FALSE",
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+    ];
+    for field in fields {
+        args.extend(["-e", field]);
+    }
+    loadgen::lab::run(&args).unwrap()
+}
+
+/// tshark on the capture at `path`: `packets` frames, every one TCP with good IP (`ip_checksum`
+/// for IPv4) and TCP checksums, none malformed, no error; the SYNs carry the three stacks'
+/// option layouts with the family's `mss`.
+fn check_in_tshark(path: &Path, packets: usize, mss: &str, ip_checksum: &str) {
+    let all = tshark(path, "frame", &["frame.number"]);
     assert_eq!(all.lines().count(), packets, "frames captured");
     let good = tshark(
+        path,
         &format!("tcp && {ip_checksum}tcp.checksum.status == 1"),
         &["frame.number"],
     );
     assert_eq!(good.lines().count(), packets, "frames with good checksums");
     let bad = tshark(
+        path,
         "_ws.malformed || _ws.expert.severity >= 8388608 || _ws.expert.group == 0x01000000 \
          || _ws.expert.group == 0x07000000",
         &["frame.number", "_ws.expert.message"],
@@ -120,7 +145,7 @@ fn check_frames(lab: &Lab, target: SocketAddr, tx: &str, packets: usize) {
     assert_eq!(bad, "", "malformed, checksum or error expert info");
     // The SYNs carry exactly the three stacks' option layouts, each of them, with the MSS of
     // the family.
-    let syn_options = tshark("tcp.flags == 0x002", &["tcp.options"]);
+    let syn_options = tshark(path, "tcp.flags == 0x002", &["tcp.options"]);
     let layouts = syn_layouts(mss);
     let mut seen = [0; 3];
     for options in syn_options.lines() {
@@ -131,8 +156,11 @@ fn check_frames(lab: &Lab, target: SocketAddr, tx: &str, packets: usize) {
         seen[stack] += 1;
     }
     assert!(seen.iter().all(|n| *n > 0), "SYN layouts seen: {seen:?}");
+}
 
-    // synwall's parser: every frame a TCP segment to the target, checksums verified.
+/// synwall's parser on the capture at `path`: every frame a TCP segment to `target`,
+/// checksums verified, with SYN, ACK, RST and FIN+ACK among them.
+fn check_in_synwalls_parser(path: &Path, target: SocketAddr) {
     let served = Endpoints::new([target]);
     let mut reader = PcapReader::new(File::open(path).unwrap()).unwrap();
     let mut flags_seen = Vec::new();

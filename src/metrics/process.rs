@@ -5,7 +5,7 @@
 use std::fs;
 use std::io;
 
-use super::Exposition;
+use super::render::Exposition;
 
 /// Clock ticks per second of the times in `/proc/<pid>/stat`: USER_HZ, 100 in the Linux ABI of
 /// every architecture.

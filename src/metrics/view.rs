@@ -432,7 +432,7 @@ mod tests {
             let (Figure::Rate(sources) | Figure::Now(sources)) = &column.figure;
             for source in *sources {
                 let found = served.0.keys().any(|series| {
-                    super::super::parse_series(series).is_some_and(|(family, labels)| {
+                    super::super::endpoint::parse_series(series).is_some_and(|(family, labels)| {
                         family == source.family
                             && labels.iter().any(|(name, _)| *name == "queue") == column.per_queue
                             && source.label.is_none_or(|(name, value)| {

@@ -13,47 +13,36 @@
 //! Threads: one per rx queue (optionally pinned to a CPU), which also does native handoffs;
 //! in repair mode `workers` handoff workers; and one that logs when a SYN flood (the SYN
 //! queue overflowing, [`crate::flood`]) starts and ends. Memory:
-//! per queue one UMEM ([`XdpDeviceConfig`]) and one SYN queue; the accept queue and the ready
+//! per queue one UMEM ([`crate::sys::XdpDeviceConfig`]) and one SYN queue; the accept queue and the ready
 //! channel hold at most `backlog` connections each. Dropping the server stops every thread and
 //! detaches its programs (the kernel also detaches them if the process dies): the service's
 //! own listener then takes its connections again (fail-open).
 
 mod config;
+mod fast_path;
 
 pub use config::{ServerBuilder, ServerConfig};
+use fast_path::{FastPath, monitor_flood};
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::accept_queue::{AcceptQueue, AcceptReceiver, AcceptSender};
-use crate::cookie::keys::{KeyError, KeyRing, Secret};
-use crate::counters::{Counter, CounterSnapshot, Counters};
-use crate::flood::{FLOOD_OVER_AFTER, FloodEvent, FloodWatch, SynQueueCounts};
-use crate::handoff::{
-    self, Connection, Handoff, HandoffCounters, HandoffFailure, HandoffMode, NativeInline,
-};
+use crate::accept_queue::{AcceptQueue, AcceptReceiver};
+use crate::cookie::keys::{KeyError, Secret};
+use crate::counters::{CounterSnapshot, Counters};
+use crate::handoff::{self, Connection, Handoff, HandoffCounters, HandoffFailure, HandoffMode};
 use crate::histogram::HistogramSnapshot;
-use crate::listener::{ConfigError, Listener, ListenerUpdate};
+use crate::listener::{ConfigError, ListenerUpdate};
 use crate::preflight::{self, Checked, PreflightError};
-use crate::shard::Shard;
-use crate::sys::inject::RawInjector;
+use crate::shutdown::{Never, Shutdown};
 use crate::sys::native::{NativeHandoff, NativeUnavailable};
-use crate::sys::{
-    SteerCounters, SteeringProgram, XdpDevice, XdpError, XdpMode, XskStatistics, affinity,
-};
-
-/// The longest a fast-path thread sleeps between looks at its stop flag and handoff reports.
-const IDLE_WAIT: Duration = Duration::from_millis(10);
-/// Updates waiting for a fast-path thread, at most.
-const UPDATES: usize = 4;
-/// How often a fast-path thread publishes its AF_XDP ring statistics.
-const STATISTICS_INTERVAL: Duration = Duration::from_secs(1);
+use crate::sys::{SteerCounters, SteeringProgram, XdpError, XdpMode, XskStatistics};
 
 impl From<ServerError> for io::Error {
     /// The error as [`Server::accept`] gives it: its kind says what happened, its source is
@@ -169,7 +158,7 @@ impl ShardHandle {
 
 /// See the module documentation.
 pub struct Server {
-    stop: Arc<AtomicBool>,
+    shutdown: Shutdown,
     failure: Arc<Mutex<Option<ServerError>>>,
     threads: Vec<JoinHandle<()>>,
     ready: Receiver<Connection>,
@@ -220,7 +209,7 @@ impl Server {
         let (ready_tx, ready) = crossbeam_channel::bounded(config.backlog);
         // From here on, dropping `server` stops and joins whatever was started.
         let mut server = Server {
-            stop: Arc::new(AtomicBool::new(false)),
+            shutdown: Shutdown::default(),
             failure: Arc::new(Mutex::new(None)),
             threads: Vec::new(),
             ready,
@@ -232,45 +221,10 @@ impl Server {
             program,
             handoff,
         };
-        let mut started = Vec::new();
-        for (index, &queue) in queues.iter().enumerate() {
-            let (started_tx, started_rx) = crossbeam_channel::bounded(1);
-            let fast_path = FastPath {
-                config: config.clone(),
-                queue,
-                cpu: (!config.cpus.is_empty()).then(|| config.cpus[index % config.cpus.len()]),
-                secret: secret.clone(),
-                program: Arc::clone(&server.program),
-                accept: accept_queue.sender(config.listener.max_pending_handoffs),
-                native: match &server.handoff {
-                    Handoff::Native(native) => Some(Arc::clone(native)),
-                    Handoff::Repair => None,
-                },
-                handoff_counters: Arc::clone(&server.handoff_counters),
-                stop: Arc::clone(&server.stop),
-                failure: Arc::clone(&server.failure),
-            };
-            server.spawn(format!("synwall-rx{queue}"), move || {
-                fast_path.run(started_tx)
-            })?;
-            started.push(started_rx);
-        }
+        let started = server.start_fast_paths(&config, &queues, &secret, &accept_queue)?;
         // Native handoffs are done by the fast-path threads themselves.
-        let workers = match server.handoff {
-            Handoff::Native(_) => 0,
-            Handoff::Repair => config.workers,
-        };
-        for worker in 0..workers {
-            let (queue, ready_tx, counters, steering, stop) = (
-                accept_queue.receiver(),
-                ready_tx.clone(),
-                Arc::clone(&server.handoff_counters),
-                Arc::clone(&server.program),
-                Arc::clone(&server.stop),
-            );
-            server.spawn(format!("synwall-handoff{worker}"), move || {
-                handoff::run_worker(queue, ready_tx, counters, steering, stop)
-            })?;
+        if let Handoff::Repair = server.handoff {
+            server.start_workers(config.workers, &accept_queue, &ready_tx)?;
         }
         for started in started {
             match started.recv() {
@@ -279,17 +233,7 @@ impl Server {
                 Err(_) => return Err(server.take_failure()),
             }
         }
-        let (counters, stop): (Vec<_>, _) = (
-            server
-                .shards
-                .iter()
-                .map(|shard| Arc::clone(&shard.counters))
-                .collect(),
-            Arc::clone(&server.stop),
-        );
-        server.spawn("synwall-monitor".to_owned(), move || {
-            monitor_flood(&counters, &stop)
-        })?;
+        server.start_flood_monitor()?;
         tracing::debug!(
             interface = config.interface,
             queues = ?queues,
@@ -299,6 +243,75 @@ impl Server {
             "serving"
         );
         Ok(server)
+    }
+
+    /// One fast-path thread per rx queue; each tells its channel how its set-up went.
+    fn start_fast_paths(
+        &mut self,
+        config: &ServerConfig,
+        queues: &[u32],
+        secret: &Secret,
+        accept_queue: &AcceptQueue,
+    ) -> Result<Vec<Receiver<Result<ShardHandle, ServerError>>>, ServerError> {
+        let mut started = Vec::new();
+        for (index, &queue) in queues.iter().enumerate() {
+            let (started_tx, started_rx) = crossbeam_channel::bounded(1);
+            let fast_path = FastPath {
+                config: config.clone(),
+                queue,
+                cpu: (!config.cpus.is_empty()).then(|| config.cpus[index % config.cpus.len()]),
+                secret: secret.clone(),
+                program: Arc::clone(&self.program),
+                accept: accept_queue.sender(config.listener.max_pending_handoffs),
+                native: match &self.handoff {
+                    Handoff::Native(native) => Some(Arc::clone(native)),
+                    Handoff::Repair => None,
+                },
+                handoff_counters: Arc::clone(&self.handoff_counters),
+                shutdown: self.shutdown.clone(),
+                failure: Arc::clone(&self.failure),
+            };
+            self.spawn(format!("synwall-rx{queue}"), move || {
+                fast_path.run(&started_tx);
+            })?;
+            started.push(started_rx);
+        }
+        Ok(started)
+    }
+
+    /// The handoff workers of repair mode.
+    fn start_workers(
+        &mut self,
+        workers: usize,
+        accept_queue: &AcceptQueue,
+        ready: &Sender<Connection>,
+    ) -> Result<(), ServerError> {
+        for worker in 0..workers {
+            let (queue, ready, counters, steering, shutdown) = (
+                accept_queue.receiver(),
+                ready.clone(),
+                Arc::clone(&self.handoff_counters),
+                Arc::clone(&self.program),
+                self.shutdown.clone(),
+            );
+            self.spawn(format!("synwall-handoff{worker}"), move || {
+                handoff::run_worker(&queue, &ready, &counters, &steering, &shutdown);
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The thread that logs when a SYN flood starts and ends.
+    fn start_flood_monitor(&mut self) -> Result<(), ServerError> {
+        let counters: Vec<_> = self
+            .shards
+            .iter()
+            .map(|shard| Arc::clone(&shard.counters))
+            .collect();
+        let shutdown = self.shutdown.clone();
+        self.spawn("synwall-monitor".to_owned(), move || {
+            monitor_flood(&counters, &shutdown);
+        })
     }
 
     fn spawn(
@@ -332,8 +345,27 @@ impl Server {
         }
     }
 
+    /// The next established connection, or `None` as soon as `shutdown` is triggered (for a
+    /// thread that must also stop when its caller does); fails as [`Server::accept`].
+    pub fn accept_until(&self, shutdown: &Shutdown) -> io::Result<Option<Connection>> {
+        self.check_accepting()?;
+        crossbeam_channel::select! {
+            recv(self.ready) -> connection => match connection {
+                Ok(connection) => Ok(Some(connection)),
+                Err(_) => Err(self.take_failure().into()),
+            },
+            recv(shutdown.signal()) -> _ => Ok(None),
+        }
+    }
+
+    /// Ready (disconnected) once the server has stopped, by itself or when dropped: a `recv`
+    /// branch of `crossbeam_channel::select!` for a thread that waits on other things too.
+    pub fn stopped(&self) -> &Receiver<Never> {
+        self.shutdown.signal()
+    }
+
     fn check_accepting(&self) -> Result<(), ServerError> {
-        if self.stop.load(Ordering::Relaxed) {
+        if self.shutdown.is_triggered() {
             return Err(self.take_failure());
         }
         match self.handoff {
@@ -406,7 +438,7 @@ impl Server {
 
     /// Whether every thread is still serving.
     pub fn is_running(&self) -> bool {
-        !self.stop.load(Ordering::Relaxed)
+        !self.shutdown.is_triggered()
     }
 
     /// Stops every thread and detaches the program.
@@ -427,180 +459,11 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shutdown.trigger();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
-}
-
-/// What one fast-path thread needs.
-struct FastPath {
-    config: ServerConfig,
-    queue: u32,
-    cpu: Option<usize>,
-    secret: Secret,
-    program: Arc<SteeringProgram>,
-    accept: AcceptSender,
-    /// Native handoff, done by this thread; `None` in repair mode.
-    native: Option<Arc<NativeHandoff>>,
-    handoff_counters: Arc<HandoffCounters>,
-    stop: Arc<AtomicBool>,
-    failure: Arc<Mutex<Option<ServerError>>>,
-}
-
-impl FastPath {
-    /// Sets up the queue's socket and shard, tells `started` how that went, then loops until
-    /// stopped. A failure of the loop stops the whole server.
-    fn run(self, started: crossbeam_channel::Sender<Result<ShardHandle, ServerError>>) {
-        let FastPath {
-            config,
-            queue,
-            cpu,
-            secret,
-            program,
-            mut accept,
-            native,
-            handoff_counters,
-            stop,
-            failure,
-        } = self;
-        let (updates_tx, updates) = crossbeam_channel::bounded(UPDATES);
-        let setup = (|| {
-            if let Some(cpu) = cpu {
-                affinity::pin_current_thread(cpu)
-                    .map_err(|source| ServerError::FastPath { queue, source })?;
-            }
-            let device = XdpDevice::open(&config.interface, queue, config.device)?;
-            program.register(&device)?;
-            accept.set_waker(device.waker());
-            let injector =
-                RawInjector::new().map_err(|source| ServerError::RawSocket { source })?;
-            let keys = KeyRing::new(secret, config.key_period, unix_time());
-            let mut listener = Listener::new(config.listener.clone(), keys, Instant::now())?;
-            if config.secret.is_some() {
-                // A given secret is shared (a fleet, or this host before a restart): handshakes
-                // begun elsewhere may end here.
-                listener.open_cookie_gate(Instant::now());
-            }
-            let handle = ShardHandle {
-                queue,
-                syn_queue_capacity: config.listener.max_syn_backlog,
-                zero_copy: device.is_zero_copy(),
-                counters: listener.counters(),
-                xsk: Arc::default(),
-                updates: updates_tx,
-            };
-            let shard = Shard::new(listener, device, injector, accept, config.budget);
-            let shard = match native {
-                Some(native) => shard.with_inline_handoff(Box::new(NativeInline {
-                    native,
-                    injector: RawInjector::new()
-                        .map_err(|source| ServerError::RawSocket { source })?,
-                    counters: handoff_counters,
-                    steering: Arc::clone(&program),
-                })),
-                None => shard,
-            };
-            Ok((shard, handle))
-        })();
-        let (mut shard, handle) = match setup {
-            Ok(ready) => ready,
-            Err(error) => {
-                let _ = started.send(Err(error));
-                return;
-            }
-        };
-        let xsk = Arc::clone(&handle.xsk);
-        let _ = started.send(Ok(handle));
-        if let Err(source) = serve(&mut shard, config.budget, &stop, &xsk, &updates) {
-            tracing::error!(queue, error = %source, "fast path failed; stopping the server");
-            *failure.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(ServerError::FastPath { queue, source });
-            stop.store(true, Ordering::Relaxed);
-        }
-    }
-}
-
-/// The fast-path loop: a bounded round, then a short sleep when the round was not full.
-fn serve(
-    shard: &mut Shard<XdpDevice, RawInjector>,
-    budget: usize,
-    stop: &AtomicBool,
-    xsk: &Mutex<XskStatistics>,
-    updates: &Receiver<ListenerUpdate>,
-) -> io::Result<()> {
-    let mut published = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        for update in updates.try_iter() {
-            shard.listener_mut().apply(now, &update);
-        }
-        if shard.poll(now, unix_time())? < budget {
-            shard.wait(now, IDLE_WAIT)?;
-        }
-        if now.duration_since(published) >= STATISTICS_INTERVAL {
-            published = now;
-            if let Ok(stats) = shard.device_mut().statistics() {
-                *xsk.lock().unwrap_or_else(PoisonError::into_inner) = stats;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Logs when a SYN flood starts and ends (see [`FloodWatch`]), sampling once a second.
-fn monitor_flood(shards: &[Arc<Counters>], stop: &AtomicBool) {
-    let counts = || SynQueueCounts {
-        overflowed: shards
-            .iter()
-            .map(|counters| counters.get(Counter::SynQueueOverflow))
-            .sum(),
-        dropped: shards
-            .iter()
-            .map(|counters| counters.get(Counter::SynQueueFullDrops))
-            .sum(),
-    };
-    let mut watch = FloodWatch::new(Instant::now(), counts());
-    while !stop.load(Ordering::Relaxed) {
-        // A second, in steps short enough to stop promptly.
-        for _ in 0..10 {
-            if stop.load(Ordering::Relaxed) {
-                return;
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        match watch.sample(Instant::now(), counts()) {
-            Some(FloodEvent::Started {
-                overflowed_per_second,
-                dropped_per_second,
-            }) => tracing::warn!(
-                overflowed_per_second,
-                dropped_per_second,
-                "SYN flood: the SYN queue is full; SYNs that find it full are answered with \
-                 cookies (syncookies = when-full) or dropped (never)"
-            ),
-            Some(FloodEvent::Over {
-                overflowed,
-                dropped,
-                lasted,
-            }) => tracing::info!(
-                overflowed,
-                dropped,
-                lasted_s = lasted.as_secs(),
-                "SYN flood over: the SYN queue has not overflowed for {} s",
-                FLOOD_OVER_AFTER.as_secs()
-            ),
-            None => {}
-        }
-    }
-}
-
-/// Wall-clock time since the Unix epoch (cookie key epochs).
-fn unix_time() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
 }
 
 /// Decides how connections are handed to the kernel and says why (see [`HandoffMode`]).

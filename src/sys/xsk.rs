@@ -18,24 +18,25 @@
 //!   neither `Copy` nor `Clone`; its descriptor is copied out only in `TxFrames::push`, which
 //!   hands it to the tx ring and forgets the frame in the same step. The tx and completion rings are at least as large as the transmit half, so
 //!   they never overflow.
+//!
+//! The transmit half is kept in `tx_frames`; binding the socket, with its UMEM, is `bind`'s.
 
-use std::ffi::CString;
+mod bind;
+mod tx_frames;
+
 use std::io;
-use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use xsk_rs::config::{
-    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
-};
-use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 
 use super::error::XdpError;
 use super::interface_index;
 use super::wakeup::{Wakeup, poll_readable};
 use crate::device::{FrameIo, MIN_TX_FRAME, Wake};
+use bind::{Bound, bind_when_free};
+use tx_frames::TxFrames;
 
 /// The headroom the kernel reserves in front of every frame's packet data.
 const XDP_HEADROOM: u32 = libxdp_sys::XDP_PACKET_HEADROOM;
@@ -155,10 +156,6 @@ impl std::ops::AddAssign for XskStatistics {
         self.tx_ring_empty += other.tx_ring_empty;
     }
 }
-
-/// A transmit frame owned by user space (see the module docs). Not `Copy`, not `Clone`.
-#[derive(Debug)]
-struct TxFrame(FrameDesc);
 
 /// An AF_XDP socket on one rx queue, with its UMEM (see the module docs).
 #[derive(Debug)]
@@ -415,205 +412,5 @@ impl FrameIo for XdpDevice {
             i32::try_from(timeout.as_millis().max(1)).unwrap_or(i32::MAX)
         };
         poll_readable(self.rx.fd().as_raw_fd(), &self.wakeup, millis)
-    }
-}
-
-/// The transmit half of the UMEM, by place (see the module docs).
-#[derive(Debug)]
-struct TxFrames {
-    /// Free, owned by user space.
-    free: Vec<TxFrame>,
-    /// Written, owned by user space, waiting for room on the tx ring.
-    staged: Vec<TxFrame>,
-    /// On the tx ring or the completion ring, owned by the kernel.
-    in_kernel: usize,
-    /// Scratch: descriptors being handed to the tx ring.
-    descs: Vec<FrameDesc>,
-    /// Scratch: descriptors taken off the completion ring, moved into `free` at once.
-    completed: Vec<FrameDesc>,
-}
-
-impl TxFrames {
-    fn new(frames: Vec<FrameDesc>) -> Self {
-        Self {
-            descs: Vec::with_capacity(frames.len()),
-            staged: Vec::with_capacity(frames.len()),
-            free: frames.into_iter().map(TxFrame).collect(),
-            in_kernel: 0,
-            completed: vec![FrameDesc::default(); BATCH],
-        }
-    }
-
-    /// Lends a free frame's whole data area to `write`; stages the frame when `write` returns a
-    /// length in `1..=capacity`, frees it again otherwise. Returns whether it staged, or None
-    /// when no frame is free.
-    fn lend(
-        &mut self,
-        umem: &Umem,
-        write: impl FnOnce(&mut [u8]) -> Option<usize>,
-    ) -> Option<bool> {
-        let mut frame = self.free.pop()?;
-        // SAFETY: the frame was in `free`, so neither the kernel nor any other slice refers to
-        // it, and it belongs to `umem`. The slice is gone before the frame moves on.
-        let mut data = unsafe { umem.data_mut(&mut frame.0) };
-        let capacity = {
-            let mut cursor = data.cursor();
-            let capacity = cursor.buf_len();
-            cursor.set_pos(capacity);
-            capacity
-        };
-        let staged = match write(data.contents_mut()) {
-            Some(len) if (1..=capacity).contains(&len) => {
-                data.cursor().set_pos(len);
-                true
-            }
-            _ => false,
-        };
-        if staged {
-            self.staged.push(frame);
-        } else {
-            self.free.push(frame);
-        }
-        Some(staged)
-    }
-
-    /// Hands the staged frames to the tx ring, all or none. The ring has room for every
-    /// transmit frame, so all, unless the kernel has not yet consumed slots it was given.
-    fn push(&mut self, tx: &mut TxQueue) {
-        if self.staged.is_empty() {
-            return;
-        }
-        self.descs.clear();
-        self.descs.extend(self.staged.iter().map(|frame| frame.0));
-        // SAFETY: the staged frames are user space's and belong to this UMEM; once produced
-        // they leave `staged` and are counted in `in_kernel` until the completion ring
-        // returns them.
-        let produced = unsafe { tx.produce(&self.descs) };
-        if produced == self.staged.len() {
-            self.in_kernel += produced;
-            self.staged.clear();
-        }
-    }
-
-    /// Moves completed frames back to `free`.
-    fn reclaim(&mut self, comp: &mut CompQueue) {
-        loop {
-            // SAFETY: the completion ring returns frames of this UMEM that the kernel has
-            // finished with; each goes into `free` exactly once.
-            let done = unsafe { comp.consume(&mut self.completed) };
-            self.in_kernel -= done;
-            self.free
-                .extend(self.completed[..done].iter().map(|desc| TxFrame(*desc)));
-            if done < self.completed.len() {
-                break;
-            }
-        }
-    }
-}
-
-/// What `bind` made: a UMEM, its frames, and a socket bound to the queue.
-struct Bound {
-    umem: Umem,
-    frames: Vec<FrameDesc>,
-    fill: FillQueue,
-    comp: CompQueue,
-    rx: RxQueue,
-    tx: TxQueue,
-    zero_copy: bool,
-}
-
-/// How long [`bind_when_free`] waits for a busy queue.
-const BUSY_QUEUE_WAIT: Duration = Duration::from_secs(2);
-
-/// [`bind`], waiting while the queue is busy: the kernel releases a closed AF_XDP socket's
-/// buffer pool, and with it the queue, from a work queue, so a restarted synwall (or a test
-/// binding again) can find its previous socket still there for a few milliseconds.
-fn bind_when_free(
-    ifname: &str,
-    queue_id: u32,
-    cfg: &XdpDeviceConfig,
-    zero_copy: bool,
-) -> Result<Bound, XdpError> {
-    let deadline = Instant::now() + BUSY_QUEUE_WAIT;
-    loop {
-        match bind(ifname, queue_id, cfg, zero_copy) {
-            Err(XdpError::QueueBusy { .. }) if Instant::now() < deadline => {
-                thread::sleep(Duration::from_millis(10));
-            }
-            result => return result,
-        }
-    }
-}
-
-/// Creates a UMEM and binds a socket with it, in zero-copy or copy mode. A failed bind leaves
-/// the UMEM's socket half set up, so a retry in another mode starts again from a new UMEM.
-fn bind(
-    ifname: &str,
-    queue_id: u32,
-    cfg: &XdpDeviceConfig,
-    zero_copy: bool,
-) -> Result<Bound, XdpError> {
-    let size = |n: u32| QueueSize::new(n).map_err(|e| XdpError::Config(e.to_string()));
-    let umem_config = UmemConfig::builder()
-        .frame_size(FrameSize::new(cfg.frame_size).map_err(|e| XdpError::Config(e.to_string()))?)
-        .fill_queue_size(size(cfg.fill_ring_size)?)
-        .comp_queue_size(size(cfg.comp_ring_size)?)
-        .frame_headroom(0)
-        .build()
-        .map_err(|e| XdpError::Config(e.to_string()))?;
-    let frame_count = NonZeroU32::new(cfg.frame_count)
-        .ok_or_else(|| XdpError::Config("frame_count is 0".to_owned()))?;
-    let (umem, frames) = Umem::new(umem_config, frame_count, false)
-        .map_err(|e| XdpError::from_umem("creating the UMEM", ifname, source_of(&e)))?;
-
-    let mut bind_flags = if zero_copy {
-        BindFlags::XDP_ZEROCOPY
-    } else {
-        BindFlags::XDP_COPY
-    };
-    if cfg.need_wakeup {
-        bind_flags |= BindFlags::XDP_USE_NEED_WAKEUP;
-    }
-    let socket_config = SocketConfig::builder()
-        .rx_queue_size(size(cfg.rx_ring_size)?)
-        .tx_queue_size(size(cfg.tx_ring_size)?)
-        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-        .bind_flags(bind_flags)
-        .build();
-    let interface = CString::new(ifname)
-        .map(Interface::new)
-        .map_err(|_| XdpError::Config(format!("interface name {ifname:?} contains NUL")))?;
-    // SAFETY: the UMEM is fresh and not shared, so the shared-UMEM double-free hazard of
-    // Socket::new does not arise; XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD is set anyway.
-    let (tx, rx, rings) = unsafe { Socket::new(socket_config, &umem, &interface, queue_id) }
-        .map_err(|e| match source_of(&e) {
-            busy if busy.raw_os_error() == Some(libc::EBUSY) => XdpError::QueueBusy {
-                ifname: ifname.to_owned(),
-                queue_id,
-            },
-            source => XdpError::from_umem("binding the AF_XDP socket", ifname, source),
-        })?;
-    let (fill, comp) = rings.ok_or_else(|| {
-        XdpError::Config("a fresh UMEM came without fill and completion rings".to_owned())
-    })?;
-    Ok(Bound {
-        umem,
-        frames,
-        fill,
-        comp,
-        rx,
-        tx,
-        zero_copy,
-    })
-}
-
-/// The OS error underneath an xsk-rs error, or the error's own text.
-fn source_of(error: &(dyn std::error::Error + 'static)) -> io::Error {
-    match error.source().and_then(|s| s.downcast_ref::<io::Error>()) {
-        Some(os) => match os.raw_os_error() {
-            Some(code) => io::Error::from_raw_os_error(code),
-            None => io::Error::other(os.to_string()),
-        },
-        None => io::Error::other(error.to_string()),
     }
 }

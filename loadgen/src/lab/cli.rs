@@ -331,54 +331,10 @@ impl LabConfig {
 impl LabArgs {
     /// Checks the settings and finds the generator; builds nothing.
     pub fn into_config(self) -> Result<LabConfig, LabError> {
-        let loadgen = match self.loadgen {
-            Some(path) => path,
-            None => std::env::current_exe()
-                .map_err(|source| {
-                    LabError::Generator(format!("finding this executable: {source}"))
-                })?
-                .with_file_name("loadgen"),
-        };
-        // A peacetime run has no flood: its clients are the lab's own.
-        if !self.peacetime && !loadgen.is_file() {
-            return Err(LabError::LoadgenMissing(loadgen));
-        }
-        let setting = |text: String| Err(LabError::Setting(text));
-        if self.duration.is_zero() || self.duration > MAX_DURATION {
-            return setting(format!(
-                "--duration must be above 0 and at most {} s",
-                MAX_DURATION.as_secs()
-            ));
-        }
-        for (name, duration) in [("--phase", self.phase), ("--search-step", self.search_step)] {
-            if duration.is_zero() || duration > MAX_DURATION {
-                return setting(format!(
-                    "{name} must be above 0 and at most {} s",
-                    MAX_DURATION.as_secs()
-                ));
-            }
-        }
-        if self.legit_rate > MAX_LEGIT_RATE {
-            return setting(format!("--legit-rate is at most {MAX_LEGIT_RATE}"));
-        }
-        if self.legit_timeout.is_zero() || self.legit_timeout > MAX_LEGIT_TIMEOUT {
-            return setting(format!(
-                "--legit-timeout must be above 0 and at most {} s",
-                MAX_LEGIT_TIMEOUT.as_secs()
-            ));
-        }
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if self.server_cpu == self.client_cpu || self.server_cpu.max(self.client_cpu) >= cpus {
-            return setting(format!(
-                "--server-cpu and --client-cpu must be two different CPUs below {cpus}: the \
-                 lab needs one core for the server side and one for the generator"
-            ));
-        }
-        if !(1..=cpus).contains(&(self.queues as usize)) {
-            return setting(format!(
-                "--queues must be between 1 and {cpus}: a veth has at most one queue per CPU"
-            ));
-        }
+        let loadgen = self.generator()?;
+        self.check_durations()?;
+        self.check_legit_clients()?;
+        self.check_cpus()?;
         let fixed_rate = match self.fixed_rate {
             Some(rate) => rate,
             None if self.compare => DEFAULT_FIXED_RATE,
@@ -413,6 +369,79 @@ impl LabArgs {
             loadgen,
             json: self.json,
         })
+    }
+
+    /// The loadgen binary: --loadgen, or `loadgen` next to this executable. It must exist
+    /// unless the run is a peacetime one.
+    fn generator(&self) -> Result<PathBuf, LabError> {
+        let loadgen = match &self.loadgen {
+            Some(path) => path.clone(),
+            None => std::env::current_exe()
+                .map_err(|source| {
+                    LabError::Generator(format!("finding this executable: {source}"))
+                })?
+                .with_file_name("loadgen"),
+        };
+        // A peacetime run has no flood: its clients are the lab's own.
+        if !self.peacetime && !loadgen.is_file() {
+            return Err(LabError::LoadgenMissing(loadgen));
+        }
+        Ok(loadgen)
+    }
+
+    /// --duration, --phase and --search-step are above 0 and at most [`MAX_DURATION`].
+    fn check_durations(&self) -> Result<(), LabError> {
+        let setting = |text: String| Err(LabError::Setting(text));
+        if self.duration.is_zero() || self.duration > MAX_DURATION {
+            return setting(format!(
+                "--duration must be above 0 and at most {} s",
+                MAX_DURATION.as_secs()
+            ));
+        }
+        for (name, duration) in [("--phase", self.phase), ("--search-step", self.search_step)] {
+            if duration.is_zero() || duration > MAX_DURATION {
+                return setting(format!(
+                    "{name} must be above 0 and at most {} s",
+                    MAX_DURATION.as_secs()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// --legit-rate is at most [`MAX_LEGIT_RATE`], --legit-timeout above 0 and at most
+    /// [`MAX_LEGIT_TIMEOUT`].
+    fn check_legit_clients(&self) -> Result<(), LabError> {
+        let setting = |text: String| Err(LabError::Setting(text));
+        if self.legit_rate > MAX_LEGIT_RATE {
+            return setting(format!("--legit-rate is at most {MAX_LEGIT_RATE}"));
+        }
+        if self.legit_timeout.is_zero() || self.legit_timeout > MAX_LEGIT_TIMEOUT {
+            return setting(format!(
+                "--legit-timeout must be above 0 and at most {} s",
+                MAX_LEGIT_TIMEOUT.as_secs()
+            ));
+        }
+        Ok(())
+    }
+
+    /// --server-cpu and --client-cpu are two different CPUs of this machine, and --queues
+    /// at most one per CPU.
+    fn check_cpus(&self) -> Result<(), LabError> {
+        let setting = |text: String| Err(LabError::Setting(text));
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if self.server_cpu == self.client_cpu || self.server_cpu.max(self.client_cpu) >= cpus {
+            return setting(format!(
+                "--server-cpu and --client-cpu must be two different CPUs below {cpus}: the \
+                 lab needs one core for the server side and one for the generator"
+            ));
+        }
+        if !(1..=cpus).contains(&(self.queues as usize)) {
+            return setting(format!(
+                "--queues must be between 1 and {cpus}: a veth has at most one queue per CPU"
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -17,13 +17,16 @@
 //!   [`limits`]: the bounds of every flood, shared with loadgen too.
 //! - `cli`: the `synwall-lab` command line ([`LabArgs`]); `runner`: [`command`], the runs
 //!   in order; `server_side`: synwall or the kernel fronting `service` (the built-in HTTP
-//!   service: one event loop, keep-alive, PROXY protocol); [`peacetime`]: clients measuring
-//!   new connections per second and keep-alive requests per second with no flood, and
+//!   service: one event loop, keep-alive), which reads `proxy_protocol` headers and keeps its
+//!   connections in `slots` (reused slots with deadlines, shared with the peacetime clients);
+//!   [`peacetime`]: clients measuring new connections per second (the open loop, and
+//!   `peacetime_search` for the highest rate within the objective) and keep-alive requests
+//!   per second (`peacetime_keepalive`) with no flood, sharing `peacetime_client`, and
 //!   `peacetime_report` what it prints; [`XdpSynProxyPeer`]: the XDP SYN proxy set up as a
 //!   target; `placement`: which CPU does what, and how busy the server CPU is; `procnet`: the
 //!   server namespace's kernel counters;
-//!   `generator`: loadgen as a child process; `output`: the table, summaries and JSON;
-//!   `error`: [`LabError`].
+//!   `generator`: loadgen as a child process; `output`: the table, summaries and JSON, and
+//!   `comparison`: synwall's ratios to each other target, side by side; `error`: [`LabError`].
 //!
 //! Network safety: traffic only crosses the veth pair between namespaces created here, with
 //! addresses in 198.18.0.0/15 and 2001:2::/48 only (see [`Topology`]); spoofed sources come
@@ -33,18 +36,24 @@
 //! runs never collide.
 
 mod cli;
+mod comparison;
 mod error;
 mod generator;
 pub mod limits;
 mod output;
 pub mod peacetime;
+mod peacetime_client;
+mod peacetime_keepalive;
 mod peacetime_report;
+mod peacetime_search;
 mod placement;
 mod procnet;
+mod proxy_protocol;
 pub mod report;
 mod runner;
 mod server_side;
 mod service;
+mod slots;
 mod topology;
 mod xdp_synproxy;
 

@@ -11,13 +11,13 @@
 //! last one.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 
 use serde::Serialize;
 
 use crate::lab::cli::{Flood, FloodMode, LabConfig, Phase, Rate, Target};
+use crate::lab::comparison::{FloodReport, quiet, side_by_side};
 use crate::lab::placement::BUSY_LIMIT;
 use crate::lab::report::{LegitReport, Progress, Summary};
 use crate::lab::server_side::{PORT, Sample};
@@ -220,81 +220,6 @@ fn success_pct(legit: &LegitReport) -> Option<f64> {
     (legit.attempts > 0).then(|| 100.0 * legit.ok as f64 / legit.attempts as f64)
 }
 
-/// synwall's figures over another target's, on the same flood.
-#[derive(Debug, Clone, Serialize)]
-pub struct Ratios {
-    /// Steady SYN-ACK rates.
-    pub syn_ack_ratio: Option<f64>,
-    /// Legit connect p99s.
-    pub connect_p99_ratio: Option<f64>,
-    /// Server CPU per SYN-ACK: below 1, synwall spends less of it per SYN-ACK.
-    pub cpu_per_syn_ack_ratio: Option<f64>,
-}
-
-impl Ratios {
-    fn new(synwall: &TargetReport, other: &TargetReport) -> Ratios {
-        let over = |left: Option<f64>, right: Option<f64>| {
-            left.zip(right.filter(|&right| right > 0.0))
-                .map(|(left, right)| left / right)
-        };
-        let float = |value: Option<u64>| value.map(|value| value as f64);
-        Ratios {
-            syn_ack_ratio: over(
-                Some(synwall.syn_ack_pps as f64),
-                Some(other.syn_ack_pps as f64),
-            ),
-            connect_p99_ratio: over(float(synwall.connect_p99_us), float(other.connect_p99_us)),
-            cpu_per_syn_ack_ratio: over(
-                synwall.server_cpu_us_per_syn_ack,
-                other.server_cpu_us_per_syn_ack,
-            ),
-        }
-    }
-}
-
-/// One flood against every target: the runs, and synwall's ratios to the others.
-#[derive(Debug, Clone, Serialize)]
-pub struct FloodReport {
-    pub mode: FloodMode,
-    /// The flood rate asked for; null for max.
-    pub rate_pps: Option<u64>,
-    pub runs: Vec<TargetReport>,
-    /// synwall over each other target that ran, by target. None when synwall or every other
-    /// target did not run, or when the server CPU was busy with other work before a run or after
-    /// the last (`server_cpu_busy_before_pct`, `server_cpu_busy_after_pct`).
-    pub comparison: Option<BTreeMap<Target, Ratios>>,
-}
-
-impl FloodReport {
-    /// `runs` of `flood`, compared when `quiet`.
-    fn new(flood: &Flood, runs: Vec<TargetReport>, quiet: bool) -> FloodReport {
-        let synwall = runs.iter().find(|run| run.target == Target::Synwall);
-        let comparison: Option<BTreeMap<Target, Ratios>> = synwall
-            .filter(|_| quiet)
-            .map(|synwall| {
-                runs.iter()
-                    .filter(|run| run.target != Target::Synwall)
-                    .map(|other| (other.target, Ratios::new(synwall, other)))
-                    .collect()
-            })
-            .filter(|ratios: &BTreeMap<_, _>| !ratios.is_empty());
-        FloodReport {
-            mode: flood.mode,
-            rate_pps: flood.rate_pps(),
-            runs,
-            comparison,
-        }
-    }
-
-    /// What this flood was, for a table's title.
-    fn title(&self) -> String {
-        match self.rate_pps {
-            None => format!("{} flood at max rate", mode_name(self.mode)),
-            Some(rate) => format!("{} flood at {rate} pkt/s", mode_name(self.mode)),
-        }
-    }
-}
-
 /// The whole `synwall-lab` run (`--json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct LabReport {
@@ -369,17 +294,8 @@ impl LabReport {
     }
 }
 
-/// Whether the server CPU was quiet before each of `runs` and `after` the last: a ratio with a
-/// busy run in it measures the other work too, and none is given.
-fn quiet<'a>(runs: impl IntoIterator<Item = &'a TargetReport>, after: Option<f64>) -> bool {
-    runs.into_iter()
-        .map(|run| run.server_cpu_busy_before_pct)
-        .chain(after)
-        .all(|busy| busy <= BUSY_LIMIT)
-}
-
 /// "syn", "near-miss", …
-fn mode_name(mode: FloodMode) -> &'static str {
+pub(super) fn mode_name(mode: FloodMode) -> &'static str {
     match mode {
         FloodMode::Syn => "syn",
         FloodMode::Ack => "ack",
@@ -530,94 +446,6 @@ impl<W: Write> Printer<W> {
     }
 }
 
-/// The runs of `flood` side by side, with synwall's ratios to each other target (a markdown
-/// table).
-fn side_by_side(flood: &FloodReport) -> String {
-    type Figure = fn(&TargetReport) -> String;
-    type RatioOf = fn(&Ratios) -> Option<f64>;
-    let rows: [(&str, Figure, Option<RatioOf>); 12] = [
-        ("offered pkt/s", |run| run.offered_pps.to_string(), None),
-        ("offered SYN/s", |run| run.offered_syn_pps.to_string(), None),
-        (
-            "SYN-ACK/s (steady mean)",
-            |run| run.syn_ack_pps.to_string(),
-            Some(|ratios| ratios.syn_ack_ratio),
-        ),
-        (
-            "SYN-ACKs per offered SYN",
-            |run| percent(run.answered_pct),
-            None,
-        ),
-        ("cookies/s", |run| run.cookies_pps.to_string(), None),
-        (
-            "server CPU busy",
-            |run| format!("{:.0} %", run.server_cpu_busy_pct),
-            None,
-        ),
-        (
-            "server CPU per SYN-ACK",
-            |run| micros_unit(run.server_cpu_us_per_syn_ack),
-            Some(|ratios| ratios.cpu_per_syn_ack_ratio),
-        ),
-        (
-            "SYN-ACKs per server-CPU-second",
-            |run| count_text(run.syn_acks_per_server_cpu_s),
-            None,
-        ),
-        (
-            "legit connections ok",
-            |run| ok_text(run.legit.as_ref()),
-            None,
-        ),
-        (
-            "legit connect p50",
-            |run| millis_unit(run.connect_p50_us),
-            None,
-        ),
-        (
-            "legit connect p99",
-            |run| millis_unit(run.connect_p99_us),
-            Some(|ratios| ratios.connect_p99_ratio),
-        ),
-        (
-            "accepted from spoofed sources",
-            |run| run.forged_accepted.to_string(),
-            None,
-        ),
-    ];
-    let compared: Vec<(&Target, &Ratios)> = flood.comparison.iter().flatten().collect();
-    let mut table = String::from("\n|");
-    let names = flood.runs.iter().map(|run| run.target.name().to_owned());
-    let ratio_names = compared
-        .iter()
-        .map(|(target, _)| format!("synwall / {}", target.name()));
-    for name in std::iter::once(String::new())
-        .chain(names)
-        .chain(ratio_names)
-    {
-        let _ = write!(table, " {name} |");
-    }
-    table.push_str("\n|---|");
-    for _ in 0..flood.runs.len() + compared.len() {
-        table.push_str("---:|");
-    }
-    for (name, figure, ratio) in rows {
-        let _ = write!(table, "\n| {name} |");
-        for run in &flood.runs {
-            let _ = write!(table, " {} |", figure(run));
-        }
-        for (_, ratios) in &compared {
-            let _ = write!(
-                table,
-                " {} |",
-                ratio.map_or(String::new(), |ratio| times(ratio(ratios)))
-            );
-        }
-    }
-    table.push('\n');
-    table
-}
-
 fn millis(micros: Option<u64>) -> String {
     micros.map_or("-".to_owned(), |us| format!("{:.2}", us as f64 / 1000.0))
 }
@@ -632,15 +460,15 @@ pub(super) fn busy_note(busy: f64) -> String {
     )
 }
 
-fn micros_unit(micros: Option<f64>) -> String {
+pub(super) fn micros_unit(micros: Option<f64>) -> String {
     micros.map_or("-".to_owned(), |us| format!("{us:.2} µs"))
 }
 
-fn count_text(count: Option<u64>) -> String {
+pub(super) fn count_text(count: Option<u64>) -> String {
     count.map_or("-".to_owned(), |count| count.to_string())
 }
 
-fn percent(pct: Option<f64>) -> String {
+pub(super) fn percent(pct: Option<f64>) -> String {
     pct.map_or("-".to_owned(), |pct| format!("{pct:.1} %"))
 }
 
@@ -652,7 +480,7 @@ pub(super) fn times(ratio: Option<f64>) -> String {
     ratio.map_or("-".to_owned(), |ratio| format!("{ratio:.2}×"))
 }
 
-fn ok_text(legit: Option<&LegitReport>) -> String {
+pub(super) fn ok_text(legit: Option<&LegitReport>) -> String {
     match legit {
         None => "-".to_owned(),
         Some(legit) => match success_pct(legit) {
@@ -680,168 +508,4 @@ fn legit_text(legit: Option<&LegitReport>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::{Duration, Instant};
-
-    use crate::lab::placement::CpuTimes;
-    use crate::lab::procnet::Frames;
-    use crate::lab::report::Record;
-
-    /// The server side at `at`, its CPU busy half of the time.
-    fn sample(at: Instant, tx: u64, cookies: u64, accepted: u64) -> Sample {
-        Sample {
-            at,
-            frames: Frames { rx: tx * 2, tx },
-            server_cpu: CpuTimes {
-                total: tx * 2,
-                idle: tx,
-            },
-            cookies_sent: cookies,
-            syn_queue: 7,
-            accepted,
-            forged: 0,
-            turned_away: 0,
-        }
-    }
-
-    /// A progress record as loadgen prints it: 1000 SYNs in half a second, `legit_ok` of
-    /// `legit_ok + 1` legit connections ok.
-    fn progress(legit_ok: u64) -> Progress {
-        let line = format!(
-            r#"{{"type":"progress","elapsed_s":1.0,"interval_s":0.5,"pps":2000,"sent_total":1000,
-                "sent":{{"syn":1000,"ack":0,"near_miss":0,"rst":0,"fin":0}},"replies":null,
-                "legit":{{"attempts":{},"ok":{legit_ok},"failed":1,
-                  "failures":{{"timeout":1,"refused":0,"reset":0,"unreachable":0,
-                               "reply_timeout":0,"bad_reply":0,"overloaded":0,"other":0}},
-                  "connect_us":{{"p50":100,"p90":200,"p99":1500,"max":3000}}}}}}"#,
-            legit_ok + 1
-        );
-        match serde_json::from_str(&line).unwrap() {
-            Record::Progress(progress) => progress,
-            Record::Summary(_) => unreachable!("a progress line"),
-        }
-    }
-
-    #[test]
-    fn test_row_rates_over_the_lab_clock() {
-        let start = Instant::now();
-        let row = Row::new(
-            &progress(9),
-            &sample(start, 100, 10, 0),
-            &sample(start + Duration::from_millis(500), 600, 260, 5),
-        );
-        assert_eq!((row.syn_ack_pps, row.received_pps), (1000, 2000));
-        assert_eq!((row.cookies_pps, row.accepted_pps), (500, 10));
-        assert_eq!(row.offered_syn_pps, 2000);
-        assert_eq!((row.legit_ok, row.legit_ended), (9, 10));
-        assert_eq!(row.connect_p99_us, Some(1500));
-        assert_eq!(millis(row.connect_p99_us), "1.50");
-        assert_eq!(row.server_cpu_busy_pct, 50.0);
-    }
-
-    #[test]
-    fn test_steady_mean_leaves_out_first_and_last() {
-        let row = |rate, interval_s| Row {
-            syn_ack_pps: rate,
-            interval_s,
-            ..Row::new(
-                &progress(1),
-                &sample(Instant::now(), 0, 0, 0),
-                &sample(Instant::now(), 0, 0, 0),
-            )
-        };
-        let rows = [row(1, 1.0), row(100, 1.0), row(300, 0.5), row(5, 0.2)];
-        let rate = |row: &Row| row.syn_ack_pps as f64;
-        assert_eq!(mean(steady(&rows), rate).round(), 167.0);
-        assert_eq!(mean(steady(&rows[..2]), rate), 50.5);
-        assert_eq!(mean(&[], rate), 0.0);
-    }
-
-    /// A run of `target` whose every second answered `syn_ack_pps` of as many SYNs offered, with
-    /// the server CPU `busy_pct` busy, and `busy_before` % busy before the run.
-    fn run(target: Target, syn_ack_pps: u64, busy_pct: f64, busy_before: f64) -> TargetReport {
-        let now = Instant::now();
-        let row = Row {
-            syn_ack_pps,
-            offered_syn_pps: syn_ack_pps,
-            server_cpu_busy_pct: busy_pct,
-            interval_s: 1.0,
-            ..Row::new(&progress(1), &sample(now, 0, 0, 0), &sample(now, 0, 0, 0))
-        };
-        let summary = r#"{"type":"summary","tx":"afxdp","stop_reason":"duration",
-            "elapsed_s":3.0,"target":"198.18.0.1:80","src_cidr":"198.18.128.0/17",
-            "mix":"syn=1","rate_pps":200000,"threads":1,
-            "sent":{"syn":600000,"ack":0,"near_miss":0,"rst":0,"fin":0},"sent_total":600000,
-            "pps":200000,"replies":null,"legit":null}"#;
-        let Record::Summary(summary) = serde_json::from_str(summary).unwrap() else {
-            unreachable!("a summary line");
-        };
-        let facts = RunFacts {
-            target,
-            xdp_mode: None,
-            placement: String::new(),
-            namespaces: [String::new(), String::new()],
-            server_cpu_busy_before_pct: busy_before,
-            last: sample(now, 0, 0, 0),
-            counters: BTreeMap::new(),
-        };
-        TargetReport::new(facts, vec![row; 3], summary)
-    }
-
-    #[test]
-    fn test_server_cpu_per_syn_ack_and_synwall_over_each_other_target() {
-        let synwall = run(Target::Synwall, 200_000, 25.0, 0.0);
-        assert_eq!(synwall.server_cpu_us_per_syn_ack, Some(1.25));
-        assert_eq!(synwall.syn_acks_per_server_cpu_s, Some(800_000));
-        assert_eq!(synwall.answered_pct, Some(100.0));
-        let idle = run(Target::Kernel, 0, 0.0, 0.0);
-        assert_eq!(idle.server_cpu_us_per_syn_ack, None);
-        assert_eq!(idle.syn_acks_per_server_cpu_s, None);
-        assert_eq!(idle.answered_pct, None);
-
-        let flood = Flood {
-            mode: FloodMode::Syn,
-            rate: Rate::PerSecond(200_000),
-            packets: 600_000,
-        };
-        let runs = vec![
-            synwall,
-            run(Target::Kernel, 200_000, 50.0, 0.0),
-            run(Target::XdpSynproxy, 100_000, 10.0, 0.0),
-        ];
-        let report = FloodReport::new(&flood, runs.clone(), true);
-        let comparison = report.comparison.as_ref().unwrap();
-        let kernel = &comparison[&Target::Kernel];
-        assert_eq!(kernel.cpu_per_syn_ack_ratio, Some(0.5));
-        assert_eq!(kernel.syn_ack_ratio, Some(1.0));
-        let proxy = &comparison[&Target::XdpSynproxy];
-        assert_eq!(proxy.cpu_per_syn_ack_ratio, Some(1.25));
-        assert_eq!(proxy.syn_ack_ratio, Some(2.0));
-        assert_eq!(report.title(), "syn flood at 200000 pkt/s");
-        let table = side_by_side(&report);
-        assert!(table.contains("| synwall / xdp-synproxy |"), "{table}");
-        assert!(
-            table.contains("| server CPU per SYN-ACK | 1.25 µs |"),
-            "{table}"
-        );
-        // A busy server CPU withholds every ratio; a lone target has nothing to compare with.
-        assert!(
-            FloodReport::new(&flood, runs.clone(), false)
-                .comparison
-                .is_none()
-        );
-        let alone = FloodReport::new(&flood, runs[..1].to_vec(), true);
-        assert!(alone.comparison.is_none());
-    }
-
-    #[test]
-    fn test_quiet_needs_every_run_and_the_end_quiet() {
-        let quiet_run = run(Target::Synwall, 1, 1.0, BUSY_LIMIT);
-        let busy_run = run(Target::Kernel, 1, 1.0, BUSY_LIMIT + 1.0);
-        assert!(quiet([&quiet_run], Some(0.0)));
-        assert!(quiet([&quiet_run], None));
-        assert!(!quiet([&quiet_run, &busy_run], Some(0.0)));
-        assert!(!quiet([&quiet_run], Some(BUSY_LIMIT + 1.0)));
-    }
-}
+mod tests;

@@ -46,6 +46,7 @@ use crate::lab::xdp_synproxy::XdpSynProxyPeer;
 use synwall::counters::{Counter, Gauge};
 use synwall::proxy::{Proxy, ProxyConfig, ProxyProtocol};
 use synwall::server::{Server, ServerConfig};
+use synwall::shutdown::Shutdown;
 use synwall::sys::{XdpMode, affinity};
 
 /// The served port.
@@ -133,20 +134,7 @@ impl ServerSide {
                     }
                 };
                 let _ = started_tx.send(Ok(listening.synwall.clone()));
-                let config = ServiceConfig {
-                    proxy_protocol: listening.proxy.is_some(),
-                    ..ServiceConfig::default()
-                };
-                std::thread::scope(|scope| {
-                    if let (Some(proxy), Some(synwall)) = (&listening.proxy, &listening.synwall) {
-                        let stop = &*stop;
-                        scope.spawn(move || proxy.run(synwall, stop));
-                    }
-                    let served = service::run(listening.socket, &config, &service, &stop);
-                    // The proxy goes with the service.
-                    stop.store(true, Ordering::Relaxed);
-                    served
-                })
+                serve(listening, &stop, &service)
             })
         };
         let mut side = ServerSide {
@@ -164,14 +152,40 @@ impl ServerSide {
             Err(_) => return Err(side.failure()),
         };
         let receive = receive.finish(topology, config)?;
-        let listener = match (target, handoff) {
+        side.placement = side.describe_placement(target, config, &receive);
+        Ok(side)
+    }
+
+    /// Where each part of `target`'s server side runs, for the report; `receive`: where its
+    /// receive work runs.
+    fn describe_placement(&self, target: Target, config: &LabConfig, receive: &str) -> String {
+        let cpu = self.cpu;
+        let listener = self.listener_name(target, config);
+        let shard = if target == Target::Synwall {
+            " and synwall shard"
+        } else {
+            ""
+        };
+        let queues = match config.queues {
+            1 => String::new(),
+            queues => format!(
+                "; {queues} queues on the veth, each one's receive work{shard} on CPU {cpu}: a \
+                 correctness run, two cores cannot show scaling"
+            ),
+        };
+        format!("{listener} and the service on CPU {cpu}; {receive}{queues}")
+    }
+
+    /// What answers `target`'s handshakes.
+    fn listener_name(&self, target: Target, config: &LabConfig) -> String {
+        match (target, config.handoff) {
             (Target::Synwall, LabHandoff::Native) => format!(
                 "synwall's fast path ({} XDP, native handoff)",
-                side.xdp_mode_name().unwrap_or("no")
+                self.xdp_mode_name().unwrap_or("no")
             ),
             (Target::Synwall, LabHandoff::Repair) => format!(
                 "synwall's fast path ({} XDP), handoff workers (repair) and proxy",
-                side.xdp_mode_name().unwrap_or("no")
+                self.xdp_mode_name().unwrap_or("no")
             ),
             (Target::Kernel, _) => "the kernel's listener (tcp_syncookies=1)".to_owned(),
             (Target::XdpSynproxy, _) => {
@@ -188,21 +202,7 @@ impl ServerSide {
                      synproxy{caveat} and the kernel's listener (tcp_syncookies=2)"
                 )
             }
-        };
-        let shard = if target == Target::Synwall {
-            " and synwall shard"
-        } else {
-            ""
-        };
-        let queues = match config.queues {
-            1 => String::new(),
-            queues => format!(
-                "; {queues} queues on the veth, each one's receive work{shard} on CPU {cpu}: a \
-                 correctness run, two cores cannot show scaling"
-            ),
-        };
-        side.placement = format!("{listener} and the service on CPU {cpu}; {receive}{queues}");
-        Ok(side)
+        }
     }
 
     /// The XDP mode of the target's program: synwall's as it got it, the XDP SYN proxy's
@@ -511,6 +511,27 @@ impl Listening {
             proxy,
         })
     }
+}
+
+/// Serves `listening` until `stop` is raised: the service, and synwall's proxy beside it in
+/// repair mode, which stops with the service.
+fn serve(listening: Listening, stop: &AtomicBool, service: &ServiceCounters) -> io::Result<()> {
+    let config = ServiceConfig {
+        proxy_protocol: listening.proxy.is_some(),
+        ..ServiceConfig::default()
+    };
+    let proxy_stop = Shutdown::default();
+    std::thread::scope(|scope| {
+        if let (Some(proxy), Some(synwall)) = (&listening.proxy, &listening.synwall) {
+            let proxy_stop = &proxy_stop;
+            scope.spawn(move || proxy.run(synwall, proxy_stop));
+        }
+        let served = service::run(listening.socket, &config, service, stop);
+        // The proxy goes with the service.
+        stop.store(true, Ordering::Relaxed);
+        proxy_stop.trigger();
+        served
+    })
 }
 
 /// A kernel listening socket on `address`.

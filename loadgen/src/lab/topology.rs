@@ -89,6 +89,17 @@ impl Topology {
     /// with addresses, and full checksums on frames the client's kernel sends.
     pub fn create(prefix: &str) -> io::Result<Topology> {
         remove_stale(prefix)?;
+        let topology = Topology::named(prefix)?;
+        // From the first namespace on, Drop removes whatever was made.
+        topology.add_namespaces()?;
+        topology.add_veth_pair()?;
+        topology.route_spoofed_sources()?;
+        topology.complete_client_checksums()?;
+        Ok(topology)
+    }
+
+    /// The names of a new topology, unique to this process and call; none is made yet.
+    fn named(prefix: &str) -> io::Result<Topology> {
         let id = format!(
             "{}x{}",
             std::process::id(),
@@ -106,11 +117,16 @@ impl Topology {
                 format!("interface name {} is too long", topology.server_if),
             ));
         }
-        // From the first namespace on, Drop removes whatever was made.
-        for ns in [&topology.server_ns, &topology.client_ns] {
+        Ok(topology)
+    }
+
+    /// Adds both namespaces; devices made in them from then on generate no link-local address
+    /// and do no DAD, router solicitation or router advertisement.
+    fn add_namespaces(&self) -> io::Result<()> {
+        for ns in [&self.server_ns, &self.client_ns] {
             run(&["ip", "netns", "add", ns])?;
             // Devices made from now on inherit `default`.
-            topology.run_in(
+            self.run_in(
                 ns,
                 &[
                     "sysctl",
@@ -122,57 +138,62 @@ impl Topology {
                 ],
             )?;
         }
+        Ok(())
+    }
+
+    /// Adds the veth pair, one end in each namespace, with its addresses, up.
+    fn add_veth_pair(&self) -> io::Result<()> {
         run(&[
             "ip",
             "link",
             "add",
-            &topology.server_if,
+            &self.server_if,
             "netns",
-            &topology.server_ns,
+            &self.server_ns,
             "type",
             "veth",
             "peer",
             "name",
-            &topology.client_if,
+            &self.client_if,
             "netns",
-            &topology.client_ns,
+            &self.client_ns,
         ])?;
         for (ns, dev, v4, v6) in [
-            (
-                &topology.server_ns,
-                &topology.server_if,
-                SERVER_V4,
-                SERVER_V6,
-            ),
-            (
-                &topology.client_ns,
-                &topology.client_if,
-                CLIENT_V4,
-                CLIENT_V6,
-            ),
+            (&self.server_ns, &self.server_if, SERVER_V4, SERVER_V6),
+            (&self.client_ns, &self.client_if, CLIENT_V4, CLIENT_V6),
         ] {
-            topology.run_in(ns, &["ip", "link", "set", "lo", "up"])?;
-            topology.run_in(ns, &["ip", "addr", "add", &format!("{v4}/24"), "dev", dev])?;
+            self.run_in(ns, &["ip", "link", "set", "lo", "up"])?;
+            self.run_in(ns, &["ip", "addr", "add", &format!("{v4}/24"), "dev", dev])?;
             let v6 = format!("{v6}/64");
-            topology.run_in(ns, &["ip", "addr", "add", &v6, "dev", dev, "nodad"])?;
-            topology.run_in(ns, &["ip", "link", "set", dev, "mtu", "1500", "up"])?;
+            self.run_in(ns, &["ip", "addr", "add", &v6, "dev", dev, "nodad"])?;
+            self.run_in(ns, &["ip", "link", "set", dev, "mtu", "1500", "up"])?;
         }
+        Ok(())
+    }
+
+    /// Routes the spoofed sources to the client, so that the server's replies to them cross
+    /// the veth.
+    fn route_spoofed_sources(&self) -> io::Result<()> {
         for (sources, via) in [
             (SPOOFED_SOURCES, CLIENT_V4.to_string()),
             (SPOOFED_SOURCES_V6, CLIENT_V6.to_string()),
         ] {
-            topology.run_in(
-                &topology.server_ns,
+            self.run_in(
+                &self.server_ns,
                 &["ip", "route", "add", sources, "via", &via],
             )?;
         }
-        // A kernel on a veth sends partial TCP checksums (CHECKSUM_PARTIAL), which fail
-        // verification in user space: make the client's kernel complete them.
-        topology.run_in(
-            &topology.client_ns,
-            &["ethtool", "-K", &topology.client_if, "tx", "off"],
+        Ok(())
+    }
+
+    /// A kernel on a veth sends partial TCP checksums (CHECKSUM_PARTIAL), which fail
+    /// verification in user space: make the client's kernel complete them.
+    fn complete_client_checksums(&self) -> io::Result<()> {
+        self.run_in(
+            &self.client_ns,
+            &["ethtool", "-K", &self.client_if, "tx", "off"],
         )?;
-        Ok(topology)
+        Ok(())
     }
 
     /// Gives the client interface `count` (at most 150) more addresses of `family`, and

@@ -37,38 +37,38 @@
 //!   microseconds, a FIN) are held and then re-injected into the local kernel stack
 //!   ([`Verdict::Reinject`], [`HandoffComplete`]); for a short linger after, stale frames from
 //!   the receive ring are re-injected at once. None is ever taken for a new cookie ACK.
+//!
+//! Here: the listener's state, the driver's entry points and the timers. The SYN path is in
+//! `syn`, the ACK and RST paths in `ack`, and what follows an accepted handshake in
+//! `kernel_handoff`.
 
 mod accepted;
+mod ack;
 mod clock;
 mod config;
 mod handoffs;
+mod kernel_handoff;
+mod syn;
 mod syn_queue;
 
 pub use accepted::{Accepted, HandshakePath, WindowScale};
 pub use config::{ConfigError, ListenerConfig, SyncookiesMode};
+pub use kernel_handoff::HandoffComplete;
 
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cookie::CookieJar;
 use crate::cookie::keys::{KeyRing, Secret};
-use crate::cookie::{CookieInput, CookieJar, SynOptions};
 use crate::counters::{Counter, Counters, Gauge};
 use crate::rate_limit::TokenBucket;
 use crate::seq::SeqNumber;
-use crate::wire::{
-    self, FourTuple, LinkAddrs, Malformed, Parsed, TcpFlags, TcpOptions, TcpRepr, Timestamps,
-};
+use crate::wire::{self, FourTuple, LinkAddrs, Malformed, Parsed, TcpFlags, TcpOptions, TcpRepr};
 use clock::Clock;
-use handoffs::{Handoffs, Stage};
-use syn_queue::{HalfOpen, Offer, SynQueue};
-
-/// The largest window-scale shift (RFC 7323 §2.3).
-const MAX_WINDOW_SCALE: u8 = 14;
-/// MSS assumed when a SYN carries none (RFC 9293 §3.7.1, RFC 8200 §5).
-const DEFAULT_MSS_V4: u16 = 536;
-const DEFAULT_MSS_V6: u16 = 1220;
+use handoffs::Handoffs;
+use syn_queue::SynQueue;
 
 /// What became of a received frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,8 +296,8 @@ impl Listener {
         self.update_gauges();
     }
 
-    /// Writes the next due SYN-ACK retransmission into `tx`; `None` when nothing is due (or
-    /// `tx` is empty).
+    /// Writes the next due SYN-ACK retransmission into `tx`; `None` when nothing is due, `tx`
+    /// is empty, or it is too small (counted as `NoTxBuffer`).
     pub fn poll_transmit(&mut self, tx: &mut [u8]) -> Option<usize> {
         if tx.is_empty() {
             return None;
@@ -312,418 +312,14 @@ impl Listener {
             entry.client_isn,
             &entry.offer,
         );
-        let len = wire::emit(&repr, tx).ok()?;
+        // The entry's timer has moved on: a retransmission that finds no room is counted as
+        // lost, and the next one comes at its own time.
+        let Ok(len) = wire::emit(&repr, tx) else {
+            self.counters.incr(Counter::NoTxBuffer);
+            return None;
+        };
         self.counters.incr(Counter::SynAckRetransmits);
         Some(len)
-    }
-
-    /// An [`Accepted`] connection did not fit the accept queue. With `abort_on_overflow` the
-    /// peer gets a RST (written into `tx`); otherwise its ACK is forgotten, and a connection from
-    /// the SYN queue goes back into it so its SYN-ACK is retransmitted and the peer ACKs again.
-    pub fn handle_accept_overflow(
-        &mut self,
-        now: Instant,
-        accepted: Accepted,
-        tx: &mut [u8],
-    ) -> Verdict {
-        self.counters.incr(Counter::AcceptQueueOverflow);
-        if self.config.abort_on_overflow {
-            return self.reset_accepted(&accepted, tx);
-        }
-        self.handoffs.remove(&accepted.tuple);
-        if accepted.path == HandshakePath::Queue {
-            let entry = HalfOpen {
-                link: accepted.link,
-                client_isn: accepted.client_isn,
-                server_isn: accepted.server_isn,
-                offer: Offer {
-                    client_mss: accepted.mss,
-                    window_scale: accepted.window_scale.map(|scale| scale.send),
-                    sack_permitted: accepted.sack_permitted,
-                    peer_tsval: accepted.timestamps.map(|ts| ts.value),
-                    ecn: accepted.ecn,
-                },
-                syn_at: now - accepted.handshake_duration.unwrap_or_default(),
-            };
-            // A full SYN queue loses it; the peer's next segment may still carry the cookie.
-            let _ = self.queue.admit(accepted.tuple, entry, now);
-        }
-        self.update_gauges();
-        Verdict::Consumed
-    }
-
-    /// The kernel now owns `accepted`'s connection: its segments no longer reach us. Returns
-    /// the segments held meanwhile, for the local kernel stack, and, with `ack_early_data` when
-    /// early data went into the kernel socket, an ACK for the peer written into `tx` (the
-    /// kernel's own window probe on leaving repair mode does not tell it), so it does not
-    /// retransmit what the application has already read. A repeated call for the same
-    /// connection returns nothing more and sends nothing.
-    pub fn handle_handoff_complete(
-        &mut self,
-        now: Instant,
-        accepted: &Accepted,
-        ack_early_data: bool,
-        tx: &mut [u8],
-    ) -> HandoffComplete {
-        let Some(reinject) = self.handoffs.finish(&accepted.tuple, now) else {
-            return HandoffComplete {
-                ack: Verdict::Consumed,
-                reinject: Vec::new(),
-            };
-        };
-        self.counters.add(Counter::Reinjected, reinject.len());
-        self.update_gauges();
-        let ack = if ack_early_data && !accepted.early_data.is_empty() {
-            self.early_data_ack(accepted, tx)
-        } else {
-            Verdict::Consumed
-        };
-        HandoffComplete { ack, reinject }
-    }
-
-    #[allow(
-        clippy::cast_possible_truncation,
-        reason = "early data is one segment's payload, below 2^16 bytes"
-    )]
-    fn early_data_ack(&self, accepted: &Accepted, tx: &mut [u8]) -> Verdict {
-        let early = accepted.early_data.len() as u32;
-        let shift = accepted.window_scale.map_or(0, |scale| scale.receive);
-        let window = u32::from(accepted.receive_window).saturating_sub(early) >> shift;
-        let ack = TcpRepr {
-            link: accepted.link.reversed(),
-            src: accepted.tuple.local,
-            dst: accepted.tuple.remote,
-            hop_limit: self.config.hop_limit,
-            seq: accepted.our_next_seq(),
-            ack: accepted.peer_next_seq() + early,
-            flags: TcpFlags::ACK,
-            window: u16::try_from(window).unwrap_or(u16::MAX),
-            options: TcpOptions {
-                // Our clock as the SYN-ACK left it: the kernel's clock continues from there.
-                timestamps: accepted.timestamps.map(|ts| Timestamps {
-                    value: ts.echo,
-                    echo: ts.value,
-                }),
-                ..TcpOptions::default()
-            },
-            payload: &[],
-        };
-        self.transmit(&ack, tx, Counter::EarlyDataAcks)
-    }
-
-    /// No kernel socket could be built for `accepted`: its peer is reset (a RST written into
-    /// `tx`, counted) instead of being left half-open.
-    pub fn handle_handoff_failed(&mut self, accepted: &Accepted, tx: &mut [u8]) -> Verdict {
-        self.reset_accepted(accepted, tx)
-    }
-
-    /// Forgets `accepted`'s handoff and resets its peer.
-    fn reset_accepted(&mut self, accepted: &Accepted, tx: &mut [u8]) -> Verdict {
-        self.handoffs.remove(&accepted.tuple);
-        self.update_gauges();
-        let reset = reset(
-            accepted.tuple,
-            accepted.link,
-            accepted.our_next_seq(),
-            self.config.hop_limit,
-        );
-        self.transmit(&reset, tx, Counter::RstsSent)
-    }
-
-    fn on_syn(
-        &mut self,
-        now: Instant,
-        syn: &TcpRepr<'_>,
-        tuple: FourTuple,
-        tx: &mut [u8],
-    ) -> Verdict {
-        self.counters.incr(Counter::SynReceived);
-        if let Some(entry) = self.queue.get(&tuple) {
-            if entry.client_isn == syn.seq {
-                let repr = self.syn_ack(
-                    tuple,
-                    syn.link,
-                    entry.server_isn,
-                    entry.client_isn,
-                    &entry.offer,
-                );
-                return self.transmit(&repr, tx, Counter::DuplicateSyns);
-            }
-            // A new connection attempt from the same 4-tuple.
-            self.queue.remove(&tuple);
-        }
-        let offer = self.offer(syn);
-        let queue_full = self.queue.is_full();
-        if queue_full && self.config.syncookies != SyncookiesMode::Always {
-            self.counters.incr(Counter::SynQueueOverflow);
-        }
-        let stateless = match self.config.syncookies {
-            SyncookiesMode::Always => true,
-            SyncookiesMode::WhenFull => queue_full,
-            SyncookiesMode::Never if queue_full => return self.drop(DropReason::SynQueueFull),
-            SyncookiesMode::Never => false,
-        };
-        let offer = if stateless { offer.stateless() } else { offer };
-        let input = CookieInput {
-            local: tuple.local,
-            remote: tuple.remote,
-            client_isn: syn.seq,
-            options: offer.cookie_options(),
-        };
-        let isn = SeqNumber(self.cookies.encode(&input, offer.client_mss));
-        let repr = self.syn_ack(tuple, syn.link, isn, syn.seq, &offer);
-        if stateless {
-            self.open_cookie_gate(now);
-            return self.transmit(&repr, tx, Counter::CookiesSent);
-        }
-        let entry = HalfOpen {
-            link: syn.link,
-            client_isn: syn.seq,
-            server_isn: isn,
-            offer,
-            syn_at: now,
-        };
-        self.queue
-            .admit(tuple, entry, now)
-            .expect("the queue had room");
-        self.update_gauges();
-        // Without a buffer now, the retransmission timer sends it later.
-        self.transmit(&repr, tx, Counter::SynAcksSent)
-    }
-
-    fn on_ack(
-        &mut self,
-        now: Instant,
-        ack: &TcpRepr<'_>,
-        tuple: FourTuple,
-        tx: &mut [u8],
-    ) -> Verdict {
-        if let Some(entry) = self.queue.get(&tuple) {
-            if ack.ack != entry.server_isn + 1 {
-                return self.reject_ack(now, ack, tuple, DropReason::AckMismatch, tx);
-            }
-            let window = u32::from(self.config.receive_window);
-            if !ack.seq.is_in_window(entry.client_isn + 1, window.max(1)) {
-                return self.drop(DropReason::OutOfWindow);
-            }
-            let entry = *entry;
-            self.queue.remove(&tuple);
-            self.counters.incr(Counter::AcceptedFromQueue);
-            let completion = Completion {
-                path: HandshakePath::Queue,
-                client_isn: entry.client_isn,
-                mss: entry.offer.client_mss,
-                options: entry.offer.syn_options(),
-                syn_at: Some(entry.syn_at),
-            };
-            return self.accept(now, ack, tuple, completion, tx);
-        }
-        if self.config.syncookies == SyncookiesMode::Never {
-            return self.reject_ack(now, ack, tuple, DropReason::UnknownAck, tx);
-        }
-        if !self.cookie_gate_open(now) {
-            return self.reject_ack(now, ack, tuple, DropReason::CookieGateClosed, tx);
-        }
-        let options = ack
-            .options
-            .timestamps
-            .map(|ts| SynOptions::from_timestamp(ts.echo));
-        let input = CookieInput {
-            local: tuple.local,
-            remote: tuple.remote,
-            client_isn: ack.seq - 1,
-            options,
-        };
-        let Some(mss) = self.cookies.check(&input, (ack.ack - 1).0) else {
-            return self.reject_ack(now, ack, tuple, DropReason::CookieInvalid, tx);
-        };
-        self.counters.incr(Counter::CookieAcksValid);
-        self.counters.incr(Counter::AcceptedFromCookie);
-        let completion = Completion {
-            path: HandshakePath::Cookie,
-            client_isn: input.client_isn,
-            mss,
-            options: options.unwrap_or_default(),
-            syn_at: None,
-        };
-        self.accept(now, ack, tuple, completion, tx)
-    }
-
-    fn on_rst(&mut self, rst: &TcpRepr<'_>, tuple: FourTuple) -> Verdict {
-        if let Some(entry) = self.queue.get(&tuple) {
-            let window = u32::from(self.config.receive_window).max(1);
-            if !rst.seq.is_in_window(entry.client_isn + 1, window) {
-                return self.drop(DropReason::OutOfWindow);
-            }
-            self.queue.remove(&tuple);
-            self.counters.incr(Counter::ResetsReceived);
-            self.update_gauges();
-            return Verdict::Consumed;
-        }
-        self.drop(DropReason::StrayRst)
-    }
-
-    /// A segment of a connection whose handshake completed: held for its kernel socket while
-    /// it is being made, handed to the kernel at once after. `None` when the connection is not
-    /// pending, or a SYN starts a new connection over a handed 4-tuple.
-    fn on_pending_handoff(
-        &mut self,
-        rx: &[u8],
-        segment: &TcpRepr<'_>,
-        tuple: FourTuple,
-    ) -> Option<Verdict> {
-        let stage = self.handoffs.stage(&tuple)?;
-        let is_syn =
-            segment.flags.contains(TcpFlags::SYN) && !segment.flags.contains(TcpFlags::ACK);
-        if stage == Stage::Handed && is_syn {
-            // A new connection attempt over a 4-tuple the kernel owned.
-            self.handoffs.remove(&tuple);
-            return None;
-        }
-        let Some(range) = wire::ip_packet_range(rx) else {
-            return Some(self.drop(DropReason::Malformed(Malformed::Ethernet)));
-        };
-        match stage {
-            Stage::Handed => {
-                self.counters.incr(Counter::Reinjected);
-                Some(Verdict::Reinject(range))
-            }
-            Stage::HandingOff if self.handoffs.hold(&tuple, &rx[range]) => {
-                self.counters.incr(Counter::HeldSegments);
-                self.update_gauges();
-                Some(Verdict::Consumed)
-            }
-            Stage::HandingOff => Some(self.drop(DropReason::HeldOverflow)),
-        }
-    }
-
-    fn accept(
-        &mut self,
-        now: Instant,
-        ack: &TcpRepr<'_>,
-        tuple: FourTuple,
-        completion: Completion,
-        tx: &mut [u8],
-    ) -> Verdict {
-        let window_scale = completion.options.window_scale.map(|send| WindowScale {
-            send,
-            receive: self.config.window_scale,
-        });
-        let send_shift = window_scale.map_or(0, |scale| scale.send);
-        let early_data = if ack.seq == completion.client_isn + 1 {
-            ack.payload.to_vec()
-        } else {
-            Vec::new()
-        };
-        let accepted = Accepted {
-            tuple,
-            link: ack.link,
-            path: completion.path,
-            client_isn: completion.client_isn,
-            server_isn: ack.ack - 1,
-            mss: completion.mss,
-            window_scale,
-            sack_permitted: completion.options.sack_permitted,
-            timestamps: ack.options.timestamps,
-            ecn: completion.options.ecn,
-            peer_window: u32::from(ack.window) << send_shift,
-            receive_window: self.config.receive_window,
-            early_data,
-            handshake_duration: completion
-                .syn_at
-                .map(|syn_at| now.saturating_duration_since(syn_at)),
-        };
-        if !self.handoffs.start(tuple, now) {
-            return self.handle_accept_overflow(now, accepted, tx);
-        }
-        self.update_gauges();
-        Verdict::Accepted(accepted)
-    }
-
-    /// What we agree to for `syn`.
-    fn offer(&self, syn: &TcpRepr<'_>) -> Offer {
-        let default_mss = if syn.src.is_ipv4() {
-            DEFAULT_MSS_V4
-        } else {
-            DEFAULT_MSS_V6
-        };
-        let ecn_setup = syn.flags.contains(TcpFlags::ECE) && syn.flags.contains(TcpFlags::CWR);
-        Offer {
-            client_mss: syn.options.mss.unwrap_or(default_mss),
-            // A larger shift is taken as the largest, as the kernel does (RFC 7323 §2.3).
-            window_scale: syn
-                .options
-                .window_scale
-                .map(|shift| shift.min(MAX_WINDOW_SCALE)),
-            sack_permitted: syn.options.sack_permitted && self.config.sack,
-            peer_tsval: syn
-                .options
-                .timestamps
-                .filter(|_| self.config.timestamps)
-                .map(|ts| ts.value),
-            ecn: ecn_setup && self.config.ecn,
-        }
-    }
-
-    fn syn_ack(
-        &self,
-        tuple: FourTuple,
-        syn_link: LinkAddrs,
-        isn: SeqNumber,
-        client_isn: SeqNumber,
-        offer: &Offer,
-    ) -> TcpRepr<'static> {
-        let our_mss = if tuple.local.is_ipv4() {
-            self.config.mss_v4
-        } else {
-            self.config.mss_v6
-        };
-        let flags = if offer.ecn {
-            TcpFlags::SYN | TcpFlags::ACK | TcpFlags::ECE
-        } else {
-            TcpFlags::SYN | TcpFlags::ACK
-        };
-        let timestamps = offer.peer_tsval.map(|echo| Timestamps {
-            value: offer.syn_options().timestamp(self.clock.timestamp()),
-            echo,
-        });
-        TcpRepr {
-            link: syn_link.reversed(),
-            src: tuple.local,
-            dst: tuple.remote,
-            hop_limit: self.config.hop_limit,
-            seq: isn,
-            ack: client_isn + 1,
-            flags,
-            window: self.config.receive_window,
-            options: TcpOptions {
-                mss: Some(our_mss),
-                window_scale: offer.window_scale.map(|_| self.config.window_scale),
-                sack_permitted: offer.sack_permitted,
-                timestamps,
-            },
-            payload: &[],
-        }
-    }
-
-    /// Answers an unacceptable ACK with a RST, within the rate limit; drops it otherwise.
-    fn reject_ack(
-        &mut self,
-        now: Instant,
-        ack: &TcpRepr<'_>,
-        tuple: FourTuple,
-        reason: DropReason,
-        tx: &mut [u8],
-    ) -> Verdict {
-        if !self.rst_limit.take(now) {
-            if self.config.invalid_ack_rsts_per_sec > 0 {
-                self.counters.incr(Counter::RstsRateLimited);
-            }
-            return self.drop(reason);
-        }
-        self.counters.incr(reason.counter());
-        let reset = reset(tuple, ack.link, ack.ack, self.config.hop_limit);
-        self.transmit(&reset, tx, Counter::RstsSent)
     }
 
     /// Writes `repr` into `tx` and counts it under `sent`; a drop when `tx` is too small.
@@ -759,26 +355,6 @@ pub struct ListenerUpdate {
     pub syncookies: SyncookiesMode,
     pub abort_on_overflow: bool,
     pub invalid_ack_rsts_per_sec: u32,
-}
-
-/// What [`Listener::handle_handoff_complete`] leaves to the driver.
-#[derive(Debug, PartialEq, Eq)]
-pub struct HandoffComplete {
-    /// An ACK for the early data, written into the transmit buffer ([`Verdict::Transmit`]), or
-    /// [`Verdict::Consumed`].
-    pub ack: Verdict,
-    /// IP packets held while the kernel socket was being made, in arrival order: deliver them to
-    /// the local kernel stack.
-    pub reinject: Vec<Vec<u8>>,
-}
-
-/// How a handshake completed, from the SYN queue or a cookie.
-struct Completion {
-    path: HandshakePath,
-    client_isn: SeqNumber,
-    mss: u16,
-    options: SynOptions,
-    syn_at: Option<Instant>,
 }
 
 /// `<SEQ=seq><CTL=RST>` to the peer of `tuple`, replying to a frame that carried `link`.

@@ -129,6 +129,12 @@ fn parse_ipv6<'a>(link: LinkAddrs, packet: &'a [u8], served: &Endpoints) -> Pars
         return Parsed::Malformed(Malformed::Ipv6Header);
     };
     let header = ip.header();
+    // Payload length 0 means a jumbogram (RFC 2675), which etherparse takes the rest of the
+    // frame for, while `ip_packet_range` and every reply go by the header's length. A TCP
+    // segment on our links is never one: refused, not answered with a header-only packet.
+    if header.payload_length() == 0 {
+        return Parsed::Malformed(Malformed::Ipv6Header);
+    }
     let dst = IpAddr::V6(header.destination_addr());
     if ip.payload().ip_number != IpNumber::TCP || !served.serves_address(dst) {
         return Parsed::NotOurs;

@@ -1,0 +1,305 @@
+//! One event loop of the proxy: a thread on a mio poll, owning a slab of joined connections;
+//! it admits handed-over connections, drives every readiness event, gives up on upstream
+//! connects past their deadline and resets whatever is still open when serving stops.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use mio::event::Event;
+use mio::{Events, Poll, Token, Waker};
+
+use super::joined::{Joined, reset};
+use super::slots::Slots;
+use super::{HANDOVER_CAPACITY, Handover, LoopHandle, ProxyCounters};
+
+/// How often an event loop looks for upstream connects past their deadline.
+pub(super) const TICK: Duration = Duration::from_millis(100);
+/// Events taken from epoll per wait.
+pub(super) const EVENTS_PER_WAIT: usize = 1024;
+/// The event loops' own token; connection `i` has tokens `2i` (client) and `2i + 1` (upstream).
+pub(super) const WAKER: Token = Token(usize::MAX);
+
+/// Bytes moved since the counters were last updated: added once per loop iteration, so the
+/// loops do not share a cache line per write.
+#[derive(Default)]
+pub(super) struct Tally {
+    pub(super) to_upstream: u64,
+    pub(super) to_clients: u64,
+}
+
+/// One event-loop thread: its epoll instance and the connections it owns.
+pub(super) struct EventLoop<'a> {
+    poll: Poll,
+    handovers: Receiver<Handover>,
+    /// Slot `i` holds the connection of tokens `2i` and `2i + 1`.
+    joined: Vec<Option<Joined>>,
+    /// Empty slots of `joined`.
+    free: Vec<usize>,
+    /// Connections whose turn ended on the budget, to drive again without an event.
+    busy: Vec<usize>,
+    tally: Tally,
+    /// Whether an upstream connect may be pending: the loop wakes every [`TICK`] to expire
+    /// connects only then, and otherwise sleeps until an event or a handover wakes it.
+    connecting: bool,
+    slots: &'a Slots,
+    counters: &'a ProxyCounters,
+    /// Set when serving ends.
+    finished: &'a AtomicBool,
+}
+
+impl<'a> EventLoop<'a> {
+    pub(super) fn new(
+        slots: &'a Slots,
+        counters: &'a ProxyCounters,
+        finished: &'a AtomicBool,
+    ) -> io::Result<(EventLoop<'a>, LoopHandle)> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let (sender, receiver) = crossbeam_channel::bounded(HANDOVER_CAPACITY);
+        let event_loop = EventLoop {
+            poll,
+            handovers: receiver,
+            joined: Vec::new(),
+            free: Vec::new(),
+            busy: Vec::new(),
+            tally: Tally::default(),
+            connecting: false,
+            slots,
+            counters,
+            finished,
+        };
+        let handle = LoopHandle {
+            handovers: sender,
+            waker,
+        };
+        Ok((event_loop, handle))
+    }
+
+    pub(super) fn run(mut self) {
+        let mut events = Events::with_capacity(EVENTS_PER_WAIT);
+        let mut next_tick = Instant::now() + TICK;
+        while !self.finished.load(Ordering::Relaxed) {
+            let timeout = if !(self.busy.is_empty() && self.handovers.is_empty()) {
+                Some(Duration::ZERO)
+            } else if self.connecting {
+                Some(next_tick.saturating_duration_since(Instant::now()))
+            } else {
+                None
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => panic!("epoll_wait on the proxy's epoll instance failed: {error}"),
+            }
+            let busy = std::mem::take(&mut self.busy);
+            for event in events.iter().filter(|event| event.token() != WAKER) {
+                self.handle_event(event);
+            }
+            for index in busy {
+                if let Some(joined) = self.joined[index].as_mut() {
+                    joined.busy = false;
+                    self.drive(index);
+                }
+            }
+            // After the events: a slot freed above is reused only once its events are handled.
+            for _ in 0..HANDOVER_CAPACITY {
+                let Ok(handover) = self.handovers.try_recv() else {
+                    break;
+                };
+                self.admit(handover);
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.expire_connects(now);
+                next_tick = now + TICK;
+            }
+            self.flush_tally();
+        }
+        self.reset_all();
+    }
+
+    /// Opens the upstream connection of a handed-over client.
+    fn admit(&mut self, handover: Handover) {
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.joined.push(None);
+            self.joined.len() - 1
+        });
+        match Joined::open(handover, self.poll.registry(), index) {
+            Ok(joined) => {
+                self.connecting = true;
+                self.joined[index] = Some(joined);
+                self.counters.active.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(failure) => {
+                self.free.push(index);
+                self.count_failure(&failure);
+                self.slots.release();
+            }
+        }
+    }
+
+    pub(super) fn handle_event(&mut self, event: &Event) {
+        let (index, which) = Which::of(event.token());
+        let Some(joined) = self.joined.get_mut(index).and_then(Option::as_mut) else {
+            return;
+        };
+        let was_connecting = joined.is_connecting();
+        if let Err(failure) = joined.handle_event(which, event) {
+            return self.close(index, Err(failure));
+        }
+        if was_connecting && !joined.is_connecting() {
+            self.counters.proxied.fetch_add(1, Ordering::Relaxed);
+        }
+        self.drive(index);
+    }
+
+    /// Moves what can move on connection `index`, and closes it when it is done or broken.
+    pub(super) fn drive(&mut self, index: usize) {
+        let Some(joined) = self.joined[index].as_mut() else {
+            return;
+        };
+        match joined.drive(&mut self.tally) {
+            Ok(Turn::Waiting) => {}
+            Ok(Turn::Busy) => {
+                if !joined.busy {
+                    joined.busy = true;
+                    self.busy.push(index);
+                }
+            }
+            Ok(Turn::Done) => self.close(index, Ok(())),
+            Err(failure) => self.close(index, Err(failure)),
+        }
+    }
+
+    /// Gives up on connects past their deadline.
+    fn expire_connects(&mut self, now: Instant) {
+        self.connecting = false;
+        for index in 0..self.joined.len() {
+            let deadline = self.joined[index]
+                .as_ref()
+                .and_then(|joined| joined.connect_deadline);
+            self.connecting |= deadline.is_some_and(|deadline| deadline > now);
+            if deadline.is_some_and(|deadline| deadline <= now) {
+                let timed_out =
+                    io::Error::new(io::ErrorKind::TimedOut, "upstream connect timed out");
+                self.close(index, Err(Failure::Upstream(timed_out)));
+            }
+        }
+    }
+
+    /// Ends connection `index`: closed when `outcome` is Ok (both halves were closed already),
+    /// both sides reset otherwise.
+    fn close(&mut self, index: usize, outcome: Result<(), Failure>) {
+        let Some(joined) = self.joined[index].take() else {
+            return;
+        };
+        self.free.push(index);
+        if let Err(failure) = outcome {
+            self.count_failure(&failure);
+            joined.reset();
+        }
+        self.counters.active.fetch_sub(1, Ordering::Relaxed);
+        self.slots.release();
+    }
+
+    fn count_failure(&self, failure: &Failure) {
+        match failure {
+            Failure::Upstream(error) => {
+                self.counters
+                    .upstream_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%error, "upstream unreachable; resetting the client");
+            }
+            Failure::Broken(error) => {
+                tracing::debug!(%error, "proxied connection broken; resetting both sides");
+            }
+        }
+    }
+
+    fn flush_tally(&mut self) {
+        let Tally {
+            to_upstream,
+            to_clients,
+        } = std::mem::take(&mut self.tally);
+        if to_upstream > 0 {
+            self.counters
+                .bytes_to_upstream
+                .fetch_add(to_upstream, Ordering::Relaxed);
+        }
+        if to_clients > 0 {
+            self.counters
+                .bytes_to_clients
+                .fetch_add(to_clients, Ordering::Relaxed);
+        }
+    }
+
+    /// Serving ends: every connection, and every client still in the channel, is reset.
+    fn reset_all(mut self) {
+        for index in 0..self.joined.len() {
+            if let Some(joined) = self.joined[index].take() {
+                joined.reset();
+                self.counters.active.fetch_sub(1, Ordering::Relaxed);
+                self.slots.release();
+            }
+        }
+        for handover in self.handovers.try_iter() {
+            reset(&handover.connection.stream);
+            self.slots.release();
+        }
+        self.flush_tally();
+    }
+}
+
+/// Which socket of a connection a token stands for.
+#[derive(Clone, Copy)]
+pub(super) enum Which {
+    Client,
+    Upstream,
+}
+
+impl Which {
+    /// The token of this socket of connection `index`.
+    pub(super) fn token(self, index: usize) -> Token {
+        match self {
+            Which::Client => Token(2 * index),
+            Which::Upstream => Token(2 * index + 1),
+        }
+    }
+
+    /// The connection, and its socket, of a token other than [`WAKER`].
+    fn of(token: Token) -> (usize, Which) {
+        let which = if token.0.is_multiple_of(2) {
+            Which::Client
+        } else {
+            Which::Upstream
+        };
+        (token.0 / 2, which)
+    }
+}
+
+/// Why a connection ends before both sides closed their halves; both sides are reset.
+#[derive(Debug)]
+pub(super) enum Failure {
+    /// The upstream could not be reached (counted in `upstream_failures`).
+    Upstream(io::Error),
+    /// A side was reset, or a system call failed.
+    Broken(io::Error),
+}
+
+impl From<io::Error> for Failure {
+    fn from(error: io::Error) -> Failure {
+        Failure::Broken(error)
+    }
+}
+
+/// What a turn of a connection left.
+pub(super) enum Turn {
+    /// Every operation would block: wait for an event.
+    Waiting,
+    /// The budget ran out while bytes could still move.
+    Busy,
+    /// Both directions are closed.
+    Done,
+}

@@ -1,0 +1,110 @@
+//! A stop signal that wakes every thread waiting on it at once, instead of each thread waking
+//! every so often to look at a flag.
+//!
+//! [`Shutdown::trigger`] sets a flag (for loops that look at it between rounds of work, at the
+//! cost of one relaxed load) and disconnects a channel on which nothing is ever sent: a thread
+//! blocked in `crossbeam_channel::select!` on [`Shutdown::signal`] beside its real work, or in
+//! [`Shutdown::wait_timeout`], returns as soon as it is triggered. Clones share one signal;
+//! triggering twice is harmless.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+/// Never sent: the signal channel only ever disconnects.
+#[derive(Debug)]
+pub enum Never {}
+
+/// See the module documentation.
+#[derive(Debug, Clone)]
+pub struct Shutdown(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    triggered: AtomicBool,
+    /// Dropped by the first trigger, which disconnects `signal`.
+    sender: Mutex<Option<Sender<Never>>>,
+    signal: Receiver<Never>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Shutdown {
+        let (sender, signal) = crossbeam_channel::bounded(0);
+        Shutdown(Arc::new(Inner {
+            triggered: AtomicBool::new(false),
+            sender: Mutex::new(Some(sender)),
+            signal,
+        }))
+    }
+}
+
+impl Shutdown {
+    /// Stops everything waiting on this signal or any clone of it.
+    pub fn trigger(&self) {
+        self.0.triggered.store(true, Ordering::Relaxed);
+        self.0
+            .sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        self.0.triggered.load(Ordering::Relaxed)
+    }
+
+    /// Ready (disconnected) once triggered: a `recv` branch of `select!`.
+    pub fn signal(&self) -> &Receiver<Never> {
+        &self.0.signal
+    }
+
+    /// Sleeps for `timeout` or until triggered, whichever comes first; whether it was.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        match self.0.signal.recv_timeout(timeout) {
+            Err(RecvTimeoutError::Timeout) => self.is_triggered(),
+            Err(RecvTimeoutError::Disconnected) => true,
+            Ok(never) => match never {},
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::thread;
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn test_a_trigger_wakes_every_waiter_at_once() {
+        let shutdown = Shutdown::default();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let shutdown = shutdown.clone();
+                thread::spawn(move || {
+                    let started = Instant::now();
+                    (shutdown.wait_timeout(Duration::from_secs(600)), started)
+                })
+            })
+            .collect();
+        shutdown.trigger();
+        shutdown.trigger();
+        for waiter in waiters {
+            let (triggered, started) = waiter.join().unwrap();
+            assert!(triggered);
+            // Far below the wait asked for: the trigger ended it.
+            assert!(started.elapsed() < Duration::from_secs(60));
+        }
+        assert!(shutdown.is_triggered());
+        assert!(shutdown.signal().recv().is_err(), "disconnected");
+    }
+
+    #[test]
+    fn test_an_untriggered_wait_times_out() {
+        let shutdown = Shutdown::default();
+        assert!(!shutdown.wait_timeout(Duration::from_millis(1)));
+        assert!(!shutdown.is_triggered());
+    }
+}
