@@ -412,12 +412,7 @@ impl<W: Write> Printer<W> {
             run.forged_accepted,
             run.service_turned_away
         )?;
-        let counters: Vec<String> = run
-            .counters
-            .iter()
-            .map(|(name, value)| format!("{name} {value}"))
-            .collect();
-        writeln!(self.out, "   counters: {}", counters.join(", "))?;
+        writeln!(self.out, "   counters: {}", counters_text(&run.counters))?;
         self.out.flush()
     }
 
@@ -488,6 +483,15 @@ pub(super) fn ok_text(legit: Option<&LegitReport>) -> String {
             None => "0/0".to_owned(),
         },
     }
+}
+
+/// A run's own counters on one line: `name value, name value, ...`.
+pub(super) fn counters_text(counters: &BTreeMap<String, u64>) -> String {
+    let counters: Vec<String> = counters
+        .iter()
+        .map(|(name, value)| format!("{name} {value}"))
+        .collect();
+    counters.join(", ")
 }
 
 fn legit_text(legit: Option<&LegitReport>) -> String {

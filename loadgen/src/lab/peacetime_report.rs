@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::lab::cli::Target;
-use crate::lab::output::{busy_note, millis_unit, times};
+use crate::lab::output::{busy_note, counters_text, millis_unit, times};
 use crate::lab::peacetime::{ConnectionsReport, KeepaliveReport, RateSearch, SLO_P99, SLO_SUCCESS};
 use crate::lab::placement::BUSY_LIMIT;
 use crate::lab::report::Percentiles;
@@ -194,12 +194,7 @@ pub fn print_run(out: &mut dyn Write, run: &PeacetimeRun) -> io::Result<()> {
         percentiles_text(keepalive.latency_us),
         keepalive.failures
     )?;
-    let counters: Vec<String> = run
-        .counters
-        .iter()
-        .map(|(name, value)| format!("{name} {value}"))
-        .collect();
-    writeln!(out, "   counters: {}", counters.join(", "))?;
+    writeln!(out, "   counters: {}", counters_text(&run.counters))?;
     out.flush()
 }
 
