@@ -40,6 +40,11 @@ lint: deps
 	@if $(CARGO) tree -p synwall-proto -e normal,build --prefix none \
 		| grep -E '^(clap|serde|toml|tiny_http|libbpf-sys|libxdp-sys|xsk-rs|tracing-subscriber) '; then \
 		echo "synwall-proto depends on a crate its contract forbids (listed above)" >&2; exit 1; fi
+	@# The library's (src/lib.rs): it builds without the CLI, and nothing of the CLI's is under it.
+	$(CARGO) check -p synwall --lib --no-default-features --quiet
+	@if $(CARGO) tree -p synwall --no-default-features -e normal,build --prefix none \
+		| grep -E '^(clap|clap_complete|clap_mangen|serde|toml|anyhow|tracing-subscriber|humantime-serde) '; then \
+		echo "the synwall library depends on a crate of the CLI's (listed above)" >&2; exit 1; fi
 
 # The protocol core's fuzz targets, a bounded minute each on the stable toolchain
 # (tests/fuzz/README.md); cargo-fuzz is installed from crates.io when missing.

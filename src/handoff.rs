@@ -37,18 +37,7 @@ use crate::sys::{SteeringProgram, repair};
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// How completed handshakes become kernel sockets (the `handoff` setting).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    Default,
-    PartialEq,
-    Eq,
-    clap::ValueEnum,
-    serde::Deserialize,
-    serde::Serialize,
-)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum HandoffMode {
     /// Native where the kernel offers it (Linux 6.9+), repair otherwise.
     #[default]

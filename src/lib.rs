@@ -3,11 +3,14 @@
 //! The flood-facing half of the TCP handshake runs in user space on AF_XDP; every connection
 //! that completes it is handed to the kernel as an ordinary established socket.
 //!
-//! Contract: this crate is the system layer and the server around the protocol core
-//! (`synwall-proto`): the XDP and TC programs, AF_XDP, the handoffs, the proxy, the metrics
-//! endpoint and the settings of `synwall listen`; the `synwall` binary (`src/cli/`) is its CLI.
+//! Contract: this library is the system layer and the server around the protocol core
+//! (`synwall-proto`): the XDP and TC programs, AF_XDP, the handoffs, the proxy and the metrics
+//! endpoint. The `synwall` binary (`src/cli/`, feature `cli`, on by default) is the CLI layer:
+//! it alone holds the settings and their spelling in flags and files.
 //! Must not depend on: the lab or the load generator (`loadgen`, which depends on this crate,
-//! not the other way round), so the product ships no lab.
+//! not the other way round), so the product ships no lab; clap, serde, toml, anyhow or
+//! tracing-subscriber (the CLI's; `make lint` builds the library with
+//! `--no-default-features` and checks `cargo tree`).
 //!
 //! ```text
 //!   NIC rx queue ─► XDP program ─┬─ not ours / kernel-owned connection ─► kernel
@@ -31,7 +34,7 @@
 //! - [`handoff`], [`server`]: kernel sockets for completed handshakes, and the whole server
 //!   (threads, steering program, `accept()`) for applications; [`proxy`] joins connections to
 //!   an upstream for `synwall listen`; [`preflight`] checks a configuration against the host
-//!   before anything is attached; [`settings`] are `synwall listen`'s flags and file.
+//!   before anything is attached.
 //! - [`metrics`] exports the figures (Prometheus) and reads them back for `synwall stats`;
 //!   [`status`] joins them with what the kernel shows attached, for `synwall status`.
 //! - [`sys`]: the XDP steering program, the AF_XDP device, and every line of `unsafe`.
@@ -55,7 +58,6 @@ pub mod metrics;
 pub mod preflight;
 pub mod proxy;
 pub mod server;
-pub mod settings;
 pub mod shard;
 pub mod shutdown;
 pub mod status;

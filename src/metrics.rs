@@ -27,6 +27,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use endpoint::{MetricsServer, Scrape, fetch_text};
+
+/// Where the Prometheus endpoint listens by default: loopback only.
+pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:9464";
 pub use render::render;
 
 /// Where the cookie secret of a running synwall came from.

@@ -234,7 +234,7 @@ fn test_synwall_listen_native_and_the_service_survives_its_sigkill() {
         assert_eq!(curl(&topology).expect("curl through synwall"), "served\n");
     }
     let handed = in_ns(&topology, &topology.server_ns, || {
-        synwall::metrics::Scrape::fetch(synwall::settings::DEFAULT_METRICS.parse().unwrap())
+        synwall::metrics::Scrape::fetch(synwall::metrics::DEFAULT_ENDPOINT.parse().unwrap())
             .unwrap()
             .get("synwall_handoffs_total")
     });

@@ -4,10 +4,10 @@
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 
+use crate::settings::{Lookup, Resolved};
 use anyhow::Context;
 use synwall::handoff::HandoffMode;
 use synwall::preflight;
-use synwall::settings::Resolved;
 
 use crate::CheckConfigArgs;
 use crate::listen::settle_handoff;
@@ -16,7 +16,12 @@ use crate::listen::settle_handoff;
 /// file on standard output (like `sshd -T`); warnings on standard error.
 pub(crate) fn check_config(args: &CheckConfigArgs) -> anyhow::Result<()> {
     let settings = args.listen.settings()?;
-    let mut resolved = settings.resolve()?;
+    let lookup = if args.host {
+        Lookup::Dns
+    } else {
+        Lookup::FormOnly
+    };
+    let mut resolved = settings.resolve(lookup)?;
     let verdict = if args.host {
         check_on_host(&mut resolved)?
     } else {

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::SystemTime;
 
+use crate::settings::spelling::XdpMode;
+use crate::settings::{Lookup, Resolved, Settings, SettingsError};
 use anyhow::Context;
 use clap::ValueEnum;
 use crossbeam_channel::Receiver;
@@ -17,7 +19,6 @@ use synwall::kernel;
 use synwall::metrics::{self, Instance, MetricsServer, ReloadStatus, SecretSource, Serving};
 use synwall::proxy::Proxy;
 use synwall::server::{Server, ServerConfig};
-use synwall::settings::{Resolved, Settings, SettingsError};
 use synwall::shutdown::{Never, Shutdown};
 use synwall::sys::native;
 
@@ -91,7 +92,7 @@ pub(crate) fn listen(args: &ListenArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
     // Every setting is checked, the secret loaded and the handoff mode settled before
     // anything is attached.
-    let mut resolved = settings.resolve()?;
+    let mut resolved = settings.resolve(Lookup::Dns)?;
     settle_handoff(&mut resolved)?;
     let (events, signals) = signal_events()?;
 
@@ -267,8 +268,7 @@ fn startup_line(resolved: &Resolved, settings: &Settings, server: &Server) -> St
         resolved.server.interface,
         queues.iter().map(|queue| queue.queue).collect::<Vec<_>>(),
         // The setting's own spelling (native, generic).
-        server
-            .xdp_mode()
+        XdpMode::from(server.xdp_mode())
             .to_possible_value()
             .map_or_else(String::new, |mode| mode.get_name().to_owned()),
         server.handoff_reason(),

@@ -1,7 +1,8 @@
 //! The `synwall` command: the CLI layer, which holds what the library must not depend on
-//! (clap, anyhow, tracing-subscriber, the configuration file's spelling through
-//! `synwall::settings`). One module per subcommand that does more than a few lines: `listen`,
-//! `check_config`, `monitor` (stats and status).
+//! (clap, serde, toml, anyhow, tracing-subscriber; the Cargo feature `cli`): `settings`, the
+//! flags and the configuration file, and how they spell the library's modes. One module per
+//! subcommand that does more than a few lines: `listen`, `check_config`, `monitor` (stats and
+//! status).
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -9,14 +10,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::settings::Settings;
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use synwall::cookie::keys::Secret;
-use synwall::settings::{DEFAULT_METRICS, Settings};
+use synwall::metrics::DEFAULT_ENDPOINT;
 
 mod check_config;
 mod listen;
 mod monitor;
+mod settings;
 
 #[derive(Parser)]
 #[command(
@@ -137,7 +140,7 @@ impl EndpointArgs {
             (None, Some(path)) => Settings::load(path)?.metrics,
             (None, None) => None,
         };
-        Ok(configured.unwrap_or_else(|| DEFAULT_METRICS.parse().expect("a valid address")))
+        Ok(configured.unwrap_or_else(|| DEFAULT_ENDPOINT.parse().expect("a valid address")))
     }
 }
 

@@ -21,7 +21,7 @@ pub const LAB: &str = "swo";
 /// The text synwall's metrics endpoint serves (loopback of the server namespace).
 pub fn scrape_text(topology: &Topology) -> String {
     in_ns(topology, &topology.server_ns, || {
-        synwall::metrics::fetch_text(synwall::settings::DEFAULT_METRICS.parse().unwrap())
+        synwall::metrics::fetch_text(synwall::metrics::DEFAULT_ENDPOINT.parse().unwrap())
     })
     .expect("the metrics endpoint answers")
 }

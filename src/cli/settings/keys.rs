@@ -10,10 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::Syncookies;
-use crate::handoff::HandoffMode;
-use crate::proxy::ProxyProtocol;
-use crate::sys::XdpMode;
+use super::spelling::{HandoffMode, ProxyProtocol, Syncookies, XdpMode};
 
 /// How a changed setting takes effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,12 +171,4 @@ pub fn change_of(key: &str) -> Option<Change> {
     KEYS.iter()
         .find(|(field, _)| field.replace('_', "-") == key)
         .map(|&(_, change)| change)
-}
-
-/// The keys a SIGHUP applies, in the file's spelling.
-pub fn reloadable_keys() -> Vec<String> {
-    KEYS.iter()
-        .filter(|(_, change)| *change == Change::Reload)
-        .map(|(field, _)| field.replace('_', "-"))
-        .collect()
 }

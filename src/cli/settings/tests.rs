@@ -1,9 +1,9 @@
 //! Settings: files and flags, resolution and its errors, reloads, the effective settings, and
 //! the defaults the docs and deploy/synwall.toml state.
 
+use super::keys::KEYS;
+use super::spelling::{HandoffMode, ProxyProtocol, Syncookies, XdpMode};
 use super::*;
-use crate::proxy::ProxyProtocol;
-use crate::sys::XdpMode;
 
 fn parse(text: &str) -> Result<Settings, String> {
     toml::from_str(text).map_err(|error: toml::de::Error| error.to_string())
@@ -76,7 +76,7 @@ fn test_flags_override_the_file() {
     let merged = flags.over(file);
     assert_eq!(merged.max_syn_backlog, Some(30));
     assert_eq!(merged.backlog, Some(20));
-    let resolved = merged.resolve().unwrap();
+    let resolved = merged.resolve(Lookup::FormOnly).unwrap();
     assert_eq!(resolved.server.listener.max_syn_backlog, 30);
     assert_eq!(resolved.server.backlog, 20);
 }
@@ -164,7 +164,7 @@ fn test_invalid_settings_name_their_key() {
         ),
     ];
     for (settings, expected) in cases {
-        let error = settings.resolve().unwrap_err().to_string();
+        let error = settings.resolve(Lookup::FormOnly).unwrap_err().to_string();
         assert!(
             error.starts_with(expected),
             "{error:?} should start with {expected:?}"
@@ -179,17 +179,43 @@ fn test_native_mode_needs_no_upstream() {
         handoff: Some(HandoffMode::Native),
         ..minimal()
     };
-    let resolved = native.resolve().unwrap();
+    let resolved = native.resolve(Lookup::FormOnly).unwrap();
     assert!(resolved.proxy.is_none());
     let error = resolved
         .repair_proxy("handoff = auto, but ...")
         .unwrap_err();
     assert!(error.to_string().contains("handoff = auto, but"), "{error}");
-    let with_upstream = minimal().resolve().unwrap();
+    let with_upstream = minimal().resolve(Lookup::FormOnly).unwrap();
     assert_eq!(
         with_upstream.proxy.unwrap().proxy_protocol,
-        ProxyProtocol::Off
+        synwall::proxy::ProxyProtocol::Off
     );
+}
+
+#[test]
+fn test_a_pure_check_looks_no_name_up() {
+    let named = Settings {
+        upstream: Some("upstream.invalid:8080".into()),
+        ..minimal()
+    };
+    // `.invalid` never resolves (RFC 6761): only a lookup could fail on it.
+    let resolved = named.resolve(Lookup::FormOnly).expect("the form is right");
+    assert_eq!(resolved.proxy.unwrap().upstream.port(), 8080);
+    let effective = named.effective(&resolved);
+    assert_eq!(effective.upstream.as_deref(), Some("upstream.invalid:8080"));
+    let error = named.resolve(Lookup::Dns).unwrap_err().to_string();
+    assert!(
+        error.starts_with("upstream: \"upstream.invalid:8080\""),
+        "{error}"
+    );
+    for malformed in ["upstream.invalid", ":8080", "upstream.invalid:http"] {
+        let settings = Settings {
+            upstream: Some(malformed.into()),
+            ..minimal()
+        };
+        let error = settings.resolve(Lookup::FormOnly).unwrap_err().to_string();
+        assert!(error.contains("expected HOST:PORT"), "{malformed}: {error}");
+    }
 }
 
 #[test]
@@ -224,7 +250,7 @@ fn test_effective_settings_are_a_configuration_that_runs_the_same() {
         proxy_protocol: Some(ProxyProtocol::V1),
         ..minimal()
     };
-    let resolved = given.resolve().unwrap();
+    let resolved = given.resolve(Lookup::FormOnly).unwrap();
     let effective = given.effective(&resolved);
     let text = effective.to_toml();
     assert!(text.contains("syncookies = \"when-full\""), "{text}");
@@ -247,7 +273,10 @@ fn test_effective_settings_are_a_configuration_that_runs_the_same() {
     flags.sort_unstable();
     keys.sort_unstable();
     assert_eq!(keys, flags);
-    assert_eq!(reread.effective(&reread.resolve().unwrap()), effective);
+    assert_eq!(
+        reread.effective(&reread.resolve(Lookup::FormOnly).unwrap()),
+        effective
+    );
 }
 
 #[test]
@@ -263,17 +292,22 @@ fn test_example_configuration_is_valid() {
         secret_file: None,
         ..example
     }
-    .resolve()
+    .resolve(Lookup::FormOnly)
     .expect("every value of the example is valid");
     assert_eq!(resolved.server.listener.max_syn_backlog, 4096);
-    assert_eq!(resolved.metrics, DEFAULT_METRICS.parse().unwrap());
+    assert_eq!(
+        resolved.metrics,
+        synwall::metrics::DEFAULT_ENDPOINT.parse().unwrap()
+    );
 }
 
 /// Every setting at its default, as the configuration file spells it (the required keys and
 /// the upstream from [`minimal`]).
 fn defaults() -> toml::Table {
     let settings = minimal();
-    settings.effective(&settings.resolve().unwrap()).as_table()
+    settings
+        .effective(&settings.resolve(Lookup::FormOnly).unwrap())
+        .as_table()
 }
 
 /// Keys whose default is a description, not a value: every rx queue, no CPUs, what the kernel
@@ -368,8 +402,7 @@ fn test_deploy_file_states_the_defaults_and_which_keys_reload() {
 
 /// Every key, in the file's spelling.
 fn all_keys() -> Vec<String> {
-    super::keys::KEYS
-        .iter()
+    KEYS.iter()
         .map(|(field, _)| field.replace('_', "-"))
         .collect()
 }
@@ -397,4 +430,12 @@ fn test_reloadable_keys_are_those_a_reload_takes() {
         }
     }
     assert_eq!(reloaded, expected);
+}
+
+/// The keys a SIGHUP applies, in the file's spelling.
+fn reloadable_keys() -> Vec<String> {
+    KEYS.iter()
+        .filter(|(_, change)| *change == Change::Reload)
+        .map(|(field, _)| field.replace('_', "-"))
+        .collect()
 }

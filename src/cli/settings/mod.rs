@@ -1,66 +1,30 @@
 //! Settings of `synwall listen`: one [`Settings`] struct is both the command-line flags and the
 //! keys of the TOML configuration file (the same kebab-case names). Each key is declared once,
 //! in `keys.rs`, with its doc, default and whether a SIGHUP applies it ([`Change`];
-//! [`reloadable_keys`] lists those, [`Settings::reloadable`] checks them);
+//! [`Settings::reloadable`] checks them);
 //! `deploy/synwall.toml` states the same defaults and `[reload]` marks, which the tests check.
 //! Flags override the file; [`Settings::resolve`] checks everything and loads the secret
 //! before anything is attached, and every error names its setting.
 //!
 //! `upstream` is needed in repair mode only: in native mode the service listens on the served
 //! address itself. Which mode `handoff = auto` gets is known once the kernel has been asked
-//! ([`crate::server::Server::bind`]); [`Resolved::proxy`] is `None` without an upstream.
+//! ([`synwall::server::Server::bind`]); [`Resolved::proxy`] is `None` without an upstream.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::cookie::MssTable;
-use crate::cookie::keys::{KeyError, Secret};
-use crate::handoff::HandoffMode;
-use crate::listener::{ConfigError, ListenerUpdate, SyncookiesMode};
-use crate::proxy::ProxyConfig;
-use crate::server::ServerConfig;
+use synwall::cookie::MssTable;
+use synwall::cookie::keys::{KeyError, Secret};
+use synwall::handoff::HandoffMode;
+use synwall::listener::{ConfigError, ListenerUpdate};
+use synwall::proxy::ProxyConfig;
+use synwall::server::ServerConfig;
 
 mod keys;
+pub(crate) mod spelling;
 
-pub use keys::{Change, Settings, change_of, reloadable_keys};
-
-/// The spellings of [`SyncookiesMode`] in flags and files: `never`, `when-full`, `always`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Syncookies {
-    /// tcp_syncookies=0: every SYN needs a SYN-queue entry.
-    Never,
-    /// tcp_syncookies=1: cookies when the SYN queue is full.
-    WhenFull,
-    /// tcp_syncookies=2: cookies for every SYN.
-    Always,
-}
-
-impl From<Syncookies> for SyncookiesMode {
-    fn from(setting: Syncookies) -> SyncookiesMode {
-        match setting {
-            Syncookies::Never => SyncookiesMode::Never,
-            Syncookies::WhenFull => SyncookiesMode::WhenFull,
-            Syncookies::Always => SyncookiesMode::Always,
-        }
-    }
-}
-
-impl From<SyncookiesMode> for Syncookies {
-    fn from(mode: SyncookiesMode) -> Syncookies {
-        match mode {
-            SyncookiesMode::Never => Syncookies::Never,
-            SyncookiesMode::WhenFull => Syncookies::WhenFull,
-            SyncookiesMode::Always => Syncookies::Always,
-        }
-    }
-}
-
-/// The default address of the Prometheus endpoint: loopback only.
-pub const DEFAULT_METRICS: &str = "127.0.0.1:9464";
+pub use keys::{Change, Settings, change_of};
 
 /// A setting that is missing or cannot work, or a file that cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +44,17 @@ pub enum SettingsError {
     Listener(#[from] ConfigError),
     #[error("secret-file: {0}")]
     Secret(#[from] KeyError),
+}
+
+/// How [`Settings::resolve`] turns an `upstream` host name into an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Through the system's resolver (DNS), as `listen` and a reload do.
+    Dns,
+    /// No lookup: a name is checked for its form (`HOST:PORT`) only, and the proxy gets the
+    /// unspecified address with that port, never connected to. `check-config` without
+    /// `--host` resolves this way, so that it reads nothing of this host.
+    FormOnly,
 }
 
 /// Everything `synwall listen` runs with.
@@ -118,8 +93,9 @@ impl Settings {
         toml::from_str(&text).map_err(|error| file_error(error.to_string()))
     }
 
-    /// Checks every setting, loads the secret and builds the configuration to run with.
-    pub fn resolve(&self) -> Result<Resolved, SettingsError> {
+    /// Checks every setting, loads the secret and builds the configuration to run with, an
+    /// `upstream` host name looked up as `lookup` says.
+    pub fn resolve(&self, lookup: Lookup) -> Result<Resolved, SettingsError> {
         let interface = self
             .interface
             .clone()
@@ -158,8 +134,8 @@ impl Settings {
         listener.validate()?;
         set(&mut server.queues, self.queues.clone());
         set(&mut server.cpus, self.cpus.clone());
-        set(&mut server.xdp_mode, self.xdp_mode);
-        set(&mut server.handoff, self.handoff);
+        set(&mut server.xdp_mode, self.xdp_mode.map(Into::into));
+        set(&mut server.handoff, self.handoff.map(Into::into));
         set(&mut server.workers, positive("workers", self.workers)?);
         set(&mut server.backlog, positive("backlog", self.backlog)?);
         if let Some(period) = self.key_rotation {
@@ -171,7 +147,7 @@ impl Settings {
         if let Some(path) = &self.secret_file {
             server.secret = Some(Secret::load(path)?);
         }
-        let proxy = self.proxy()?;
+        let proxy = self.proxy(lookup)?;
         if server.handoff == HandoffMode::Repair && proxy.is_none() {
             return Err(SettingsError::NoUpstream {
                 why: "handoff = repair".to_owned(),
@@ -180,9 +156,11 @@ impl Settings {
         Ok(Resolved {
             server,
             proxy,
-            metrics: self
-                .metrics
-                .unwrap_or_else(|| DEFAULT_METRICS.parse().expect("a valid address")),
+            metrics: self.metrics.unwrap_or_else(|| {
+                synwall::metrics::DEFAULT_ENDPOINT
+                    .parse()
+                    .expect("a valid address")
+            }),
         })
     }
 
@@ -199,12 +177,12 @@ impl Settings {
             queues: Some(server.queues.clone()),
             cpus: Some(server.cpus.clone()),
             listen: Some(listener.served.iter().copied().collect()),
-            xdp_mode: Some(server.xdp_mode),
-            handoff: Some(server.handoff),
-            upstream: proxy.map(|proxy| proxy.upstream.to_string()),
+            xdp_mode: Some(server.xdp_mode.into()),
+            handoff: Some(server.handoff.into()),
+            upstream: proxy.and(self.upstream.clone()),
             upstream_timeout: proxy.map(|proxy| proxy.connect_timeout),
             max_connections: proxy.map(|proxy| proxy.max_connections),
-            proxy_protocol: proxy.map(|proxy| proxy.proxy_protocol),
+            proxy_protocol: proxy.map(|proxy| proxy.proxy_protocol.into()),
             proxy_threads: proxy.map(|proxy| proxy.threads),
             workers: Some(server.workers),
             backlog: Some(server.backlog),
@@ -254,7 +232,7 @@ impl Settings {
 
     /// The settings a SIGHUP applies, checked like [`Settings::resolve`] checks them.
     pub fn reloadable(&self) -> Result<Reloadable, SettingsError> {
-        let resolved = self.resolve()?;
+        let resolved = self.resolve(Lookup::Dns)?;
         let listener = &resolved.server.listener;
         Ok(Reloadable {
             listener: ListenerUpdate {
@@ -268,28 +246,46 @@ impl Settings {
     }
 
     /// The proxy's configuration; `None` without an upstream.
-    fn proxy(&self) -> Result<Option<ProxyConfig>, SettingsError> {
+    fn proxy(&self, lookup: Lookup) -> Result<Option<ProxyConfig>, SettingsError> {
         let Some(upstream) = self.upstream.as_deref() else {
             return Ok(None);
         };
-        let address = upstream
-            .to_socket_addrs()
-            .map_err(|error| {
-                invalid(
-                    "upstream",
-                    &format!("{upstream:?}: {error} (expected HOST:PORT)"),
-                )
-            })?
-            .next()
-            .ok_or_else(|| invalid("upstream", &format!("{upstream:?} resolves to no address")))?;
+        let address = match (upstream.parse::<SocketAddr>(), lookup) {
+            (Ok(address), _) => address,
+            (Err(_), Lookup::Dns) => look_up(upstream)?,
+            (Err(_), Lookup::FormOnly) => {
+                let port = upstream
+                    .rsplit_once(':')
+                    .filter(|(host, _)| !host.is_empty())
+                    .and_then(|(_, port)| port.parse().ok())
+                    .ok_or_else(|| {
+                        invalid("upstream", &format!("{upstream:?}: expected HOST:PORT"))
+                    })?;
+                SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port))
+            }
+        };
         Ok(Some(ProxyConfig {
             upstream: address,
             connect_timeout: self.upstream_timeout.unwrap_or(Duration::from_secs(3)),
             max_connections: positive("max-connections", self.max_connections)?.unwrap_or(4096),
             threads: positive("proxy-threads", self.proxy_threads)?.unwrap_or(1),
-            proxy_protocol: self.proxy_protocol.unwrap_or_default(),
+            proxy_protocol: self.proxy_protocol.map(Into::into).unwrap_or_default(),
         }))
     }
+}
+
+/// The first address `upstream` (`HOST:PORT`) resolves to.
+fn look_up(upstream: &str) -> Result<SocketAddr, SettingsError> {
+    upstream
+        .to_socket_addrs()
+        .map_err(|error| {
+            invalid(
+                "upstream",
+                &format!("{upstream:?}: {error} (expected HOST:PORT)"),
+            )
+        })?
+        .next()
+        .ok_or_else(|| invalid("upstream", &format!("{upstream:?} resolves to no address")))
 }
 
 fn set<T>(target: &mut T, value: Option<T>) {
