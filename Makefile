@@ -42,6 +42,7 @@ lint: deps
 		echo "synwall-proto depends on a crate its contract forbids (listed above)" >&2; exit 1; fi
 	@# The library's (src/lib.rs): it builds without the CLI, and nothing of the CLI's is under it.
 	$(CARGO) check -p synwall --lib --no-default-features --quiet
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p synwall --no-deps --no-default-features --quiet
 	@if $(CARGO) tree -p synwall --no-default-features -e normal,build --prefix none \
 		| grep -E '^(clap|clap_complete|clap_mangen|serde|toml|anyhow|tracing-subscriber|humantime-serde) '; then \
 		echo "the synwall library depends on a crate of the CLI's (listed above)" >&2; exit 1; fi

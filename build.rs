@@ -1,6 +1,6 @@
-//! Compiles the BPF programs, `src/bpf/steer.bpf.c` (XDP), `src/bpf/handoff.bpf.c` (TC) and the
-//! lab's `src/bpf/synproxy.bpf.c` (XDP), into `$OUT_DIR/<name>.bpf.o` with
-//! `clang -O2 -g -target bpf`.
+//! Compiles the BPF programs, `src/bpf/steer.bpf.c` (XDP), `src/bpf/handoff.bpf.c` (TC) and,
+//! with the feature `lab`, the lab's `src/bpf/synproxy.bpf.c` (XDP), into
+//! `$OUT_DIR/<name>.bpf.o` with `clang -O2 -g -target bpf`.
 //!
 //! Headers, in this order:
 //! - libbpf's `bpf/bpf_helpers.h` and `bpf/bpf_endian.h`: the copy that the `libbpf-sys`
@@ -16,10 +16,19 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const SOURCES: [&str; 3] = ["steer", "handoff", "synproxy"];
+/// The product's programs.
+const SOURCES: [&str; 2] = ["steer", "handoff"];
+/// The lab's comparison target, built with the feature `lab` only.
+const LAB_SOURCE: &str = "synproxy";
+
+/// The programs this build needs.
+fn sources() -> Vec<&'static str> {
+    let lab = env::var_os("CARGO_FEATURE_LAB").map(|_| LAB_SOURCE);
+    SOURCES.into_iter().chain(lab).collect()
+}
 
 fn main() {
-    for name in SOURCES {
+    for name in SOURCES.into_iter().chain([LAB_SOURCE]) {
         println!("cargo:rerun-if-changed=src/bpf/{name}.bpf.c");
     }
     println!("cargo:rerun-if-changed=build.rs");
@@ -46,7 +55,7 @@ fn build() -> Result<(), String> {
         );
     }
 
-    for name in SOURCES {
+    for name in sources() {
         let source = format!("src/bpf/{name}.bpf.c");
         let output = Command::new(&clang)
             .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Wextra", "-Werror"])

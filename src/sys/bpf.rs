@@ -14,12 +14,10 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::ptr::{self, NonNull};
-use std::time::Duration;
 
 use libxdp_sys as ffi;
 
 use super::error::{XdpError, neg_errno};
-use super::steer::XdpAction;
 use crate::wire::FourTuple;
 
 /// A loaded libbpf object; closing it releases the program and map fds it holds.
@@ -187,34 +185,6 @@ impl<const K: usize, const V: usize> Map<K, V> {
             ret => Err(neg_errno(ret)),
         }
     }
-}
-
-/// Runs XDP program `prog_fd` `repeat` times on `frame` (BPF_PROG_TEST_RUN, rx queue 0, in the
-/// calling thread's network namespace): its decision, and the kernel's mean time per run.
-/// Nothing is sent or redirected.
-pub(super) fn test_run(
-    prog_fd: RawFd,
-    frame: &[u8],
-    repeat: u32,
-) -> io::Result<(XdpAction, Duration)> {
-    let size = u32::try_from(frame.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
-    // SAFETY: bpf_test_run_opts is a plain C struct; all-zero is its documented default.
-    let mut opts: ffi::bpf_test_run_opts = unsafe { std::mem::zeroed() };
-    opts.sz = std::mem::size_of::<ffi::bpf_test_run_opts>();
-    opts.data_in = frame.as_ptr().cast();
-    opts.data_size_in = size;
-    opts.repeat = i32::try_from(repeat.max(1)).unwrap_or(i32::MAX);
-    // SAFETY: opts is initialised with its size; data_in points to `size` readable bytes that
-    // outlive the call; data_out is null, so the kernel writes no output.
-    let ret = unsafe { ffi::bpf_prog_test_run_opts(prog_fd, &mut opts) };
-    if ret < 0 {
-        return Err(neg_errno(ret));
-    }
-    Ok((
-        XdpAction::from(opts.retval),
-        Duration::from_nanos(u64::from(opts.duration)),
-    ))
 }
 
 /// Attaches program `prog_fd` to interface `ifindex` at `attach_type` through a BPF link, with

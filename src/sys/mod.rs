@@ -4,8 +4,6 @@
 //! - [`SteeringProgram`] (steer.rs) owns the XDP program and its maps, attached to one interface.
 //! - [`XdpDevice`] (xsk.rs) owns one AF_XDP socket and its UMEM on one rx queue; it implements
 //!   [`FrameIo`](crate::device::FrameIo).
-//! - [`PacketSocket`] (packet.rs) owns one AF_PACKET socket bound to an interface, batched with
-//!   `sendmmsg`/`recvmmsg`; also a [`FrameIo`](crate::device::FrameIo) (loadgen's fallback).
 //! - [`native`] hands a completed handshake to the protected service's own listening socket
 //!   (a TC program on the loopback device and the kfunc `bpf_sk_assign_tcp_reqsk`), ending a
 //!   TIME-WAIT socket of the tuple first when needed (sock_diag.rs); [`repair`] builds the
@@ -15,9 +13,12 @@
 //! - bpf.rs loads the embedded BPF objects and checks their map layouts against the Rust side;
 //!   [`attached`] reads which programs are attached where (XDP per interface, tcx ingress),
 //!   for `synwall status` and the steering program's stale-copy check.
-//! - [`netns`] moves a thread into a named network namespace (labs and tests); [`affinity`]
-//!   pins a thread to a CPU and lists the CPUs it may run on; [`addresses`] lists the
-//!   host's addresses.
+//! - [`affinity`] pins a thread to a CPU and lists the CPUs it may run on; [`addresses`] lists
+//!   the host's addresses.
+//! - For synwall's own lab and tests only, with the feature `lab` (not the product's API):
+//!   `netns` moves a thread into a named network namespace, `PacketSocket` (packet.rs),
+//!   `synproxy` (the lab's XDP SYN proxy), and test runs of a loaded XDP program
+//!   (test_run.rs).
 //! - [`XdpError`] (error.rs) names the cause of every failure.
 //!
 //! Typical use, on the thread (or in the namespace) that owns the interface:
@@ -43,13 +44,18 @@ pub mod channels;
 mod error;
 pub mod inject;
 pub mod native;
+#[cfg(feature = "lab")]
 pub mod netns;
+#[cfg(feature = "lab")]
 mod packet;
 pub mod repair;
 mod sock_diag;
 mod steer;
+#[cfg(feature = "lab")]
 pub mod synproxy;
 pub mod tcp_info;
+#[cfg(feature = "lab")]
+mod test_run;
 mod wakeup;
 mod xsk;
 
@@ -60,6 +66,7 @@ use std::os::fd::RawFd;
 
 pub use error::XdpError;
 pub use native::PROGRAM_NAME as HANDOFF_PROGRAM_NAME;
+#[cfg(feature = "lab")]
 pub use packet::{PacketError, PacketSocket, PacketSocketConfig, interface_mac};
 pub use steer::PROGRAM_NAME as STEER_PROGRAM_NAME;
 pub use steer::{HandoffShield, SteerCounters, SteeringProgram, XdpAction, XdpMode};

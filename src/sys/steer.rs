@@ -22,13 +22,12 @@ use std::ffi::{CStr, c_void};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr;
-use std::time::Duration;
 use std::{fs, io};
 
 use libxdp_sys as ffi;
 
 use super::attached::{XdpAttachMode, XdpProgram, xdp_programs};
-use super::bpf::{Map, Object, SOCK_TUPLE_LEN, link, sock_tuple, test_run};
+use super::bpf::{Map, Object, SOCK_TUPLE_LEN, link, sock_tuple};
 use super::error::{XdpError, neg_errno};
 use super::interface_index;
 use super::xsk::XdpDevice;
@@ -76,7 +75,7 @@ pub struct SteerCounters {
     pub kernel_owned: u64,
 }
 
-/// What the program decided for one frame (see [`SteeringProgram::dry_run`]).
+/// What the program decided for one frame (a test run: `SteeringProgram::dry_run`, feature lab).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XdpAction {
     /// XDP_ABORTED.
@@ -242,19 +241,22 @@ impl SteeringProgram {
 
     /// Runs the loaded program once on `frame` (BPF_PROG_TEST_RUN, rx queue 0, in the calling
     /// thread's network namespace) and returns its decision. Nothing is sent or redirected, the
-    /// counters do count it. A self-test for operators and tests: what would happen to this frame?
+    /// counters do count it. For the tests (feature `lab`): what would happen to this frame?
+    #[cfg(feature = "lab")]
     pub fn dry_run(&self, frame: &[u8]) -> Result<XdpAction, XdpError> {
         Ok(self.time_per_frame(frame, 1)?.0)
     }
 
     /// Runs the program `repeat` times on `frame` as [`SteeringProgram::dry_run`] does; returns
-    /// its decision and the kernel's mean time per run: the program's own cost per frame.
+    /// its decision and the kernel's mean time per run: the program's own cost per frame (the
+    /// lab's zero-copy estimate; feature `lab`).
+    #[cfg(feature = "lab")]
     pub fn time_per_frame(
         &self,
         frame: &[u8],
         repeat: u32,
-    ) -> Result<(XdpAction, Duration), XdpError> {
-        test_run(self.object.prog_fd, frame, repeat)
+    ) -> Result<(XdpAction, std::time::Duration), XdpError> {
+        super::test_run::test_run(self.object.prog_fd, frame, repeat)
             .map_err(|source| self.os_error_io("test-running the XDP program", source))
     }
 }

@@ -14,10 +14,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{OwnedFd, RawFd};
 use std::time::Duration;
 
-use super::bpf::{Map, Object, link, test_run};
+use super::bpf::{Map, Object, link};
 use super::error::XdpError;
 use super::interface_index;
 use super::steer::XdpAction;
+use super::test_run::test_run;
 
 /// The compiled programs, embedded at build time (see build.rs).
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/synproxy.bpf.o"));

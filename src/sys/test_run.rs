@@ -1,0 +1,39 @@
+//! Test runs of a loaded XDP program (BPF_PROG_TEST_RUN), for the lab and the tests only
+//! (feature `lab`): what the program decides for a frame, and what it costs per frame.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use libxdp_sys as ffi;
+
+use super::error::neg_errno;
+use super::steer::XdpAction;
+
+/// Runs XDP program `prog_fd` `repeat` times on `frame` (BPF_PROG_TEST_RUN, rx queue 0, in the
+/// calling thread's network namespace): its decision, and the kernel's mean time per run.
+/// Nothing is sent or redirected.
+pub(super) fn test_run(
+    prog_fd: RawFd,
+    frame: &[u8],
+    repeat: u32,
+) -> io::Result<(XdpAction, Duration)> {
+    let size = u32::try_from(frame.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    // SAFETY: bpf_test_run_opts is a plain C struct; all-zero is its documented default.
+    let mut opts: ffi::bpf_test_run_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<ffi::bpf_test_run_opts>();
+    opts.data_in = frame.as_ptr().cast();
+    opts.data_size_in = size;
+    opts.repeat = i32::try_from(repeat.max(1)).unwrap_or(i32::MAX);
+    // SAFETY: opts is initialised with its size; data_in points to `size` readable bytes that
+    // outlive the call; data_out is null, so the kernel writes no output.
+    let ret = unsafe { ffi::bpf_prog_test_run_opts(prog_fd, &mut opts) };
+    if ret < 0 {
+        return Err(neg_errno(ret));
+    }
+    Ok((
+        XdpAction::from(opts.retval),
+        Duration::from_nanos(u64::from(opts.duration)),
+    ))
+}
