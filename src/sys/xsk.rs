@@ -16,10 +16,11 @@
 //!   yet on the tx ring), or in the kernel (tx ring, then completion ring), counted by
 //!   `TxFrames::in_kernel`; it comes back into `free` only from the completion ring. `TxFrame` is
 //!   neither `Copy` nor `Clone`; its descriptor is copied out only in `TxFrames::push`, which
-//!   hands it to the tx ring and forgets the frame in the same step. The tx and completion rings are at least as large as the transmit half, so
-//!   they never overflow.
+//!   hands it to the tx ring and forgets the frame in the same step. The tx and completion
+//!   rings are at least as large as the transmit half, so they never overflow.
 //!
-//! The transmit half is kept in `tx_frames`; binding the socket, with its UMEM, is `bind`'s.
+//! The transmit half is kept in `tx_frames` (its accounting is checked against a model kernel in
+//! `tx_frames/model.rs`); binding the socket, with its UMEM, is `bind`'s.
 
 mod bind;
 mod tx_frames;
