@@ -1,5 +1,5 @@
-//! `synwall listen` and `check-config`, the binary, in the lab: a real HTTP server behind it,
-//! curl in front; start-up errors that name their cause once, before anything is attached; the
+//! `synwall listen` and `check-config`, the binary, in the lab: the lab's HTTP service behind
+//! it, curl in front, and 20 KB each way through an echo upstream; start-up errors that name their cause once, before anything is attached; the
 //! settings in effect; JSON logs and the start-up line; a restart after kill -9. Privileged
 //! tier, but for the one-line failure.
 
@@ -13,17 +13,17 @@ use std::time::Duration;
 
 use common::{privileged_lab, require_tool};
 use lab::{
-    HttpServer, as_nobody_with, curl, in_ns, listen, listen_args, served_v4, synwall_output,
-    upstream,
+    EchoUpstream, HttpServer, as_nobody_with, curl, http_reply, in_ns, listen, listen_args,
+    served_v4, synwall_output, upstream,
 };
 use loadgen::lab::{SERVER_V4, Topology};
 
 /// Namespace names of this file's labs start with this.
 const LAB: &str = "swl";
 
-/// A lab for the HTTP tests: curl on the client side, python3's http.server upstream.
+/// A lab for the HTTP tests: curl on the client side, the lab's HTTP service upstream.
 fn http_lab() -> Option<Topology> {
-    if !require_tool("curl") || !require_tool("python3") {
+    if !require_tool("curl") {
         return None;
     }
     privileged_lab(LAB)
@@ -34,14 +34,36 @@ fn test_curl_through_synwall_listen() {
     let Some(topology) = http_lab() else {
         return;
     };
-    let body: String = (0..20_000)
-        .map(|i| char::from(b'a' + (i % 26) as u8))
-        .collect();
-    let _http = HttpServer::start(&topology, body.as_bytes());
+    let _http = HttpServer::start(&topology);
     let _synwall = listen(&topology, &upstream(), &["--syncookies", "always"]);
     for _ in 0..20 {
-        assert_eq!(curl(&topology).expect("curl through synwall"), body);
+        assert_eq!(curl(&topology).expect("curl through synwall"), http_reply());
     }
+}
+
+#[test]
+fn test_20_kb_each_way_through_synwall_listen() {
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
+    let _echo = EchoUpstream::start(&topology);
+    let _synwall = listen(&topology, &upstream(), &[]);
+    let sent: Vec<u8> = (0..20_000).map(|i| b'a' + (i % 26) as u8).collect();
+    let echoed = {
+        let sent = sent.clone();
+        in_ns(&topology, &topology.client_ns, move || {
+            let mut stream = TcpStream::connect_timeout(&served_v4(), Duration::from_secs(3))?;
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            stream.write_all(&sent)?;
+            stream.shutdown(std::net::Shutdown::Write)?;
+            let mut echoed = Vec::new();
+            stream.read_to_end(&mut echoed).map(|_| echoed)
+        })
+    };
+    assert!(
+        echoed.expect("an echo through synwall") == sent,
+        "the bytes came back intact"
+    );
 }
 
 #[test]
@@ -49,14 +71,14 @@ fn test_restart_after_kill_9() {
     let Some(topology) = http_lab() else {
         return;
     };
-    let _http = HttpServer::start(&topology, b"still here\n");
+    let _http = HttpServer::start(&topology);
     let mut first = listen(&topology, &upstream(), &[]);
-    assert_eq!(curl(&topology).unwrap(), "still here\n");
+    assert_eq!(curl(&topology).unwrap(), http_reply());
     first.kill(); // SIGKILL: no clean-up of any kind
     let _second = listen(&topology, &upstream(), &[]);
     assert_eq!(
         curl(&topology).expect("works again after kill -9"),
-        "still here\n"
+        http_reply()
     );
 }
 

@@ -204,14 +204,14 @@ fn test_native_reconnect_over_a_time_wait_tuple() {
 
 #[test]
 fn test_synwall_listen_native_and_the_service_survives_its_sigkill() {
-    if !common::require_tool("curl") || !common::require_tool("python3") {
+    if !common::require_tool("curl") {
         return;
     }
     let Some(topology) = privileged_lab(LAB) else {
         return;
     };
     // The service listens on the served port itself, as it would without synwall.
-    let _http = HttpServer::start_on(&topology, PORT, b"served\n");
+    let _http = HttpServer::start_on(&topology, PORT);
     let mut synwall = SynwallProcess::spawn(
         &topology.server_ns,
         &[
@@ -231,7 +231,7 @@ fn test_synwall_listen_native_and_the_service_survives_its_sigkill() {
         synwall.log()
     );
     for _ in 0..5 {
-        assert_eq!(curl(&topology).expect("curl through synwall"), "served\n");
+        assert_eq!(curl(&topology).expect("curl through synwall"), http_reply());
     }
     let handed = in_ns(&topology, &topology.server_ns, || {
         synwall::metrics::Scrape::fetch(synwall::metrics::DEFAULT_ENDPOINT.parse().unwrap())
@@ -252,6 +252,6 @@ fn test_synwall_listen_native_and_the_service_survives_its_sigkill() {
     );
     assert_eq!(
         curl(&topology).expect("fail-open: the service answers by itself"),
-        "served\n"
+        http_reply()
     );
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use loadgen::lab::service::REPLY_MARK;
 use loadgen::lab::{SPOOFED_SOURCES, SPOOFED_SOURCES_V6};
 use loadgen::report::{Backend, Record, StopReason};
 use pcap_file::pcap::PcapReader;
@@ -386,7 +387,7 @@ fn test_legit_clients_report_success_and_failures_by_kind() {
     let Some(lab) = Lab::new("lgl") else {
         return;
     };
-    let server = lab.http_server(server_v4(8080), b"HTTP/1.0 200 OK\r\n\r\nhello");
+    let server = lab.http_server(server_v4(8080));
     // Served, under a light SYN flood to the same port.
     let args = [
         "--rate",
@@ -396,7 +397,7 @@ fn test_legit_clients_report_success_and_failures_by_kind() {
         "--legit-rate",
         "20",
         "--legit-expect",
-        "hello",
+        REPLY_MARK,
     ];
     let run = lab.loadgen(server_v4(8080), &args, LIMIT);
     let legit = run.summary().legit.clone().unwrap();
@@ -428,7 +429,7 @@ fn test_legit_clients_report_success_and_failures_by_kind() {
     let legit = run.summary().legit.clone().unwrap();
     assert!(legit.attempts > 0, "{legit:?}");
     assert_eq!(legit.failures.bad_reply, legit.attempts, "{legit:?}");
-    server.store(true, Ordering::Relaxed);
+    server.stop().unwrap();
 
     // Nothing listens: refused.
     let run = lab.loadgen(
@@ -446,7 +447,7 @@ fn test_legit_clients_connect_over_ipv6() {
     let Some(lab) = Lab::new("lgl6") else {
         return;
     };
-    let server = lab.http_server(server_v6(8080), b"HTTP/1.0 200 OK\r\n\r\nhello");
+    let server = lab.http_server(server_v6(8080));
     // Served, under a light spoofed IPv6 SYN flood to the same port.
     let run = lab.loadgen(
         server_v6(8080),
@@ -458,11 +459,11 @@ fn test_legit_clients_connect_over_ipv6() {
             "--legit-rate",
             "20",
             "--legit-expect",
-            "hello",
+            REPLY_MARK,
         ],
         LIMIT,
     );
-    server.store(true, Ordering::Relaxed);
+    server.stop().unwrap();
     let summary = run.summary();
     assert_eq!(summary.target, "[2001:2::1]:8080");
     assert_eq!(summary.src_cidr, SPOOFED_SOURCES_V6);

@@ -10,12 +10,15 @@
 //! `--packets`); dropping a [`Generator`] kills the child if it still runs and reaps it.
 //! Two reader threads drain stdout (records) and stderr (kept, at most [`MAX_STDERR`] bytes,
 //! for error messages); they end with the child's pipes.
+//!
+//! The one driver of loadgen as a child process: the lab's runs ([`Generator::spawn`]) and
+//! loadgen's own tests, with their own arguments ([`Generator::start`]).
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -47,6 +50,8 @@ pub struct Generator {
     child: Child,
     records: Receiver<Result<Box<Record>, String>>,
     stderr: Arc<Mutex<String>>,
+    /// The thread that reads stderr into `stderr`, until the child closes it.
+    stderr_reader: Option<JoinHandle<()>>,
     /// When the child is killed if it still runs.
     deadline: Instant,
     interrupted: bool,
@@ -63,14 +68,23 @@ impl Generator {
         command
             .args(["netns", "exec", &topology.client_ns])
             .arg(&config.loadgen)
-            .args(arguments(topology, config, flood))
+            .args(arguments(topology, config, flood));
+        let bound = config.duration + config.legit_timeout * 2 + GRACE;
+        Generator::start(command, bound).map_err(|error| {
+            LabError::Generator(format!("starting {}: {error}", config.loadgen.display()))
+        })
+    }
+
+    /// Starts `command` (loadgen with `--json`, or a wrapper of it) in a process group of its
+    /// own, its output read as described in the module docs; it is killed if it still runs
+    /// after `bound`.
+    pub fn start(mut command: Command, bound: Duration) -> io::Result<Generator> {
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut child = command.spawn().map_err(|error| {
-            LabError::Generator(format!("starting {}: {error}", config.loadgen.display()))
-        })?;
+        let mut child = command.spawn()?;
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let (records_tx, records) = crossbeam_channel::unbounded();
         if let Some(stdout) = stdout {
@@ -85,15 +99,15 @@ impl Generator {
             });
         }
         let kept = Arc::new(Mutex::new(String::new()));
-        if let Some(stderr) = stderr {
+        let stderr_reader = stderr.map(|stderr| {
             let kept = Arc::clone(&kept);
-            thread::spawn(move || keep_stderr(stderr, &kept));
-        }
-        let bound = config.duration + config.legit_timeout * 2 + GRACE;
+            thread::spawn(move || keep_stderr(stderr, &kept))
+        });
         Ok(Generator {
             child,
             records,
             stderr: kept,
+            stderr_reader,
             deadline: Instant::now() + bound,
             interrupted: false,
         })
@@ -133,15 +147,25 @@ impl Generator {
 
     /// Waits for the exit; an error with loadgen's own message if it failed.
     pub fn wait(mut self) -> Result<(), LabError> {
-        let status = self
-            .child
-            .wait()
+        let (status, _) = self
+            .exit()
             .map_err(|error| LabError::Generator(format!("waiting for it: {error}")))?;
         if status.success() {
             Ok(())
         } else {
             Err(LabError::Generator(format!("{status}; {}", self.stderr())))
         }
+    }
+
+    /// Waits for the exit: the status, and all that loadgen wrote to stderr (the first
+    /// [`MAX_STDERR`] bytes).
+    pub fn exit(&mut self) -> io::Result<(ExitStatus, String)> {
+        let status = self.child.wait()?;
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
+        let kept = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok((status, kept.clone()))
     }
 
     /// What loadgen wrote to stderr so far, or a note that it wrote nothing.

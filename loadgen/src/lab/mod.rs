@@ -32,13 +32,13 @@
 //! addresses in 198.18.0.0/15 and 2001:2::/48 only (see [`Topology`]); spoofed sources come
 //! from [`SPOOFED_SOURCES`] and [`SPOOFED_SOURCES_V6`]; every flood is bounded in packets and
 //! seconds (loadgen enforces both), and so is every peacetime phase; everything is deleted when
-//! the [`Topology`] is dropped, also when a run fails or is interrupted. Names carry the process id and a counter, so concurrent
-//! runs never collide.
+//! the [`Topology`] is dropped, also when a run fails or is interrupted. Names carry the
+//! process id and a counter, so concurrent runs never collide.
 
 mod cli;
 mod comparison;
 mod error;
-mod generator;
+pub mod generator;
 pub mod limits;
 mod output;
 pub mod peacetime;
@@ -52,7 +52,7 @@ mod proxy_protocol;
 pub mod report;
 mod runner;
 mod server_side;
-mod service;
+pub mod service;
 mod slots;
 mod topology;
 mod xdp_synproxy;

@@ -30,7 +30,9 @@
 
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -421,6 +423,57 @@ fn keeps_alive(head: &[u8]) -> bool {
                 .split(|&byte| byte == b',')
                 .any(|option| option.trim_ascii().eq_ignore_ascii_case(b"close"))
         })
+}
+
+/// The service on a thread of its own, stopped and joined when dropped: the HTTP service of
+/// the tests, on a listening socket they bound (in whichever namespace).
+#[derive(Debug)]
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    counters: Arc<ServiceCounters>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Running {
+    /// Serves `listener` with `config` until stopped.
+    pub fn start(listener: std::net::TcpListener, config: ServiceConfig) -> Running {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(ServiceCounters::default());
+        let thread = {
+            let (stop, counters) = (Arc::clone(&stop), Arc::clone(&counters));
+            std::thread::spawn(move || run(listener, &config, &counters, &stop))
+        };
+        Running {
+            stop,
+            counters,
+            thread: Some(thread),
+        }
+    }
+
+    /// What it has counted so far.
+    pub fn counters(&self) -> &ServiceCounters {
+        &self.counters
+    }
+
+    /// Stops it (within [`STOP_WAIT`]); its error, if it failed.
+    pub fn stop(mut self) -> io::Result<()> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> io::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(served)) => served,
+            Some(Err(_)) => Err(io::Error::other("the service's thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
 }
 
 #[cfg(test)]

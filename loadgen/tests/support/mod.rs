@@ -1,6 +1,7 @@
 //! The lab for loadgen's privileged tests: a [`Topology`] (server and client namespaces, one
-//! veth pair, addresses in 198.18.0.0/15 and 2001:2::/48, deleted on drop), the loadgen binary run in the client
-//! namespace with a time limit, captures on the server's veth, and small servers.
+//! veth pair, addresses in 198.18.0.0/15 and 2001:2::/48, deleted on drop), the loadgen binary
+//! run in the client namespace with a time limit (by the lab's driver), captures on the server's
+//! veth, and the lab's HTTP service.
 //!
 //! Floods never overlap: a [`Lab`] holds a process-wide lock for its lifetime, so the tests of
 //! one binary run their floods one after another (and rate measurements stay honest).
@@ -9,16 +10,17 @@
 #[path = "../../../tests/common/mod.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use common::{require_privileges, require_tool};
+use loadgen::lab::generator::{Generator, Next};
+use loadgen::lab::service;
 use loadgen::lab::{SERVER_V4, SERVER_V6, Topology};
 use loadgen::report::{Progress, Record, Summary};
 
@@ -63,71 +65,40 @@ impl Run {
     }
 }
 
-/// A running loadgen whose JSON lines are read as they come. A watchdog kills it at its
-/// deadline, so a hung run fails the test instead of blocking it.
+/// A running loadgen whose JSON lines are read as they come, driven by the lab's own driver
+/// ([`Generator`]): killed once it overruns its limit, and when dropped.
 pub struct Running {
-    child: Arc<Mutex<Child>>,
-    lines: std::io::Lines<BufReader<ChildStdout>>,
+    generator: Generator,
     records: Vec<Record>,
 }
 
 impl Running {
-    fn start(mut command: Command, limit: Duration) -> Running {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting loadgen");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let child = Arc::new(Mutex::new(child));
-        let watched = Arc::clone(&child);
-        let deadline = Instant::now() + limit;
-        thread::spawn(move || {
-            while Instant::now() < deadline {
-                thread::sleep(Duration::from_millis(20));
-                if Arc::strong_count(&watched) == 1 {
-                    return;
-                }
-            }
-            let mut child = watched.lock().unwrap_or_else(PoisonError::into_inner);
-            if matches!(child.try_wait(), Ok(None)) {
-                eprintln!("loadgen overran its limit of {limit:?}: killed");
-                let _ = child.kill();
-            }
-        });
+    fn start(command: Command, limit: Duration) -> Running {
         Running {
-            child,
-            lines: BufReader::new(stdout).lines(),
+            generator: Generator::start(command, limit).expect("starting loadgen"),
             records: Vec::new(),
         }
     }
 
     /// The next record, or None at the end of the output.
     pub fn next_record(&mut self) -> Option<&Record> {
-        let line = self.lines.next()?.expect("reading loadgen's output");
-        let record = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        self.records.push(record);
-        self.records.last()
+        loop {
+            match self.generator.next(Duration::from_secs(1)) {
+                Ok(Next::Record(record)) => {
+                    self.records.push(*record);
+                    return self.records.last();
+                }
+                Ok(Next::Nothing) => {}
+                Ok(Next::Ended) => return None,
+                Err(error) => panic!("loadgen: {error}"),
+            }
+        }
     }
 
     /// Reads to the end of the output and waits for the exit.
     pub fn finish(mut self) -> Run {
         while self.next_record().is_some() {}
-        // Polled, so that the watchdog can take the lock and kill a process that hangs.
-        let status = loop {
-            let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(status) = child.try_wait().expect("waiting for loadgen") {
-                break status;
-            }
-            drop(child);
-            thread::sleep(Duration::from_millis(10));
-        };
-        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut stderr = String::new();
-        if let Some(mut pipe) = child.stderr.take() {
-            pipe.read_to_string(&mut stderr).expect("reading stderr");
-        }
+        let (status, stderr) = self.generator.exit().expect("waiting for loadgen");
         Run {
             status,
             records: std::mem::take(&mut self.records),
@@ -242,28 +213,10 @@ impl Lab {
         child
     }
 
-    /// A kernel TCP server on `address` (one of the server's), answering each request with
-    /// `reply`, until the returned flag is raised.
-    pub fn http_server(&self, address: SocketAddr, reply: &'static [u8]) -> Arc<AtomicBool> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let listener = self.listen(address);
-        listener.set_nonblocking(true).unwrap();
-        let flag = Arc::clone(&stop);
-        thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut stream, _)) => {
-                        let _ = stream.set_nonblocking(false);
-                        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-                        let mut request = [0u8; 512];
-                        let _ = stream.read(&mut request);
-                        let _ = stream.write_all(reply);
-                    }
-                    Err(_) => thread::sleep(Duration::from_millis(2)),
-                }
-            }
-        });
-        stop
+    /// The lab's HTTP service on `address` (one of the server's), until dropped or stopped;
+    /// every reply carries [`REPLY_MARK`](loadgen::lab::service::REPLY_MARK).
+    pub fn http_server(&self, address: SocketAddr) -> service::Running {
+        service::Running::start(self.listen(address), service::ServiceConfig::default())
     }
 
     /// A kernel listening socket on `address` (one of the server's; backlog as the kernel

@@ -3,14 +3,13 @@
 //! flood ([`syn_flood`]) from the client namespace.
 
 use std::io;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use loadgen::lab::service::{self, REPLY_MARK};
 use loadgen::lab::{SERVER_V4, Topology};
-use synwall::device::FrameIo;
 
 use super::served_v4;
 
@@ -20,61 +19,36 @@ pub fn upstream() -> String {
     format!("{SERVER_V4}:{UPSTREAM_PORT}")
 }
 
-/// A static HTTP server (python3) in the server namespace; killed on drop.
-pub struct HttpServer {
-    child: Child,
-    /// The directory it serves, removed on drop.
-    _root: tempfile::TempDir,
-}
+/// The lab's HTTP service (loadgen's) in the server namespace; stopped on drop. Every reply
+/// carries [`REPLY_MARK`].
+pub struct HttpServer(service::Running);
 
 impl HttpServer {
-    /// Serves `body` as /index.html on the upstream port.
-    pub fn start(topology: &Topology, body: &[u8]) -> HttpServer {
-        HttpServer::start_on(topology, UPSTREAM_PORT, body)
+    /// On the upstream port.
+    pub fn start(topology: &Topology) -> HttpServer {
+        HttpServer::start_on(topology, UPSTREAM_PORT)
     }
 
-    /// Serves `body` as /index.html on `port` of 198.18.0.1.
-    pub fn start_on(topology: &Topology, port: u16, body: &[u8]) -> HttpServer {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("index.html"), body).unwrap();
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &topology.server_ns,
-                "python3",
-                "-m",
-                "http.server",
-            ])
-            .args(["--bind", &SERVER_V4.to_string(), &port.to_string()])
-            .arg("--directory")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let port_open = || {
-            topology
-                .run_in(
-                    &topology.server_ns,
-                    &["ss", "-tln", &format!("( sport = :{port} )")],
-                )
-                .is_ok_and(|out| out.contains(&format!(":{port}")))
-        };
-        while !port_open() {
-            assert!(Instant::now() < deadline, "the HTTP server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        HttpServer { child, _root: dir }
+    /// On `port` of 198.18.0.1: listening when this returns.
+    pub fn start_on(topology: &Topology, port: u16) -> HttpServer {
+        let listener = topology
+            .spawn_in(&topology.server_ns, move || {
+                std::net::TcpListener::bind((SERVER_V4, port))
+            })
+            .join()
+            .expect("the binding thread")
+            .expect("entering the server namespace")
+            .expect("binding the HTTP service");
+        HttpServer(service::Running::start(
+            listener,
+            service::ServiceConfig::default(),
+        ))
     }
 }
 
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// What [`curl`] gets from an [`HttpServer`].
+pub fn http_reply() -> String {
+    format!("{REPLY_MARK}\n")
 }
 
 pub fn curl(topology: &Topology) -> std::io::Result<String> {
@@ -143,50 +117,40 @@ impl Drop for EchoUpstream {
     }
 }
 
-/// Sends `count` SYNs to port 80 from spoofed sources in 198.18.128.0/17, from the client
-/// namespace over AF_PACKET; bounded in packets and to 30 s.
+/// Sends `count` SYNs to port 80 from loadgen's spoofed sources (198.18.128.0/17), from the
+/// client namespace over AF_PACKET: loadgen itself, run in this process; bounded in packets
+/// and to 30 s.
 pub fn syn_flood(topology: &Topology, count: usize) {
-    let client_mac = topology
-        .mac(&topology.client_ns, &topology.client_if)
-        .unwrap();
-    let server_mac = topology
-        .mac(&topology.server_ns, &topology.server_if)
-        .unwrap();
-    let ifname = topology.client_if.clone();
-    topology
-        .spawn_in(&topology.client_ns, move || {
-            let mut socket = synwall::sys::PacketSocket::open(&ifname, Default::default()).unwrap();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let mut sent = 0;
-            let mut next = 0u32;
-            while sent < count && Instant::now() < deadline {
-                sent += socket
-                    .transmit(count - sent, |tx| {
-                        next += 1;
-                        let source = format!(
-                            "198.18.{}.{}:{}",
-                            128 + (next >> 8) % 128,
-                            next % 256,
-                            1024 + next % 60000
-                        );
-                        let mut client = crate::common::Client::new(
-                            &source,
-                            next.wrapping_mul(2_654_435_761),
-                            crate::common::linux_options(next),
-                        );
-                        client.link = synwall::wire::LinkAddrs {
-                            src: client_mac,
-                            dst: server_mac,
-                            vlan: None,
-                        };
-                        client.server = served_v4();
-                        synwall::wire::emit(&client.syn(), tx).ok()
-                    })
-                    .unwrap();
-                socket.flush().unwrap();
-            }
-        })
-        .join()
-        .unwrap()
-        .unwrap();
+    use clap::Parser;
+    let (count_arg, target) = (count.to_string(), served_v4().to_string());
+    let args = [
+        "loadgen",
+        "--netns",
+        &topology.client_ns,
+        "--interface",
+        &topology.client_if,
+        "--target",
+        &target,
+        "--rate",
+        "max",
+        "--packets",
+        &count_arg,
+        "--duration",
+        "30s",
+        "--tx",
+        "packet",
+    ];
+    let config = loadgen::Args::try_parse_from(args)
+        .expect("loadgen's arguments")
+        .into_config()
+        .expect("a flood loadgen accepts");
+    // loadgen enters the client namespace itself, on this fresh thread.
+    let summary = thread::spawn(move || {
+        let stop = Arc::new(AtomicBool::new(false));
+        loadgen::run(&config, &stop, io::sink(), io::sink())
+    })
+    .join()
+    .expect("the flood's thread")
+    .expect("the flood");
+    assert_eq!(summary.sent.syn, count as u64, "{summary:?}");
 }

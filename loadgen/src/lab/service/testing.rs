@@ -2,26 +2,16 @@
 //! service's tests, the PROXY header parser's and the peacetime clients'.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{ServiceConfig, ServiceCounters, run};
+use super::{Running, ServiceConfig, ServiceCounters};
 use crate::lab::proxy_protocol::PROXY_V2_SIGNATURE;
 
 /// An HTTP/1.0 request: the service answers and closes.
 pub(in crate::lab) const GET_10: &[u8] = b"GET / HTTP/1.0\r\n\r\n";
 /// An HTTP/1.1 request: the connection stays open.
 pub(in crate::lab) const GET_11: &[u8] = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n";
-
-/// Raises the stop flag when dropped, also when a test panics (the scope can end).
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
 
 /// Runs the service on 127.0.0.1 with `config` while `test` runs with its address and
 /// counters; fails if the service failed.
@@ -31,16 +21,9 @@ pub(in crate::lab) fn serving(
 ) {
     let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let address = listener.local_addr().unwrap();
-    let counters = ServiceCounters::default();
-    let stop = AtomicBool::new(false);
-    thread::scope(|scope| {
-        let service = scope.spawn(|| run(listener, config, &counters, &stop));
-        {
-            let _stop = StopOnDrop(&stop);
-            test(address, &counters);
-        }
-        service.join().unwrap().unwrap();
-    });
+    let service = Running::start(listener, config.clone());
+    test(address, service.counters());
+    service.stop().unwrap();
 }
 
 /// Waits until `condition` holds, failing after 10 s.
