@@ -9,7 +9,7 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::privileged_lab;
 use lab::{in_ns, served_v4};
@@ -38,18 +38,16 @@ fn test_examples_greet_clients_through_synwall() {
             .spawn()
             .unwrap();
         // Once the XDP program is on the interface, every handshake goes through synwall.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !topology
-            .run_in(
-                &topology.server_ns,
-                &["ip", "-o", "link", "show", &topology.server_if],
-            )
-            .unwrap()
-            .contains(" xdp")
-        {
-            assert!(Instant::now() < deadline, "{name} did not attach synwall");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let what = format!("{name} attaching synwall");
+        common::wait_until(&what, Duration::from_secs(30), || {
+            topology
+                .run_in(
+                    &topology.server_ns,
+                    &["ip", "-o", "link", "show", &topology.server_if],
+                )
+                .unwrap()
+                .contains(" xdp")
+        });
         let greeting = in_ns(&topology, &topology.client_ns, || {
             let mut stream = TcpStream::connect_timeout(&served_v4(), Duration::from_secs(3))?;
             stream.set_read_timeout(Some(Duration::from_secs(5)))?;

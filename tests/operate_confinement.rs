@@ -168,13 +168,11 @@ fn only_child(parent: u32) -> u32 {
 
 /// Waits until process `pid` has exited (a zombie, or gone).
 fn wait_exited(pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| !stat.rsplit_once(") ").unwrap().1.starts_with('Z'))
-    {
-        assert!(Instant::now() < deadline, "{pid} did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_until(&format!("{pid} exiting"), Duration::from_secs(10), || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .is_none_or(|stat| stat.rsplit_once(") ").unwrap().1.starts_with('Z'))
+    });
 }
 
 #[test]

@@ -5,7 +5,7 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::privileged_lab;
 use loadgen::lab::SERVER_V4;
@@ -541,18 +541,14 @@ fn segment(from: SocketAddr, flags: u8) -> Vec<u8> {
 
 /// Waits until the kernel holds `peer`'s connection to the served port in TIME-WAIT.
 fn wait_time_wait(peer: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    let what = format!("a TIME-WAIT socket for {peer}");
+    common::wait_until(&what, Duration::from_secs(5), || {
         let ss = std::process::Command::new("ss")
             .args(["-tan", "state", "time-wait"])
             .output()
             .expect("running ss");
-        if String::from_utf8_lossy(&ss.stdout).contains(&peer.to_string()) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no TIME-WAIT socket for {peer}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        String::from_utf8_lossy(&ss.stdout).contains(&peer.to_string())
+    });
 }
 
 #[test]

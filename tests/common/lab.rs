@@ -21,10 +21,10 @@ pub mod upstream;
 
 #[allow(unused_imports)] // Each test crate uses a different subset.
 pub use self::{crafted::*, library::*, process::*, upstream::*};
+pub use crate::common::wait_until;
 
 use std::net::SocketAddr;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use loadgen::lab::{SERVER_V4, SERVER_V6, Topology};
 use sha2::{Digest, Sha256};
@@ -72,16 +72,6 @@ pub fn in_ns<T: Send + 'static>(
 
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
-}
-
-/// Polls `ready` every 20 ms until it returns true; fails, naming `what`, after `timeout`.
-#[track_caller]
-pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ready() {
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Waits until the server namespace's kernel holds a connection from client port `port` in

@@ -359,3 +359,16 @@ pub fn require_privileges() -> bool {
     }
     ok
 }
+
+/// Polls `ready` every 20 ms until it returns true; fails, naming `what`, after `timeout`.
+#[track_caller]
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {timeout:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
