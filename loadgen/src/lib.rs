@@ -1,9 +1,15 @@
 //! loadgen: a bounded SYN/ACK flood generator and legit-client prober for synwall's lab.
 //!
-//! It floods one target, over IPv4 or IPv6, with spoofed TCP segments (SYNs with real client stacks' options,
-//! random ACKs, near-miss ACKs made from the target's own SYN cookies, RST and FIN noise) at a
-//! paced rate, while real kernel clients connect to the same target and measure whether, and
-//! how fast, they get in.
+//! It floods one target, over IPv4 or IPv6, with spoofed TCP segments (SYNs with real client
+//! stacks' options, random ACKs, near-miss ACKs made from the target's own SYN cookies, RST and
+//! FIN noise) at a paced rate, while real kernel clients connect to the same target and measure
+//! whether, and how fast, they get in.
+//!
+//! Contract: every flood bounded and inside the benchmarking ranges (below); the lab's
+//! namespaces deleted however a run ends. Must not depend on: synwall's CLI layer (it takes the
+//! `synwall` library with `default-features = false`, plus the feature `lab` for the sockets
+//! and test hooks only the lab and the tests use); nothing in synwall depends on loadgen but
+//! synwall's tests.
 //!
 //! ```text
 //!  cli ─► Config ─► run ─┬─ flood workers (one per --threads, pinned) ──► FrameIo ──► wire
@@ -38,9 +44,9 @@
 //!
 //! Every address loadgen sends to or spoofs lies in 198.18.0.0/15 or 2001:2::/48 (RFC 2544's
 //! and RFC 5180's benchmarking ranges), and the spoofed sources are of the target's family,
-//! unless `--allow-outside-benchmark-range` is given (which lifts the ranges, not the family); every run stops by itself at `--duration`
-//! (default 10 s, at most 600 s) or `--packets` (default 10 M, at most 10^9), whichever comes
-//! first. No XDP program is attached anywhere: the AF_XDP socket is opened with
+//! unless `--allow-outside-benchmark-range` is given (which lifts the ranges, not the family);
+//! every run stops by itself at `--duration` (default 10 s, at most 600 s) or `--packets`
+//! (default 10 M, at most 10^9), whichever comes first. No XDP program is attached anywhere: the AF_XDP socket is opened with
 //! `XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD`, and transmit needs none.
 //!
 //! # JSON output (`--json`)

@@ -14,8 +14,6 @@ use super::joined::{Joined, reset};
 use super::slots::Slots;
 use super::{HANDOVER_CAPACITY, Handover, LoopHandle, ProxyCounters};
 
-/// How often an event loop looks for upstream connects past their deadline.
-pub(super) const TICK: Duration = Duration::from_millis(100);
 /// Events taken from epoll per wait.
 pub(super) const EVENTS_PER_WAIT: usize = 1024;
 /// The event loops' own token; connection `i` has tokens `2i` (client) and `2i + 1` (upstream).
@@ -40,9 +38,10 @@ pub(super) struct EventLoop<'a> {
     /// Connections whose turn ended on the budget, to drive again without an event.
     busy: Vec<usize>,
     tally: Tally,
-    /// Whether an upstream connect may be pending: the loop wakes every [`TICK`] to expire
-    /// connects only then, and otherwise sleeps until an event or a handover wakes it.
-    connecting: bool,
+    /// The earliest deadline of an upstream connect that may still be pending: the loop wakes
+    /// then to expire connects (and finds the next one), and otherwise sleeps until an event or
+    /// a handover wakes it. No periodic tick.
+    next_deadline: Option<Instant>,
     slots: &'a Slots,
     counters: &'a ProxyCounters,
     /// Set when serving ends.
@@ -65,7 +64,7 @@ impl<'a> EventLoop<'a> {
             free: Vec::new(),
             busy: Vec::new(),
             tally: Tally::default(),
-            connecting: false,
+            next_deadline: None,
             slots,
             counters,
             finished,
@@ -79,14 +78,12 @@ impl<'a> EventLoop<'a> {
 
     pub(super) fn run(mut self) {
         let mut events = Events::with_capacity(EVENTS_PER_WAIT);
-        let mut next_tick = Instant::now() + TICK;
         while !self.finished.load(Ordering::Relaxed) {
             let timeout = if !(self.busy.is_empty() && self.handovers.is_empty()) {
                 Some(Duration::ZERO)
-            } else if self.connecting {
-                Some(next_tick.saturating_duration_since(Instant::now()))
             } else {
-                None
+                self.next_deadline
+                    .map(|deadline| deadline.saturating_duration_since(Instant::now()))
             };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -111,9 +108,8 @@ impl<'a> EventLoop<'a> {
                 self.admit(handover);
             }
             let now = Instant::now();
-            if now >= next_tick {
-                self.expire_connects(now);
-                next_tick = now + TICK;
+            if self.next_deadline.is_some_and(|deadline| deadline <= now) {
+                self.next_deadline = self.expire_connects(now);
             }
             self.flush_tally();
         }
@@ -128,7 +124,7 @@ impl<'a> EventLoop<'a> {
         });
         match Joined::open(handover, self.poll.registry(), index) {
             Ok(joined) => {
-                self.connecting = true;
+                self.next_deadline = earliest(self.next_deadline, joined.connect_deadline);
                 self.joined[index] = Some(joined);
                 self.counters.active.fetch_add(1, Ordering::Relaxed);
             }
@@ -173,20 +169,24 @@ impl<'a> EventLoop<'a> {
         }
     }
 
-    /// Gives up on connects past their deadline.
-    fn expire_connects(&mut self, now: Instant) {
-        self.connecting = false;
+    /// Gives up on connects past their deadline; returns the earliest deadline of those still
+    /// pending.
+    fn expire_connects(&mut self, now: Instant) -> Option<Instant> {
+        let mut next = None;
         for index in 0..self.joined.len() {
             let deadline = self.joined[index]
                 .as_ref()
                 .and_then(|joined| joined.connect_deadline);
-            self.connecting |= deadline.is_some_and(|deadline| deadline > now);
-            if deadline.is_some_and(|deadline| deadline <= now) {
-                let timed_out =
-                    io::Error::new(io::ErrorKind::TimedOut, "upstream connect timed out");
-                self.close(index, Err(Failure::Upstream(timed_out)));
+            match deadline {
+                Some(deadline) if deadline <= now => {
+                    let timed_out =
+                        io::Error::new(io::ErrorKind::TimedOut, "upstream connect timed out");
+                    self.close(index, Err(Failure::Upstream(timed_out)));
+                }
+                deadline => next = earliest(next, deadline),
             }
         }
+        next
     }
 
     /// Ends connection `index`: closed when `outcome` is Ok (both halves were closed already),
@@ -302,4 +302,12 @@ pub(super) enum Turn {
     Busy,
     /// Both directions are closed.
     Done,
+}
+
+/// The earlier of two instants, either of which may be missing.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }

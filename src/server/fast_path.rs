@@ -22,8 +22,6 @@ use crate::sys::{SteeringProgram, XdpDevice, XskStatistics, affinity};
 
 use super::{ServerConfig, ServerError, ShardHandle};
 
-/// The longest a fast-path thread sleeps between looks at its stop flag and handoff reports.
-const IDLE_WAIT: Duration = Duration::from_millis(10);
 /// Updates waiting for a fast-path thread, at most.
 const UPDATES: usize = 4;
 /// How often a fast-path thread publishes its AF_XDP ring statistics.
@@ -68,7 +66,11 @@ impl FastPath {
             }
             let device = XdpDevice::open(&config.interface, queue, config.device)?;
             program.register(&device)?;
+            // What ends the thread's wait besides frames and timers: a finished handoff, an
+            // update (`ShardHandle::waker`), the stop.
             accept.set_waker(device.waker());
+            let waker = device.waker();
+            shutdown.also_wake(move || waker.wake());
             let injector =
                 RawInjector::new().map_err(|source| ServerError::RawSocket { source })?;
             let keys = KeyRing::new(secret, config.key_period, unix_time());
@@ -85,6 +87,7 @@ impl FastPath {
                 counters: listener.counters(),
                 xsk: Arc::default(),
                 updates: updates_tx,
+                waker: device.waker(),
             };
             let shard = Shard::new(listener, device, injector, accept, config.budget);
             let shard = match native {
@@ -117,7 +120,9 @@ impl FastPath {
     }
 }
 
-/// The fast-path loop: a bounded round, then a short sleep when the round was not full.
+/// The fast-path loop: a bounded round, then, when the round was not full, a sleep until frames
+/// arrive, a timer of the listener is due, the statistics are to be published, or the device is
+/// woken (a finished handoff, an update, the stop).
 fn serve(
     shard: &mut Shard<XdpDevice, RawInjector>,
     budget: usize,
@@ -132,7 +137,8 @@ fn serve(
             shard.listener_mut().apply(now, &update);
         }
         if shard.poll(now, unix_time())? < budget {
-            shard.wait(now, IDLE_WAIT)?;
+            let until_statistics = (published + STATISTICS_INTERVAL).saturating_duration_since(now);
+            shard.wait(now, until_statistics)?;
         }
         if now.duration_since(published) >= STATISTICS_INTERVAL {
             published = now;

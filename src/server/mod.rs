@@ -36,6 +36,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::accept_queue::{AcceptQueue, AcceptReceiver};
 use crate::cookie::keys::{KeyError, Secret};
 use crate::counters::{CounterSnapshot, Counters};
+use crate::device::Wake;
 use crate::handoff::{self, Connection, Handoff, HandoffCounters, HandoffFailure, HandoffMode};
 use crate::histogram::HistogramSnapshot;
 use crate::listener::{ConfigError, ListenerUpdate};
@@ -141,6 +142,8 @@ struct ShardHandle {
     /// The AF_XDP socket's ring statistics, published once per [`STATISTICS_INTERVAL`].
     xsk: Arc<Mutex<XskStatistics>>,
     updates: Sender<ListenerUpdate>,
+    /// Ends the fast-path thread's wait, so that it takes an update at once.
+    waker: Arc<dyn Wake>,
 }
 
 impl ShardHandle {
@@ -417,6 +420,7 @@ impl Server {
     pub fn reload(&self, update: &ListenerUpdate) {
         for shard in &self.shards {
             let _ = shard.updates.try_send(update.clone());
+            shard.waker.wake();
         }
     }
 
