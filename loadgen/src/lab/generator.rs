@@ -1,5 +1,5 @@
 //! The flood generator: `ip netns exec <client ns> loadgen ... --json` as a child process,
-//! with its JSON lines parsed into [`Record`]s as they come. It sends one [`Flood`] to the
+//! with its JSON lines parsed into [`Record`]s as they come. It sends one `Flood` to the
 //! server's address of the run's family from the lab's spoofed sources of that family, and its
 //! legit clients connect over that family too.
 //!
@@ -8,8 +8,8 @@
 //! prints its summary). It inherits the lab's CPU affinity (the client CPU) and is told
 //! `--cpus` as well. Every flood is bounded twice by loadgen itself (`--duration` and
 //! `--packets`); dropping a [`Generator`] kills the child if it still runs and reaps it.
-//! Two reader threads drain stdout (records) and stderr (kept, at most [`MAX_STDERR`] bytes,
-//! for error messages); they end with the child's pipes.
+//! Two reader threads drain stdout (records) and stderr (its first 16 KiB kept, for error
+//! messages); they end with the child's pipes.
 //!
 //! The one driver of loadgen as a child process: the lab's runs ([`Generator::spawn`]) and
 //! loadgen's own tests, with their own arguments ([`Generator::start`]).
@@ -158,7 +158,7 @@ impl Generator {
     }
 
     /// Waits for the exit: the status, and all that loadgen wrote to stderr (the first
-    /// [`MAX_STDERR`] bytes).
+    /// `MAX_STDERR` bytes).
     pub fn exit(&mut self) -> io::Result<(ExitStatus, String)> {
         let status = self.child.wait()?;
         if let Some(reader) = self.stderr_reader.take() {

@@ -18,14 +18,14 @@
 //!
 //! Bounded: at most [`ServiceConfig::max_connections`] are open, each with a fixed
 //! [`MAX_REQUEST`]-byte buffer (2.1 KiB a connection with its bookkeeping: 134 MiB at the
-//! default 65,536, plus the deadline queue, see [`Slots`], and the kernel's socket buffers);
+//! default 65,536, plus the deadline queue, see `Slots`, and the kernel's socket buffers);
 //! one more is closed at once and counted as turned away. A connection without a complete
 //! request for [`ServiceConfig::idle_timeout`] is closed, so forged connections that never
 //! send do not pile up. A request head (or PROXY header) longer than [`MAX_REQUEST`] closes
 //! the connection unanswered. Connections live in reused slots: nothing is allocated per
 //! event. Never panics.
 //!
-//! [`Slots`] and the HTTP head helpers are shared with the `peacetime` clients; the PROXY
+//! `Slots` and the HTTP head helpers are shared with the `peacetime` clients; the PROXY
 //! protocol header is parsed in `proxy_protocol`.
 
 use std::io::{self, Read, Write};
