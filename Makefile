@@ -43,6 +43,9 @@ lint: deps
 	@# The library's (src/lib.rs): it builds without the CLI, and nothing of the CLI's is under it.
 	$(CARGO) check -p synwall --lib --no-default-features --quiet
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p synwall --no-deps --no-default-features --quiet
+	@# Inside the library, the system layer (src/sys) names no module of the server above it.
+	@if grep -rnE 'crate::(server|proxy|handoff|shard|accept_queue|metrics|status|preflight|flood|shutdown)\b' src/sys; then \
+		echo "src/sys uses a module of the server layer above it (listed above)" >&2; exit 1; fi
 	@if $(CARGO) tree -p synwall --no-default-features -e normal,build --prefix none \
 		| grep -E '^(clap|clap_complete|clap_mangen|serde|toml|anyhow|tracing-subscriber|humantime-serde) '; then \
 		echo "the synwall library depends on a crate of the CLI's (listed above)" >&2; exit 1; fi

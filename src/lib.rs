@@ -37,7 +37,8 @@
 //!   before anything is attached.
 //! - [`metrics`] exports the figures (Prometheus) and reads them back for `synwall stats`;
 //!   [`status`] joins them with what the kernel shows attached, for `synwall status`.
-//! - [`sys`]: the XDP steering program, the AF_XDP device, and every line of `unsafe`.
+//! - [`sys`]: the XDP steering program, the AF_XDP device, and every line of `unsafe`. It names
+//!   only the core and [`device`] of this crate, none of the modules above (`make lint` checks).
 //!
 //! Invariants: memory is bounded by configuration (SYN queue, handoff markers, segments held
 //! for a handoff, accept queue; frame pools are allocated once); nothing on the per-packet path
