@@ -124,7 +124,11 @@ impl<'a> EventLoop<'a> {
         });
         match Joined::open(handover, self.poll.registry(), index) {
             Ok(joined) => {
-                self.next_deadline = earliest(self.next_deadline, joined.connect_deadline);
+                self.next_deadline = self
+                    .next_deadline
+                    .into_iter()
+                    .chain(joined.connect_deadline)
+                    .min();
                 self.joined[index] = Some(joined);
                 self.counters.active.fetch_add(1, Ordering::Relaxed);
             }
@@ -183,7 +187,7 @@ impl<'a> EventLoop<'a> {
                         io::Error::new(io::ErrorKind::TimedOut, "upstream connect timed out");
                     self.close(index, Err(Failure::Upstream(timed_out)));
                 }
-                deadline => next = earliest(next, deadline),
+                deadline => next = next.into_iter().chain(deadline).min(),
             }
         }
         next
@@ -302,12 +306,4 @@ pub(super) enum Turn {
     Busy,
     /// Both directions are closed.
     Done,
-}
-
-/// The earlier of two instants, either of which may be missing.
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
