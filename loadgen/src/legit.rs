@@ -66,23 +66,25 @@ pub enum Failure {
 }
 
 impl Failure {
-    fn connecting(error: &io::Error) -> Failure {
+    /// A connect() that failed.
+    pub(crate) fn connecting(error: &io::Error) -> Failure {
         match error.kind() {
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Failure::Timeout,
             kind => Failure::after_connect(kind),
         }
     }
 
-    fn replying(error: &io::Error) -> Failure {
+    /// An established connection that failed.
+    pub(crate) fn replying(error: &io::Error) -> Failure {
         match error.kind() {
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Failure::ReplyTimeout,
             kind => Failure::after_connect(kind),
         }
     }
 
-    /// Where `counts` tallies this kind of failure.
-    fn counter(self, counts: &mut FailureCounts) -> &mut u64 {
-        match self {
+    /// Counts this failure in its field of `counts`.
+    pub(crate) fn count(self, counts: &mut FailureCounts) {
+        *match self {
             Failure::Timeout => &mut counts.timeout,
             Failure::Refused => &mut counts.refused,
             Failure::Reset => &mut counts.reset,
@@ -91,7 +93,7 @@ impl Failure {
             Failure::BadReply => &mut counts.bad_reply,
             Failure::Overloaded => &mut counts.overloaded,
             Failure::Other => &mut counts.other,
-        }
+        } += 1;
     }
 
     fn after_connect(kind: io::ErrorKind) -> Failure {
@@ -134,7 +136,7 @@ impl Tally {
         }
         match outcome.failure {
             None => self.ok += 1,
-            Some(failure) => *failure.counter(&mut self.failures) += 1,
+            Some(failure) => failure.count(&mut self.failures),
         }
     }
 
@@ -372,9 +374,12 @@ mod tests {
         let cases = [
             (connecting(TimedOut), Failure::Timeout),
             (replying(WouldBlock), Failure::ReplyTimeout),
+            (replying(TimedOut), Failure::ReplyTimeout),
             (connecting(ConnectionRefused), Failure::Refused),
             (replying(ConnectionReset), Failure::Reset),
+            (replying(BrokenPipe), Failure::Reset),
             (connecting(HostUnreachable), Failure::Unreachable),
+            (connecting(NetworkUnreachable), Failure::Unreachable),
             (replying(InvalidData), Failure::Other),
         ];
         for (mapped, expected) in cases {

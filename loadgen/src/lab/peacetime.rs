@@ -35,13 +35,12 @@ use mio::{Events, Interest, Poll, Token};
 use serde::Serialize;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::lab::peacetime_client::{
-    EVENTS, Failure, Latencies, Needle, READ_CHUNK, micros, poll_events,
-};
+use crate::lab::peacetime_client::{EVENTS, Latencies, Needle, READ_CHUNK, micros, poll_events};
 pub use crate::lab::peacetime_keepalive::{KeepaliveConfig, KeepaliveReport, keepalive};
 pub use crate::lab::peacetime_search::{RateLadder, RateSearch, max_connection_rate};
 use crate::lab::report::{FailureCounts, Percentiles};
 use crate::lab::slots::Slots;
+use crate::legit::Failure;
 
 /// The share of attempts that must succeed.
 pub const SLO_SUCCESS: f64 = 0.999;
@@ -380,7 +379,7 @@ impl Progress {
         match error.kind() {
             io::ErrorKind::WouldBlock => Some(Progress::Waiting),
             io::ErrorKind::Interrupted => None,
-            _ => Some(Progress::Finished(Err(Failure::exchanging(error)))),
+            _ => Some(Progress::Finished(Err(Failure::replying(error)))),
         }
     }
 }

@@ -1,6 +1,6 @@
-//! What the peacetime clients share: waiting for readiness events, why an attempt or a
-//! connection failed ([`Failure`], counted in [`FailureCounts`]), finding the expected text in
-//! a reply read in pieces ([`Needle`]), and latency histograms ([`Latencies`]).
+//! What the peacetime clients share: waiting for readiness events, finding the expected text in
+//! a reply read in pieces ([`Needle`]), and latency histograms ([`Latencies`]). Why an attempt
+//! or a connection failed is told by the legit clients' own `crate::legit::Failure`.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use mio::{Events, Poll};
 
-use crate::lab::report::{FailureCounts, Percentiles};
+use crate::lab::report::Percentiles;
 
 /// The longest latency a histogram records, in microseconds.
 const MAX_LATENCY_US: u64 = 60_000_000;
@@ -26,64 +26,6 @@ pub(super) fn poll_events(poll: &mut Poll, events: &mut Events, wake: Instant) -
             Ok(())
         }
         result => result,
-    }
-}
-
-/// Why an attempt or a connection failed: a field of [`FailureCounts`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Failure {
-    Timeout,
-    Refused,
-    Reset,
-    Unreachable,
-    ReplyTimeout,
-    BadReply,
-    Overloaded,
-    Other,
-}
-
-impl Failure {
-    /// A connect() that failed.
-    pub(super) fn connecting(error: &io::Error) -> Failure {
-        match error.kind() {
-            io::ErrorKind::TimedOut => Failure::Timeout,
-            kind => Failure::of(kind),
-        }
-    }
-
-    /// An established connection that failed.
-    pub(super) fn exchanging(error: &io::Error) -> Failure {
-        match error.kind() {
-            io::ErrorKind::TimedOut => Failure::ReplyTimeout,
-            kind => Failure::of(kind),
-        }
-    }
-
-    fn of(kind: io::ErrorKind) -> Failure {
-        match kind {
-            io::ErrorKind::ConnectionRefused => Failure::Refused,
-            io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe => Failure::Reset,
-            io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
-                Failure::Unreachable
-            }
-            _ => Failure::Other,
-        }
-    }
-
-    pub(super) fn count(self, failures: &mut FailureCounts) {
-        let counter = match self {
-            Failure::Timeout => &mut failures.timeout,
-            Failure::Refused => &mut failures.refused,
-            Failure::Reset => &mut failures.reset,
-            Failure::Unreachable => &mut failures.unreachable,
-            Failure::ReplyTimeout => &mut failures.reply_timeout,
-            Failure::BadReply => &mut failures.bad_reply,
-            Failure::Overloaded => &mut failures.overloaded,
-            Failure::Other => &mut failures.other,
-        };
-        *counter += 1;
     }
 }
 
@@ -192,18 +134,5 @@ mod tests {
         mark.advance(&mut matched, b"synwall la synwall-lab");
         assert!(!mark.is_found(matched));
         assert!(Needle::new(b"").is_found(0));
-    }
-
-    #[test]
-    fn test_errors_map_to_failure_kinds() {
-        use io::ErrorKind::*;
-        let connecting = |kind| Failure::connecting(&io::Error::from(kind));
-        let exchanging = |kind| Failure::exchanging(&io::Error::from(kind));
-        assert_eq!(connecting(TimedOut), Failure::Timeout);
-        assert_eq!(exchanging(TimedOut), Failure::ReplyTimeout);
-        assert_eq!(connecting(ConnectionRefused), Failure::Refused);
-        assert_eq!(exchanging(BrokenPipe), Failure::Reset);
-        assert_eq!(connecting(NetworkUnreachable), Failure::Unreachable);
-        assert_eq!(exchanging(InvalidData), Failure::Other);
     }
 }

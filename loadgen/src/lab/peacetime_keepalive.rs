@@ -11,10 +11,11 @@ use mio::{Events, Interest, Poll, Token};
 use serde::Serialize;
 
 use crate::lab::peacetime::MAX_REPLY;
-use crate::lab::peacetime_client::{EVENTS, Failure, Latencies, Needle, READ_CHUNK, poll_events};
+use crate::lab::peacetime_client::{EVENTS, Latencies, Needle, READ_CHUNK, poll_events};
 use crate::lab::report::{FailureCounts, Percentiles};
 use crate::lab::service::{head_length, header_values};
 use crate::lab::slots::Slots;
+use crate::legit::Failure;
 
 /// What [`keepalive`] does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,7 +224,7 @@ impl KeptConnection {
     ) -> Result<bool, Failure> {
         let exchanging = |error: &io::Error| match error.kind() {
             io::ErrorKind::WouldBlock => Ok(false),
-            _ => Err(Failure::exchanging(error)),
+            _ => Err(Failure::replying(error)),
         };
         while self.sent < request.len() {
             match self.stream.write(&request[self.sent..]) {
