@@ -355,7 +355,7 @@ fn test_daemonset_follows_its_configuration_and_is_locked_down() {
     let block = configmap_block(&manifest);
     let settings: toml::Table = toml::from_str(&block).unwrap();
     let max_syn_backlog = settings["max-syn-backlog"].as_integer().unwrap();
-    let syn_queue = max_syn_backlog as f64 * 440.0 / (1 << 20) as f64;
+    let syn_queue = max_syn_backlog as f64 * 200.0 / (1 << 20) as f64;
     let needed = 64.0 + 16.0 * (16.0 + syn_queue) + 4096.0 * 32.0 / 1024.0;
     let limit: f64 = manifest
         .lines()

@@ -1,19 +1,22 @@
 //! A bounded table of entries under attacker-chosen keys, each waiting for a deadline.
 //!
-//! Entries live in a slab allocated once at creation; a hash map with a randomly keyed hasher
+//! Entries live in a slab allocated once at creation; a hash table with a randomly keyed hasher
 //! (SipHash-1-3, `std`'s `RandomState`) maps keys to slab slots, so a flood of chosen 4-tuples
-//! cannot build long probe chains. Every entry sits in one of a few timer lists: intrusive
+//! cannot build long probe chains. The table remembers the last key it hashed: handling one
+//! segment looks its tuple up several times (a probe, then a removal or an insertion), and the
+//! hash is most of a lookup's cost. Every entry sits in one of a few timer lists: intrusive
 //! doubly-linked FIFOs. Callers append to a list only with deadlines not earlier than its tail,
 //! so each list is ordered and the earliest deadline is always at a head.
 //!
 //! Memory never grows after creation: at most [`TimerTable::allocated_bytes`], whatever
 //! arrives. Insertion into a full table fails and hands the entry back.
 
-use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
-use std::hash::Hash;
+use std::cell::Cell;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::mem::size_of;
 use std::time::Instant;
+
+use hashbrown::HashTable;
 
 type SlotId = u32;
 const NIL: SlotId = SlotId::MAX;
@@ -39,7 +42,11 @@ struct ListEnds {
 
 /// See the module documentation.
 pub(crate) struct TimerTable<K, V> {
-    index: HashMap<K, SlotId, RandomState>,
+    /// The slot of each entry, found by the entry's key.
+    index: HashTable<SlotId>,
+    hasher: RandomState,
+    /// The key hashed last, and its hash.
+    last_hashed: Cell<Option<(K, u64)>>,
     slots: Vec<Slot<K, V>>,
     free: Vec<SlotId>,
     lists: Vec<ListEnds>,
@@ -57,10 +64,12 @@ impl<K: Copy + Eq + Hash, V> TimerTable<K, V> {
         assert!(capacity < NIL as usize, "capacity must fit a slot id");
         // Twice the entries: hashbrown then always reclaims deleted buckets by rehashing in
         // place instead of growing, however keys churn.
-        let index = HashMap::with_capacity_and_hasher(capacity * 2, RandomState::new());
+        let index = HashTable::with_capacity(capacity * 2);
         TimerTable {
             index_capacity: index.capacity(),
             index,
+            hasher: RandomState::new(),
+            last_hashed: Cell::new(None),
             slots: (0..capacity)
                 .map(|_| Slot {
                     entry: None,
@@ -90,19 +99,19 @@ impl<K: Copy + Eq + Hash, V> TimerTable<K, V> {
     /// Bytes held by the table's allocations; constant over the table's life.
     pub(crate) fn allocated_bytes(&self) -> usize {
         // hashbrown keeps at least 1/8 of its buckets empty and one control byte per bucket.
-        self.index_capacity * 8 / 7 * (size_of::<(K, SlotId)>() + 1)
+        self.index_capacity * 8 / 7 * (size_of::<SlotId>() + 1)
             + self.slots.capacity() * size_of::<Slot<K, V>>()
             + self.free.capacity() * size_of::<SlotId>()
             + self.lists.capacity() * size_of::<ListEnds>()
     }
 
     pub(crate) fn get(&self, key: &K) -> Option<&V> {
-        let id = *self.index.get(key)?;
+        let id = self.find(key)?;
         self.entry(id).map(|entry| &entry.value)
     }
 
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        let id = *self.index.get(key)?;
+        let id = self.find(key)?;
         self.slots[id as usize]
             .entry
             .as_mut()
@@ -122,19 +131,36 @@ impl<K: Copy + Eq + Hash, V> TimerTable<K, V> {
         let Some(id) = self.free.pop() else {
             return Err(value);
         };
-        self.index.insert(key, id);
         self.slots[id as usize].entry = Some(Entry {
             key,
             value,
             deadline,
             list,
         });
+        let hash = self.hash(&key);
+        let TimerTable {
+            index,
+            slots,
+            hasher,
+            ..
+        } = self;
+        index.insert_unique(hash, id, |&other| {
+            hasher.hash_one(key_in(slots, other).expect("an indexed slot holds an entry"))
+        });
         self.link_tail(id, list);
         Ok(())
     }
 
     pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
-        let id = self.index.remove(key)?;
+        if self.index.is_empty() {
+            return None;
+        }
+        let hash = self.hash(key);
+        let TimerTable { index, slots, .. } = self;
+        let (id, _) = index
+            .find_entry(hash, |&id| key_in(slots, id) == Some(key))
+            .ok()?
+            .remove();
         self.unlink(id);
         self.free.push(id);
         self.slots[id as usize]
@@ -145,7 +171,7 @@ impl<K: Copy + Eq + Hash, V> TimerTable<K, V> {
 
     /// Moves an entry to the tail of `list` with a new deadline.
     pub(crate) fn reschedule(&mut self, key: &K, list: usize, deadline: Instant) {
-        let Some(&id) = self.index.get(key) else {
+        let Some(id) = self.find(key) else {
             return;
         };
         self.unlink(id);
@@ -185,8 +211,30 @@ impl<K: Copy + Eq + Hash, V> TimerTable<K, V> {
 
     /// The deadline of the entry under `key`.
     pub(crate) fn deadline(&self, key: &K) -> Option<Instant> {
-        let id = *self.index.get(key)?;
+        let id = self.find(key)?;
         self.entry(id).map(|entry| entry.deadline)
+    }
+
+    /// The slot of the entry under `key`.
+    fn find(&self, key: &K) -> Option<SlotId> {
+        if self.index.is_empty() {
+            return None;
+        }
+        let hash = self.hash(key);
+        self.index
+            .find(hash, |&id| key_in(&self.slots, id) == Some(key))
+            .copied()
+    }
+
+    fn hash(&self, key: &K) -> u64 {
+        if let Some((last, hash)) = self.last_hashed.get()
+            && last == *key
+        {
+            return hash;
+        }
+        let hash = self.hasher.hash_one(key);
+        self.last_hashed.set(Some((*key, hash)));
+        hash
     }
 
     fn entry(&self, id: SlotId) -> Option<&Entry<K, V>> {
@@ -226,9 +274,15 @@ impl<K: Copy + Eq + Hash, V> TimerTable<K, V> {
     }
 }
 
+/// The key of slot `id`'s entry, if it holds one.
+fn key_in<K, V>(slots: &[Slot<K, V>], id: SlotId) -> Option<&K> {
+    slots[id as usize].entry.as_ref().map(|entry| &entry.key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::time::Duration;
 
     fn at(base: Instant, secs: u64) -> Instant {
@@ -305,5 +359,62 @@ mod tests {
             "the index grew"
         );
         assert_eq!(table.allocated_bytes(), before);
+    }
+
+    #[test]
+    fn test_remembered_hash_is_the_keys_own() {
+        let table = TimerTable::<u32, ()>::new(4, 1);
+        for key in [1, 1, 2, 1, 2, 2, 3] {
+            assert_eq!(table.hash(&key), table.hasher.hash_one(key));
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u8, u16),
+        Remove(u8),
+        Get(u8),
+        Reschedule(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Few keys, so that lookups repeat the key hashed last and run into removed ones.
+        let key = 0u8..12;
+        prop_oneof![
+            (key.clone(), any::<u16>()).prop_map(|(key, value)| Op::Insert(key, value)),
+            key.clone().prop_map(Op::Remove),
+            key.clone().prop_map(Op::Get),
+            key.prop_map(Op::Reschedule),
+        ]
+    }
+
+    proptest! {
+        /// The table answers as a map of at most `capacity` entries would, whatever the order of
+        /// insertions, removals and lookups.
+        #[test]
+        fn prop_behaves_as_a_bounded_map(ops in proptest::collection::vec(op(), 1..300)) {
+            let now = Instant::now();
+            let capacity = 8;
+            let mut table = TimerTable::new(capacity, 1);
+            let mut model = std::collections::HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Insert(key, value) => {
+                        let fits = model.contains_key(&key) || model.len() < capacity;
+                        prop_assert_eq!(table.insert(key, value, 0, now).is_ok(), fits);
+                        if fits {
+                            model.insert(key, value);
+                        }
+                    }
+                    Op::Remove(key) => prop_assert_eq!(table.remove(&key), model.remove(&key)),
+                    Op::Get(key) => prop_assert_eq!(table.get(&key), model.get(&key)),
+                    Op::Reschedule(key) => {
+                        table.reschedule(&key, 0, now);
+                        prop_assert_eq!(table.deadline(&key).is_some(), model.contains_key(&key));
+                    }
+                }
+                prop_assert_eq!(table.len(), model.len());
+            }
+        }
     }
 }

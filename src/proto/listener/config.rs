@@ -24,7 +24,7 @@ pub struct ListenerConfig {
     pub served: Endpoints,
     /// `tcp_syncookies`.
     pub syncookies: SyncookiesMode,
-    /// SYN-queue capacity (`tcp_max_syn_backlog`): at most 440 bytes per entry, allocated up
+    /// SYN-queue capacity (`tcp_max_syn_backlog`): at most 200 bytes per entry, allocated up
     /// front ([`crate::listener::Listener::syn_queue_bytes`]); a full queue takes no more.
     pub max_syn_backlog: usize,
     /// SYN-ACK retransmissions before a queued connection is dropped (`tcp_synack_retries`).
