@@ -53,8 +53,9 @@ other work before a run or after the last one withholds every ratio.
 
 With --peacetime there is no flood: the same service behind synwall and behind the kernel \
 alone, side by side: request latency at 100 new connections/s (the request sent right after \
-connect()), the most new connections/s of which 99.9 % succeed with a p99 under 10 ms, and \
-keep-alive requests/s over 20 connections.
+connect()), the server CPU's busy time per new connection at --cost-rate (2,000/s by default, \
+below every target's saturation), the most new connections/s of which 99.9 % succeed with a \
+p99 under 10 ms, and keep-alive requests/s over 20 connections.
 
 Everything is removed on exit, on failure and on Ctrl-C (a first Ctrl-C stops the flood \
 cleanly).";
@@ -173,6 +174,11 @@ pub struct LabArgs {
     /// --peacetime: the highest connection rate the search tries (per second).
     #[arg(long, default_value_t = 200_000)]
     pub search_max_rate: u32,
+    /// --peacetime: the new connections per second at which the server CPU's busy time per
+    /// connection is measured; below every target's saturation, so that the figure does not
+    /// depend on how the search's steps fall. At most --search-max-rate.
+    #[arg(long, default_value_t = 2_000)]
+    pub cost_rate: u32,
     /// What the flood sends.
     #[arg(long, value_enum, default_value_t = FloodMode::Syn)]
     pub mode: FloodMode,
@@ -301,6 +307,7 @@ pub struct LabConfig {
     pub phase: Duration,
     pub search_step: Duration,
     pub search_max_rate: u32,
+    pub cost_rate: u32,
     /// The flood asked for (--mode, --rate), against every target.
     pub flood: Flood,
     /// The SYN flood at a fixed rate for the efficiency figure, against every target after
@@ -335,6 +342,7 @@ impl LabArgs {
         self.check_durations()?;
         self.check_legit_clients()?;
         self.check_cpus()?;
+        self.check_cost_rate()?;
         let fixed_rate = match self.fixed_rate {
             Some(rate) => rate,
             None if self.compare => DEFAULT_FIXED_RATE,
@@ -354,6 +362,7 @@ impl LabArgs {
             phase: self.phase,
             search_step: self.search_step,
             search_max_rate: self.search_max_rate,
+            cost_rate: self.cost_rate,
             flood: Flood::new(self.mode, self.rate, self.duration),
             fixed_rate: (fixed_rate > 0 && !self.peacetime)
                 .then(|| Flood::new(FloodMode::Syn, Rate::PerSecond(fixed_rate), self.duration)),
@@ -405,6 +414,17 @@ impl LabArgs {
                     MAX_DURATION.as_secs()
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// --cost-rate is above 0 and at most --search-max-rate.
+    fn check_cost_rate(&self) -> Result<(), LabError> {
+        if self.cost_rate == 0 || self.cost_rate > self.search_max_rate {
+            return Err(LabError::Setting(format!(
+                "--cost-rate must be above 0 and at most --search-max-rate ({})",
+                self.search_max_rate
+            )));
         }
         Ok(())
     }
@@ -521,6 +541,9 @@ mod tests {
         assert!(same_cpu.contains("two different"), "{same_cpu}");
         assert!(error(present, &["--legit-rate", "10001"]).contains("--legit-rate"));
         assert!(error(present, &["--queues", "0"]).contains("--queues"));
+        assert!(error(present, &["--cost-rate", "0"]).contains("--cost-rate"));
+        let above_search = &["--cost-rate", "2001", "--search-max-rate", "2000"];
+        assert!(error(present, above_search).contains("--search-max-rate (2000)"));
         assert!(error(present, &["--queues", "4097"]).contains("one queue per CPU"));
         let config = |argv: &[&str]| {
             let mut argv = argv.to_vec();
@@ -555,6 +578,7 @@ mod tests {
             config(&["--peacetime"]).targets,
             [Target::Synwall, Target::Kernel]
         );
+        assert_eq!(config(&["--peacetime"]).cost_rate, 2_000);
         let missing = error("/nonexistent/loadgen", &[]);
         assert!(
             missing.contains("cargo build --release --workspace"),

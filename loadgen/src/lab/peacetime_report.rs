@@ -1,17 +1,19 @@
 //! What `synwall-lab --peacetime` reports: per target ([`PeacetimeRun`]) the request latency
-//! at a low connection rate, the most new connections per second within the service-level
-//! objective, and keep-alive requests per second; then both targets side by side
+//! at a low connection rate, the server CPU's busy time per new connection at a fixed rate
+//! below saturation ([`ConnectionCost`]), the most new connections per second within the
+//! service-level objective, and keep-alive requests per second; then both targets side by side
 //! ([`PeacetimeReport`], also the `--json` object).
 //!
 //! Plain data and formatting: the measurements come from [`crate::lab::peacetime`].
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::lab::cli::Target;
-use crate::lab::output::{busy_note, counters_text, millis_unit, times};
+use crate::lab::output::{busy_note, counters_text, micros_unit, millis_unit, times};
 use crate::lab::peacetime::{ConnectionsReport, KeepaliveReport, RateSearch, SLO_P99, SLO_SUCCESS};
 use crate::lab::placement::BUSY_LIMIT;
 use crate::lab::report::Percentiles;
@@ -29,6 +31,8 @@ pub struct PeacetimeRun {
     pub server_cpu_busy_before_pct: f64,
     /// New connections at a low rate, each sending its request right after connect().
     pub latency: ConnectionsReport,
+    /// What new connections cost the server CPU at `--cost-rate`.
+    pub cost: ConnectionCost,
     /// The most new connections per second within the objective, and every step tried.
     pub search: RateSearch,
     pub keepalive: KeepaliveReport,
@@ -43,6 +47,33 @@ impl PeacetimeRun {
     }
 }
 
+/// The server CPU's busy time per new connection, over a phase of new connections at a fixed
+/// rate that every target sustains: the whole server side (receive work, synwall or the
+/// kernel's listener, the service), as /proc/stat counts it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionCost {
+    /// The phase's connections, each sending its request right after connect().
+    pub connections: ConnectionsReport,
+    /// How busy the server CPU was over the phase (percent).
+    pub server_cpu_busy_pct: f64,
+    /// The server CPU's busy time over the connections that got their whole reply, in
+    /// microseconds; None when none did.
+    pub server_cpu_us_per_connection: Option<f64>,
+}
+
+impl ConnectionCost {
+    /// `connections` ran while the server CPU was `busy_pct` busy over `elapsed`.
+    pub fn new(connections: ConnectionsReport, busy_pct: f64, elapsed: Duration) -> Self {
+        let busy_us = busy_pct / 100.0 * elapsed.as_secs_f64() * 1e6;
+        ConnectionCost {
+            server_cpu_us_per_connection: (connections.ok > 0)
+                .then(|| busy_us / connections.ok as f64),
+            server_cpu_busy_pct: busy_pct,
+            connections,
+        }
+    }
+}
+
 /// synwall against the kernel.
 #[derive(Debug, Clone, Serialize)]
 pub struct PeacetimeComparison {
@@ -50,6 +81,8 @@ pub struct PeacetimeComparison {
     pub connection_rate_ratio: Option<f64>,
     /// synwall's keep-alive requests/s over the kernel's.
     pub keepalive_ratio: Option<f64>,
+    /// synwall's server CPU per new connection over the kernel's, at `--cost-rate`.
+    pub cost_ratio: Option<f64>,
     /// synwall's request-latency p99 at the low rate minus the kernel's, in milliseconds.
     pub latency_p99_difference_ms: Option<f64>,
 }
@@ -98,6 +131,11 @@ impl PeacetimeReport {
                     synwall.keepalive.requests_per_s,
                     kernel.keepalive.requests_per_s,
                 ),
+                cost_ratio: synwall
+                    .cost
+                    .server_cpu_us_per_connection
+                    .zip(kernel.cost.server_cpu_us_per_connection)
+                    .and_then(|(synwall, kernel)| ratio(synwall, kernel)),
                 latency_p99_difference_ms: exchange_p99(&synwall.latency)
                     .zip(exchange_p99(&kernel.latency))
                     .map(|(synwall, kernel)| (synwall as f64 - kernel as f64) / 1000.0),
@@ -160,6 +198,14 @@ pub fn print_run(out: &mut dyn Write, run: &PeacetimeRun) -> io::Result<()> {
         "-- {name}: at {} new connections/s: {}",
         run.latency.rate,
         connections_text(&run.latency)
+    )?;
+    writeln!(
+        out,
+        "   at {} new connections/s: server CPU {:.0} % busy, {} per connection; {}",
+        run.cost.connections.rate,
+        run.cost.server_cpu_busy_pct,
+        micros_unit(run.cost.server_cpu_us_per_connection),
+        connections_text(&run.cost.connections)
     )?;
     let steps: Vec<String> = run
         .search
@@ -224,6 +270,15 @@ pub fn print_end(out: &mut dyn Write, report: &PeacetimeReport) -> io::Result<()
         ),
         (
             format!(
+                "server CPU per new connection at {} connections/s",
+                synwall.cost.connections.rate
+            ),
+            micros_unit(synwall.cost.server_cpu_us_per_connection),
+            micros_unit(kernel.cost.server_cpu_us_per_connection),
+            times(comparison.cost_ratio),
+        ),
+        (
+            format!(
                 "request latency p99 at {} connections/s",
                 synwall.latency.rate
             ),
@@ -284,4 +339,34 @@ fn percentiles_text(percentiles: Option<Percentiles>) -> String {
             millis_unit(Some(p.max))
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::report::FailureCounts;
+
+    fn connections(ok: u64) -> ConnectionsReport {
+        ConnectionsReport {
+            rate: 2_000,
+            attempts: ok,
+            ok,
+            failures: FailureCounts::default(),
+            connect_us: None,
+            exchange_us: None,
+            max_start_lag_us: 0,
+            elapsed_s: 5.0,
+        }
+    }
+
+    #[test]
+    fn test_cost_is_busy_time_over_connections_served() {
+        // Half of 5 s busy for 10,000 connections: 250 µs each.
+        let cost = ConnectionCost::new(connections(10_000), 50.0, Duration::from_secs(5));
+        assert_eq!(cost.server_cpu_us_per_connection, Some(250.0));
+        assert_eq!(cost.server_cpu_busy_pct, 50.0);
+        // No connection served, no cost to give.
+        let none = ConnectionCost::new(connections(0), 50.0, Duration::from_secs(5));
+        assert_eq!(none.server_cpu_us_per_connection, None);
+    }
 }

@@ -33,8 +33,8 @@ use crate::lab::error::LabError;
 use crate::lab::generator::{Generator, Next};
 use crate::lab::output::{LabReport, Printer, Row, RunFacts, TargetReport};
 use crate::lab::peacetime::{self, ConnectionsConfig, KeepaliveConfig, RateLadder};
-use crate::lab::peacetime_report::{self, PeacetimeReport, PeacetimeRun};
-use crate::lab::placement::{self, BUSY_LIMIT};
+use crate::lab::peacetime_report::{self, ConnectionCost, PeacetimeReport, PeacetimeRun};
+use crate::lab::placement::{self, BUSY_LIMIT, CpuTimes};
 use crate::lab::report::Record;
 use crate::lab::server_side::{PORT, ServerSide};
 use crate::lab::service::REPLY_MARK;
@@ -212,6 +212,15 @@ fn run_peacetime(
         let connections = connections.clone();
         move || peacetime::connections(&connections)
     })?;
+    let cost = connection_cost(
+        &topology,
+        config,
+        signals,
+        ConnectionsConfig {
+            rate: config.cost_rate,
+            ..connections.clone()
+        },
+    )?;
     let defaults = RateLadder::default();
     let ladder = RateLadder {
         start: defaults.start.min(config.search_max_rate),
@@ -230,6 +239,7 @@ fn run_peacetime(
         placement: server.placement.clone(),
         server_cpu_busy_before_pct: busy_before,
         latency,
+        cost,
         search,
         keepalive,
         counters: server.counters()?,
@@ -239,6 +249,30 @@ fn run_peacetime(
     drop(topology);
     peacetime_report::print_run(out, &run).map_err(LabError::Output)?;
     Ok(run)
+}
+
+/// Runs `connections` (at a rate below saturation) and measures the server CPU around them.
+fn connection_cost(
+    topology: &Topology,
+    config: &LabConfig,
+    signals: &Interrupts,
+    connections: ConnectionsConfig,
+) -> Result<ConnectionCost, LabError> {
+    let cpu = config.server_cpu;
+    let probe = |source| LabError::Probe {
+        what: "CPU times (/proc/stat)",
+        source,
+    };
+    let before = CpuTimes::of(cpu).map_err(probe)?;
+    let started = Instant::now();
+    let report = in_client(topology, signals, move || {
+        peacetime::connections(&connections)
+    })?;
+    let elapsed = started.elapsed();
+    let busy = CpuTimes::of(cpu)
+        .map_err(probe)?
+        .busy_percent_since(&before);
+    Ok(ConnectionCost::new(report, busy, elapsed))
 }
 
 /// Runs one bounded phase of the clients on a thread in the client namespace (which inherits
