@@ -303,6 +303,20 @@ fn test_lab_peacetime_measures_both_targets_side_by_side() {
                 number(&run["keepalive"], "requests") > 0,
                 "{handoff}: {run}"
             );
+            // The cost phase ran at the search's highest rate (800/s, below the default) and
+            // every connection of it was served; its server CPU time was counted.
+            let cost = &run["cost"];
+            assert_eq!(number(&cost["connections"], "rate"), 800, "{cost}");
+            assert!(number(&cost["connections"], "attempts") > 0, "{cost}");
+            assert_eq!(
+                number(&cost["connections"], "ok"),
+                number(&cost["connections"], "attempts"),
+                "{handoff}: {cost}"
+            );
+            assert!(
+                cost["server_cpu_us_per_connection"].as_f64().unwrap() > 0.0,
+                "{handoff}: {cost}"
+            );
         }
         let synwall = target(&report, "synwall");
         assert_eq!(synwall["handoff"], handoff);
@@ -314,6 +328,7 @@ fn test_lab_peacetime_measures_both_targets_side_by_side() {
         match report["comparison"]["keepalive_ratio"].as_f64() {
             Some(ratio) => {
                 assert!(ratio > 0.0, "{report}");
+                assert!(report["comparison"]["cost_ratio"].as_f64().unwrap() > 0.0);
                 assert!(
                     finished
                         .stderr

@@ -28,6 +28,10 @@ const MAX_RATE_BOUND_PPS: u64 = 3_000_000;
 /// what every target answers on one core of this lab (LAB-NOTES).
 pub const DEFAULT_FIXED_RATE: u64 = 200_000;
 
+/// The new connections per second of `--peacetime`'s cost phase when no `--cost-rate` is given:
+/// below what synwall in repair mode, the slowest target, sustains on one core of this lab.
+pub const DEFAULT_COST_RATE: u32 = 2_000;
+
 /// The first line of `synwall-lab --help`.
 const ABOUT: &str = "Flood synwall (or the kernel, or the kernel's XDP SYN proxy) between two network \
      namespaces and measure it (root)";
@@ -176,9 +180,10 @@ pub struct LabArgs {
     pub search_max_rate: u32,
     /// --peacetime: the new connections per second at which the server CPU's busy time per
     /// connection is measured; below every target's saturation, so that the figure does not
-    /// depend on how the search's steps fall. At most --search-max-rate.
-    #[arg(long, default_value_t = 2_000)]
-    pub cost_rate: u32,
+    /// depend on how the search's steps fall. At most --search-max-rate. Default: 2000, or
+    /// --search-max-rate when that is lower.
+    #[arg(long)]
+    pub cost_rate: Option<u32>,
     /// What the flood sends.
     #[arg(long, value_enum, default_value_t = FloodMode::Syn)]
     pub mode: FloodMode,
@@ -362,7 +367,9 @@ impl LabArgs {
             phase: self.phase,
             search_step: self.search_step,
             search_max_rate: self.search_max_rate,
-            cost_rate: self.cost_rate,
+            cost_rate: self
+                .cost_rate
+                .unwrap_or(DEFAULT_COST_RATE.min(self.search_max_rate)),
             flood: Flood::new(self.mode, self.rate, self.duration),
             fixed_rate: (fixed_rate > 0 && !self.peacetime)
                 .then(|| Flood::new(FloodMode::Syn, Rate::PerSecond(fixed_rate), self.duration)),
@@ -420,7 +427,10 @@ impl LabArgs {
 
     /// --cost-rate is above 0 and at most --search-max-rate.
     fn check_cost_rate(&self) -> Result<(), LabError> {
-        if self.cost_rate == 0 || self.cost_rate > self.search_max_rate {
+        let Some(rate) = self.cost_rate else {
+            return Ok(());
+        };
+        if rate == 0 || rate > self.search_max_rate {
             return Err(LabError::Setting(format!(
                 "--cost-rate must be above 0 and at most --search-max-rate ({})",
                 self.search_max_rate
@@ -578,7 +588,9 @@ mod tests {
             config(&["--peacetime"]).targets,
             [Target::Synwall, Target::Kernel]
         );
-        assert_eq!(config(&["--peacetime"]).cost_rate, 2_000);
+        assert_eq!(config(&["--peacetime"]).cost_rate, DEFAULT_COST_RATE);
+        let low_search = config(&["--peacetime", "--search-max-rate", "800"]);
+        assert_eq!(low_search.cost_rate, 800);
         let missing = error("/nonexistent/loadgen", &[]);
         assert!(
             missing.contains("cargo build --release --workspace"),
