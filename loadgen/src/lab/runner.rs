@@ -34,7 +34,7 @@ use crate::lab::generator::{Generator, Next};
 use crate::lab::output::{LabReport, Printer, Row, RunFacts, TargetReport};
 use crate::lab::peacetime::{self, ConnectionsConfig, KeepaliveConfig, RateLadder};
 use crate::lab::peacetime_report::{self, ConnectionCost, PeacetimeReport, PeacetimeRun};
-use crate::lab::placement::{self, BUSY_LIMIT, CpuTimes};
+use crate::lab::placement::{self, BUSY_LIMIT};
 use crate::lab::report::Record;
 use crate::lab::server_side::{PORT, ServerSide};
 use crate::lab::service::REPLY_MARK;
@@ -214,7 +214,7 @@ fn run_peacetime(
     })?;
     let cost = connection_cost(
         &topology,
-        config,
+        &server,
         signals,
         ConnectionsConfig {
             rate: config.cost_rate,
@@ -254,24 +254,17 @@ fn run_peacetime(
 /// Runs `connections` (at a rate below saturation) and measures the server CPU around them.
 fn connection_cost(
     topology: &Topology,
-    config: &LabConfig,
+    server: &ServerSide,
     signals: &Interrupts,
     connections: ConnectionsConfig,
 ) -> Result<ConnectionCost, LabError> {
-    let cpu = config.server_cpu;
-    let probe = |source| LabError::Probe {
-        what: "CPU times (/proc/stat)",
-        source,
-    };
-    let before = CpuTimes::of(cpu).map_err(probe)?;
+    let before = server.cpu_times()?;
     let started = Instant::now();
     let report = in_client(topology, signals, move || {
         peacetime::connections(&connections)
     })?;
     let elapsed = started.elapsed();
-    let busy = CpuTimes::of(cpu)
-        .map_err(probe)?
-        .busy_percent_since(&before);
+    let busy = server.cpu_times()?.busy_percent_since(&before);
     Ok(ConnectionCost::new(report, busy, elapsed))
 }
 

@@ -224,14 +224,19 @@ impl ServerSide {
         })
     }
 
+    /// The server CPU's times now.
+    pub fn cpu_times(&self) -> Result<CpuTimes, LabError> {
+        CpuTimes::of(self.cpu).map_err(|source| LabError::Probe {
+            what: "CPU times (/proc/stat)",
+            source,
+        })
+    }
+
     /// The figures now.
     pub fn sample(&mut self) -> Result<Sample, LabError> {
         let at = Instant::now();
         let frames = self.procnet.frames()?;
-        let server_cpu = CpuTimes::of(self.cpu).map_err(|source| LabError::Probe {
-            what: "CPU times (/proc/stat)",
-            source,
-        })?;
+        let server_cpu = self.cpu_times()?;
         let (cookies_sent, syn_queue) = match (&self.synwall, &self.peer) {
             (Some(server), _) => {
                 let stats = server.stats().listener;
