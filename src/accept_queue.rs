@@ -18,6 +18,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySen
 use crate::device::Wake;
 use crate::listener::Accepted;
 use crate::shutdown::Shutdown;
+use crate::sys::HandoffShield;
 
 /// A completed handshake waiting for a worker.
 pub struct Handshake {
@@ -43,12 +44,14 @@ struct Reports {
 /// What became of a handoff, told to the shard that accepted the connection.
 #[derive(Debug)]
 pub enum HandoffReport {
-    /// The kernel owns the connection: its segments no longer reach the shard. With
-    /// `ack_early_data`, the shard tells the peer about the early data the kernel socket took
-    /// (a repaired socket does not; a natively built one acknowledges it itself).
+    /// The kernel owns the connection. With `ack_early_data`, the shard tells the peer about
+    /// the early data the kernel socket took (a repaired socket does not; a natively built one
+    /// acknowledges it itself). The shard re-injects the segments it held, then drops
+    /// `shield`, so the connection's later segments go to the kernel socket directly.
     Done {
         accepted: Accepted,
         ack_early_data: bool,
+        shield: Option<HandoffShield>,
     },
     /// No kernel socket could be made: the shard resets the peer.
     Failed(Accepted),
@@ -56,13 +59,14 @@ pub enum HandoffReport {
 
 impl Handshake {
     /// Tells the accepting shard that the kernel owns the connection now (see
-    /// [`HandoffReport::Done`]). A report that does not fit is dropped: the shard's handoff
-    /// marker then expires on its own.
-    pub fn report_handed_off(self, ack_early_data: bool) {
+    /// [`HandoffReport::Done`]). A report that does not fit is dropped, and `shield` with it:
+    /// the shard's handoff marker then expires on its own.
+    pub fn report_handed_off(self, ack_early_data: bool, shield: Option<HandoffShield>) {
         let Handshake { accepted, reports } = self;
         reports.send(HandoffReport::Done {
             accepted,
             ack_early_data,
+            shield,
         });
     }
 

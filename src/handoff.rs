@@ -272,7 +272,7 @@ pub fn run_worker(
     queue: &AcceptReceiver,
     ready: &Sender<Connection>,
     counters: &HandoffCounters,
-    steering: &SteeringProgram,
+    steering: &Arc<SteeringProgram>,
     shutdown: &Shutdown,
 ) {
     while let Some(handshake) = queue.pop_until(shutdown) {
@@ -288,16 +288,16 @@ pub fn run_worker(
 fn repair_handoff(
     handshake: Handshake,
     counters: &HandoffCounters,
-    steering: &SteeringProgram,
+    steering: &Arc<SteeringProgram>,
 ) -> Option<Connection> {
     let accepted = &handshake.accepted;
-    let shield = steering.shield(&accepted.tuple);
-    if let Err(error) = &shield {
-        tracing::warn!(%error, "cannot shield a handoff; its first segments may be retransmitted");
-    }
-    let established = repair::establish(accepted);
-    drop(shield);
-    let stream = match established {
+    let shield = steering
+        .shield(&accepted.tuple)
+        .inspect_err(|error| {
+            tracing::warn!(%error, "cannot shield a handoff; its first segments may be retransmitted");
+        })
+        .ok();
+    let stream = match repair::establish(accepted) {
         Ok(stream) => stream,
         Err(error) => {
             counters.fail(HandoffFailure::Repair, &error);
@@ -315,7 +315,8 @@ fn repair_handoff(
         handshake_duration: accepted.handshake_duration,
         established_at: Instant::now(),
     };
-    handshake.report_handed_off(true);
+    // The shard lowers the shield after re-injecting what it held meanwhile.
+    handshake.report_handed_off(true, shield);
     Some(connection)
 }
 

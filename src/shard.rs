@@ -70,9 +70,11 @@ impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
         self
     }
 
-    /// One bounded round: handoff reports (delivering held segments to new kernel sockets,
-    /// acknowledging early data, resetting peers whose handoff failed), key rotation, a batch of
-    /// received frames, due timers and their retransmissions, then a flush. Returns the frames
+    /// One bounded round: key rotation, a batch of received frames, handoff reports
+    /// (delivering held segments to new kernel sockets, acknowledging early data, resetting
+    /// peers whose handoff failed), due timers and their retransmissions, then a flush. The
+    /// frames come first: a segment already waiting in the ring when its connection's report
+    /// is read is held and delivered with the others, in order, before the shield drops. Returns the frames
     /// received. `unix_time` is the wall-clock time (for key epochs).
     pub fn poll(&mut self, now: Instant, unix_time: Duration) -> io::Result<usize> {
         let Shard {
@@ -83,29 +85,6 @@ impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
             inline,
             budget,
         } = self;
-        device.transmit(*budget, |tx| {
-            loop {
-                let verdict = match accept.next_report()? {
-                    HandoffReport::Done {
-                        accepted,
-                        ack_early_data,
-                    } => {
-                        let done =
-                            listener.handle_handoff_complete(now, &accepted, ack_early_data, tx);
-                        for packet in &done.reinject {
-                            local.deliver(packet);
-                        }
-                        done.ack
-                    }
-                    HandoffReport::Failed(accepted) => {
-                        listener.handle_handoff_failed(&accepted, tx)
-                    }
-                };
-                if let Verdict::Transmit(len) = verdict {
-                    return Some(len);
-                }
-            }
-        })?;
         listener.rotate_keys(unix_time);
         let received = device.receive(*budget, |rx, tx| {
             let verdict = match listener.handle_frame(now, rx, tx) {
@@ -136,6 +115,33 @@ impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
                     None
                 }
                 _ => None,
+            }
+        })?;
+        device.transmit(*budget, |tx| {
+            loop {
+                let verdict = match accept.next_report()? {
+                    HandoffReport::Done {
+                        accepted,
+                        ack_early_data,
+                        shield,
+                    } => {
+                        let done =
+                            listener.handle_handoff_complete(now, &accepted, ack_early_data, tx);
+                        for packet in &done.reinject {
+                            local.deliver(packet);
+                        }
+                        // Only now may later segments reach the kernel socket directly: they
+                        // would otherwise overtake the held ones.
+                        drop(shield);
+                        done.ack
+                    }
+                    HandoffReport::Failed(accepted) => {
+                        listener.handle_handoff_failed(&accepted, tx)
+                    }
+                };
+                if let Verdict::Transmit(len) = verdict {
+                    return Some(len);
+                }
             }
         })?;
         if listener

@@ -9,7 +9,6 @@ mod common;
 mod lab;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::{Client, linux_options, privileged_lab};
@@ -114,22 +113,13 @@ fn test_icmpv6_and_neighbour_discovery_pass_while_attached() {
     }
 }
 
-/// Connects from `port` of the client's IPv6 address, sends "ping", reads to the end.
+/// A client's "ping" from `port` to the served IPv6 address, in the client namespace.
 fn exchange(
     topology: &Topology,
     port: u16,
 ) -> std::thread::JoinHandle<std::io::Result<std::io::Result<Vec<u8>>>> {
     topology.spawn_in(&topology.client_ns, move || {
-        let socket = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)?;
-        socket.set_reuse_address(true)?;
-        socket.bind(&SocketAddr::from((CLIENT_V6, port)).into())?;
-        socket.connect_timeout(&served_v6().into(), Duration::from_secs(3))?;
-        let mut stream: TcpStream = socket.into();
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        stream.write_all(b"ping")?;
-        let mut reply = Vec::new();
-        stream.read_to_end(&mut reply)?;
-        Ok(reply)
+        lab::ping_from((CLIENT_V6, port).into(), served_v6())
     })
 }
 

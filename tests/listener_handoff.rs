@@ -85,6 +85,31 @@ fn test_established_segments_held_until_the_kernel_owns_the_connection() {
 }
 
 #[test]
+fn test_late_pure_ack_of_the_handshake_is_dropped_not_reinjected() {
+    let mut h = harness(SyncookiesMode::WhenFull);
+    let client = Client::new("198.18.5.5:40000", 10, linux_options(1));
+    let syn_ack = h.syn_ack_repr(&client);
+    let ack = client.ack(&syn_ack, b"hello");
+    let accepted = expect_accepted(h.send(&ack).0);
+    let (_, held) = h.handoff_complete(&accepted);
+    assert!(held.is_empty());
+    let after_hello = client.isn + 6;
+    // The answer to a repaired socket's window probe, coming out of the ring after the
+    // connection's later segments went to the kernel directly: an old duplicate there.
+    let probe_answer = client.segment(TcpFlags::ACK, after_hello, syn_ack.seq + 1);
+    assert_eq!(h.send(&probe_answer).0, Verdict::Consumed);
+    assert_eq!(count(&h, Counter::LateHandshakeAcks), 1);
+    // What the kernel socket would learn from is still re-injected: an ACK of our data, a FIN.
+    let ack_of_data = client.segment(TcpFlags::ACK, after_hello, syn_ack.seq + 101);
+    let fin = client.segment(TcpFlags::ACK | TcpFlags::FIN, after_hello, syn_ack.seq + 1);
+    for late in [ack_of_data, fin] {
+        assert!(matches!(h.send(&late).0, Verdict::Reinject(_)), "{late:?}");
+    }
+    assert_eq!(count(&h, Counter::Reinjected), 2);
+    assert_eq!(count(&h, Counter::LateHandshakeAcks), 1);
+}
+
+#[test]
 fn test_established_held_segments_bounded() {
     let mut h = Harness::new(ListenerConfig {
         max_held_bytes: 200,

@@ -7,7 +7,7 @@ mod common;
 mod lab;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use common::privileged_lab;
@@ -172,17 +172,8 @@ fn test_native_reconnect_over_a_time_wait_tuple() {
     let listener = service(&topology, served_v4());
     let _wall = Wall::start(&topology, HandoffMode::Native, |_| {});
     let exchange = || {
-        topology.spawn_in(&topology.client_ns, || -> std::io::Result<Vec<u8>> {
-            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-            socket.set_reuse_address(true)?;
-            socket.bind(&SocketAddr::from((CLIENT_V4, 45678)).into())?;
-            socket.connect_timeout(&served_v4().into(), Duration::from_secs(3))?;
-            let mut stream: TcpStream = socket.into();
-            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-            stream.write_all(b"ping")?;
-            let mut reply = Vec::new();
-            stream.read_to_end(&mut reply)?;
-            Ok(reply)
+        topology.spawn_in(&topology.client_ns, || {
+            lab::ping_from((CLIENT_V4, 45678).into(), served_v4())
         })
     };
     for round in 0..2 {

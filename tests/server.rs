@@ -5,7 +5,6 @@ mod common;
 #[path = "common/lab.rs"]
 mod lab;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
@@ -296,18 +295,7 @@ fn test_reconnect_over_a_time_wait_tuple() {
         config.listener.syncookies = SyncookiesMode::Always;
     });
     let exchange = |local_port: u16| {
-        move || -> std::io::Result<Vec<u8>> {
-            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-            socket.set_reuse_address(true)?;
-            socket.bind(&SocketAddr::from((loadgen::lab::CLIENT_V4, local_port)).into())?;
-            socket.connect_timeout(&served_v4().into(), Duration::from_secs(3))?;
-            let mut stream: TcpStream = socket.into();
-            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-            stream.write_all(b"ping")?;
-            let mut reply = Vec::new();
-            stream.read_to_end(&mut reply)?;
-            Ok(reply)
-        }
+        move || lab::ping_from((loadgen::lab::CLIENT_V4, local_port).into(), served_v4())
     };
     assert_eq!(in_client(&topology, exchange(45678)).unwrap(), b"ping");
     // The server closed first: the kernel holds the 4-tuple in TIME-WAIT.

@@ -299,7 +299,7 @@ impl Simulation {
             assert_eq!(accepted.client_isn, sim.client.isn);
             assert_eq!(accepted.server_isn + 1, accepted.our_next_seq());
             sim.state = State::Done;
-            handshake.report_handed_off(true);
+            handshake.report_handed_off(true, None);
         }
     }
 

@@ -5,6 +5,7 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::privileged_lab;
@@ -175,7 +176,7 @@ fn served(addresses: &[&str]) -> Vec<SocketAddr> {
 /// Runs `f` in the server namespace of a fresh lab, with the program attached for `addresses`.
 fn with_program(
     addresses: &'static [&'static str],
-    f: impl FnOnce(&SteeringProgram) + Send + 'static,
+    f: impl FnOnce(&Arc<SteeringProgram>) + Send + 'static,
 ) {
     let Some(topology) = privileged_lab("sws") else {
         return;
@@ -185,7 +186,7 @@ fn with_program(
         .spawn_in(&topology.server_ns, move || {
             let program = SteeringProgram::attach(&interface, XdpMode::Generic, &served(addresses))
                 .expect("attaching the steering program");
-            f(&program);
+            f(&Arc::new(program));
         })
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))

@@ -99,6 +99,7 @@ fn names(counter: Counter) -> (&'static str, Option<&'static str>) {
         ),
         Counter::HeldSegments => ("synwall_held_segments_total", None),
         Counter::Reinjected => ("synwall_reinjected_segments_total", None),
+        Counter::LateHandshakeAcks => ("synwall_late_handshake_acks_total", None),
         Counter::ReinjectFailures => ("synwall_reinject_failures_total", None),
         Counter::EarlyDataAcks => ("synwall_early_data_acks_total", None),
         Counter::HandoffsExpired => ("synwall_handoffs_expired_total", None),

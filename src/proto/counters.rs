@@ -68,6 +68,10 @@ counters! {
     HeldSegments;
     /// Segments handed to the local kernel stack once their connection's kernel socket existed.
     Reinjected;
+    /// Pure ACKs of the handshake (no data, acknowledging nothing we sent after it) of
+    /// connections the kernel already owns, reaching us late: dropped, as the kernel socket
+    /// would take them for old duplicates (see `listener::handoffs`).
+    LateHandshakeAcks;
     /// Segments that could not be handed to the local kernel stack (the peer retransmits them).
     ReinjectFailures;
     /// ACKs sent for early data on behalf of a new kernel socket.

@@ -22,6 +22,7 @@ use std::ffi::{CStr, c_void};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::ptr;
+use std::sync::Arc;
 use std::{fs, io};
 
 use libxdp_sys as ffi;
@@ -274,13 +275,16 @@ impl SteeringProgram {
 /// exists: the socket is still being built (see `handing_off` in steer.bpf.c). Lowered, it also
 /// ends the connection's TIME-WAIT exception (`tw_handshakes`), if its handshake began over a
 /// TIME-WAIT socket: once handed off, a later TIME-WAIT socket of the tuple is the kernel's.
+/// It travels with the handoff's report, so the shard lowers it only after re-injecting what
+/// it held: the connection's segments reach the kernel socket in the order they arrived.
 #[must_use = "the shield is lowered when dropped"]
-pub struct HandoffShield<'a> {
-    program: &'a SteeringProgram,
+#[derive(Debug)]
+pub struct HandoffShield {
+    program: Arc<SteeringProgram>,
     key: [u8; SOCK_TUPLE_LEN],
 }
 
-impl Drop for HandoffShield<'_> {
+impl Drop for HandoffShield {
     fn drop(&mut self) {
         let _ = self.program.object.handing_off.delete(&self.key);
         self.program.end_time_wait_exception(&self.key);
@@ -301,7 +305,7 @@ impl SteeringProgram {
     }
 
     /// Keeps the segments of `tuple` coming to user space until the returned shield drops.
-    pub fn shield(&self, tuple: &FourTuple) -> Result<HandoffShield<'_>, XdpError> {
+    pub fn shield(self: &Arc<Self>, tuple: &FourTuple) -> Result<HandoffShield, XdpError> {
         let key = sock_tuple(tuple);
         self.object
             .handing_off
@@ -311,7 +315,10 @@ impl SteeringProgram {
                 ifname: self.ifname(),
                 source,
             })?;
-        Ok(HandoffShield { program: self, key })
+        Ok(HandoffShield {
+            program: Arc::clone(self),
+            key,
+        })
     }
 
     /// The interface, as errors name it after attaching.

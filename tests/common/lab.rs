@@ -74,6 +74,31 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
+/// From `client` (address and port, bound with SO_REUSEADDR so it can reuse a 4-tuple the
+/// server holds in TIME-WAIT), sends "ping" to `served` and returns all it reads until the
+/// server closes. Run it in the client namespace.
+pub fn ping_from(client: SocketAddr, served: SocketAddr) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Write};
+
+    let domain = socket2::Domain::for_address(client);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&client.into())?;
+    socket.connect_timeout(&served.into(), Duration::from_secs(3))?;
+    let mut stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(b"ping")?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply)?;
+    // The client closes a moment after the server, as clients do. A segment that the XDP
+    // program sent to synwall just before a repair handoff ended can reach the server's socket
+    // after later ones that went to it directly; at a TIME-WAIT socket whose peer has already
+    // closed, such a late ACK is answered, and the peer's RST ends the TIME-WAIT that the
+    // tests reconnecting over it need (see `listener::handoffs`).
+    std::thread::sleep(Duration::from_millis(50));
+    Ok(reply)
+}
+
 /// Waits until the server namespace's kernel holds a connection from client port `port` in
 /// TIME-WAIT (any family): after the server closed first, the client's FIN may still be on
 /// its way. Fails after 5 s.

@@ -7,6 +7,10 @@
 //! them as if they had just arrived. Once the kernel owns the connection it stays *handed* for
 //! [`HANDED_LINGER`]: segments the XDP program steered to us before the socket existed may still
 //! wait in the receive ring; they are re-injected at once, never taken for bad cookie ACKs.
+//! The connection's later segments may have reached the socket directly meanwhile, so a late
+//! one that tells the socket nothing (a pure ACK of the handshake) is dropped instead: the
+//! socket would take it for an old duplicate and answer it, and a TIME-WAIT socket whose peer
+//! has closed would be reset by the peer's reply.
 //!
 //! Memory: at most `capacity` connections and `max_held_bytes` of held segments in all; beyond
 //! that, segments are dropped and counted (the peer retransmits them to the kernel socket).
@@ -14,6 +18,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::seq::SeqNumber;
 use crate::table::TimerTable;
 use crate::wire::FourTuple;
 
@@ -27,14 +32,22 @@ const HANDED: usize = 1;
 enum Pending {
     /// Being handed off, with the IP packets held for the kernel socket.
     HandingOff(Vec<Vec<u8>>),
-    Handed,
+    Handed(Handed),
+}
+
+/// A connection the kernel owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Handed {
+    /// The first sequence number we sent after the handshake: a peer's ACK of it
+    /// acknowledges the handshake only.
+    pub our_next_seq: SeqNumber,
 }
 
 /// Where a pending connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stage {
     HandingOff,
-    Handed,
+    Handed(Handed),
 }
 
 pub(crate) struct Handoffs {
@@ -69,7 +82,7 @@ impl Handoffs {
     pub fn stage(&self, tuple: &FourTuple) -> Option<Stage> {
         Some(match self.table.get(tuple)? {
             Pending::HandingOff(_) => Stage::HandingOff,
-            Pending::Handed => Stage::Handed,
+            Pending::Handed(handed) => Stage::Handed(*handed),
         })
     }
 
@@ -100,14 +113,21 @@ impl Handoffs {
         true
     }
 
-    /// The kernel owns `tuple` from `now`: remembered as handed for [`HANDED_LINGER`]. Returns
-    /// the packets held for it, in arrival order; `None` when `tuple` was not being handed off
-    /// (unknown, expired, or finished already).
-    pub fn finish(&mut self, tuple: &FourTuple, now: Instant) -> Option<Vec<Vec<u8>>> {
+    /// The kernel owns `tuple` from `now`: remembered as `handed` for [`HANDED_LINGER`].
+    /// Returns the packets held for it, in arrival order; `None` when `tuple` was not being
+    /// handed off (unknown, expired, or finished already).
+    pub fn finish(
+        &mut self,
+        tuple: &FourTuple,
+        handed: Handed,
+        now: Instant,
+    ) -> Option<Vec<Vec<u8>>> {
         let pending = self.table.get_mut(tuple)?;
-        let Pending::HandingOff(held) = std::mem::replace(pending, Pending::Handed) else {
+        let Pending::HandingOff(held) = pending else {
             return None;
         };
+        let held = std::mem::take(held);
+        *pending = Pending::Handed(handed);
         self.handed += 1;
         self.release(&held);
         self.table.reschedule(tuple, HANDED, now + HANDED_LINGER);
@@ -133,7 +153,7 @@ impl Handoffs {
     /// Forgets `tuple` and whatever was held for it.
     pub fn remove(&mut self, tuple: &FourTuple) {
         match self.table.remove(tuple) {
-            Some(Pending::Handed) => self.handed -= 1,
+            Some(Pending::Handed(_)) => self.handed -= 1,
             Some(Pending::HandingOff(held)) => self.release(&held),
             None => {}
         }

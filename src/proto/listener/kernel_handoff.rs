@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::counters::Counter;
 use crate::wire::{self, FourTuple, Malformed, TcpFlags, TcpOptions, TcpRepr, Timestamps};
 
-use super::handoffs::Stage;
+use super::handoffs::{Handed, Stage};
 use super::syn_queue::{HalfOpen, Offer};
 use super::{Accepted, DropReason, HandshakePath, Listener, Verdict, reset};
 
@@ -61,7 +61,10 @@ impl Listener {
         ack_early_data: bool,
         tx: &mut [u8],
     ) -> HandoffComplete {
-        let Some(reinject) = self.handoffs.finish(&accepted.tuple, now) else {
+        let handed = Handed {
+            our_next_seq: accepted.our_next_seq(),
+        };
+        let Some(reinject) = self.handoffs.finish(&accepted.tuple, handed, now) else {
             return HandoffComplete {
                 ack: Verdict::Consumed,
                 reinject: Vec::new(),
@@ -127,7 +130,8 @@ impl Listener {
     }
 
     /// A segment of a connection whose handshake completed: held for its kernel socket while
-    /// it is being made, handed to the kernel at once after. `None` when the connection is not
+    /// it is being made, handed to the kernel at once after (but a late pure ACK of the
+    /// handshake is dropped: see the `handoffs` module). `None` when the connection is not
     /// pending, or a SYN starts a new connection over a handed 4-tuple.
     pub(super) fn on_pending_handoff(
         &mut self,
@@ -138,7 +142,7 @@ impl Listener {
         let stage = self.handoffs.stage(&tuple)?;
         let is_syn =
             segment.flags.contains(TcpFlags::SYN) && !segment.flags.contains(TcpFlags::ACK);
-        if stage == Stage::Handed && is_syn {
+        if matches!(stage, Stage::Handed(_)) && is_syn {
             // A new connection attempt over a 4-tuple the kernel owned.
             self.handoffs.remove(&tuple);
             return None;
@@ -147,7 +151,11 @@ impl Listener {
             return Some(self.drop(DropReason::Malformed(Malformed::Ethernet)));
         };
         match stage {
-            Stage::Handed => {
+            Stage::Handed(handed) if acknowledges_only_the_handshake(segment, handed) => {
+                self.counters.incr(Counter::LateHandshakeAcks);
+                Some(Verdict::Consumed)
+            }
+            Stage::Handed(_) => {
                 self.counters.incr(Counter::Reinjected);
                 Some(Verdict::Reinject(range))
             }
@@ -159,6 +167,14 @@ impl Listener {
             Stage::HandingOff => Some(self.drop(DropReason::HeldOverflow)),
         }
     }
+}
+
+/// Whether `segment` is a pure ACK (no data, no SYN, FIN or RST) that acknowledges nothing
+/// past the handshake of the `handed` connection: its kernel socket learns nothing from it.
+fn acknowledges_only_the_handshake(segment: &TcpRepr<'_>, handed: Handed) -> bool {
+    segment.flags == TcpFlags::ACK
+        && segment.payload.is_empty()
+        && segment.ack == handed.our_next_seq
 }
 
 /// What [`Listener::handle_handoff_complete`] leaves to the driver.
