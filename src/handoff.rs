@@ -291,12 +291,11 @@ fn repair_handoff(
     steering: &Arc<SteeringProgram>,
 ) -> Option<Connection> {
     let accepted = &handshake.accepted;
-    let shield = steering
-        .shield(&accepted.tuple)
-        .inspect_err(|error| {
-            tracing::warn!(%error, "cannot shield a handoff; its first segments may be retransmitted");
-        })
-        .ok();
+    let shield = steering.shield(&accepted.tuple);
+    if let Err(error) = &shield {
+        tracing::warn!(%error, "cannot shield a handoff; its first segments may be retransmitted");
+    }
+    let shield = shield.ok();
     let stream = match repair::establish(accepted) {
         Ok(stream) => stream,
         Err(error) => {

@@ -38,6 +38,13 @@ impl<L: LocalDelivery> Local<L> {
             tracing::debug!(%error, "a held segment could not reach the kernel");
         }
     }
+
+    /// Delivers `packets` in their order.
+    fn deliver_all(&mut self, packets: &[Vec<u8>]) {
+        for packet in packets {
+            self.deliver(packet);
+        }
+    }
 }
 
 impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
@@ -74,8 +81,8 @@ impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
     /// (delivering held segments to new kernel sockets, acknowledging early data, resetting
     /// peers whose handoff failed), due timers and their retransmissions, then a flush. The
     /// frames come first: a segment already waiting in the ring when its connection's report
-    /// is read is held and delivered with the others, in order, before the shield drops. Returns the frames
-    /// received. `unix_time` is the wall-clock time (for key epochs).
+    /// is read is held and delivered with the others, in order, before the shield drops.
+    /// Returns the frames received. `unix_time` is the wall-clock time (for key epochs).
     pub fn poll(&mut self, now: Instant, unix_time: Duration) -> io::Result<usize> {
         let Shard {
             listener,
@@ -95,9 +102,7 @@ impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
                         } else {
                             // The kernel acknowledges the early data itself.
                             let done = listener.handle_handoff_complete(now, &accepted, false, tx);
-                            for packet in &done.reinject {
-                                local.deliver(packet);
-                            }
+                            local.deliver_all(&done.reinject);
                             done.ack
                         }
                     }
@@ -127,9 +132,7 @@ impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
                     } => {
                         let done =
                             listener.handle_handoff_complete(now, &accepted, ack_early_data, tx);
-                        for packet in &done.reinject {
-                            local.deliver(packet);
-                        }
+                        local.deliver_all(&done.reinject);
                         // Only now may later segments reach the kernel socket directly: they
                         // would otherwise overtake the held ones.
                         drop(shield);
