@@ -43,6 +43,7 @@ fn main() {
     for name in SOURCES.into_iter().chain([LAB_SOURCE]) {
         println!("cargo:rerun-if-changed=src/bpf/{name}.bpf.c");
     }
+    println!("cargo:rerun-if-changed=src/bpf/kernel_handshake.h");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CLANG");
     println!("cargo:rerun-if-env-changed=BPF_MULTIARCH_INCLUDE");

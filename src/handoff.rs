@@ -208,14 +208,19 @@ impl HandoffCounters {
 
     /// Counts a completed handoff.
     fn complete(&self, accepted: &Accepted) {
+        self.complete_after(accepted.handshake_duration);
+    }
+
+    /// Counts a completed handoff whose handshake took `duration` from its SYN, when known.
+    pub(crate) fn complete_after(&self, duration: Option<Duration>) {
         self.completed.fetch_add(1, Ordering::Relaxed);
-        if let Some(duration) = accepted.handshake_duration {
+        if let Some(duration) = duration {
             self.handshake_duration.observe(duration);
         }
     }
 
     /// Counts a failure, and logs it unless one of its kind was logged within [`LOG_EVERY`].
-    fn fail(&self, failure: HandoffFailure, error: &dyn std::fmt::Display) {
+    pub(crate) fn fail(&self, failure: HandoffFailure, error: &dyn std::fmt::Display) {
         self.failures[failure.index()].fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let mut logged = self.logged.lock().unwrap_or_else(PoisonError::into_inner);

@@ -55,6 +55,7 @@ pub mod flood;
 pub mod handoff;
 pub mod histogram;
 pub mod kernel;
+pub mod kernel_completion;
 pub mod metrics;
 pub mod preflight;
 pub mod proxy;

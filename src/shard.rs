@@ -12,7 +12,13 @@ use crate::accept_queue::{AcceptSender, HandoffReport};
 use crate::counters::{Counter, Counters};
 use crate::device::{FrameIo, LocalDelivery};
 use crate::handoff::InlineHandoff;
+use crate::kernel_completion::KernelCompletion;
 use crate::listener::{Listener, Verdict};
+
+/// The longest a handshake the kernel completed waits to leave the SYN queue (and be counted)
+/// when the shard has nothing else to do: the kernel's reports do not wake it, so that a busy
+/// peacetime costs no wake-up per connection.
+pub const RETIRE_EVERY: Duration = Duration::from_millis(5);
 
 /// See the module documentation.
 pub struct Shard<D, L> {
@@ -22,6 +28,8 @@ pub struct Shard<D, L> {
     accept: AcceptSender,
     /// When set, completed handshakes go to the kernel through it at once, not to `accept`.
     inline: Option<Box<dyn InlineHandoff>>,
+    /// When set, the kernel completes the handshakes of the SYN queue itself.
+    kernel: Option<Box<dyn KernelCompletion>>,
     budget: usize,
 }
 
@@ -66,6 +74,7 @@ impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
             local,
             accept,
             inline: None,
+            kernel: None,
             budget,
         }
     }
@@ -77,7 +86,16 @@ impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
         self
     }
 
-    /// One bounded round: key rotation, a batch of received frames, handoff reports
+    /// Lets the kernel complete the handshakes of the SYN queue itself, through `kernel`.
+    pub fn with_kernel_completion(mut self, kernel: Box<dyn KernelCompletion>) -> Shard<D, L> {
+        self.listener.record_admissions();
+        self.kernel = Some(kernel);
+        self
+    }
+
+    /// One bounded round: key rotation, the handshakes the kernel completed (with
+    /// [`Shard::with_kernel_completion`]), a batch of received frames (recording for the kernel
+    /// the handshakes admitted meanwhile, before their SYN-ACKs leave), handoff reports
     /// (delivering held segments to new kernel sockets, acknowledging early data, resetting
     /// peers whose handoff failed), due timers and their retransmissions, then a flush. The
     /// frames come first: a segment already waiting in the ring when its connection's report
@@ -90,9 +108,13 @@ impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
             local,
             accept,
             inline,
+            kernel,
             budget,
         } = self;
         listener.rotate_keys(unix_time);
+        if let Some(kernel) = kernel.as_mut() {
+            kernel.retire(now, listener);
+        }
         let received = device.receive(*budget, |rx, tx| {
             let verdict = match listener.handle_frame(now, rx, tx) {
                 Verdict::Accepted(accepted) => match inline.as_mut() {
@@ -122,6 +144,9 @@ impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
                 _ => None,
             }
         })?;
+        if let Some(kernel) = kernel.as_mut() {
+            kernel.expect(now, listener);
+        }
         device.transmit(*budget, |tx| {
             loop {
                 let verdict = match accept.next_report()? {
@@ -158,8 +183,14 @@ impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
         Ok(received)
     }
 
-    /// Sleeps until frames may be ready, a timer is due, or `max` passes.
+    /// Sleeps until frames may be ready, a timer is due, or `max` passes; at most
+    /// [`RETIRE_EVERY`] while the kernel may be completing handshakes of the SYN queue.
     pub fn wait(&mut self, now: Instant, max: Duration) -> io::Result<()> {
+        let max = if self.kernel.is_some() && self.listener.syn_queue_len() > 0 {
+            max.min(RETIRE_EVERY)
+        } else {
+            max
+        };
         let until_timer = self
             .listener
             .poll_timeout()

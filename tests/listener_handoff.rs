@@ -295,3 +295,78 @@ fn test_final_ack_is_rebuilt_for_the_local_stack() {
         assert!(rebuilt.flags.contains(TcpFlags::ACK) && !rebuilt.flags.contains(TcpFlags::SYN));
     }
 }
+
+#[test]
+fn test_admitted_handshake_is_recorded_as_its_final_ack_makes_it() {
+    let mut h = harness(SyncookiesMode::WhenFull);
+    let first = Client::new("198.18.5.5:40000", 10, linux_options(1));
+    h.syn_ack_repr(&first);
+    assert_eq!(h.listener.take_admitted().count(), 0, "not recording yet");
+    h.listener.record_admissions();
+    let client = Client::new("198.18.5.5:40001", 20, linux_options(1));
+    let syn_ack = h.syn_ack_repr(&client);
+    let recorded: Vec<_> = h.listener.take_admitted().collect();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(h.listener.take_admitted().count(), 0, "taken once");
+    let mut accepted = expect_accepted(h.send(&client.ack(&syn_ack, b"")).0);
+    let expected = recorded[0].clone();
+    let timestamps = expected.timestamps.expect("timestamps negotiated");
+    assert_eq!(
+        Some(timestamps.echo),
+        syn_ack.options.timestamps.map(|ts| ts.value),
+        "our SYN-ACK's TSval"
+    );
+    // What only the ACK itself tells: its window, its TSval, the link and the duration.
+    accepted.timestamps = expected.timestamps;
+    accepted.peer_window = expected.peer_window;
+    accepted.link = expected.link;
+    accepted.handshake_duration = None;
+    assert_eq!(accepted, expected);
+}
+
+#[test]
+fn test_queued_completed_in_kernel_leaves_the_queue_once() {
+    let mut h = harness(SyncookiesMode::WhenFull);
+    h.listener.record_admissions();
+    let client = Client::new("198.18.5.5:40000", 10, linux_options(1));
+    let syn_ack = h.syn_ack_repr(&client);
+    let admitted = h.listener.take_admitted().next().unwrap();
+    let (tuple, isn) = (admitted.tuple, admitted.server_isn.0);
+    let now = h.now;
+    assert_eq!(
+        h.listener
+            .handle_completed_in_kernel(now, &tuple, isn.wrapping_add(1)),
+        None,
+        "another handshake's ISN"
+    );
+    assert_eq!(
+        h.listener.handle_completed_in_kernel(now, &tuple, isn),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(
+        h.listener.handle_completed_in_kernel(now, &tuple, isn),
+        None
+    );
+    assert_eq!(h.listener.syn_queue_len(), 0);
+    assert_eq!(count(&h, Counter::CompletedInKernel), 1);
+    assert_eq!(count(&h, Counter::AcceptedFromQueue), 1);
+    assert!(
+        h.listener.poll_timeout().is_none(),
+        "no retransmission left"
+    );
+    assert_eq!(syn_ack.seq, admitted.server_isn);
+}
+
+#[test]
+fn test_queued_reset_by_kernel_leaves_the_queue_uncounted_as_accepted() {
+    let mut h = harness(SyncookiesMode::WhenFull);
+    h.listener.record_admissions();
+    let client = Client::new("198.18.5.5:40000", 10, linux_options(1));
+    h.syn_ack_repr(&client);
+    let admitted = h.listener.take_admitted().next().unwrap();
+    let (tuple, isn) = (admitted.tuple, admitted.server_isn.0);
+    assert!(h.listener.handle_reset_by_kernel(&tuple, isn));
+    assert!(!h.listener.handle_reset_by_kernel(&tuple, isn), "once");
+    assert_eq!(h.listener.syn_queue_len(), 0);
+    assert_eq!(count(&h, Counter::AcceptedFromQueue), 0);
+}

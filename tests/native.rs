@@ -13,6 +13,7 @@ use std::time::Duration;
 use common::privileged_lab;
 use lab::*;
 use loadgen::lab::{CLIENT_V4, SERVER_V4, SERVER_V6};
+use synwall::counters::{Counter, Gauge};
 use synwall::handoff::{HandoffFailure, HandoffMode};
 use synwall::listener::SyncookiesMode;
 use synwall::server::Server;
@@ -54,10 +55,28 @@ fn test_native_handoff_gives_the_service_its_clients_with_their_addresses() {
             accepted.write_all(b"world").unwrap();
             assert_eq!(&client.join().unwrap().unwrap().unwrap(), b"world");
         }
+        // A handshake the kernel completed itself is counted once the shard reads its report.
+        common::wait_until("both handoffs counted", Duration::from_secs(2), || {
+            wall.stats().handoffs_completed == 2
+        });
         let stats = wall.stats();
         assert_eq!(stats.handoff, HandoffMode::Native);
-        assert_eq!(stats.handoffs_completed, 2, "{mode:?}: {stats:?}");
         assert_eq!(stats.handoffs_failed, 0, "{mode:?}: {stats:?}");
+        // Through the SYN queue the kernel completes the handshake in its receive path; a
+        // cookie handshake completes in synwall.
+        let in_kernel = stats.listener.get(Counter::CompletedInKernel);
+        let expected = if mode == SyncookiesMode::Never { 2 } else { 0 };
+        assert_eq!(in_kernel, expected, "{mode:?}: {stats:?}");
+        assert_eq!(
+            stats.steering.kernel_completes > 0,
+            mode == SyncookiesMode::Never
+        );
+        if mode == SyncookiesMode::Never {
+            // Neither the final ACK nor the request right behind it came to synwall.
+            assert_eq!(stats.listener.get(Counter::HeldSegments), 0, "{stats:?}");
+            assert_eq!(stats.listener.get(Counter::Reinjected), 0, "{stats:?}");
+            assert_eq!(stats.listener.gauge(Gauge::SynQueueDepth), 0, "{stats:?}");
+        }
     }
 }
 
@@ -155,12 +174,15 @@ fn test_native_port_without_listener_resets_the_client_and_counts() {
             "{served}: the client is reset"
         );
     }
-    let stats = wall.stats();
     let no_listener = HandoffFailure::ALL
         .iter()
         .position(|failure| *failure == HandoffFailure::NoListener)
         .unwrap();
-    assert_eq!(stats.handoff_failures[no_listener], 2, "{stats:?}");
+    common::wait_until("both failures counted", Duration::from_secs(2), || {
+        wall.stats().handoff_failures[no_listener] == 2
+    });
+    let stats = wall.stats();
+    assert_eq!(stats.listener.gauge(Gauge::SynQueueDepth), 0, "{stats:?}");
     assert_eq!(stats.handoffs_completed, 0);
 }
 
@@ -224,13 +246,44 @@ fn test_synwall_listen_native_and_the_service_survives_its_sigkill() {
     for _ in 0..5 {
         assert_eq!(curl(&topology).expect("curl through synwall"), http_reply());
     }
-    let handed = in_ns(&topology, &topology.server_ns, || {
-        synwall::metrics::Scrape::fetch(synwall::metrics::DEFAULT_ENDPOINT.parse().unwrap())
+    let handed = || {
+        in_ns(&topology, &topology.server_ns, || {
+            synwall::metrics::Scrape::fetch(synwall::metrics::DEFAULT_ENDPOINT.parse().unwrap())
+                .unwrap()
+                .get("synwall_handoffs_total")
+        })
+    };
+    common::wait_until(
+        "every connection went through synwall",
+        Duration::from_secs(2),
+        || handed() == 5.0,
+    );
+    let server_if = topology.server_if.clone();
+    let completion_attached = move || {
+        let (ifindex, _) = synwall::sys::attached::interfaces()
             .unwrap()
-            .get("synwall_handoffs_total")
-    });
-    assert_eq!(handed, 5.0, "every connection went through synwall");
+            .into_iter()
+            .find(|(_, name)| *name == server_if)
+            .unwrap();
+        synwall::sys::attached::tcx_ingress_programs(ifindex)
+            .unwrap()
+            .iter()
+            .any(|program| program.is_named(synwall::sys::native::FINISH_PROGRAM_NAME))
+    };
+    let attached = completion_attached.clone();
+    assert!(
+        in_ns(&topology, &topology.server_ns, attached),
+        "the completion program is on the interface"
+    );
     synwall.kill(); // SIGKILL: nothing of synwall gets to clean up
+    common::wait_until(
+        "the completion program went with the process",
+        Duration::from_secs(2),
+        || {
+            let attached = completion_attached.clone();
+            !in_ns(&topology, &topology.server_ns, attached)
+        },
+    );
     let links = topology
         .run_in(
             &topology.server_ns,

@@ -16,6 +16,12 @@
  *   - a frame with an 802.1Q tag of a VLAN that `vlans` does not list (one the host
  *     has no served address on)                           -> XDP_PASS (kernel, which
  *     drops it or hands it to its VLAN device, as it does any tagged frame)
+ *   - the final ACK of a handshake in kernel_handshakes (native mode), and the
+ *     segments after it, while no kernel socket has the tuple yet: the
+ *     sequence and acknowledgment numbers the handshake expects, not a SYN or
+ *     RST, not refused by the completion program, no VLAN tag, no IPv4
+ *     options or IPv6 extension headers                    -> XDP_PASS (kernel,
+ *     where synwall's completion program builds the socket)
  *   - every other TCP segment to a served address:port     -> XSKMAP[rx queue]
  *     and, when no AF_XDP socket is registered there, XDP_DROP: a served
  *     port's segments never leak to the kernel, which would answer with a RST
@@ -46,6 +52,8 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "kernel_handshake.h"
+
 #define MAX_QUEUES 256
 #define VLAN_IDS 4096
 #define VLAN_ID_MASK 0x0FFF
@@ -60,6 +68,11 @@
 #define IPV4_FRAG_OFFSET_MASK 0x1FFF
 #define IPV6_FRAG_OFFSET_MASK 0xFFF8
 
+/* Where the TCP header starts in a frame without VLAN tag, IPv4 options or IPv6
+ * extension headers: the only layout the completion program reads. */
+#define PLAIN_IPV4_TCP_OFFSET (14 + 20)
+#define PLAIN_IPV6_TCP_OFFSET (14 + 40)
+
 #define NEXTHDR_HOP 0
 #define NEXTHDR_TCP 6
 #define NEXTHDR_ROUTING 43
@@ -71,7 +84,8 @@ enum counter {
 	COUNTER_REDIRECTED = 1,
 	COUNTER_DROPPED_NO_XSK = 2,
 	COUNTER_KERNEL_OWNED = 3,
-	COUNTER_MAX = 4,
+	COUNTER_KERNEL_COMPLETES = 4,
+	COUNTER_MAX = 5,
 };
 
 struct served_key {
@@ -144,6 +158,7 @@ enum verdict {
 	VERDICT_PASS, /* not ours */
 	VERDICT_KERNEL, /* ours, but a kernel socket owns the connection */
 	VERDICT_XSK, /* ours: to user space */
+	VERDICT_KERNEL_COMPLETES, /* ours: the kernel builds the handshake's socket */
 };
 
 static __always_inline void count(__u32 which)
@@ -183,6 +198,22 @@ static __always_inline int socket_state(struct xdp_md *ctx, struct bpf_sock_tupl
 	state = sk->state;
 	bpf_sk_release(sk);
 	return state;
+}
+
+/*
+ * Whether the kernel completes the handshake of this segment: the entry the shard
+ * recorded expects exactly these numbers, and the completion program has not
+ * refused it (a refused handshake completes in user space).
+ */
+static __always_inline int kernel_completes(const struct tcphdr *th,
+					    struct bpf_sock_tuple *tuple, int plain_layout)
+{
+	struct kernel_handshake *entry;
+
+	if (!plain_layout || !th->ack || th->syn || th->rst)
+		return 0;
+	entry = bpf_map_lookup_elem(&kernel_handshakes, tuple);
+	return entry && entry->seq == th->seq && entry->ack == th->ack_seq && entry->status >= 0;
 }
 
 /*
@@ -230,8 +261,11 @@ static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, __u32 offse
 			bpf_map_update_elem(&tw_handshakes, tuple, &one, BPF_ANY);
 		return VERDICT_XSK;
 	}
-	if (state < 0 || state == BPF_TCP_LISTEN)
-		return VERDICT_XSK;
+	if (state < 0 || state == BPF_TCP_LISTEN) {
+		int plain = offset == (is_ipv4 ? PLAIN_IPV4_TCP_OFFSET : PLAIN_IPV6_TCP_OFFSET);
+
+		return kernel_completes(&th, tuple, plain) ? VERDICT_KERNEL_COMPLETES : VERDICT_XSK;
+	}
 	if (state == BPF_TCP_TIME_WAIT && bpf_map_lookup_elem(&tw_handshakes, tuple))
 		return VERDICT_XSK;
 	if (bpf_map_lookup_elem(&handing_off, tuple))
@@ -380,7 +414,10 @@ out:
 		count(action == XDP_REDIRECT ? COUNTER_REDIRECTED : COUNTER_DROPPED_NO_XSK);
 		return action;
 	}
-	count(verdict == VERDICT_KERNEL ? COUNTER_KERNEL_OWNED : COUNTER_PASSED);
+	if (verdict == VERDICT_KERNEL_COMPLETES)
+		count(COUNTER_KERNEL_COMPLETES);
+	else
+		count(verdict == VERDICT_KERNEL ? COUNTER_KERNEL_OWNED : COUNTER_PASSED);
 	return XDP_PASS;
 }
 

@@ -93,6 +93,7 @@ fn names(counter: Counter) -> (&'static str, Option<&'static str>) {
         Counter::ResetsReceived => ("synwall_syn_queue_resets_total", None),
         Counter::AcceptedFromQueue => ("synwall_accepted_total{path=\"queue\"}", None),
         Counter::AcceptedFromCookie => ("synwall_accepted_total{path=\"cookie\"}", None),
+        Counter::CompletedInKernel => ("synwall_completed_in_kernel_total", None),
         Counter::AcceptQueueOverflow => (
             "synwall_accept_queue_overflow_total",
             Some("ListenOverflows"),

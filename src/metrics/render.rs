@@ -10,7 +10,7 @@ use crate::counters::{Counter, Gauge};
 use crate::handoff::HandoffFailure;
 use crate::histogram::BOUNDS;
 use crate::proxy::ProxyCounters;
-use crate::server::{QueueStats, ServerStats};
+use crate::server::{KernelCompletionStats, QueueStats, ServerStats};
 use crate::sys::{SteerCounters, XskStatistics, channels};
 
 /// A family of one figure per rx queue: name, help, and the figure of a queue's statistics.
@@ -122,7 +122,8 @@ fn render_steering(out: &mut Exposition, steering: SteerCounters) {
         xdp,
         "counter",
         "Frames the XDP program saw, by verdict: passed (not for a served port), redirected \
-         (to synwall), kernel_owned (a kernel socket owns the connection), dropped_no_socket \
+         (to synwall), kernel_owned (a kernel socket owns the connection), kernel_completes (the \
+         final ACK of a handshake the kernel completes itself, native mode), dropped_no_socket \
          (for a served port, on an rx queue without an AF_XDP socket).",
     );
     // Every field, by name: a new verdict of the program does not go unexported.
@@ -130,12 +131,14 @@ fn render_steering(out: &mut Exposition, steering: SteerCounters) {
         passed,
         redirected,
         kernel_owned,
+        kernel_completes,
         dropped_no_xsk,
     } = steering;
     for (verdict, value) in [
         ("passed", passed),
         ("redirected", redirected),
         ("kernel_owned", kernel_owned),
+        ("kernel_completes", kernel_completes),
         ("dropped_no_socket", dropped_no_xsk),
     ] {
         out.sample(xdp, &[format!("verdict=\"{verdict}\"")], value);
@@ -184,6 +187,30 @@ fn render_queues_and_handoffs(out: &mut Exposition, stats: &ServerStats) {
             .split_once('{')
             .map_or("", |(_, labels)| labels.trim_end_matches('}'));
         out.sample(failures, &[labels.to_owned()], count);
+    }
+    let kernel = "synwall_kernel_completion_errors_total";
+    out.describe(
+        kernel,
+        "counter",
+        "Native mode: handshakes of the SYN queue the kernel did not complete itself, by kind; \
+         none lost a client: refused (completed in user space instead), occupied (another \
+         socket had the tuple), unrecorded (not recorded for the kernel: completed in user \
+         space), lost_report (the kernel completed it, its report was lost: it stays queued \
+         until it expires).",
+    );
+    let KernelCompletionStats {
+        refused,
+        occupied,
+        unrecorded,
+        lost_reports,
+    } = stats.kernel_completion;
+    for (kind, value) in [
+        ("refused", refused),
+        ("occupied", occupied),
+        ("unrecorded", unrecorded),
+        ("lost_report", lost_reports),
+    ] {
+        out.sample(kernel, &[format!("kind=\"{kind}\"")], value);
     }
     out.describe(
         "synwall_handoff_info",

@@ -62,6 +62,9 @@ counters! {
     AcceptedFromQueue;
     /// Handshakes completed by a cookie.
     AcceptedFromCookie;
+    /// Handshakes from the SYN queue whose final ACK the kernel took in and completed itself
+    /// (native mode), never seen here; also counted as `AcceptedFromQueue`.
+    CompletedInKernel;
     /// Completed handshakes that found the accept queue full.
     AcceptQueueOverflow;
     /// Segments of connections being handed off, held for their kernel sockets.

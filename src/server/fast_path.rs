@@ -13,6 +13,7 @@ use crate::cookie::keys::{KeyRing, Secret};
 use crate::counters::{Counter, Counters};
 use crate::flood::{FLOOD_OVER_AFTER, FloodEvent, FloodWatch, SynQueueCounts};
 use crate::handoff::{HandoffCounters, NativeInline};
+use crate::kernel_completion::{KernelCompletionCounters, NativeCompletion};
 use crate::listener::{Listener, ListenerUpdate};
 use crate::shard::Shard;
 use crate::shutdown::Shutdown;
@@ -38,6 +39,7 @@ pub(super) struct FastPath {
     /// Native handoff, done by this thread; `None` in repair mode.
     pub(super) native: Option<Arc<NativeHandoff>>,
     pub(super) handoff_counters: Arc<HandoffCounters>,
+    pub(super) kernel_counters: Arc<KernelCompletionCounters>,
     pub(super) shutdown: Shutdown,
     pub(super) failure: Arc<Mutex<Option<ServerError>>>,
 }
@@ -55,6 +57,7 @@ impl FastPath {
             mut accept,
             native,
             handoff_counters,
+            kernel_counters,
             shutdown,
             failure,
         } = self;
@@ -91,13 +94,20 @@ impl FastPath {
             };
             let shard = Shard::new(listener, device, injector, accept, config.budget);
             let shard = match native {
-                Some(native) => shard.with_inline_handoff(Box::new(NativeInline {
-                    native,
-                    injector: RawInjector::new()
-                        .map_err(|source| ServerError::RawSocket { source })?,
-                    counters: handoff_counters,
-                    steering: Arc::clone(&program),
-                })),
+                Some(native) => shard
+                    .with_kernel_completion(Box::new(NativeCompletion::new(
+                        Arc::clone(&native),
+                        queue,
+                        Arc::clone(&handoff_counters),
+                        kernel_counters,
+                    )))
+                    .with_inline_handoff(Box::new(NativeInline {
+                        native,
+                        injector: RawInjector::new()
+                            .map_err(|source| ServerError::RawSocket { source })?,
+                        counters: handoff_counters,
+                        steering: Arc::clone(&program),
+                    })),
                 None => shard,
             };
             Ok((shard, handle))

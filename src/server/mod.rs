@@ -39,6 +39,7 @@ use crate::counters::{CounterSnapshot, Counters};
 use crate::device::Wake;
 use crate::handoff::{self, Connection, Handoff, HandoffCounters, HandoffFailure, HandoffMode};
 use crate::histogram::HistogramSnapshot;
+use crate::kernel_completion::KernelCompletionCounters;
 use crate::listener::{ConfigError, ListenerUpdate};
 use crate::preflight::{self, Checked, PreflightError};
 use crate::shutdown::{Never, Shutdown};
@@ -106,6 +107,10 @@ pub struct ServerStats {
     /// Failed handoffs, in all and by [`HandoffFailure::ALL`] order.
     pub handoffs_failed: u64,
     pub handoff_failures: [u64; HandoffFailure::ALL.len()],
+    /// Handshakes the kernel could not complete itself (native mode), by kind; none of them
+    /// lost a client. `lost_reports`: completions whose report found the ring buffer full
+    /// (their handshake stays in the SYN queue until it expires).
+    pub kernel_completion: KernelCompletionStats,
     /// The steering program's verdicts, over every rx queue and CPU.
     pub steering: SteerCounters,
     /// Handshakes waiting for a handoff worker (repair mode; native handoffs skip the queue).
@@ -116,6 +121,15 @@ pub struct ServerStats {
     pub ready_depth: usize,
     /// From SYN to final ACK of handshakes completed from the SYN queue.
     pub handshake_duration: HistogramSnapshot,
+}
+
+/// See [`ServerStats::kernel_completion`] and [`KernelCompletionCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelCompletionStats {
+    pub refused: u64,
+    pub occupied: u64,
+    pub unrecorded: u64,
+    pub lost_reports: u64,
 }
 
 /// The figures of one rx queue: its listener shard and its AF_XDP socket.
@@ -170,6 +184,7 @@ pub struct Server {
     accept_queue_capacity: usize,
     shards: Vec<ShardHandle>,
     handoff_counters: Arc<HandoffCounters>,
+    kernel_counters: Arc<KernelCompletionCounters>,
     /// Why the handoff mode is what it is, for the start-up line and operators.
     handoff_reason: String,
     // Dropped last, after the threads are joined: the programs detach when they go.
@@ -198,15 +213,15 @@ impl Server {
             None => Secret::random()?,
         };
         let served: Vec<SocketAddr> = config.listener.served.iter().copied().collect();
-        let (handoff, handoff_reason) = resolve_handoff(config.handoff, &served)?;
-        for warning in preflight::listener_warnings(handoff.mode(), &served) {
-            tracing::warn!("{warning}");
-        }
         let program = Arc::new(SteeringProgram::attach(
             &config.interface,
             config.xdp_mode,
             &served,
         )?);
+        let (handoff, handoff_reason) = resolve_handoff(config.handoff, &served, &program)?;
+        for warning in preflight::listener_warnings(handoff.mode(), &served) {
+            tracing::warn!("{warning}");
+        }
 
         let accept_queue = AcceptQueue::new(config.backlog);
         let (ready_tx, ready) = crossbeam_channel::bounded(config.backlog);
@@ -220,6 +235,7 @@ impl Server {
             accept_queue_capacity: config.backlog,
             shards: Vec::new(),
             handoff_counters: Arc::new(HandoffCounters::default()),
+            kernel_counters: Arc::default(),
             handoff_reason,
             program,
             handoff,
@@ -271,6 +287,7 @@ impl Server {
                     Handoff::Repair => None,
                 },
                 handoff_counters: Arc::clone(&self.handoff_counters),
+                kernel_counters: Arc::clone(&self.kernel_counters),
                 shutdown: self.shutdown.clone(),
                 failure: Arc::clone(&self.failure),
             };
@@ -391,6 +408,19 @@ impl Server {
         })
     }
 
+    fn kernel_completion_stats(&self) -> KernelCompletionStats {
+        let counters = &self.kernel_counters;
+        KernelCompletionStats {
+            refused: counters.refused.load(Ordering::Relaxed),
+            occupied: counters.occupied.load(Ordering::Relaxed),
+            unrecorded: counters.unrecorded.load(Ordering::Relaxed),
+            lost_reports: match &self.handoff {
+                Handoff::Native(native) => native.lost_reports().unwrap_or_default(),
+                Handoff::Repair => 0,
+            },
+        }
+    }
+
     /// Everything the server counts, now.
     pub fn stats(&self) -> ServerStats {
         let counters = &self.handoff_counters;
@@ -400,6 +430,7 @@ impl Server {
             handoffs_failed: counters.failed(),
             handoff_failures: HandoffFailure::ALL.map(|failure| counters.failures(failure)),
             handshake_duration: counters.handshake_duration.snapshot(),
+            kernel_completion: self.kernel_completion_stats(),
             steering: self.program.counters().unwrap_or_default(),
             accept_queue_depth: self.accept_queue.depth(),
             accept_queue_capacity: self.accept_queue_capacity,
@@ -474,6 +505,7 @@ impl Drop for Server {
 fn resolve_handoff(
     mode: HandoffMode,
     served: &[SocketAddr],
+    steering: &SteeringProgram,
 ) -> Result<(Handoff, String), ServerError> {
     let repair = |why: String| {
         preflight::check_handoff(HandoffMode::Repair, served)?;
@@ -483,8 +515,8 @@ fn resolve_handoff(
         |native: NativeHandoff, why: &str| Ok((Handoff::Native(Arc::new(native)), why.to_owned()));
     match mode {
         HandoffMode::Repair => repair("handoff = repair".to_owned()),
-        HandoffMode::Native => native(NativeHandoff::attach()?, "handoff = native"),
-        HandoffMode::Auto => match NativeHandoff::attach() {
+        HandoffMode::Native => native(NativeHandoff::attach(steering)?, "handoff = native"),
+        HandoffMode::Auto => match NativeHandoff::attach(steering) {
             Ok(handoff) => native(handoff, "handoff = auto, and the kernel can"),
             Err(unavailable) => repair(format!("handoff = auto, but {unavailable}")),
         },

@@ -11,7 +11,7 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::ptr::{self, NonNull};
 
@@ -49,6 +49,17 @@ impl Object {
         name: &'static CStr,
         context: &str,
     ) -> Result<Object, XdpError> {
+        Object::load_sharing(bytes, name, context, &[])
+    }
+
+    /// [`Object::load`], with each map named in `shared` being the given map of another object
+    /// (the fd of a map with the same definition) instead of a new one.
+    pub fn load_sharing(
+        bytes: &'static [u8],
+        name: &'static CStr,
+        context: &str,
+        shared: &[(&CStr, RawFd)],
+    ) -> Result<Object, XdpError> {
         // SAFETY: bpf_object_open_opts is a plain C struct; all-zero is its documented default.
         let mut opts: ffi::bpf_object_open_opts = unsafe { std::mem::zeroed() };
         opts.sz = std::mem::size_of::<ffi::bpf_object_open_opts>();
@@ -63,6 +74,23 @@ impl Object {
             });
         };
         let object = Object { raw, name };
+        for &(map_name, fd) in shared {
+            // SAFETY: the object is open and not loaded yet; the name is a valid C string.
+            let map = unsafe {
+                ffi::bpf_object__find_map_by_name(object.raw.as_ptr(), map_name.as_ptr())
+            };
+            if map.is_null() {
+                return Err(object.missing("a map", map_name));
+            }
+            // SAFETY: `map` belongs to the open object; libbpf duplicates `fd`, which stays ours.
+            let ret = unsafe { ffi::bpf_map__reuse_fd(map, fd) };
+            if ret < 0 {
+                return Err(XdpError::Load {
+                    what: "sharing a map with another BPF object",
+                    source: neg_errno(ret),
+                });
+            }
+        }
         // SAFETY: the object is open; libbpf returns its status as a negative errno.
         let ret = unsafe { ffi::bpf_object__load(object.raw.as_ptr()) };
         if ret < 0 {
@@ -123,6 +151,27 @@ impl Object {
         Ok(Map { fd })
     }
 
+    /// The fd and data size of ring buffer `name`.
+    pub fn ring_buffer(&self, name: &CStr) -> Result<(RawFd, usize), XdpError> {
+        // SAFETY: the object is open and loaded; the name is a valid C string.
+        let map = unsafe { ffi::bpf_object__find_map_by_name(self.raw.as_ptr(), name.as_ptr()) };
+        if map.is_null() {
+            return Err(self.missing("a map", name));
+        }
+        // SAFETY: `map` belongs to the loaded object; these read its definition.
+        let (fd, kind, size) = unsafe {
+            (
+                ffi::bpf_map__fd(map),
+                ffi::bpf_map__type(map),
+                ffi::bpf_map__max_entries(map),
+            )
+        };
+        if fd < 0 || kind != ffi::bpf_map_type_BPF_MAP_TYPE_RINGBUF {
+            return Err(self.missing("a ring buffer", name));
+        }
+        Ok((fd, size as usize))
+    }
+
     fn missing(&self, what: &'static str, name: &CStr) -> XdpError {
         XdpError::Config(format!(
             "BPF object {:?} has no {what} named {name:?}",
@@ -152,6 +201,35 @@ impl<const K: usize, const V: usize> Map<K, V> {
                 key.as_ptr().cast(),
                 value.as_ptr().cast(),
                 u64::from(ffi::BPF_ANY),
+            )
+        };
+        if ret < 0 {
+            return Err(neg_errno(ret));
+        }
+        Ok(())
+    }
+
+    /// Inserts or replaces `entries`, in one system call.
+    pub fn update_batch(&self, keys: &[[u8; K]], values: &[[u8; V]]) -> io::Result<()> {
+        assert_eq!(keys.len(), values.len(), "one value per key");
+        let mut count = u32::try_from(keys.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many entries"))?;
+        if count == 0 {
+            return Ok(());
+        }
+        // SAFETY: bpf_map_batch_opts is a plain C struct; all-zero is its documented default.
+        let mut opts: ffi::bpf_map_batch_opts = unsafe { std::mem::zeroed() };
+        opts.sz = std::mem::size_of::<ffi::bpf_map_batch_opts>();
+        // SAFETY: `keys` and `values` hold `count` contiguous keys of K bytes and values of V
+        // bytes (arrays of byte arrays have no padding), which the kernel only reads; `count`
+        // and `opts` outlive the call.
+        let ret = unsafe {
+            ffi::bpf_map_update_batch(
+                self.fd,
+                keys.as_ptr().cast(),
+                values.as_ptr().cast(),
+                &mut count,
+                ptr::from_ref(&opts),
             )
         };
         if ret < 0 {
@@ -214,6 +292,11 @@ pub(super) fn link(
 
 /// Size of `struct bpf_sock_tuple` (the IPv6 variant, the larger).
 pub(super) const SOCK_TUPLE_LEN: usize = 36;
+/// Size of `struct bpf_tcp_req_attrs`, the kfunc's attributes (kernel_handshake.h).
+pub(super) const ATTRS_LEN: usize = 20;
+/// Size of `struct kernel_handshake` (kernel_handshake.h): the attributes, the final ACK's
+/// sequence and acknowledgment numbers, the shard's rx queue and a status.
+pub(super) const KERNEL_HANDSHAKE_LEN: usize = ATTRS_LEN + 16;
 
 /// `struct bpf_sock_tuple` for segments from the peer of `tuple`, zero-padded, as the BPF
 /// programs build it: source = the peer, addresses and ports in network order.
@@ -235,4 +318,22 @@ pub(super) fn sock_tuple(tuple: &FourTuple) -> [u8; SOCK_TUPLE_LEN] {
     key[ports_at..ports_at + 2].copy_from_slice(&tuple.remote.port().to_be_bytes());
     key[ports_at + 2..ports_at + 4].copy_from_slice(&tuple.local.port().to_be_bytes());
     key
+}
+
+/// The connection of `key`, a `struct bpf_sock_tuple` built as [`sock_tuple`] builds it; its
+/// IPv6 variant when `ipv6`.
+pub(super) fn four_tuple(key: &[u8; SOCK_TUPLE_LEN], ipv6: bool) -> FourTuple {
+    let bytes = |at: usize, len: usize| &key[at..at + len];
+    let (peer, local, ports_at): (IpAddr, IpAddr, usize) = if ipv6 {
+        let octets = |at| <[u8; 16]>::try_from(bytes(at, 16)).expect("16 bytes");
+        (octets(0).into(), octets(16).into(), 32)
+    } else {
+        let octets = |at| <[u8; 4]>::try_from(bytes(at, 4)).expect("4 bytes");
+        (octets(0).into(), octets(4).into(), 8)
+    };
+    let port = |at| u16::from_be_bytes(bytes(at, 2).try_into().expect("2 bytes"));
+    FourTuple {
+        remote: SocketAddr::new(peer, port(ports_at)),
+        local: SocketAddr::new(local, port(ports_at + 2)),
+    }
 }

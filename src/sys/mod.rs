@@ -51,6 +51,7 @@ pub mod netns;
 #[cfg(feature = "lab")]
 mod packet;
 pub mod repair;
+mod ring;
 mod sock_diag;
 mod steer;
 #[cfg(feature = "lab")]

@@ -28,7 +28,7 @@ use std::{fs, io};
 use libxdp_sys as ffi;
 
 use super::attached::{XdpAttachMode, XdpProgram, xdp_programs};
-use super::bpf::{Map, Object, SOCK_TUPLE_LEN, link, sock_tuple};
+use super::bpf::{KERNEL_HANDSHAKE_LEN, Map, Object, SOCK_TUPLE_LEN, link, sock_tuple};
 use super::error::{XdpError, neg_errno};
 use super::interface_index;
 use super::xsk::XdpDevice;
@@ -74,6 +74,9 @@ pub struct SteerCounters {
     pub dropped_no_xsk: u64,
     /// Segments to a served port that a non-listening kernel socket owns, passed to the kernel.
     pub kernel_owned: u64,
+    /// Final ACKs (and the segments right after them) of handshakes the kernel completes
+    /// itself (native mode), passed to the kernel.
+    pub kernel_completes: u64,
 }
 
 /// What the program decided for one frame (a test run: `SteeringProgram::dry_run`, feature lab).
@@ -112,7 +115,8 @@ mod shared {
     include!(concat!(env!("OUT_DIR"), "/steer.enums.rs"));
 }
 use shared::{
-    COUNTER_DROPPED_NO_XSK, COUNTER_KERNEL_OWNED, COUNTER_MAX, COUNTER_PASSED, COUNTER_REDIRECTED,
+    COUNTER_DROPPED_NO_XSK, COUNTER_KERNEL_COMPLETES, COUNTER_KERNEL_OWNED, COUNTER_MAX,
+    COUNTER_PASSED, COUNTER_REDIRECTED,
 };
 
 /// The loaded object and the maps synwall uses.
@@ -126,6 +130,8 @@ struct Loaded {
     handing_off: Map<SOCK_TUPLE_LEN, 1>,
     tw_handshakes: Map<SOCK_TUPLE_LEN, 1>,
     vlans: Map<4, 1>,
+    /// Shared with the native handoff's completion program (kernel_handshake.h).
+    kernel_handshakes: Map<SOCK_TUPLE_LEN, KERNEL_HANDSHAKE_LEN>,
 }
 
 /// The steering program, attached to one interface (see the module docs for its invariants).
@@ -181,6 +187,16 @@ impl SteeringProgram {
             mode,
             possible_cpus,
         })
+    }
+
+    /// The interface the program is attached to.
+    pub(super) fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// The fd of the map of handshakes the kernel completes (kernel_handshake.h).
+    pub(super) fn kernel_handshakes_fd(&self) -> RawFd {
+        self.object.kernel_handshakes.fd()
     }
 
     /// Takes tagged frames of VLAN `vlan` (0..=4095) too: for a VLAN device with a served
@@ -246,6 +262,7 @@ impl SteeringProgram {
             redirected: total(COUNTER_REDIRECTED),
             dropped_no_xsk: total(COUNTER_DROPPED_NO_XSK),
             kernel_owned: total(COUNTER_KERNEL_OWNED),
+            kernel_completes: total(COUNTER_KERNEL_COMPLETES),
         })
     }
 
@@ -477,6 +494,7 @@ fn load(ifname: &str) -> Result<Loaded, XdpError> {
         handing_off: object.map(c"handing_off")?,
         tw_handshakes: object.map(c"tw_handshakes")?,
         vlans: object.map(c"vlans")?,
+        kernel_handshakes: object.map(c"kernel_handshakes")?,
         _object: object,
     })
 }

@@ -9,6 +9,10 @@
 //! - [`Listener::handle_accept_overflow`] when an [`Accepted`] connection did not fit the
 //!   accept queue, [`Listener::handle_handoff_complete`] once the kernel owns it, and
 //!   [`Listener::handle_handoff_failed`] when no kernel socket could be made;
+//! - with [`Listener::record_admissions`] (the kernel completes queued handshakes itself),
+//!   [`Listener::take_admitted`] after every batch of frames, and
+//!   [`Listener::handle_completed_in_kernel`] or [`Listener::handle_reset_by_kernel`] for what
+//!   the kernel did with each;
 //! - [`Verdict::Reinject`]: the IP packet goes to the local kernel stack (a segment of a
 //!   connection the kernel already owns);
 //! - [`Listener::rotate_keys`] with the wall-clock time, at least once per second.
@@ -39,14 +43,15 @@
 //!   the receive ring are re-injected at once. None is ever taken for a new cookie ACK.
 //!
 //! Here: the listener's state, the driver's entry points and the timers. The SYN path is in
-//! `syn`, the ACK and RST paths in `ack`, and what follows an accepted handshake in
-//! `kernel_handoff`.
+//! `syn`, the ACK and RST paths in `ack`, what follows an accepted handshake in
+//! `kernel_handoff`, and the handshakes the kernel completes itself in `kernel_completion`.
 
 mod accepted;
 mod ack;
 mod clock;
 mod config;
 mod handoffs;
+mod kernel_completion;
 mod kernel_handoff;
 mod syn;
 mod syn_queue;
@@ -142,6 +147,9 @@ pub struct Listener {
     cookie_gate_until: Option<Instant>,
     rst_limit: TokenBucket,
     timers_now: Instant,
+    /// Handshakes admitted to the SYN queue and not yet taken, when recording (see
+    /// [`Listener::record_admissions`]); never more than the SYN queue holds.
+    admitted: Option<Vec<Accepted>>,
 }
 
 impl Listener {
@@ -176,6 +184,7 @@ impl Listener {
             cookie_gate_until: None,
             rst_limit: TokenBucket::new(config.invalid_ack_rsts_per_sec, now),
             timers_now: now,
+            admitted: None,
             config,
         })
     }

@@ -77,6 +77,7 @@ impl Listener {
         self.queue
             .admit(tuple, entry, now)
             .expect("the queue had room");
+        self.record_admission(tuple, &entry, repr.options.timestamps.map(|ts| ts.value));
         self.update_gauges();
         // Without a buffer now, the retransmission timer sends it later.
         self.transmit(&repr, tx, Counter::SynAcksSent)
