@@ -27,8 +27,9 @@ const SOURCES: [&str; 2] = ["steer", "handoff"];
 const LAB_SOURCE: &str = "synproxy";
 
 /// Per program: the C `enum` whose enumerators the Rust side uses, and their Rust type.
-const SHARED_ENUMS: [(&str, &str, &str); 3] = [
+const SHARED_ENUMS: [(&str, &str, &str); 4] = [
     ("steer", "counter", "u32"),
+    ("steer", "served_flag", "u8"),
     ("handoff", "status", "i32"),
     ("synproxy", "outcome", "usize"),
 ];
@@ -68,14 +69,22 @@ fn build() -> Result<(), String> {
         );
     }
 
+    // One file per program, holding the constants of each of its shared enums.
+    let mut files: Vec<(&str, String)> = Vec::new();
     for (name, enum_name, rust_type) in SHARED_ENUMS {
         let source = format!("src/bpf/{name}.bpf.c");
         let text =
             std::fs::read_to_string(&source).map_err(|e| format!("reading {source}: {e}"))?;
         let consts = enum_consts(&text, enum_name, rust_type)
             .ok_or_else(|| format!("{source}: no readable `enum {enum_name} {{ ... }};`"))?;
+        match files.iter_mut().find(|(file, _)| *file == name) {
+            Some((_, text)) => text.push_str(&consts),
+            None => files.push((name, consts)),
+        }
+    }
+    for (name, consts) in files {
         std::fs::write(out_dir.join(format!("{name}.enums.rs")), consts)
-            .map_err(|e| format!("writing the constants of {source}: {e}"))?;
+            .map_err(|e| format!("writing the constants of src/bpf/{name}.bpf.c: {e}"))?;
     }
     for name in sources() {
         let source = format!("src/bpf/{name}.bpf.c");

@@ -192,7 +192,7 @@ fn test_native_reconnect_over_a_time_wait_tuple() {
         return;
     };
     let listener = service(&topology, served_v4());
-    let _wall = Wall::start(&topology, HandoffMode::Native, |_| {});
+    let wall = Wall::start(&topology, HandoffMode::Native, |_| {});
     let exchange = || {
         topology.spawn_in(&topology.client_ns, || {
             lab::ping_from((CLIENT_V4, 45678).into(), served_v4())
@@ -213,6 +213,10 @@ fn test_native_reconnect_over_a_time_wait_tuple() {
         );
         lab::wait_time_wait(&topology, 45678);
     }
+    // The second SYN found the TIME-WAIT socket: the kernel gave the tuple to the service's
+    // listener itself (RFC 6191), as it would without synwall.
+    let stats = wall.stats();
+    assert_eq!(stats.listener.get(Counter::SynReceived), 1, "{stats:?}");
 }
 
 #[test]

@@ -10,9 +10,13 @@
  *     except pure SYNs, tuples in handing_off and the TIME_WAIT tuples in
  *     tw_handshakes (below)
  *   - a SYN that finds a TIME_WAIT socket: the client reconnects over a 4-tuple
- *     the kernel still holds; its tuple is remembered (tw_handshakes), so the
- *     rest of the new handshake also comes to us, as the kernel's own listener
- *     would take it; the handoff then replaces the TIME_WAIT socket
+ *     the kernel still holds. When the service listens on the port itself
+ *     (native handoff)                                     -> XDP_PASS (kernel:
+ *     the TIME_WAIT socket gives way to the service's listener, RFC 6191, as
+ *     without synwall; no flood picks these tuples).
+ *     Otherwise its tuple is remembered (tw_handshakes), so the rest of the new
+ *     handshake also comes to us, as the kernel's own listener would take it;
+ *     the handoff then replaces the TIME_WAIT socket
  *   - a frame with an 802.1Q tag of a VLAN that `vlans` does not list (one the host
  *     has no served address on)                           -> XDP_PASS (kernel, which
  *     drops it or hands it to its VLAN device, as it does any tagged frame)
@@ -28,7 +32,8 @@
  *     or let a kernel listener complete the handshake.
  *
  * Maps (filled and read by src/sys/steer.rs; keep the layouts in sync):
- *   served   : hash, struct served_key -> __u8. Port 0 is the "this address
+ *   served   : hash, struct served_key -> __u8 bits: SERVED, and
+ *              SERVED_KERNEL_LISTENS in native mode. Port 0 is the "this address
  *              serves some port" marker used for segments whose ports are not
  *              visible. An all-zero address is the wildcard of its family.
  *   xsks     : XSKMAP, rx queue index -> AF_XDP socket.
@@ -61,6 +66,12 @@
 #define MAX_IPV6_EXT_HDRS 4
 #define MAX_TW_HANDSHAKES 4096
 #define MAX_HANDING_OFF 65536
+
+/* `served` values: bits. */
+enum served_flag {
+	SERVED = 1,
+	SERVED_KERNEL_LISTENS = 2, /* the service listens on the port itself (native) */
+};
 
 #define ETH_P_8021Q_BE bpf_htons(0x8100)
 #define ETH_P_IP_BE bpf_htons(0x0800)
@@ -169,13 +180,22 @@ static __always_inline void count(__u32 which)
 		*value += 1;
 }
 
-/* Exact address first, then the wildcard of the family. Clobbers key->addr. */
+/* The `served` value of the key: exact address first, then the wildcard of the
+ * family; 0 when not served. Clobbers key->addr. */
+static __always_inline __u8 served_flags(struct served_key *key)
+{
+	__u8 *flags = bpf_map_lookup_elem(&served, key);
+
+	if (flags)
+		return *flags;
+	__builtin_memset(key->addr, 0, sizeof(key->addr));
+	flags = bpf_map_lookup_elem(&served, key);
+	return flags ? *flags : 0;
+}
+
 static __always_inline int is_served(struct served_key *key)
 {
-	if (bpf_map_lookup_elem(&served, key))
-		return 1;
-	__builtin_memset(key->addr, 0, sizeof(key->addr));
-	return bpf_map_lookup_elem(&served, key) != NULL;
+	return served_flags(key) != 0;
 }
 
 /* Segments whose ports cannot be seen: ours when the address serves anything. */
@@ -234,6 +254,7 @@ static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, __u32 offse
 {
 	const __u8 one = 1;
 	struct tcphdr th;
+	__u8 flags;
 	int state;
 
 	if (bpf_xdp_load_bytes(ctx, offset, &th, sizeof(th))) {
@@ -245,7 +266,8 @@ static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, __u32 offse
 		return is_served(key) ? VERDICT_XSK : VERDICT_PASS;
 	}
 	key->port = th.dest;
-	if (!is_served(key))
+	flags = served_flags(key);
+	if (!flags)
 		return VERDICT_PASS;
 	if (is_ipv4) {
 		tuple->ipv4.sport = th.source;
@@ -257,8 +279,11 @@ static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, __u32 offse
 	state = socket_state(ctx, tuple, tuple_len);
 	/* A pure SYN is always a new connection attempt, ours to answer. */
 	if (th.syn && !th.ack) {
-		if (state == BPF_TCP_TIME_WAIT)
+		if (state == BPF_TCP_TIME_WAIT) {
+			if (flags & SERVED_KERNEL_LISTENS)
+				return VERDICT_KERNEL;
 			bpf_map_update_elem(&tw_handshakes, tuple, &one, BPF_ANY);
+		}
 		return VERDICT_XSK;
 	}
 	if (state < 0 || state == BPF_TCP_LISTEN) {

@@ -185,7 +185,9 @@ pub fn check() -> Result<(), NativeUnavailable> {
 impl NativeHandoff {
     /// [`check`]s, then loads the programs and attaches them: `synwall_handoff` to the calling
     /// thread's network namespace's `lo`, `synwall_finish` to the interface `steering` is
-    /// attached to, sharing its map of the handshakes the kernel completes.
+    /// attached to, sharing its map of the handshakes the kernel completes. Then tells
+    /// `steering` that the service listens on the served ports itself, so that a SYN over a
+    /// TIME-WAIT 4-tuple goes to the kernel.
     pub fn attach(steering: &SteeringProgram) -> Result<NativeHandoff, NativeUnavailable> {
         check()?;
         let shared = [(c"kernel_handshakes", steering.kernel_handshakes_fd())];
@@ -203,6 +205,7 @@ impl NativeHandoff {
                 source,
             })
         })?;
+        steering.service_listens()?;
         Ok(NativeHandoff {
             _link: link,
             _complete_link: complete_link,
