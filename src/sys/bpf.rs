@@ -75,13 +75,7 @@ impl Object {
         };
         let object = Object { raw, name };
         for &(map_name, fd) in shared {
-            // SAFETY: the object is open and not loaded yet; the name is a valid C string.
-            let map = unsafe {
-                ffi::bpf_object__find_map_by_name(object.raw.as_ptr(), map_name.as_ptr())
-            };
-            if map.is_null() {
-                return Err(object.missing("a map", map_name));
-            }
+            let map = object.find_map(map_name)?;
             // SAFETY: `map` belongs to the open object; libbpf duplicates `fd`, which stays ours.
             let ret = unsafe { ffi::bpf_map__reuse_fd(map, fd) };
             if ret < 0 {
@@ -125,11 +119,7 @@ impl Object {
     /// Map `name`, whose keys must be `K` bytes and values `V` bytes (per CPU, for per-CPU
     /// maps).
     pub fn map<const K: usize, const V: usize>(&self, name: &CStr) -> Result<Map<K, V>, XdpError> {
-        // SAFETY: the object is open and loaded; the name is a valid C string.
-        let map = unsafe { ffi::bpf_object__find_map_by_name(self.raw.as_ptr(), name.as_ptr()) };
-        if map.is_null() {
-            return Err(self.missing("a map", name));
-        }
+        let map = self.find_map(name)?;
         // SAFETY: `map` belongs to the loaded object; these read its definition.
         let (fd, key_size, value_size) = unsafe {
             (
@@ -153,11 +143,7 @@ impl Object {
 
     /// The fd and data size of ring buffer `name`.
     pub fn ring_buffer(&self, name: &CStr) -> Result<(RawFd, usize), XdpError> {
-        // SAFETY: the object is open and loaded; the name is a valid C string.
-        let map = unsafe { ffi::bpf_object__find_map_by_name(self.raw.as_ptr(), name.as_ptr()) };
-        if map.is_null() {
-            return Err(self.missing("a map", name));
-        }
+        let map = self.find_map(name)?;
         // SAFETY: `map` belongs to the loaded object; these read its definition.
         let (fd, kind, size) = unsafe {
             (
@@ -170,6 +156,16 @@ impl Object {
             return Err(self.missing("a ring buffer", name));
         }
         Ok((fd, size as usize))
+    }
+
+    /// Map `name` of the object (open, loaded or not).
+    fn find_map(&self, name: &CStr) -> Result<*mut ffi::bpf_map, XdpError> {
+        // SAFETY: the object is open; the name is a valid C string.
+        let map = unsafe { ffi::bpf_object__find_map_by_name(self.raw.as_ptr(), name.as_ptr()) };
+        if map.is_null() {
+            return Err(self.missing("a map", name));
+        }
+        Ok(map)
     }
 
     fn missing(&self, what: &'static str, name: &CStr) -> XdpError {
