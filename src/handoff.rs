@@ -1,8 +1,11 @@
 //! Handoffs: completed handshakes in, connections the kernel owns out, one of two ways
 //! ([`Handoff`], DESIGN.md §4):
 //! - **native**: the protected service's own listening socket gets each connection, built by
-//!   the kernel with the client's address and the negotiated options ([`NativeHandoff`]). It
-//!   takes a few system calls, so the shard that completed the handshake does it at once, on
+//!   the kernel with the client's address and the negotiated options ([`NativeHandoff`]). A
+//!   handshake of the SYN queue is mostly completed by the kernel itself, its final ACK never
+//!   reaching synwall ([`crate::kernel_completion`]); for the others (cookies, and those whose
+//!   ACK came to user space) it takes a few system calls, so the shard that completed the
+//!   handshake does it at once, on
 //!   its own thread ([`NativeInline`], an [`InlineHandoff`]): no accept queue, no thread hop,
 //!   and the kernel socket exists before the shard looks at the next frame. Nothing of the
 //!   connection passes through synwall afterwards, and [`crate::server::Server::accept`] has

@@ -1,6 +1,7 @@
 //! A shard: one listener, one frame device, a way to the local kernel stack and a way to hand
 //! completed handshakes to the kernel (one end of the accept queue, or an [`InlineHandoff`]
-//! done at once), joined by the fast-path loop body [`Shard::poll`]. One shard runs per NIC
+//! done at once), and in native mode a [`KernelCompletion`] through which the kernel completes
+//! the handshakes of the SYN queue itself, joined by the fast-path loop body [`Shard::poll`]. One shard runs per NIC
 //! receive queue, on its own thread; shards share nothing but the accept queue and the key
 //! secret.
 

@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use crate::metrics::Scrape;
 use crate::metrics::view::counter_increase;
 use crate::sys::attached::{self, AttachedProgram, XdpProgram};
+use crate::sys::native::FINISH_PROGRAM_NAME;
 use crate::sys::{HANDOFF_PROGRAM_NAME, STEER_PROGRAM_NAME};
 
 /// The interface whose tcx ingress holds native handoff's program.
@@ -37,6 +38,9 @@ pub struct InterfaceStatus {
     pub name: String,
     /// The attached programs, or why they could not be read.
     pub xdp: Result<Vec<XdpProgram>, String>,
+    /// Its tcx ingress programs, where synwall's steering program is attached (native mode
+    /// adds its completion program there), or why they could not be read; `None` elsewhere.
+    pub tcx: Option<Result<Vec<AttachedProgram>, String>>,
 }
 
 /// One rx queue served, as the metrics tell.
@@ -87,10 +91,15 @@ impl Status {
             .map(|interfaces| {
                 interfaces
                     .into_iter()
-                    .map(|(index, name)| InterfaceStatus {
-                        index,
-                        xdp: attached::xdp_programs(index).map_err(|error| error.to_string()),
-                        name,
+                    .map(|(index, name)| {
+                        let xdp = attached::xdp_programs(index).map_err(|error| error.to_string());
+                        let steered = xdp.iter().flatten().any(is_steering);
+                        InterfaceStatus {
+                            index,
+                            tcx: steered.then(|| tcx_programs(index)),
+                            xdp,
+                            name,
+                        }
                     })
                     .collect()
             })
@@ -139,8 +148,15 @@ impl Status {
             .flatten()
             .flat_map(|interface| interface.xdp.iter().flatten())
             .map(|xdp| &xdp.program);
-        let tcx = self.handoff_hook.iter().flatten();
-        xdp.chain(tcx).any(|program| program.name.is_none())
+        let tcx = self
+            .interfaces
+            .iter()
+            .flatten()
+            .flat_map(|interface| interface.tcx.iter().flatten().flatten());
+        let hook = self.handoff_hook.iter().flatten();
+        xdp.chain(tcx)
+            .chain(hook)
+            .any(|program| program.name.is_none())
     }
 
     /// The sentence for a host where no synwall was found: every place that was looked at.
@@ -252,6 +268,31 @@ impl Status {
                 let _ = writeln!(out, "{hook} cannot query: {error}");
             }
         }
+        for interface in self.steering_interfaces() {
+            let hook = format!("{} tcx ingress:", interface.name);
+            match &interface.tcx {
+                Some(Ok(programs)) => {
+                    let finish = programs
+                        .iter()
+                        .find(|program| program.is_named(FINISH_PROGRAM_NAME))
+                        .map_or_else(
+                            || "the kernel does not complete queued handshakes".to_owned(),
+                            |program| {
+                                format!(
+                                    "{} (id {}): the kernel completes queued handshakes",
+                                    FINISH_PROGRAM_NAME.to_string_lossy(),
+                                    program.id
+                                )
+                            },
+                        );
+                    let _ = writeln!(out, "{hook} {finish}");
+                }
+                Some(Err(error)) => {
+                    let _ = writeln!(out, "{hook} cannot query: {error}");
+                }
+                None => {}
+            }
+        }
         if self.names_unread() {
             let _ = writeln!(
                 out,
@@ -340,7 +381,20 @@ impl Status {
                                 .collect::<Vec<_>>()}),
                             Err(error) => json!({"error": error}),
                         };
-                        json!({"name": interface.name, "index": interface.index, "xdp": xdp})
+                        let tcx = match &interface.tcx {
+                            Some(Ok(programs)) => json!({"programs": programs
+                                .iter()
+                                .map(|entry| program(entry, entry.is_named(FINISH_PROGRAM_NAME)))
+                                .collect::<Vec<_>>()}),
+                            Some(Err(error)) => json!({"error": error}),
+                            None => Value::Null,
+                        };
+                        json!({
+                            "name": interface.name,
+                            "index": interface.index,
+                            "xdp": xdp,
+                            "tcx_ingress": tcx,
+                        })
                     })
                     .collect::<Vec<_>>(),
             ),
@@ -506,7 +560,12 @@ fn handoff_hook_programs(interfaces: &[InterfaceStatus]) -> Result<Vec<AttachedP
         .iter()
         .find(|interface| interface.name == HANDOFF_INTERFACE)
         .ok_or_else(|| format!("there is no {HANDOFF_INTERFACE}"))?;
-    attached::tcx_ingress_programs(lo.index).map_err(|error| {
+    tcx_programs(lo.index)
+}
+
+/// The programs on the tcx ingress of interface `index`, or why they could not be read.
+fn tcx_programs(index: u32) -> Result<Vec<AttachedProgram>, String> {
+    attached::tcx_ingress_programs(index).map_err(|error| {
         let hint = match error.raw_os_error() {
             Some(libc::EPERM) => "; it takes CAP_NET_ADMIN: run as root",
             Some(libc::EINVAL) => "; tcx needs Linux 6.6 or later",

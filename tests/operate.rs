@@ -310,6 +310,8 @@ fn assert_status_text(
     assert!(text.contains("flood      none"), "{text}");
     let attached = text.contains("lo tcx ingress: synwall_handoff (id");
     assert_eq!(attached, handoff == "native", "{text}");
+    let finish = format!("{} tcx ingress: synwall_finish (id", topology.server_if);
+    assert_eq!(text.contains(&finish), handoff == "native", "{text}");
 }
 
 /// `synwall status --json` tells the same as JSON, with the instance's metrics.

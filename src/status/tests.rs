@@ -67,11 +67,13 @@ fn status(instance: Result<InstanceStatus, String>, steering: bool) -> Status {
                 index: 1,
                 name: "lo".to_owned(),
                 xdp: Ok(vec![]),
+                tcx: None,
             },
             InterfaceStatus {
                 index: 2,
                 name: "eth0".to_owned(),
                 xdp: Ok(xdp),
+                tcx: steering.then(|| Ok(vec![program(44, "synwall_finish")])),
             },
         ]),
         handoff_hook: Ok(if steering {
@@ -122,6 +124,10 @@ fn test_text_names_programs_queues_and_flood() {
     assert!(text.contains("lo                      -"), "{text}");
     assert!(
         text.contains("lo tcx ingress: synwall_handoff (id 43): native handoff is attached"),
+        "{text}"
+    );
+    assert!(
+        text.contains("eth0 tcx ingress: synwall_finish (id 44): the kernel completes queued"),
         "{text}"
     );
     assert!(
@@ -195,6 +201,9 @@ fn test_json_carries_programs_and_instance() {
         json!({"id": 42, "name": "synwall_steer", "mode": "native", "synwall": true})
     );
     assert_eq!(json["lo_tcx_ingress"]["programs"][0]["synwall"], true);
+    let eth0 = &json["interfaces"][1];
+    assert_eq!(eth0["tcx_ingress"]["programs"][0]["name"], "synwall_finish");
+    assert_eq!(eth0["tcx_ingress"]["programs"][0]["synwall"], true);
     let instance = &json["metrics"]["instance"];
     assert_eq!(instance["handoff"], "native");
     assert_eq!(instance["served"][0], "198.18.0.1:80");

@@ -6,7 +6,9 @@
 //!   [`FrameIo`](crate::device::FrameIo).
 //! - [`native`] hands a completed handshake to the protected service's own listening socket
 //!   (a TC program on the loopback device and the kfunc `bpf_sk_assign_tcp_reqsk`), ending a
-//!   TIME-WAIT socket of the tuple first when needed (sock_diag.rs); [`repair`] builds the
+//!   TIME-WAIT socket of the tuple first when needed (sock_diag.rs), and lets the kernel
+//!   complete the handshakes of the SYN queue itself (a TC program on the served interface,
+//!   whose reports come back through a ring buffer, ring.rs); [`repair`] builds the
 //!   kernel socket itself (TCP_REPAIR); [`inject`] hands either the segments that arrived before
 //!   it existed; [`tcp_info`] reads back what a socket negotiated; [`channels`] counts an
 //!   interface's rx queues.
