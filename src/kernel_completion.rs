@@ -74,12 +74,11 @@ impl NativeCompletion {
 
 impl KernelCompletion for NativeCompletion {
     fn expect(&mut self, now: Instant, listener: &mut Listener) {
-        let mut admitted = 0u64;
-        let counted = listener.take_admitted().inspect(|_| admitted += 1);
-        if let Err(error) = self.native.expect(self.queue, counted, &mut self.buffers) {
+        let admitted = listener.take_admitted();
+        if let Err(error) = self.native.expect(self.queue, admitted, &mut self.buffers) {
             self.counters
                 .unrecorded
-                .fetch_add(admitted, Ordering::Relaxed);
+                .fetch_add(error.count as u64, Ordering::Relaxed);
             if self
                 .logged
                 .is_none_or(|at| now.duration_since(at) >= LOG_EVERY)
@@ -87,8 +86,7 @@ impl KernelCompletion for NativeCompletion {
                 self.logged = Some(now);
                 tracing::warn!(
                     %error,
-                    "cannot record handshakes for the kernel to complete; they complete in \
-                     user space (logged at most every {} s)",
+                    "they complete in user space (logged at most every {} s)",
                     LOG_EVERY.as_secs()
                 );
             }

@@ -133,6 +133,14 @@ struct Reports {
     others: HashMap<u32, Vec<CompletionReport>>,
 }
 
+/// Handshakes [`NativeHandoff::expect`] could not record: their final ACK comes to user space.
+#[derive(Debug, thiserror::Error)]
+#[error("recording {count} handshakes for the kernel to complete: {source}")]
+pub struct Unrecorded {
+    pub count: usize,
+    source: io::Error,
+}
+
 /// The entries [`NativeHandoff::expect`] writes, kept between its calls (one per shard).
 #[derive(Debug, Default)]
 pub struct EntryBuffers {
@@ -223,13 +231,13 @@ impl NativeHandoff {
     /// Records `admitted`, handshakes that the shard of rx queue `queue` just admitted to its
     /// SYN queue, so that the kernel completes them when their final ACK arrives, in one system
     /// call. Those whose values the kfunc would refuse are left out (their ACK comes to user
-    /// space). `buffers` are the caller's, reused between calls. Returns how many it recorded.
+    /// space). `buffers` are the caller's, reused between calls.
     pub fn expect(
         &self,
         queue: u32,
         admitted: impl Iterator<Item = Accepted>,
         buffers: &mut EntryBuffers,
-    ) -> io::Result<usize> {
+    ) -> Result<(), Unrecorded> {
         let EntryBuffers { keys, values } = buffers;
         keys.clear();
         values.clear();
@@ -237,8 +245,12 @@ impl NativeHandoff {
             keys.push(sock_tuple(&accepted.tuple));
             values.push(kernel_handshake_entry(&accepted, queue));
         }
-        self.kernel_handshakes.update_batch(keys, values)?;
-        Ok(keys.len())
+        self.kernel_handshakes
+            .update_batch(keys, values)
+            .map_err(|source| Unrecorded {
+                count: keys.len(),
+                source,
+            })
     }
 
     /// Calls `f` with each report for rx queue `queue` since the last call, in order. Reads
