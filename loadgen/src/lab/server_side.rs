@@ -31,7 +31,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -59,6 +59,10 @@ const BACKLOG: usize = 4096;
 const PROXIED: usize = 4096;
 /// How long the server side may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long synwall's counters are left to settle before they are read: many times the
+/// shard's longest wait before it counts a handshake the kernel completed
+/// (`synwall::shard::RETIRE_EVERY`), for a VM that stalls.
+const COUNTERS_SETTLE: Duration = Duration::from_millis(100);
 
 /// The server side's figures at one instant.
 #[derive(Debug, Clone, Copy)]
@@ -291,6 +295,9 @@ impl ServerSide {
             }
             return Ok(counters);
         };
+        // A handshake the kernel completed itself is counted when its shard reads the report,
+        // at most `RETIRE_EVERY` after the shard went idle: let the last ones be counted.
+        thread::sleep(COUNTERS_SETTLE);
         let stats = server.stats();
         let mut counters: BTreeMap<String, u64> = stats
             .listener
