@@ -96,7 +96,8 @@ enum counter {
 	COUNTER_DROPPED_NO_XSK = 2,
 	COUNTER_KERNEL_OWNED = 3,
 	COUNTER_KERNEL_COMPLETES = 4,
-	COUNTER_MAX = 5,
+	COUNTER_KERNEL_REOPENS = 5,
+	COUNTER_MAX = 6,
 };
 
 struct served_key {
@@ -170,6 +171,7 @@ enum verdict {
 	VERDICT_KERNEL, /* ours, but a kernel socket owns the connection */
 	VERDICT_XSK, /* ours: to user space */
 	VERDICT_KERNEL_COMPLETES, /* ours: the kernel builds the handshake's socket */
+	VERDICT_KERNEL_REOPENS, /* ours: a SYN over a TIME-WAIT tuple, for the service's listener */
 };
 
 static __always_inline void count(__u32 which)
@@ -281,7 +283,7 @@ static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, __u32 offse
 	if (th.syn && !th.ack) {
 		if (state == BPF_TCP_TIME_WAIT) {
 			if (flags & SERVED_KERNEL_LISTENS)
-				return VERDICT_KERNEL;
+				return VERDICT_KERNEL_REOPENS;
 			bpf_map_update_elem(&tw_handshakes, tuple, &one, BPF_ANY);
 		}
 		return VERDICT_XSK;
@@ -439,10 +441,19 @@ out:
 		count(action == XDP_REDIRECT ? COUNTER_REDIRECTED : COUNTER_DROPPED_NO_XSK);
 		return action;
 	}
-	if (verdict == VERDICT_KERNEL_COMPLETES)
+	switch (verdict) {
+	case VERDICT_KERNEL:
+		count(COUNTER_KERNEL_OWNED);
+		break;
+	case VERDICT_KERNEL_COMPLETES:
 		count(COUNTER_KERNEL_COMPLETES);
-	else
-		count(verdict == VERDICT_KERNEL ? COUNTER_KERNEL_OWNED : COUNTER_PASSED);
+		break;
+	case VERDICT_KERNEL_REOPENS:
+		count(COUNTER_KERNEL_REOPENS);
+		break;
+	default:
+		count(COUNTER_PASSED);
+	}
 	return XDP_PASS;
 }
 

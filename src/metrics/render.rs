@@ -123,8 +123,9 @@ fn render_steering(out: &mut Exposition, steering: SteerCounters) {
         "counter",
         "Frames the XDP program saw, by verdict: passed (not for a served port), redirected \
          (to synwall), kernel_owned (a kernel socket owns the connection), kernel_completes (the \
-         final ACK of a handshake the kernel completes itself, native mode), dropped_no_socket \
-         (for a served port, on an rx queue without an AF_XDP socket).",
+         final ACK of a handshake the kernel completes itself, native mode), kernel_reopens (a SYN \
+         over a TIME-WAIT socket's 4-tuple, which the service's own listener takes, native mode), \
+         dropped_no_socket (for a served port, on an rx queue without an AF_XDP socket).",
     );
     // Every field, by name: a new verdict of the program does not go unexported.
     let SteerCounters {
@@ -132,6 +133,7 @@ fn render_steering(out: &mut Exposition, steering: SteerCounters) {
         redirected,
         kernel_owned,
         kernel_completes,
+        kernel_reopens,
         dropped_no_xsk,
     } = steering;
     for (verdict, value) in [
@@ -139,6 +141,7 @@ fn render_steering(out: &mut Exposition, steering: SteerCounters) {
         ("redirected", redirected),
         ("kernel_owned", kernel_owned),
         ("kernel_completes", kernel_completes),
+        ("kernel_reopens", kernel_reopens),
         ("dropped_no_socket", dropped_no_xsk),
     ] {
         out.sample(xdp, &[format!("verdict=\"{verdict}\"")], value);

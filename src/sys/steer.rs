@@ -77,6 +77,9 @@ pub struct SteerCounters {
     /// Final ACKs (and the segments right after them) of handshakes the kernel completes
     /// itself (native mode), passed to the kernel.
     pub kernel_completes: u64,
+    /// SYNs over the 4-tuple of a TIME-WAIT socket, passed to the kernel, whose listener takes
+    /// the connection over as without synwall (native mode: the service listens on the port).
+    pub kernel_reopens: u64,
 }
 
 /// What the program decided for one frame (a test run: `SteeringProgram::dry_run`, feature lab).
@@ -115,8 +118,8 @@ mod shared {
     include!(concat!(env!("OUT_DIR"), "/steer.enums.rs"));
 }
 use shared::{
-    COUNTER_DROPPED_NO_XSK, COUNTER_KERNEL_COMPLETES, COUNTER_KERNEL_OWNED, COUNTER_MAX,
-    COUNTER_PASSED, COUNTER_REDIRECTED, SERVED, SERVED_KERNEL_LISTENS,
+    COUNTER_DROPPED_NO_XSK, COUNTER_KERNEL_COMPLETES, COUNTER_KERNEL_OWNED, COUNTER_KERNEL_REOPENS,
+    COUNTER_MAX, COUNTER_PASSED, COUNTER_REDIRECTED, SERVED, SERVED_KERNEL_LISTENS,
 };
 
 /// The loaded object and the maps synwall uses.
@@ -279,6 +282,7 @@ impl SteeringProgram {
             dropped_no_xsk: total(COUNTER_DROPPED_NO_XSK),
             kernel_owned: total(COUNTER_KERNEL_OWNED),
             kernel_completes: total(COUNTER_KERNEL_COMPLETES),
+            kernel_reopens: total(COUNTER_KERNEL_REOPENS),
         })
     }
 

@@ -278,8 +278,9 @@ impl ServerSide {
     }
 
     /// The server side's own counters, by name: synwall's listener counters (non-zero ones),
-    /// handoffs and AF_XDP ring drops; or the kernel's TcpExt counters of a listener, and for
-    /// the XDP SYN proxy also its program's outcomes and nftables synproxy's counters.
+    /// handoffs, SYNs the service's own listener took over a TIME-WAIT tuple and AF_XDP ring
+    /// drops; or the kernel's TcpExt counters of a listener, and for the XDP SYN proxy also its
+    /// program's outcomes and nftables synproxy's counters.
     pub fn counters(&mut self) -> Result<BTreeMap<String, u64>, LabError> {
         let Some(server) = &self.synwall else {
             let values = self.procnet.tcp_ext(KERNEL_COUNTERS)?;
@@ -316,6 +317,7 @@ impl ServerSide {
             ),
             ("HandoffsCompleted", stats.handoffs_completed),
             ("HandoffsFailed", stats.handoffs_failed),
+            ("KernelReopens", stats.steering.kernel_reopens),
             ("XskRxDropped", stats.xsk.rx_dropped),
             ("XskRxRingFull", stats.xsk.rx_ring_full),
         ] {
