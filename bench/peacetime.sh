@@ -11,7 +11,8 @@
 # connections/s (request sent right after connect()), the server CPU's busy time per new
 # connection at 2,000/s (below both targets' saturation: a cost figure that does not depend on
 # where the search's steps fall), the most new connections/s of which 99.9 % succeed with
-# p99 < 10 ms, and keep-alive requests/s over 20 connections, for synwall
+# p99 < 10 ms (a rate misses when two 2 s runs of it in a row miss: one stall of this VM
+# spoils a short run's p99), and keep-alive requests/s over 20 connections, for synwall
 # then for the kernel, each on fresh namespaces. Traffic stays between the lab's namespaces
 # (198.18.0.0/15), every phase is bounded, and the lab removes its namespaces itself.
 #

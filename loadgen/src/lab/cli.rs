@@ -172,7 +172,8 @@ pub struct LabArgs {
     /// --peacetime: how long the latency and the keep-alive phases each last.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub phase: Duration,
-    /// --peacetime: how long each step of the connection-rate search lasts.
+    /// --peacetime: how long each step of the connection-rate search lasts (a rate misses
+    /// the objective when two steps of it in a row miss).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub search_step: Duration,
     /// --peacetime: the highest connection rate the search tries (per second).
