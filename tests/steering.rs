@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use common::privileged_lab;
 use loadgen::lab::SERVER_V4;
+use synwall::device::LocalDelivery;
+use synwall::sys::inject::RawInjector;
 use synwall::sys::{SteeringProgram, XdpAction, XdpMode};
-use synwall::wire::FourTuple;
+use synwall::wire::{FourTuple, TcpOptions};
 
 const OURS: XdpAction = XdpAction::Drop;
 const KERNEL: XdpAction = XdpAction::Pass;
@@ -565,7 +567,13 @@ fn test_kernel_sockets_keep_their_segments_unless_shielded() {
 
         assert_eq!(goes(peer, ACK), KERNEL, "established");
         assert_eq!(goes(stray, ACK), OURS, "only the listener");
-        assert_eq!(goes(peer, SYN), OURS, "a SYN is always ours");
+        // A SYN on a live connection is its socket's to answer (a challenge ACK, RFC 5961),
+        // as is a retransmitted SYN of a handshake a kernel request socket answers.
+        assert_eq!(
+            goes(peer, SYN),
+            KERNEL,
+            "a SYN on an established connection"
+        );
 
         let tuple = FourTuple {
             local: (SERVER_V4, PORT).into(),
@@ -590,7 +598,42 @@ fn test_kernel_sockets_keep_their_segments_unless_shielded() {
         assert_eq!(goes(peer, ACK), KERNEL, "TIME-WAIT after the handoff");
 
         let counters = program.counters().unwrap();
-        assert_eq!(counters.kernel_owned, 4, "{counters:?}");
-        assert_eq!(counters.dropped_no_xsk, 5, "{counters:?}");
+        assert_eq!(counters.kernel_owned, 5, "{counters:?}");
+        assert_eq!(counters.dropped_no_xsk, 4, "{counters:?}");
+    });
+}
+
+#[test]
+fn test_a_duplicate_syn_goes_to_the_request_socket_that_answers_it() {
+    with_program(&["198.18.0.1:7000"], |program| {
+        let _listener = TcpListener::bind((SERVER_V4, PORT)).unwrap();
+        let client = common::Client {
+            server: (SERVER_V4, PORT).into(),
+            ..common::Client::new("198.18.0.9:41000", 7, TcpOptions::default())
+        };
+        let mut syn = [0u8; 128];
+        let len = synwall::wire::emit(&client.syn(), &mut syn).unwrap();
+        let syn = &syn[..len];
+        assert_eq!(
+            program.dry_run(syn).unwrap(),
+            OURS,
+            "a new connection attempt"
+        );
+        // The kernel's listener takes the SYN: a request socket holds the tuple until the
+        // handshake completes (its SYN-ACK goes nowhere).
+        let packet = synwall::wire::ip_packet_range(syn).unwrap();
+        RawInjector::new().unwrap().deliver(&syn[packet]).unwrap();
+        common::wait_until("a request socket", Duration::from_secs(5), || {
+            let ss = std::process::Command::new("ss")
+                .args(["-tan", "state", "syn-recv"])
+                .output()
+                .expect("running ss");
+            String::from_utf8_lossy(&ss.stdout).contains("198.18.0.9:41000")
+        });
+        assert_eq!(
+            program.dry_run(syn).unwrap(),
+            KERNEL,
+            "its retransmission, which the request socket answers"
+        );
     });
 }

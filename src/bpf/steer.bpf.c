@@ -7,8 +7,8 @@
  *     non-first fragments)                                 -> XDP_PASS (kernel)
  *   - TCP to a served address:port that a kernel socket in a non-LISTEN state
  *     owns (ESTABLISHED, TIME_WAIT, SYN_RECV, ...)         -> XDP_PASS (kernel),
- *     except pure SYNs, tuples in handing_off and the TIME_WAIT tuples in
- *     tw_handshakes (below)
+ *     except pure SYNs over TIME_WAIT, tuples in handing_off and the TIME_WAIT
+ *     tuples in tw_handshakes (below)
  *   - a SYN that finds a TIME_WAIT socket: the client reconnects over a 4-tuple
  *     the kernel still holds. When the service listens on the port itself
  *     (native handoff)                                     -> XDP_PASS (kernel:
@@ -279,12 +279,17 @@ static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, __u32 offse
 		tuple->ipv6.dport = th.dest;
 	}
 	state = socket_state(ctx, tuple, tuple_len);
-	/* A pure SYN is always a new connection attempt, ours to answer. */
+	/* A pure SYN is a new connection attempt, ours to answer, unless a live kernel
+	 * socket holds its tuple: then it is a duplicate or a retransmission of a
+	 * handshake the kernel already answers (a request socket), or it hits a
+	 * connection, whose socket answers with a challenge ACK (RFC 5961). */
 	if (th.syn && !th.ack) {
 		if (state == BPF_TCP_TIME_WAIT) {
 			if (flags & SERVED_KERNEL_LISTENS)
 				return VERDICT_KERNEL_REOPENS;
 			bpf_map_update_elem(&tw_handshakes, tuple, &one, BPF_ANY);
+		} else if (state >= 0 && state != BPF_TCP_LISTEN) {
+			return VERDICT_KERNEL;
 		}
 		return VERDICT_XSK;
 	}
