@@ -542,12 +542,12 @@ fn segment(from: SocketAddr, flags: u8) -> Vec<u8> {
     .frame()
 }
 
-/// Waits until the kernel holds `peer`'s connection to the served port in TIME-WAIT.
-fn wait_time_wait(peer: SocketAddr) {
-    let what = format!("a TIME-WAIT socket for {peer}");
+/// Waits until a kernel socket of `peer`'s connection is in `state` (as `ss` spells it).
+fn wait_for_socket(state: &str, peer: SocketAddr) {
+    let what = format!("a {state} socket for {peer}");
     common::wait_until(&what, Duration::from_secs(5), || {
         let ss = std::process::Command::new("ss")
-            .args(["-tan", "state", "time-wait"])
+            .args(["-tan", "state", state])
             .output()
             .expect("running ss");
         String::from_utf8_lossy(&ss.stdout).contains(&peer.to_string())
@@ -587,7 +587,7 @@ fn test_kernel_sockets_keep_their_segments_unless_shielded() {
         // The server closes first: its side of the connection goes to TIME-WAIT.
         drop(server_side);
         drop(client);
-        wait_time_wait(peer);
+        wait_for_socket("time-wait", peer);
         assert_eq!(goes(peer, ACK), KERNEL, "TIME-WAIT");
         // A new handshake over the TIME-WAIT tuple is ours, from its SYN to its ACK.
         assert_eq!(goes(peer, SYN), OURS, "SYN over TIME-WAIT");
@@ -623,13 +623,7 @@ fn test_a_duplicate_syn_goes_to_the_request_socket_that_answers_it() {
         // handshake completes (its SYN-ACK goes nowhere).
         let packet = synwall::wire::ip_packet_range(syn).unwrap();
         RawInjector::new().unwrap().deliver(&syn[packet]).unwrap();
-        common::wait_until("a request socket", Duration::from_secs(5), || {
-            let ss = std::process::Command::new("ss")
-                .args(["-tan", "state", "syn-recv"])
-                .output()
-                .expect("running ss");
-            String::from_utf8_lossy(&ss.stdout).contains("198.18.0.9:41000")
-        });
+        wait_for_socket("syn-recv", client.addr);
         assert_eq!(
             program.dry_run(syn).unwrap(),
             KERNEL,
