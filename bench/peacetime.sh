@@ -4,10 +4,14 @@
 # markdown tables with the exact commands, ready for the README. Needs root and a release build:
 #
 #   cargo build --release --workspace
-#   sudo bench/peacetime.sh                  # 3 runs each of --handoff native and repair
+#   sudo bench/peacetime.sh                  # 3 runs of each setup below
 #   sudo bench/peacetime.sh -n 1 native      # one run, native handoff only
 #
-# Each run is `synwall-lab --peacetime --handoff MODE --json`: request latency at 100 new
+# Setups: native (native handoff, synwall's default answer-syns = kernel-first: the service's
+# own listener answers SYNs until a flood fills its SYN queue), native-synwall (native handoff,
+# synwall answers every SYN: the cost of synwall's own handshake path) and repair.
+#
+# Each run is `synwall-lab --peacetime --handoff MODE [--answer-syns synwall] --json`: request latency at 100 new
 # connections/s (request sent right after connect()), the server CPU's busy time per new
 # connection at 2,000/s (below both targets' saturation: a cost figure that does not depend on
 # where the search's steps fall), the most new connections/s of which 99.9 % succeed with
@@ -22,7 +26,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 [-n RUNS] [--lab PATH] [native] [repair]" >&2
+  echo "usage: $0 [-n RUNS] [--lab PATH] [native] [native-synwall] [repair]" >&2
   exit 2
 }
 
@@ -34,12 +38,12 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     -n) [[ $# -ge 2 ]] || usage; runs=$2; shift 2 ;;
     --lab) [[ $# -ge 2 ]] || usage; lab=$2; shift 2 ;;
-    native|repair) modes+=("$1"); shift ;;
+    native|native-synwall|repair) modes+=("$1"); shift ;;
     *) usage ;;
   esac
 done
 [[ "$runs" =~ ^[1-9][0-9]*$ ]] || usage
-[[ ${#modes[@]} -gt 0 ]] || modes=(native repair)
+[[ ${#modes[@]} -gt 0 ]] || modes=(native native-synwall repair)
 if [[ ! -x "$lab" ]]; then
   echo "$lab is missing: build it with cargo build --release --workspace" >&2
   exit 1
@@ -48,7 +52,10 @@ fi
 results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT
 for mode in "${modes[@]}"; do
-  command=("$lab" --peacetime --handoff "$mode" --json)
+  case "$mode" in
+    native-synwall) command=("$lab" --peacetime --handoff native --answer-syns synwall --json) ;;
+    *) command=("$lab" --peacetime --handoff "$mode" --json) ;;
+  esac
   for ((run = 1; run <= runs; run++)); do
     echo "$mode, run $run of $runs: ${command[*]}" >&2
     "${command[@]}" >"$results/$mode-run$run.json"
@@ -97,8 +104,11 @@ def cell(values, form):
     return f"{form.format(statistics.median(present))} [{each}]"
 
 
-mode = run_of(reports[0], "synwall")["handoff"]
-print(f"\nPeacetime, {mode} handoff: medians of {len(reports)} runs [each run]:\n")
+synwall = run_of(reports[0], "synwall")
+mode = f"{synwall['handoff']} handoff"
+if synwall.get("answer_syns"):
+    mode += f", answer-syns {synwall['answer_syns']}"
+print(f"\nPeacetime, {mode}: medians of {len(reports)} runs [each run]:\n")
 print(f"| | synwall ({mode}) | kernel | synwall vs kernel, same run |")
 print("|---|---:|---:|---:|")
 for name, value, form, key, ratio_form in ROWS:

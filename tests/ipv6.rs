@@ -16,6 +16,7 @@ use lab::*;
 use loadgen::lab::{CLIENT_V6, SERVER_V6, Topology};
 use synwall::counters::Counter;
 use synwall::handoff::HandoffMode;
+use synwall::sys::SynAnswerer;
 
 const LAB: &str = "sw6";
 const HOP_BY_HOP: u8 = 0;
@@ -56,7 +57,10 @@ fn test_ipv6_extension_headers_in_front_of_a_syn_are_walked() {
         return;
     };
     let _service = service(&topology, served_v6());
-    let wall = Wall::start(&topology, HandoffMode::Native, |_| {});
+    // synwall answers every SYN: the frames are for its parser, not the service's listener.
+    let wall = Wall::start(&topology, HandoffMode::Native, |config| {
+        config.answer_syns = SynAnswerer::Synwall;
+    });
     let (ifname, link) = (topology.client_if.clone(), CraftedClient::link(&topology));
     let answers = in_ns(&topology, &topology.client_ns, move || {
         let mut client = CraftedClient::open(&ifname, link);

@@ -310,7 +310,7 @@ fn test_json_logs_and_the_startup_line() {
         &format!("on {} rx queues [0]", topology.server_if),
         "XDP ",
         "copy mode",
-        "handoff native",
+        "handoff native, SYNs answered by the service's listener until its SYN queue fills",
         "secret random",
     ] {
         assert!(startup.contains(part), "{part:?} missing from {startup:?}");

@@ -17,6 +17,7 @@ use synwall::counters::{Counter, Gauge};
 use synwall::handoff::{HandoffFailure, HandoffMode};
 use synwall::listener::SyncookiesMode;
 use synwall::server::Server;
+use synwall::sys::SynAnswerer;
 
 const LAB: &str = "swn";
 
@@ -34,6 +35,7 @@ fn test_native_handoff_gives_the_service_its_clients_with_their_addresses() {
     for mode in [SyncookiesMode::Never, SyncookiesMode::Always] {
         let wall = Wall::start(&topology, HandoffMode::Native, |config| {
             config.listener.syncookies = mode;
+            config.answer_syns = SynAnswerer::Synwall;
         });
         for (family, listener) in [4, 6].into_iter().zip(&listeners) {
             let (served, client_address) = addresses(family);
@@ -133,6 +135,7 @@ fn test_native_sockets_negotiate_what_the_kernel_would() {
             .unwrap();
         let wall = Wall::start(&topology, HandoffMode::Native, |config| {
             config.listener.syncookies = mode;
+            config.answer_syns = SynAnswerer::Synwall;
         });
         for (index, family) in [4u8, 6].into_iter().enumerate() {
             for (layout, options) in syn_layouts() {
@@ -194,7 +197,9 @@ fn test_native_reconnect_over_a_time_wait_tuple() {
         return;
     };
     let listener = service(&topology, served_v4());
-    let wall = Wall::start(&topology, HandoffMode::Native, |_| {});
+    let wall = Wall::start(&topology, HandoffMode::Native, |config| {
+        config.answer_syns = SynAnswerer::Synwall;
+    });
     let exchange = || {
         topology.spawn_in(&topology.client_ns, || {
             lab::ping_from((CLIENT_V4, 45678).into(), served_v4())
@@ -242,11 +247,15 @@ fn test_synwall_listen_native_and_the_service_survives_its_sigkill() {
             "198.18.0.1:80",
             "--handoff",
             "native",
+            "--answer-syns",
+            "synwall",
         ],
     );
     synwall.wait_serving();
     assert!(
-        synwall.log().contains("; handoff native ("),
+        synwall
+            .log()
+            .contains("; handoff native, SYNs answered by synwall ("),
         "{}",
         synwall.log()
     );
@@ -304,5 +313,108 @@ fn test_synwall_listen_native_and_the_service_survives_its_sigkill() {
     assert_eq!(
         curl(&topology).expect("fail-open: the service answers by itself"),
         http_reply()
+    );
+}
+
+/// answer-syns = kernel-first, the default: without a flood the service's own listener answers
+/// the SYNs, as without synwall; a flood that fills its SYN queue makes them synwall's, which
+/// answers the next client itself and hands it to the same listener.
+#[test]
+fn test_kernel_first_the_service_answers_until_a_flood_fills_its_syn_queue() {
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
+    let listener = service(&topology, served_v4());
+    let wall = Wall::start(&topology, HandoffMode::Native, |_| {});
+    let exchange = |port| {
+        let client = topology.spawn_in(&topology.client_ns, move || {
+            lab::ping_from((CLIENT_V4, port).into(), served_v4())
+        });
+        let (mut accepted, peer) = listener.accept().expect("the service got the connection");
+        assert_eq!(peer, (CLIENT_V4, port).into(), "the client's own address");
+        let mut request = [0u8; 4];
+        accepted.read_exact(&mut request).unwrap();
+        accepted.write_all(&request).unwrap();
+        drop(accepted);
+        assert_eq!(client.join().unwrap().unwrap().unwrap(), b"ping");
+    };
+
+    exchange(46001);
+    let stats = wall.stats();
+    assert_eq!(stats.steering.kernel_answers, 1, "{stats:?}");
+    assert_eq!(stats.steering.takeovers, 0, "{stats:?}");
+    assert_eq!(stats.listener.get(Counter::SynReceived), 0, "{stats:?}");
+
+    // The flood's spoofed SYNs fill the listener's SYN queue (backlog 128) before synwall
+    // takes them over; the client's SYN then finds the queue full, on whichever CPU.
+    syn_flood(&topology, 2_000);
+    exchange(46002);
+    common::wait_until("the handoff counted", Duration::from_secs(2), || {
+        wall.stats().handoffs_completed == 1
+    });
+    let stats = wall.stats();
+    assert!(stats.steering.takeovers >= 1, "{stats:?}");
+    assert!(stats.steering.kernel_answers <= 1 + 129, "{stats:?}");
+    assert!(
+        stats.listener.get(Counter::SynReceived) > 1_000,
+        "{stats:?}"
+    );
+    assert_eq!(stats.handoffs_failed, 0, "{stats:?}");
+}
+
+/// `synwall listen` with its defaults in front of an HTTP service: without a flood the
+/// service's listener answers, with one synwall takes the SYNs over, says so once in its log,
+/// and serves the next client; the metrics count both.
+#[test]
+fn test_synwall_listen_takes_the_syns_over_when_a_flood_fills_the_services_queue() {
+    if !common::require_tool("curl") {
+        return;
+    }
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
+    let _http = HttpServer::start_on(&topology, PORT);
+    let mut synwall = SynwallProcess::spawn(
+        &topology.server_ns,
+        &[
+            "listen",
+            "--interface",
+            &topology.server_if,
+            "--listen",
+            "198.18.0.1:80",
+        ],
+    );
+    synwall.wait_serving();
+    let scrape = || {
+        in_ns(&topology, &topology.server_ns, || {
+            synwall::metrics::Scrape::fetch(synwall::metrics::DEFAULT_ENDPOINT.parse().unwrap())
+                .unwrap()
+        })
+    };
+    assert_eq!(curl(&topology).expect("curl, no flood"), http_reply());
+    let quiet = scrape();
+    let answered = |scrape: &synwall::metrics::Scrape| {
+        scrape.sum("synwall_xdp_frames_total", &[("verdict", "kernel_answers")])
+    };
+    assert_eq!(answered(&quiet), 1.0, "{quiet:?}");
+    assert_eq!(quiet.get("synwall_syn_takeovers_total"), 0.0, "{quiet:?}");
+
+    syn_flood(&topology, 2_000);
+    synwall.wait_for_log("SYN flood: the service's SYN queue is full; synwall answers");
+    assert_eq!(curl(&topology).expect("curl after the flood"), http_reply());
+    common::wait_until("the handoff counted", Duration::from_secs(2), || {
+        scrape().get("synwall_handoffs_total") >= 1.0
+    });
+    let flooded = scrape();
+    assert!(
+        flooded.get("synwall_syn_takeovers_total") >= 1.0,
+        "{flooded:?}"
+    );
+    assert!(answered(&flooded) <= 1.0 + 129.0, "{flooded:?}");
+    let log = synwall.stop();
+    assert_eq!(
+        log.matches("SYN flood: the service's SYN queue").count(),
+        1,
+        "{log}"
     );
 }

@@ -1,6 +1,7 @@
 //! The XDP steering program's decisions, frame by frame, through BPF_PROG_TEST_RUN: nothing is
 //! sent. With no AF_XDP socket registered, "ours" shows as XDP_DROP and "the kernel's" as
-//! XDP_PASS. The frames' IPv6 addresses are documentation addresses; they never reach a wire.
+//! XDP_PASS. The frames' addresses are benchmarking addresses (198.18.0.0/15, 2001:2::/48); they
+//! never reach a wire.
 
 mod common;
 
@@ -12,7 +13,7 @@ use common::privileged_lab;
 use loadgen::lab::SERVER_V4;
 use synwall::device::LocalDelivery;
 use synwall::sys::inject::RawInjector;
-use synwall::sys::{SteeringProgram, XdpAction, XdpMode};
+use synwall::sys::{SteeringProgram, SynAnswerer, XdpAction, XdpMode};
 use synwall::wire::{FourTuple, TcpOptions};
 
 const OURS: XdpAction = XdpAction::Drop;
@@ -21,9 +22,9 @@ const KERNEL: XdpAction = XdpAction::Pass;
 const SERVED4: [u8; 4] = SERVER_V4.octets();
 const OTHER4: [u8; 4] = [198, 18, 0, 9];
 const PEER4: [u8; 4] = [198, 18, 0, 2];
-const SERVED6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-const OTHER6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
-const PEER6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+const SERVED6: [u8; 16] = [0x20, 0x01, 0x00, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const OTHER6: [u8; 16] = [0x20, 0x01, 0x00, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+const PEER6: [u8; 16] = [0x20, 0x01, 0x00, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
 
 const PORT: u16 = 7000;
 const OTHER_PORT: u16 = 7001;
@@ -197,7 +198,7 @@ fn with_program(
 
 #[test]
 fn test_frames_go_where_the_design_says() {
-    with_program(&["198.18.0.1:7000", "[2001:db8::1]:7000"], |program| {
+    with_program(&["198.18.0.1:7000", "[2001:2::1]:7000"], |program| {
         let syn = tcp(40000, PORT, SYN);
         let cases: Vec<Case> = [
             other_protocols(),
@@ -629,5 +630,64 @@ fn test_a_duplicate_syn_goes_to_the_request_socket_that_answers_it() {
             KERNEL,
             "its retransmission, which the request socket answers"
         );
+    });
+}
+
+/// A listener on the served port whose SYN queue is full with two request sockets: a listen
+/// backlog of 1, and two SYNs the kernel takes (their SYN-ACKs go nowhere).
+fn listener_with_a_full_syn_queue() -> socket2::Socket {
+    let listener = listener_with_backlog_1();
+    let mut injector = RawInjector::new().unwrap();
+    for port in [41001, 41002] {
+        let client = common::Client {
+            server: (SERVER_V4, PORT).into(),
+            ..common::Client::new(&format!("198.18.0.9:{port}"), 7, TcpOptions::default())
+        };
+        let syn = common::frame(&client.syn());
+        let packet = synwall::wire::ip_packet_range(&syn).unwrap();
+        injector.deliver(&syn[packet]).unwrap();
+    }
+    wait_for_socket("syn-recv", "198.18.0.9:41001".parse().unwrap());
+    listener
+}
+
+fn listener_with_backlog_1() -> socket2::Socket {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    listener.set_reuse_address(true).unwrap();
+    listener
+        .bind(&SocketAddr::from((SERVER_V4, PORT)).into())
+        .unwrap();
+    listener.listen(1).unwrap();
+    listener
+}
+
+#[test]
+fn test_the_service_answers_syns_until_its_syn_queue_is_full() {
+    with_program(&["198.18.0.1:7000"], |program| {
+        // The takeover is a CPU's: the test runs on one.
+        let cpu = synwall::sys::affinity::allowed_cpus().unwrap()[0];
+        synwall::sys::affinity::pin_current_thread(cpu).unwrap();
+        program.service_listens(SynAnswerer::KernelFirst).unwrap();
+        let syn = |port| segment(SocketAddr::from(([198, 18, 0, 2], port)), SYN);
+
+        let listener = listener_with_backlog_1();
+        assert_eq!(program.dry_run(&syn(42000)).unwrap(), KERNEL, "room");
+        drop(listener);
+        let full = listener_with_a_full_syn_queue();
+        assert_eq!(program.dry_run(&syn(42001)).unwrap(), OURS, "full queue");
+        // A new listener has room, but the CPU holds to its takeover.
+        drop(full);
+        let _empty = listener_with_backlog_1();
+        assert_eq!(
+            program.dry_run(&syn(42002)).unwrap(),
+            OURS,
+            "takeover holds"
+        );
+
+        let counters = program.counters().unwrap();
+        assert_eq!(counters.kernel_answers, 1, "{counters:?}");
+        assert_eq!(counters.takeovers, 1, "{counters:?}");
+        assert_eq!(counters.dropped_no_xsk, 2, "{counters:?}");
     });
 }

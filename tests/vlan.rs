@@ -16,6 +16,7 @@ use common::{Client, linux_options, privileged_lab};
 use lab::*;
 use synwall::counters::Counter;
 use synwall::handoff::HandoffMode;
+use synwall::sys::SynAnswerer;
 
 #[test]
 fn test_a_tag_for_a_vlan_the_host_lacks_gets_no_answer_and_no_connection() {
@@ -24,7 +25,10 @@ fn test_a_tag_for_a_vlan_the_host_lacks_gets_no_answer_and_no_connection() {
     };
     full_checksums_from_the_server(&topology);
     let _service = service(&topology, served_v4());
-    let wall = Wall::start(&topology, HandoffMode::Native, |_| {});
+    // synwall answers every SYN: the untagged one shows what reached it.
+    let wall = Wall::start(&topology, HandoffMode::Native, |config| {
+        config.answer_syns = SynAnswerer::Synwall;
+    });
     let (ifname, link) = (topology.client_if.clone(), CraftedClient::link(&topology));
     let (tagged, untagged) = in_ns(&topology, &topology.client_ns, move || {
         let mut client = CraftedClient::open(&ifname, link);

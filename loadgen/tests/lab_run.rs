@@ -95,13 +95,17 @@ fn test_lab_ipv6_compare_serves_floods_and_clients_over_ipv6() {
     let legit = &synwall["legit"];
     assert_eq!(number(legit, "ok"), number(legit, "attempts"), "{legit}");
     // A client that reuses a port whose 4-tuple the server holds in TIME-WAIT is the
-    // service's own listener's to take over (native mode), as without synwall.
+    // service's own listener's to take over (native mode), as without synwall; so is one whose
+    // SYN came before the flood filled the listener's SYN queue (answer-syns = kernel-first).
     let counters = &synwall["counters"];
     assert!(
-        number(counters, "HandoffsCompleted") + number(counters, "KernelReopens")
+        number(counters, "HandoffsCompleted")
+            + number(counters, "KernelReopens")
+            + number(counters, "KernelAnswers")
             >= number(legit, "ok"),
-        "the connections went through synwall: {synwall}"
+        "every connection is accounted for: {synwall}"
     );
+    assert!(number(counters, "Takeovers") > 0, "{counters}");
     // The run header says which family the run was over.
     assert!(
         finished.stderr.contains("over IPv6 to [2001:2::1]:80"),
@@ -116,10 +120,19 @@ fn test_lab_ack_floods_run_against_every_target_and_none_gets_through_synwall() 
         return;
     };
     for mode in ["ack", "near-miss"] {
+        // synwall answers every SYN: the ACKs meet its handshakes, not the kernel's.
         let finished = session.run(&bounded(
             "2s",
             "100k",
-            &["--compare", "--fixed-rate", "0", "--mode", mode],
+            &[
+                "--compare",
+                "--fixed-rate",
+                "0",
+                "--mode",
+                mode,
+                "--answer-syns",
+                "synwall",
+            ],
         ));
         let report = finished.report();
         assert_eq!(report["mode"], mode, "{report}");
@@ -276,11 +289,17 @@ fn test_lab_peacetime_measures_both_targets_side_by_side() {
     let Some(session) = Session::start() else {
         return;
     };
-    for handoff in ["native", "repair"] {
+    for (handoff, answer_syns) in [
+        ("native", "kernel-first"),
+        ("native", "synwall"),
+        ("repair", "synwall"),
+    ] {
         let finished = session.run(&[
             "--peacetime",
             "--handoff",
             handoff,
+            "--answer-syns",
+            answer_syns,
             "--phase",
             "1s",
             "--search-step",
@@ -324,10 +343,19 @@ fn test_lab_peacetime_measures_both_targets_side_by_side() {
         }
         let synwall = target(&report, "synwall");
         assert_eq!(synwall["handoff"], handoff);
-        assert!(
-            number(&synwall["counters"], "HandoffsCompleted") > 0,
-            "{handoff}: the connections went through synwall: {synwall}"
-        );
+        let counters = &synwall["counters"];
+        if (handoff, answer_syns) == ("native", "kernel-first") {
+            // No flood: the service's own listener answered every SYN, as without synwall.
+            assert_eq!(synwall["answer_syns"], answer_syns);
+            assert!(number(counters, "KernelAnswers") > 0, "{synwall}");
+            assert_eq!(number(counters, "Takeovers"), 0, "{synwall}");
+            assert_eq!(number(counters, "HandoffsCompleted"), 0, "{synwall}");
+        } else {
+            assert!(
+                number(counters, "HandoffsCompleted") > 0,
+                "{handoff}: the connections went through synwall: {synwall}"
+            );
+        }
         // The side-by-side table, or why there is none (a busy server CPU).
         match report["comparison"]["keepalive_ratio"].as_f64() {
             Some(ratio) => {

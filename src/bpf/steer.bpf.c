@@ -9,6 +9,12 @@
  *     owns (ESTABLISHED, TIME_WAIT, SYN_RECV, ...)         -> XDP_PASS (kernel),
  *     except pure SYNs over TIME_WAIT, tuples in handing_off and the TIME_WAIT
  *     tuples in tw_handshakes (below)
+ *   - a SYN for a served port whose service listens on it itself (native handoff,
+ *     bit SERVED_KERNEL_FIRST) while the listener's SYN queue has room and this
+ *     CPU has not found it full in the last TAKEOVER_HOLD_NS -> XDP_PASS (kernel:
+ *     the service's listener answers, as without synwall). Once this CPU finds
+ *     the queue full, the point where the kernel would answer with syncookies,
+ *     every SYN it sees is ours for TAKEOVER_HOLD_NS
  *   - a SYN that finds a TIME_WAIT socket: the client reconnects over a 4-tuple
  *     the kernel still holds. When the service listens on the port itself
  *     (native handoff)                                     -> XDP_PASS (kernel:
@@ -38,6 +44,8 @@
  *              visible. An all-zero address is the wildcard of its family.
  *   xsks     : XSKMAP, rx queue index -> AF_XDP socket.
  *   counters : per-CPU array of __u64, indexed by enum counter.
+ *   takeover_until : per-CPU array of one __u64: until when (bpf_ktime_get_coarse_ns)
+ *              this CPU sends every SYN to synwall, after it found a full SYN queue.
  *   vlans    : array of __u8, indexed by VLAN id: 1 for a VLAN whose device on this
  *              interface holds a served address.
  *   tw_handshakes : LRU hash of struct bpf_sock_tuple (zero-padded) -> __u8:
@@ -66,11 +74,18 @@
 #define MAX_IPV6_EXT_HDRS 4
 #define MAX_TW_HANDSHAKES 4096
 #define MAX_HANDING_OFF 65536
+/* How long a CPU keeps sending every SYN to synwall after it found the service's
+ * SYN queue full. Each time it ends during a flood, up to a queue's worth of SYNs
+ * reach the kernel again before the queue is full again. */
+#define TAKEOVER_HOLD_NS (10ULL * 1000 * 1000 * 1000)
+/* The longest TCP header: bpf_tcp_gen_syncookie reads the options. */
+#define MAX_TCP_HEADER 60
 
 /* `served` values: bits. */
 enum served_flag {
 	SERVED = 1,
 	SERVED_KERNEL_LISTENS = 2, /* the service listens on the port itself (native) */
+	SERVED_KERNEL_FIRST = 4, /* its listener answers SYNs until its SYN queue is full */
 };
 
 #define ETH_P_8021Q_BE bpf_htons(0x8100)
@@ -97,7 +112,9 @@ enum counter {
 	COUNTER_KERNEL_OWNED = 3,
 	COUNTER_KERNEL_COMPLETES = 4,
 	COUNTER_KERNEL_REOPENS = 5,
-	COUNTER_MAX = 6,
+	COUNTER_KERNEL_ANSWERS = 6,
+	COUNTER_TAKEOVERS = 7,
+	COUNTER_MAX = 8,
 };
 
 struct served_key {
@@ -127,6 +144,13 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} takeover_until SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -172,6 +196,7 @@ enum verdict {
 	VERDICT_XSK, /* ours: to user space */
 	VERDICT_KERNEL_COMPLETES, /* ours: the kernel builds the handshake's socket */
 	VERDICT_KERNEL_REOPENS, /* ours: a SYN over a TIME-WAIT tuple, for the service's listener */
+	VERDICT_KERNEL_ANSWERS, /* ours: a SYN the service's listener answers, no flood seen */
 };
 
 static __always_inline void count(__u32 which)
@@ -223,6 +248,62 @@ static __always_inline int socket_state(struct xdp_md *ctx, struct bpf_sock_tupl
 }
 
 /*
+ * Whether the service's listener answers this SYN itself: this CPU has not found
+ * its SYN queue full in the last TAKEOVER_HOLD_NS, and it is not full now.
+ * bpf_tcp_gen_syncookie makes a cookie only where the kernel would send one: with
+ * net.ipv4.tcp_syncookies = 1 when the listener's SYN queue is full (the answer
+ * is then ours, and this CPU holds to that); with 2 always (every SYN is ours).
+ * The IP header starts `ip_offset` bytes into the frame, the TCP header
+ * `tcp_offset`; `tuple` holds the SYN's 4-tuple.
+ *
+ * A global function: the verifier checks it once, with unknown arguments.
+ */
+__noinline int kernel_answers(struct xdp_md *ctx, __u32 ip_offset, __u32 tcp_offset,
+			      struct bpf_sock_tuple *tuple, __u32 is_ipv4)
+{
+	__u8 ip_header[sizeof(struct ipv6hdr)] = {};
+	__u8 tcp_header[MAX_TCP_HEADER] = {};
+	__u32 ip_len = is_ipv4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+	__u32 tuple_len = is_ipv4 ? sizeof(tuple->ipv4) : sizeof(tuple->ipv6);
+	__u32 zero = 0, tcp_len;
+	struct bpf_sock *sk;
+	__u64 now, *until;
+	__s64 cookie;
+
+	if (!tuple)
+		return 0;
+	until = bpf_map_lookup_elem(&takeover_until, &zero);
+	if (!until)
+		return 0;
+	now = bpf_ktime_get_coarse_ns();
+	if (now < *until)
+		return 0;
+	if (bpf_xdp_load_bytes(ctx, ip_offset, ip_header, ip_len) ||
+	    bpf_xdp_load_bytes(ctx, tcp_offset, tcp_header, sizeof(struct tcphdr)))
+		return 0;
+	tcp_len = (__u32)((struct tcphdr *)tcp_header)->doff * 4;
+	if (tcp_len < sizeof(struct tcphdr) || tcp_len > MAX_TCP_HEADER ||
+	    bpf_xdp_load_bytes(ctx, tcp_offset, tcp_header, tcp_len))
+		return 0;
+	sk = bpf_skc_lookup_tcp(ctx, tuple, tuple_len, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	if (sk->state != BPF_TCP_LISTEN) {
+		bpf_sk_release(sk);
+		return 0;
+	}
+	cookie = bpf_tcp_gen_syncookie(sk, ip_header, ip_len, (struct tcphdr *)tcp_header,
+				       tcp_len);
+	bpf_sk_release(sk);
+	if (cookie >= 0) {
+		*until = now + TAKEOVER_HOLD_NS;
+		count(COUNTER_TAKEOVERS);
+		return 0;
+	}
+	return 1;
+}
+
+/*
  * Whether the kernel completes the handshake of this segment: the entry the shard
  * recorded expects exactly these numbers, and the completion program has not
  * refused it (a refused handshake completes in user space).
@@ -240,8 +321,8 @@ static __always_inline int kernel_completes(const struct tcphdr *th,
 
 /*
  * The TCP part, shared by both families; the header starts `offset` bytes into
- * the frame. `key` holds the destination address; `tuple` the addresses, filled
- * by the caller (ports are filled here).
+ * the frame, the IP header `ip_offset` bytes. `key` holds the destination
+ * address; `tuple` the addresses, filled by the caller (ports are filled here).
  *
  * Headers at a variable offset (after IPv4 options, IPv6 extension headers) are
  * copied with bpf_xdp_load_bytes, never reached by packet-pointer arithmetic:
@@ -249,8 +330,8 @@ static __always_inline int kernel_completes(const struct tcphdr *th,
  * and synwall runs with CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW, CAP_IPC_LOCK and
  * CAP_NET_BIND_SERVICE only.
  */
-static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, __u32 offset,
-						 struct served_key *key,
+static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, __u32 ip_offset,
+						 __u32 offset, struct served_key *key,
 						 struct bpf_sock_tuple *tuple, __u32 tuple_len,
 						 int is_ipv4)
 {
@@ -291,6 +372,9 @@ static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, __u32 offse
 		} else if (state >= 0 && state != BPF_TCP_LISTEN) {
 			return VERDICT_KERNEL;
 		}
+		if (state == BPF_TCP_LISTEN && (flags & SERVED_KERNEL_FIRST) &&
+		    kernel_answers(ctx, ip_offset, offset, tuple, is_ipv4))
+			return VERDICT_KERNEL_ANSWERS;
 		return VERDICT_XSK;
 	}
 	if (state < 0 || state == BPF_TCP_LISTEN) {
@@ -300,7 +384,8 @@ static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, __u32 offse
 	}
 	if (state == BPF_TCP_TIME_WAIT && bpf_map_lookup_elem(&tw_handshakes, tuple))
 		return VERDICT_XSK;
-	if (bpf_map_lookup_elem(&handing_off, tuple))
+	/* Shields are raised in repair mode only: native mode skips the lookup. */
+	if (!(flags & SERVED_KERNEL_LISTENS) && bpf_map_lookup_elem(&handing_off, tuple))
 		return VERDICT_XSK;
 	return VERDICT_KERNEL;
 }
@@ -328,7 +413,7 @@ static __always_inline enum verdict classify_ipv4(struct xdp_md *ctx, struct iph
 	__builtin_memcpy(key.addr, &iph->daddr, 4);
 	tuple.ipv4.saddr = iph->saddr;
 	tuple.ipv4.daddr = iph->daddr;
-	return classify_tcp(ctx, offset + header_len, &key, &tuple, sizeof(tuple.ipv4), 1);
+	return classify_tcp(ctx, offset, offset + header_len, &key, &tuple, sizeof(tuple.ipv4), 1);
 }
 
 /* ipv6_tcp_offset's answers besides an offset. */
@@ -399,7 +484,7 @@ static __always_inline enum verdict classify_ipv6(struct xdp_md *ctx, struct ipv
 
 	__builtin_memcpy(tuple.ipv6.saddr, &ip6h->saddr, 16);
 	__builtin_memcpy(tuple.ipv6.daddr, &ip6h->daddr, 16);
-	return classify_tcp(ctx, tcp_offset, &key, &tuple, sizeof(tuple.ipv6), 0);
+	return classify_tcp(ctx, offset, tcp_offset, &key, &tuple, sizeof(tuple.ipv6), 0);
 }
 
 SEC("xdp")
@@ -455,6 +540,9 @@ out:
 		break;
 	case VERDICT_KERNEL_REOPENS:
 		count(COUNTER_KERNEL_REOPENS);
+		break;
+	case VERDICT_KERNEL_ANSWERS:
+		count(COUNTER_KERNEL_ANSWERS);
 		break;
 	default:
 		count(COUNTER_PASSED);

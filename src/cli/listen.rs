@@ -20,7 +20,7 @@ use synwall::metrics::{self, Instance, MetricsServer, ReloadStatus, SecretSource
 use synwall::proxy::Proxy;
 use synwall::server::{Server, ServerConfig};
 use synwall::shutdown::{Never, Shutdown};
-use synwall::sys::native;
+use synwall::sys::{SynAnswerer, native};
 
 use crate::ListenArgs;
 
@@ -256,7 +256,15 @@ fn startup_line(resolved: &Resolved, settings: &Settings, server: &Server) -> St
     };
     let handoff = match (server.handoff_mode(), resolved.proxy) {
         (HandoffMode::Repair, Some(proxy)) => format!("repair, proxied to {}", proxy.upstream),
-        (mode, _) => mode.name().to_owned(),
+        (HandoffMode::Repair, None) => "repair".to_owned(),
+        (mode, _) => format!(
+            "{}, SYNs answered {}",
+            mode.name(),
+            match resolved.server.answer_syns {
+                SynAnswerer::KernelFirst => "by the service's listener until its SYN queue fills",
+                SynAnswerer::Synwall => "by synwall",
+            }
+        ),
     };
     let secret = match &settings.secret_file {
         Some(path) => format!("from {}", path.display()),

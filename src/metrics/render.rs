@@ -125,7 +125,8 @@ fn render_steering(out: &mut Exposition, steering: SteerCounters) {
          (to synwall), kernel_owned (a kernel socket owns the connection), kernel_completes (the \
          final ACK of a handshake the kernel completes itself, native mode), kernel_reopens (a SYN \
          over a TIME-WAIT socket's 4-tuple, which the service's own listener takes, native mode), \
-         dropped_no_socket (for a served port, on an rx queue without an AF_XDP socket).",
+         kernel_answers (a SYN the service's own listener answers, its SYN queue having room, \
+         answer-syns = kernel-first), dropped_no_socket (for a served port, on an rx queue without an AF_XDP socket).",
     );
     // Every field, by name: a new verdict of the program does not go unexported.
     let SteerCounters {
@@ -134,6 +135,8 @@ fn render_steering(out: &mut Exposition, steering: SteerCounters) {
         kernel_owned,
         kernel_completes,
         kernel_reopens,
+        kernel_answers,
+        takeovers,
         dropped_no_xsk,
     } = steering;
     for (verdict, value) in [
@@ -142,10 +145,19 @@ fn render_steering(out: &mut Exposition, steering: SteerCounters) {
         ("kernel_owned", kernel_owned),
         ("kernel_completes", kernel_completes),
         ("kernel_reopens", kernel_reopens),
+        ("kernel_answers", kernel_answers),
         ("dropped_no_socket", dropped_no_xsk),
     ] {
         out.sample(xdp, &[format!("verdict=\"{verdict}\"")], value);
     }
+    let takeover = "synwall_syn_takeovers_total";
+    out.describe(
+        takeover,
+        "counter",
+        "Times a CPU found the service's SYN queue full and synwall took over answering the SYNs \
+         that CPU receives, for at least 10 s (answer-syns = kernel-first).",
+    );
+    out.sample(takeover, &NO_LABELS, takeovers);
 }
 
 /// The accept and ready queues, and the handoffs: how many, how they failed, in which mode.

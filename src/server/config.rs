@@ -27,7 +27,7 @@ use crate::cookie::keys::Secret;
 use crate::handoff::HandoffMode;
 use crate::kernel;
 use crate::listener::{ListenerConfig, SyncookiesMode};
-use crate::sys::{XdpDeviceConfig, XdpMode};
+use crate::sys::{SynAnswerer, XdpDeviceConfig, XdpMode};
 
 /// Everything [`Server::bind`] needs.
 #[derive(Debug, Clone)]
@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub budget: usize,
     /// How completed handshakes become kernel sockets.
     pub handoff: HandoffMode,
+    /// Who answers new connections' SYNs in native mode (repair mode: synwall, always).
+    pub answer_syns: SynAnswerer,
 }
 
 impl ServerConfig {
@@ -79,6 +81,7 @@ impl ServerConfig {
             cpus: Vec::new(),
             budget: 64,
             handoff: HandoffMode::Auto,
+            answer_syns: SynAnswerer::KernelFirst,
         }
     }
 }
@@ -101,6 +104,12 @@ impl ServerBuilder {
     /// How completed handshakes become kernel sockets (default: auto).
     pub fn handoff(mut self, mode: HandoffMode) -> ServerBuilder {
         self.config.handoff = mode;
+        self
+    }
+
+    /// Who answers new connections' SYNs in native mode (default: kernel-first).
+    pub fn answer_syns(mut self, answerer: SynAnswerer) -> ServerBuilder {
+        self.config.answer_syns = answerer;
         self
     }
 

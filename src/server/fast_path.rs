@@ -19,7 +19,7 @@ use crate::shard::Shard;
 use crate::shutdown::Shutdown;
 use crate::sys::inject::RawInjector;
 use crate::sys::native::NativeHandoff;
-use crate::sys::{SteeringProgram, XdpDevice, XskStatistics, affinity};
+use crate::sys::{SteeringProgram, TAKEOVER_HOLD, XdpDevice, XskStatistics, affinity};
 
 use super::{ServerConfig, ServerError, ShardHandle};
 
@@ -27,6 +27,9 @@ use super::{ServerConfig, ServerError, ShardHandle};
 const UPDATES: usize = 4;
 /// How often a fast-path thread publishes its AF_XDP ring statistics.
 const STATISTICS_INTERVAL: Duration = Duration::from_secs(1);
+/// A takeover that follows this long without one starts a new log line: during a flood each
+/// CPU's takeover is renewed every `TAKEOVER_HOLD` while the service's SYN queue stays full.
+const TAKEOVERS_QUIET: Duration = Duration::from_secs(3 * TAKEOVER_HOLD.as_secs());
 
 /// What one fast-path thread needs.
 pub(super) struct FastPath {
@@ -160,9 +163,15 @@ fn serve(
     Ok(())
 }
 
-/// Logs when a SYN flood starts and ends (see [`FloodWatch`]), sampling once a second until
-/// the server shuts down.
-pub(super) fn monitor_flood(shards: &[Arc<Counters>], shutdown: &Shutdown) {
+/// Logs when a SYN flood starts and ends (see [`FloodWatch`]), and when a flood makes synwall
+/// take the SYNs over from the service's listener (answer-syns = kernel-first): once per
+/// takeover that follows [`TAKEOVERS_QUIET`] without one. Samples once a second until the
+/// server shuts down.
+pub(super) fn monitor_flood(
+    shards: &[Arc<Counters>],
+    program: &SteeringProgram,
+    shutdown: &Shutdown,
+) {
     let counts = || SynQueueCounts {
         overflowed: shards
             .iter()
@@ -174,8 +183,21 @@ pub(super) fn monitor_flood(shards: &[Arc<Counters>], shutdown: &Shutdown) {
             .sum(),
     };
     let mut watch = FloodWatch::new(Instant::now(), counts());
+    let takeovers = || program.counters().map_or(0, |counters| counters.takeovers);
+    let (mut last_takeovers, mut last_takeover) = (takeovers(), None::<Instant>);
     while !shutdown.wait_timeout(Duration::from_secs(1)) {
-        match watch.sample(Instant::now(), counts()) {
+        let now = Instant::now();
+        let seen = takeovers();
+        if seen > last_takeovers {
+            if last_takeover.is_none_or(|at| now.duration_since(at) >= TAKEOVERS_QUIET) {
+                tracing::warn!(
+                    "SYN flood: the service's SYN queue is full; synwall answers the SYNs \
+                     (answer-syns = kernel-first) while it stays full"
+                );
+            }
+            (last_takeovers, last_takeover) = (seen, Some(now));
+        }
+        match watch.sample(now, counts()) {
             Some(FloodEvent::Started {
                 overflowed_per_second,
                 dropped_per_second,

@@ -44,7 +44,7 @@ use crate::listener::{ConfigError, ListenerUpdate};
 use crate::preflight::{self, Checked, PreflightError};
 use crate::shutdown::{Never, Shutdown};
 use crate::sys::native::{NativeHandoff, NativeUnavailable};
-use crate::sys::{SteerCounters, SteeringProgram, XdpError, XdpMode, XskStatistics};
+use crate::sys::{SteerCounters, SteeringProgram, SynAnswerer, XdpError, XdpMode, XskStatistics};
 
 impl From<ServerError> for io::Error {
     /// The error as [`Server::accept`] gives it: its kind says what happened, its source is
@@ -218,7 +218,8 @@ impl Server {
             config.xdp_mode,
             &served,
         )?);
-        let (handoff, handoff_reason) = resolve_handoff(config.handoff, &served, &program)?;
+        let (handoff, handoff_reason) =
+            resolve_handoff(config.handoff, config.answer_syns, &served, &program)?;
         for warning in preflight::listener_warnings(handoff.mode(), &served) {
             tracing::warn!("{warning}");
         }
@@ -321,16 +322,17 @@ impl Server {
         Ok(())
     }
 
-    /// The thread that logs when a SYN flood starts and ends.
+    /// The thread that logs when a SYN flood starts and ends, and when synwall takes the SYNs
+    /// over from the service's listener.
     fn start_flood_monitor(&mut self) -> Result<(), ServerError> {
         let counters: Vec<_> = self
             .shards
             .iter()
             .map(|shard| Arc::clone(&shard.counters))
             .collect();
-        let shutdown = self.shutdown.clone();
+        let (program, shutdown) = (Arc::clone(&self.program), self.shutdown.clone());
         self.spawn("synwall-monitor".to_owned(), move || {
-            monitor_flood(&counters, &shutdown);
+            monitor_flood(&counters, &program, &shutdown);
         })
     }
 
@@ -504,6 +506,7 @@ impl Drop for Server {
 /// Decides how connections are handed to the kernel and says why (see [`HandoffMode`]).
 fn resolve_handoff(
     mode: HandoffMode,
+    answerer: SynAnswerer,
     served: &[SocketAddr],
     steering: &SteeringProgram,
 ) -> Result<(Handoff, String), ServerError> {
@@ -515,8 +518,11 @@ fn resolve_handoff(
         |native: NativeHandoff, why: &str| Ok((Handoff::Native(Arc::new(native)), why.to_owned()));
     match mode {
         HandoffMode::Repair => repair("handoff = repair".to_owned()),
-        HandoffMode::Native => native(NativeHandoff::attach(steering)?, "handoff = native"),
-        HandoffMode::Auto => match NativeHandoff::attach(steering) {
+        HandoffMode::Native => native(
+            NativeHandoff::attach(steering, answerer)?,
+            "handoff = native",
+        ),
+        HandoffMode::Auto => match NativeHandoff::attach(steering, answerer) {
             Ok(handoff) => native(handoff, "handoff = auto, and the kernel can"),
             Err(unavailable) => repair(format!("handoff = auto, but {unavailable}")),
         },

@@ -74,7 +74,9 @@ pub use native::PROGRAM_NAME as HANDOFF_PROGRAM_NAME;
 #[cfg(feature = "lab")]
 pub use packet::{PacketError, PacketSocket, PacketSocketConfig, interface_mac};
 pub use steer::PROGRAM_NAME as STEER_PROGRAM_NAME;
-pub use steer::{HandoffShield, SteerCounters, SteeringProgram, XdpAction, XdpMode};
+pub use steer::{
+    HandoffShield, SteerCounters, SteeringProgram, SynAnswerer, TAKEOVER_HOLD, XdpAction, XdpMode,
+};
 pub use xsk::{XdpDevice, XdpDeviceConfig, XskStatistics, ZeroCopy};
 
 /// Sets socket option `option` at `level` of `fd` to `value`: plain C data (a value, a struct

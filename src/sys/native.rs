@@ -34,7 +34,7 @@ use super::bpf::{
 use super::error::XdpError;
 use super::inject::RawInjector;
 use super::ring::RingReader;
-use super::steer::SteeringProgram;
+use super::steer::{SteeringProgram, SynAnswerer};
 use super::{interface_index, sock_diag};
 use crate::device::LocalDelivery;
 use crate::listener::Accepted;
@@ -195,8 +195,11 @@ impl NativeHandoff {
     /// thread's network namespace's `lo`, `synwall_finish` to the interface `steering` is
     /// attached to, sharing its map of the handshakes the kernel completes. Then tells
     /// `steering` that the service listens on the served ports itself, so that a SYN over a
-    /// TIME-WAIT 4-tuple goes to the kernel.
-    pub fn attach(steering: &SteeringProgram) -> Result<NativeHandoff, NativeUnavailable> {
+    /// TIME-WAIT 4-tuple goes to the kernel, and that `answerer` answers new connections' SYNs.
+    pub fn attach(
+        steering: &SteeringProgram,
+        answerer: SynAnswerer,
+    ) -> Result<NativeHandoff, NativeUnavailable> {
         check()?;
         let shared = [(c"kernel_handshakes", steering.kernel_handshakes_fd())];
         let object = Object::load_sharing(OBJECT, c"synwall_handoff", "lo", &shared)?;
@@ -213,7 +216,7 @@ impl NativeHandoff {
                 source,
             })
         })?;
-        steering.service_listens()?;
+        steering.service_listens(answerer)?;
         Ok(NativeHandoff {
             _link: link,
             _complete_link: complete_link,

@@ -80,7 +80,41 @@ pub struct SteerCounters {
     /// SYNs over the 4-tuple of a TIME-WAIT socket, passed to the kernel, whose listener takes
     /// the connection over as without synwall (native mode: the service listens on the port).
     pub kernel_reopens: u64,
+    /// SYNs the service's own listener answered, its SYN queue having room and no takeover
+    /// holding ([`SynAnswerer::KernelFirst`]).
+    pub kernel_answers: u64,
+    /// Times a CPU found the service's SYN queue full and took over answering SYNs for synwall
+    /// for [`TAKEOVER_HOLD`] ([`SynAnswerer::KernelFirst`]).
+    pub takeovers: u64,
 }
+
+/// Who answers the SYNs of new connections when the service listens on the served port itself
+/// (native handoff; the `answer-syns` setting).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SynAnswerer {
+    /// The service's own listener, as without synwall, while its SYN queue has room. From the
+    /// moment a CPU finds the queue full, the point where the kernel would start answering with
+    /// syncookies, synwall answers every SYN that CPU receives for at least [`TAKEOVER_HOLD`].
+    /// Without a flood, synwall costs the service nothing.
+    #[default]
+    KernelFirst,
+    /// synwall, every SYN.
+    Synwall,
+}
+
+impl SynAnswerer {
+    /// The value's name, as the setting spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SynAnswerer::KernelFirst => "kernel-first",
+            SynAnswerer::Synwall => "synwall",
+        }
+    }
+}
+
+/// How long a CPU keeps sending every SYN to synwall after it found the service's SYN queue
+/// full (`TAKEOVER_HOLD_NS` in steer.bpf.c).
+pub const TAKEOVER_HOLD: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the program decided for one frame (a test run: `SteeringProgram::dry_run`, feature lab).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,8 +152,9 @@ mod shared {
     include!(concat!(env!("OUT_DIR"), "/steer.enums.rs"));
 }
 use shared::{
-    COUNTER_DROPPED_NO_XSK, COUNTER_KERNEL_COMPLETES, COUNTER_KERNEL_OWNED, COUNTER_KERNEL_REOPENS,
-    COUNTER_MAX, COUNTER_PASSED, COUNTER_REDIRECTED, SERVED, SERVED_KERNEL_LISTENS,
+    COUNTER_DROPPED_NO_XSK, COUNTER_KERNEL_ANSWERS, COUNTER_KERNEL_COMPLETES, COUNTER_KERNEL_OWNED,
+    COUNTER_KERNEL_REOPENS, COUNTER_MAX, COUNTER_PASSED, COUNTER_REDIRECTED, COUNTER_TAKEOVERS,
+    SERVED, SERVED_KERNEL_FIRST, SERVED_KERNEL_LISTENS,
 };
 
 /// The loaded object and the maps synwall uses.
@@ -202,12 +237,17 @@ impl SteeringProgram {
 
     /// Tells the program that the protected service listens on the served ports itself (native
     /// handoff): a SYN that finds a TIME-WAIT socket of its 4-tuple then goes to the kernel,
-    /// whose TIME-WAIT socket gives way to the service's listener as it would without synwall.
-    pub(super) fn service_listens(&self) -> Result<(), XdpError> {
+    /// whose TIME-WAIT socket gives way to the service's listener as it would without synwall;
+    /// and `answerer` answers the SYNs of new connections.
+    pub fn service_listens(&self, answerer: SynAnswerer) -> Result<(), XdpError> {
+        let flags = match answerer {
+            SynAnswerer::KernelFirst => SERVED | SERVED_KERNEL_LISTENS | SERVED_KERNEL_FIRST,
+            SynAnswerer::Synwall => SERVED | SERVED_KERNEL_LISTENS,
+        };
         for key in &self.served_keys {
             self.object
                 .served
-                .update(key, &[SERVED | SERVED_KERNEL_LISTENS])
+                .update(key, &[flags])
                 .map_err(|source| self.os_error_io("filling the served map", source))?;
         }
         Ok(())
@@ -283,6 +323,8 @@ impl SteeringProgram {
             kernel_owned: total(COUNTER_KERNEL_OWNED),
             kernel_completes: total(COUNTER_KERNEL_COMPLETES),
             kernel_reopens: total(COUNTER_KERNEL_REOPENS),
+            kernel_answers: total(COUNTER_KERNEL_ANSWERS),
+            takeovers: total(COUNTER_TAKEOVERS),
         })
     }
 

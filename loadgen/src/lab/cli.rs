@@ -18,6 +18,7 @@ use crate::lab::limits::{
 };
 use crate::lab::topology::Family;
 use synwall::handoff::HandoffMode;
+use synwall::sys::SynAnswerer;
 
 /// The packet bound of a max-rate run, per second of flood: above what one generator core
 /// reaches on veth (about 1.9 M/s measured), so the duration is what stops it (up to
@@ -133,6 +134,25 @@ impl LabHandoff {
     }
 }
 
+/// Who answers new connections' SYNs in native handoff (synwall's `answer-syns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LabAnswerSyns {
+    /// The service's own listener while its SYN queue has room; synwall from the moment a
+    /// flood fills it, for at least 10 s.
+    KernelFirst,
+    /// synwall, every SYN.
+    Synwall,
+}
+
+impl LabAnswerSyns {
+    pub fn answerer(self) -> SynAnswerer {
+        match self {
+            LabAnswerSyns::KernelFirst => SynAnswerer::KernelFirst,
+            LabAnswerSyns::Synwall => SynAnswerer::Synwall,
+        }
+    }
+}
+
 /// How the kernel's receive work gets to the server CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KernelRx {
@@ -160,6 +180,10 @@ pub struct LabArgs {
     /// or built with TCP_REPAIR and proxied to it (repair).
     #[arg(long, value_enum, default_value_t = LabHandoff::Native)]
     pub handoff: LabHandoff,
+    /// Native handoff: who answers new connections' SYNs, the service's own listener until a
+    /// flood fills its SYN queue (kernel-first, synwall's default), or synwall (every SYN).
+    #[arg(long, value_enum, default_value_t = LabAnswerSyns::KernelFirst)]
+    pub answer_syns: LabAnswerSyns,
     /// Run over IPv6 (2001:2::/48): the service and synwall serve port 80 of 2001:2::1, the
     /// flood spoofs IPv6 sources, the legit and peacetime clients connect over IPv6.
     #[arg(long)]
@@ -308,6 +332,7 @@ pub struct LabConfig {
     /// No flood: the peacetime measurement.
     pub peacetime: bool,
     pub handoff: LabHandoff,
+    pub answer_syns: LabAnswerSyns,
     /// The family of every address of the run.
     pub family: Family,
     pub phase: Duration,
@@ -364,6 +389,7 @@ impl LabArgs {
             },
             peacetime: self.peacetime,
             handoff: self.handoff,
+            answer_syns: self.answer_syns,
             family: if self.ipv6 { Family::V6 } else { Family::V4 },
             phase: self.phase,
             search_step: self.search_step,

@@ -25,6 +25,9 @@ pub struct PeacetimeRun {
     pub target: Target,
     /// synwall's handoff mode; null for the kernel.
     pub handoff: Option<&'static str>,
+    /// Who answered new connections' SYNs in native handoff (synwall's `answer-syns`); null for
+    /// the kernel and in repair mode.
+    pub answer_syns: Option<&'static str>,
     /// Where each part ran.
     pub placement: String,
     /// How busy the server CPU was with other work just before the run (percent).
@@ -187,10 +190,19 @@ pub fn print_start(
     out.flush()
 }
 
+/// synwall's handoff mode, and who answered SYNs in native mode; None for the kernel.
+fn synwall_setup(run: &PeacetimeRun) -> Option<String> {
+    let handoff = run.handoff?;
+    Some(match run.answer_syns {
+        Some(answer_syns) => format!("{handoff} handoff, answer-syns {answer_syns}"),
+        None => format!("{handoff} handoff"),
+    })
+}
+
 /// Prints one target's figures.
 pub fn print_run(out: &mut dyn Write, run: &PeacetimeRun) -> io::Result<()> {
-    let name = match run.handoff {
-        Some(handoff) => format!("{} ({handoff} handoff)", run.target.name()),
+    let name = match synwall_setup(run) {
+        Some(setup) => format!("{} ({setup})", run.target.name()),
         None => run.target.name().to_owned(),
     };
     writeln!(
@@ -298,9 +310,8 @@ pub fn print_end(out: &mut dyn Write, report: &PeacetimeReport) -> io::Result<()
             times(comparison.keepalive_ratio),
         ),
     ];
-    let synwall_name = synwall.handoff.map_or("synwall".to_owned(), |handoff| {
-        format!("synwall ({handoff})")
-    });
+    let synwall_name =
+        synwall_setup(synwall).map_or("synwall".to_owned(), |setup| format!("synwall ({setup})"));
     let mut table =
         format!("\n| | {synwall_name} | kernel | synwall / kernel |\n|---|---:|---:|---:|\n");
     for (name, left, right, ratio) in rows {

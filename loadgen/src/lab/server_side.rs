@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::lab::cli::{KernelRx, LabConfig, LabHandoff, LabXdpMode, Target};
+use crate::lab::cli::{KernelRx, LabAnswerSyns, LabConfig, LabHandoff, LabXdpMode, Target};
 use crate::lab::error::LabError;
 use crate::lab::placement::{self, CpuTimes};
 use crate::lab::procnet::{Frames, KERNEL_COUNTERS, ProcNet, kernel_mib};
@@ -108,7 +108,7 @@ impl ServerSide {
         target: Target,
     ) -> Result<ServerSide, LabError> {
         let cpu = config.server_cpu;
-        let handoff = config.handoff;
+        let (handoff, answer_syns) = (config.handoff, config.answer_syns);
         let receive = Receive::place(topology, config, target)?;
         if target != Target::Synwall {
             prepare_kernel(topology).map_err(LabError::Kernel)?;
@@ -129,7 +129,15 @@ impl ServerSide {
             let server = config.family.server();
             topology.spawn_in(&topology.server_ns, move || {
                 affinity::pin_current_thread(cpu)?;
-                let opened = Listening::open(target, &interface, server, cpu, xdp_mode, handoff);
+                let opened = Listening::open(
+                    target,
+                    &interface,
+                    server,
+                    cpu,
+                    xdp_mode,
+                    handoff,
+                    answer_syns,
+                );
                 let listening = match opened {
                     Ok(listening) => listening,
                     Err(error) => {
@@ -184,8 +192,14 @@ impl ServerSide {
     fn listener_name(&self, target: Target, config: &LabConfig) -> String {
         match (target, config.handoff) {
             (Target::Synwall, LabHandoff::Native) => format!(
-                "synwall's fast path ({} XDP, native handoff)",
-                self.xdp_mode_name().unwrap_or("no")
+                "synwall's fast path ({} XDP, native handoff, SYNs {})",
+                self.xdp_mode_name().unwrap_or("no"),
+                match config.answer_syns {
+                    LabAnswerSyns::KernelFirst => {
+                        "to the service's listener until its SYN queue fills"
+                    }
+                    LabAnswerSyns::Synwall => "to synwall",
+                }
             ),
             (Target::Synwall, LabHandoff::Repair) => format!(
                 "synwall's fast path ({} XDP), handoff workers (repair) and proxy",
@@ -278,8 +292,8 @@ impl ServerSide {
     }
 
     /// The server side's own counters, by name: synwall's listener counters (non-zero ones),
-    /// handoffs, SYNs the service's own listener took over a TIME-WAIT tuple and AF_XDP ring
-    /// drops; or the kernel's TcpExt counters of a listener, and for the XDP SYN proxy also its
+    /// handoffs, SYNs the service's own listener took over a TIME-WAIT tuple or answered before
+    /// a takeover, takeovers and AF_XDP ring drops; or the kernel's TcpExt counters of a listener, and for the XDP SYN proxy also its
     /// program's outcomes and nftables synproxy's counters.
     pub fn counters(&mut self) -> Result<BTreeMap<String, u64>, LabError> {
         let Some(server) = &self.synwall else {
@@ -318,6 +332,8 @@ impl ServerSide {
             ("HandoffsCompleted", stats.handoffs_completed),
             ("HandoffsFailed", stats.handoffs_failed),
             ("KernelReopens", stats.steering.kernel_reopens),
+            ("KernelAnswers", stats.steering.kernel_answers),
+            ("Takeovers", stats.steering.takeovers),
             ("XskRxDropped", stats.xsk.rx_dropped),
             ("XskRxRingFull", stats.xsk.rx_ring_full),
         ] {
@@ -485,6 +501,7 @@ impl Listening {
         cpu: usize,
         xdp_mode: LabXdpMode,
         handoff: LabHandoff,
+        answer_syns: LabAnswerSyns,
     ) -> Result<Listening, LabError> {
         let served = SocketAddr::new(server, PORT);
         let behind_proxy = target == Target::Synwall && handoff == LabHandoff::Repair;
@@ -505,6 +522,7 @@ impl Listening {
         config.backlog = BACKLOG;
         config.cpus = vec![cpu];
         config.handoff = handoff.mode();
+        config.answer_syns = answer_syns.answerer();
         config.xdp_mode = match xdp_mode {
             LabXdpMode::Native => XdpMode::Native,
             LabXdpMode::Generic => XdpMode::Generic,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::spelling::{HandoffMode, ProxyProtocol, Syncookies, XdpMode};
+use super::spelling::{HandoffMode, ProxyProtocol, SynAnswerer, Syncookies, XdpMode};
 
 /// How a changed setting takes effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +85,12 @@ settings! {
     /// served address) [default: auto].
     #[arg(long, value_enum)]
     handoff: HandoffMode, Restart;
+    /// Who answers new connections' SYNs in native mode: kernel-first (the service's own
+    /// listener, as without synwall, until its SYN queue fills, where the kernel would start
+    /// sending syncookies; then synwall, for at least 10 s) or synwall (every SYN)
+    /// [default: kernel-first].
+    #[arg(long, value_enum)]
+    answer_syns: SynAnswerer, Restart;
     /// The service connections are proxied to in repair mode, HOST:PORT.
     #[arg(long)]
     upstream: String, Reload;

@@ -136,6 +136,7 @@ impl Settings {
         set(&mut server.cpus, self.cpus.clone());
         set(&mut server.xdp_mode, self.xdp_mode.map(Into::into));
         set(&mut server.handoff, self.handoff.map(Into::into));
+        set(&mut server.answer_syns, self.answer_syns.map(Into::into));
         set(&mut server.workers, positive("workers", self.workers)?);
         set(&mut server.backlog, positive("backlog", self.backlog)?);
         if let Some(period) = self.key_rotation {
@@ -179,6 +180,7 @@ impl Settings {
             listen: Some(listener.served.iter().copied().collect()),
             xdp_mode: Some(server.xdp_mode.into()),
             handoff: Some(server.handoff.into()),
+            answer_syns: Some(server.answer_syns.into()),
             upstream: proxy.and(self.upstream.clone()),
             upstream_timeout: proxy.map(|proxy| proxy.connect_timeout),
             max_connections: proxy.map(|proxy| proxy.max_connections),

@@ -74,6 +74,17 @@ spelling! {
 }
 
 spelling! {
+    /// [`synwall::sys::SynAnswerer`]: `kernel-first`, `synwall`.
+    SynAnswerer = synwall::sys::SynAnswerer {
+        /// The service's own listener while its SYN queue has room; synwall from the moment it
+        /// fills, for at least 10 s.
+        KernelFirst,
+        /// synwall, every SYN.
+        Synwall,
+    }
+}
+
+spelling! {
     /// [`synwall::proxy::ProxyProtocol`]: `off`, `v1`, `v2`.
     ProxyProtocol = synwall::proxy::ProxyProtocol {
         /// No header: the upstream sees the client's bytes only.
