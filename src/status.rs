@@ -63,6 +63,8 @@ pub struct InstanceStatus {
     pub served: Vec<String>,
     pub queues: Vec<QueueStatus>,
     pub handoff: Option<String>,
+    /// Who answers new connections' SYNs (`answer-syns`).
+    pub answer_syns: Option<String>,
     pub secret: Option<String>,
     pub uptime: Option<Duration>,
     /// Cookie SYN-ACKs per second over the time between the two scrapes.
@@ -349,11 +351,12 @@ impl Status {
             );
         }
         row(out, "rx queues", &queues_line(instance));
-        row(
-            out,
-            "handoff",
-            &instance.handoff.clone().unwrap_or_else(unknown),
-        );
+        let handoff = instance.handoff.clone().unwrap_or_else(unknown);
+        let handoff = match &instance.answer_syns {
+            Some(answer_syns) => format!("{handoff} (answer-syns {answer_syns})"),
+            None => handoff,
+        };
+        row(out, "handoff", &handoff);
         row(
             out,
             "secret",
@@ -420,6 +423,7 @@ impl Status {
                     "syn_queue_capacity": queue.syn_queue_capacity,
                 })).collect::<Vec<_>>(),
                 "handoff": instance.handoff,
+                "answer_syns": instance.answer_syns,
                 "secret": instance.secret,
                 "uptime_seconds": instance.uptime.map(|uptime| uptime.as_secs_f64()),
                 "flood": {
@@ -485,6 +489,7 @@ impl InstanceStatus {
                 .collect(),
             queues,
             handoff: first("synwall_handoff_info", "mode"),
+            answer_syns: first("synwall_handoff_info", "answer_syns"),
             secret: first("synwall_secret_info", "source"),
             uptime: started.and_then(|started| now.duration_since(started).ok()),
             cookies_per_second: counter_increase(cookies(before), cookies(after))

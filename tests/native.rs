@@ -227,6 +227,31 @@ fn test_native_reconnect_over_a_time_wait_tuple() {
     assert_eq!(stats.steering.kernel_reopens, 1, "{stats:?}");
 }
 
+/// An HTTP service on 198.18.0.1:80, listening itself as it would without synwall, and
+/// `synwall listen` serving that address on the lab's server interface with `extra` flags, once
+/// it serves.
+fn listen_in_front_of_http(
+    topology: &loadgen::lab::Topology,
+    extra: &[&str],
+) -> (HttpServer, SynwallProcess) {
+    let http = HttpServer::start_on(topology, PORT);
+    let served = [
+        "--interface",
+        &topology.server_if,
+        "--listen",
+        "198.18.0.1:80",
+    ];
+    let args: Vec<&str> = ["listen"]
+        .iter()
+        .chain(&served)
+        .chain(extra)
+        .copied()
+        .collect();
+    let mut synwall = SynwallProcess::spawn(&topology.server_ns, &args);
+    synwall.wait_serving();
+    (http, synwall)
+}
+
 #[test]
 fn test_synwall_listen_native_and_the_service_survives_its_sigkill() {
     if !common::require_tool("curl") {
@@ -235,23 +260,10 @@ fn test_synwall_listen_native_and_the_service_survives_its_sigkill() {
     let Some(topology) = privileged_lab(LAB) else {
         return;
     };
-    // The service listens on the served port itself, as it would without synwall.
-    let _http = HttpServer::start_on(&topology, PORT);
-    let mut synwall = SynwallProcess::spawn(
-        &topology.server_ns,
-        &[
-            "listen",
-            "--interface",
-            &topology.server_if,
-            "--listen",
-            "198.18.0.1:80",
-            "--handoff",
-            "native",
-            "--answer-syns",
-            "synwall",
-        ],
+    let (_http, mut synwall) = listen_in_front_of_http(
+        &topology,
+        &["--handoff", "native", "--answer-syns", "synwall"],
     );
-    synwall.wait_serving();
     assert!(
         synwall
             .log()
@@ -373,18 +385,7 @@ fn test_synwall_listen_takes_the_syns_over_when_a_flood_fills_the_services_queue
     let Some(topology) = privileged_lab(LAB) else {
         return;
     };
-    let _http = HttpServer::start_on(&topology, PORT);
-    let mut synwall = SynwallProcess::spawn(
-        &topology.server_ns,
-        &[
-            "listen",
-            "--interface",
-            &topology.server_if,
-            "--listen",
-            "198.18.0.1:80",
-        ],
-    );
-    synwall.wait_serving();
+    let (_http, mut synwall) = listen_in_front_of_http(&topology, &[]);
     let scrape = || {
         in_ns(&topology, &topology.server_ns, || {
             synwall::metrics::Scrape::fetch(synwall::metrics::DEFAULT_ENDPOINT.parse().unwrap())

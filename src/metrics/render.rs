@@ -230,11 +230,15 @@ fn render_queues_and_handoffs(out: &mut Exposition, stats: &ServerStats) {
     out.describe(
         "synwall_handoff_info",
         "gauge",
-        "How completed handshakes are handed to the kernel: native or repair (always 1).",
+        "How completed handshakes are handed to the kernel: native or repair; who answers new \
+         connections' SYNs: kernel-first or synwall (always 1).",
     );
     out.sample(
         "synwall_handoff_info",
-        &[format!("mode=\"{}\"", stats.handoff.name())],
+        &[
+            format!("mode=\"{}\"", stats.handoff.name()),
+            format!("answer_syns=\"{}\"", stats.answer_syns.name()),
+        ],
         1,
     );
 }

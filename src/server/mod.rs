@@ -103,6 +103,8 @@ pub struct ServerStats {
     pub queues: Vec<QueueStats>,
     /// How connections are handed over: [`HandoffMode::Native`] or [`HandoffMode::Repair`].
     pub handoff: HandoffMode,
+    /// Who answers new connections' SYNs: in repair mode, synwall.
+    pub answer_syns: SynAnswerer,
     pub handoffs_completed: u64,
     /// Failed handoffs, in all and by [`HandoffFailure::ALL`] order.
     pub handoffs_failed: u64,
@@ -187,6 +189,8 @@ pub struct Server {
     kernel_counters: Arc<KernelCompletionCounters>,
     /// Why the handoff mode is what it is, for the start-up line and operators.
     handoff_reason: String,
+    /// Who answers new connections' SYNs: the setting in native mode, synwall in repair mode.
+    answer_syns: SynAnswerer,
     // Dropped last, after the threads are joined: the programs detach when they go.
     program: Arc<SteeringProgram>,
     handoff: Handoff,
@@ -238,6 +242,10 @@ impl Server {
             handoff_counters: Arc::new(HandoffCounters::default()),
             kernel_counters: Arc::default(),
             handoff_reason,
+            answer_syns: match handoff {
+                Handoff::Native(_) => config.answer_syns,
+                Handoff::Repair => SynAnswerer::Synwall,
+            },
             program,
             handoff,
         };
@@ -428,6 +436,7 @@ impl Server {
         let counters = &self.handoff_counters;
         let mut stats = ServerStats {
             handoff: self.handoff.mode(),
+            answer_syns: self.answer_syns,
             handoffs_completed: counters.completed.load(Ordering::Relaxed),
             handoffs_failed: counters.failed(),
             handoff_failures: HandoffFailure::ALL.map(|failure| counters.failures(failure)),

@@ -25,7 +25,10 @@ fn running(cookies: f64, depth: f64) -> Scrape {
         ("synwall_syn_queue_depth{queue=\"1\"}", 3.0),
         ("synwall_xsk_zero_copy{queue=\"0\"}", 1.0),
         ("synwall_xsk_zero_copy{queue=\"1\"}", 0.0),
-        ("synwall_handoff_info{mode=\"native\"}", 1.0),
+        (
+            "synwall_handoff_info{mode=\"native\",answer_syns=\"kernel-first\"}",
+            1.0,
+        ),
         ("synwall_secret_info{source=\"file\"}", 1.0),
         ("process_start_time_seconds", 1000.0),
         (
@@ -104,6 +107,7 @@ fn test_scrapes_give_queues_modes_and_flood() {
     );
     assert_eq!(instance.queues[1].zero_copy, Some(false));
     assert_eq!(instance.handoff.as_deref(), Some("native"));
+    assert_eq!(instance.answer_syns.as_deref(), Some("kernel-first"));
     assert_eq!(instance.secret.as_deref(), Some("file"));
     assert_eq!(instance.uptime, Some(Duration::from_secs(3723)));
     assert_eq!(instance.cookies_per_second, 1000.0);
@@ -142,7 +146,10 @@ fn test_text_names_programs_queues_and_flood() {
         text.contains("rx queues  2 served of the interface's 4: 0 (zero-copy), 1 (copy); frames"),
         "{text}"
     );
-    assert!(text.contains("handoff    native"), "{text}");
+    assert!(
+        text.contains("handoff    native (answer-syns kernel-first)"),
+        "{text}"
+    );
     assert!(text.contains("secret     file"), "{text}");
     assert!(
         text.contains("flood      cookies being sent: 20/s; SYN queue 67 of 128"),
@@ -206,6 +213,7 @@ fn test_json_carries_programs_and_instance() {
     assert_eq!(eth0["tcx_ingress"]["programs"][0]["synwall"], true);
     let instance = &json["metrics"]["instance"];
     assert_eq!(instance["handoff"], "native");
+    assert_eq!(instance["answer_syns"], "kernel-first");
     assert_eq!(instance["served"][0], "198.18.0.1:80");
     assert_eq!(instance["queues"][1]["zero_copy"], false);
     assert_eq!(instance["flood"]["cookies_per_second"], 20.0);
