@@ -20,7 +20,7 @@ use synwall::metrics::{self, Instance, MetricsServer, ReloadStatus, SecretSource
 use synwall::proxy::Proxy;
 use synwall::server::{Server, ServerConfig};
 use synwall::shutdown::{Never, Shutdown};
-use synwall::sys::{SynAnswerer, native};
+use synwall::sys::native;
 
 use crate::ListenArgs;
 
@@ -258,12 +258,9 @@ fn startup_line(resolved: &Resolved, settings: &Settings, server: &Server) -> St
         (HandoffMode::Repair, Some(proxy)) => format!("repair, proxied to {}", proxy.upstream),
         (HandoffMode::Repair, None) => "repair".to_owned(),
         (mode, _) => format!(
-            "{}, SYNs answered {}",
+            "{}, SYNs answered by {}",
             mode.name(),
-            match resolved.server.answer_syns {
-                SynAnswerer::KernelFirst => "by the service's listener until its SYN queue fills",
-                SynAnswerer::Synwall => "by synwall",
-            }
+            resolved.server.answer_syns.answered_by()
         ),
     };
     let secret = match &settings.secret_file {

@@ -126,7 +126,8 @@ fn render_steering(out: &mut Exposition, steering: SteerCounters) {
          final ACK of a handshake the kernel completes itself, native mode), kernel_reopens (a SYN \
          over a TIME-WAIT socket's 4-tuple, which the service's own listener takes, native mode), \
          kernel_answers (a SYN the service's own listener answers, its SYN queue having room, \
-         answer-syns = kernel-first), dropped_no_socket (for a served port, on an rx queue without an AF_XDP socket).",
+         answer-syns = kernel-first), dropped_no_socket (for a served port, on an rx queue \
+         without an AF_XDP socket).",
     );
     // Every field, by name: a new verdict of the program does not go unexported.
     let SteerCounters {

@@ -110,6 +110,14 @@ impl SynAnswerer {
             SynAnswerer::Synwall => "synwall",
         }
     }
+
+    /// Who answers, for people: what the start-up line and the lab say.
+    pub fn answered_by(self) -> &'static str {
+        match self {
+            SynAnswerer::KernelFirst => "the service's listener until its SYN queue fills",
+            SynAnswerer::Synwall => "synwall",
+        }
+    }
 }
 
 /// How long a CPU keeps sending every SYN to synwall after it found the service's SYN queue

@@ -192,14 +192,9 @@ impl ServerSide {
     fn listener_name(&self, target: Target, config: &LabConfig) -> String {
         match (target, config.handoff) {
             (Target::Synwall, LabHandoff::Native) => format!(
-                "synwall's fast path ({} XDP, native handoff, SYNs {})",
+                "synwall's fast path ({} XDP, native handoff, SYNs answered by {})",
                 self.xdp_mode_name().unwrap_or("no"),
-                match config.answer_syns {
-                    LabAnswerSyns::KernelFirst => {
-                        "to the service's listener until its SYN queue fills"
-                    }
-                    LabAnswerSyns::Synwall => "to synwall",
-                }
+                config.answer_syns.answerer().answered_by()
             ),
             (Target::Synwall, LabHandoff::Repair) => format!(
                 "synwall's fast path ({} XDP), handoff workers (repair) and proxy",
@@ -293,8 +288,9 @@ impl ServerSide {
 
     /// The server side's own counters, by name: synwall's listener counters (non-zero ones),
     /// handoffs, SYNs the service's own listener took over a TIME-WAIT tuple or answered before
-    /// a takeover, takeovers and AF_XDP ring drops; or the kernel's TcpExt counters of a listener, and for the XDP SYN proxy also its
-    /// program's outcomes and nftables synproxy's counters.
+    /// a takeover, takeovers and AF_XDP ring drops; or the kernel's TcpExt counters of a
+    /// listener, and for the XDP SYN proxy also its program's outcomes and nftables synproxy's
+    /// counters.
     pub fn counters(&mut self) -> Result<BTreeMap<String, u64>, LabError> {
         let Some(server) = &self.synwall else {
             let values = self.procnet.tcp_ext(KERNEL_COUNTERS)?;
