@@ -4,17 +4,20 @@
 //! never reach a wire.
 
 mod common;
+#[path = "common/lab.rs"]
+mod lab;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::privileged_lab;
+use lab::{CraftedClient, full_checksums_from_the_server, in_ns};
 use loadgen::lab::SERVER_V4;
 use synwall::device::LocalDelivery;
 use synwall::sys::inject::RawInjector;
 use synwall::sys::{SteeringProgram, SynAnswerer, XdpAction, XdpMode};
-use synwall::wire::{FourTuple, TcpOptions};
+use synwall::wire::{FourTuple, TcpOptions, TcpRepr};
 
 const OURS: XdpAction = XdpAction::Drop;
 const KERNEL: XdpAction = XdpAction::Pass;
@@ -690,4 +693,99 @@ fn test_the_service_answers_syns_until_its_syn_queue_is_full() {
         assert_eq!(counters.takeovers, 1, "{counters:?}");
         assert_eq!(counters.dropped_no_xsk, 2, "{counters:?}");
     });
+}
+
+#[test]
+fn test_an_ack_with_a_syncookie_of_the_services_own_listener_is_the_kernels() {
+    let Some(topology) = privileged_lab("swk") else {
+        return;
+    };
+    // A spoofed-range client (routed through the client namespace), without options: the
+    // kernel's cookie then carries only the MSS.
+    let client = common::Client {
+        link: CraftedClient::link(&topology),
+        server: (SERVER_V4, PORT).into(),
+        ..common::Client::new("198.18.128.7:43000", 7, TcpOptions::default())
+    };
+    // The kernel's SYN-ACK with its checksums complete, which the crafted client verifies.
+    full_checksums_from_the_server(&topology);
+    let (ifname, link) = (topology.client_if.clone(), client.link);
+    let (ready, client_ready) = std::sync::mpsc::channel();
+    let capture = topology.spawn_in(&topology.client_ns, move || {
+        let mut crafted = CraftedClient::open(&ifname, link);
+        ready.send(()).unwrap();
+        crafted.answer(&client, Duration::from_secs(10))
+    });
+    client_ready.recv().unwrap();
+    // The service's listener, its SYN queue full, gets a SYN that did not pass the program (as
+    // the SYNs of one receive batch pass it before the kernel takes the first, the queue filling
+    // in between): it answers with its own syncookie.
+    let interface = topology.server_if.clone();
+    let (program, listener) = in_ns(&topology, &topology.server_ns, move || {
+        let program =
+            SteeringProgram::attach(&interface, XdpMode::Generic, &served(&["198.18.0.1:7000"]))
+                .expect("attaching the steering program");
+        program.service_listens(SynAnswerer::KernelFirst).unwrap();
+        let listener = listener_with_a_full_syn_queue();
+        let syn = common::frame(&client.syn());
+        let packet = synwall::wire::ip_packet_range(&syn).unwrap();
+        RawInjector::new().unwrap().deliver(&syn[packet]).unwrap();
+        (program, listener)
+    });
+    let syn_ack = capture
+        .join()
+        .unwrap()
+        .unwrap()
+        .expect("the listener's SYN-ACK");
+    let ack = common::frame(&client.ack(&syn_ack, b""));
+    // The kernel's cookie keeps its minute counter in the top 8 bits (its MSS index in the low
+    // ones takes a near miss as another MSS): this one claims a time 64 minutes away.
+    let forged = common::frame(&TcpRepr {
+        ack: syn_ack.seq + 1 + (1 << 30),
+        ..client.ack(&syn_ack, b"")
+    });
+
+    let program = in_ns(&topology, &topology.server_ns, move || {
+        // The check is asked only after a takeover: an ACK flood alone costs no second lookup.
+        assert_eq!(program.dry_run(&ack).unwrap(), OURS, "before any takeover");
+        // A SYN of the flood finds the queue full, and this CPU takes the SYNs over.
+        let flood_syn = segment(SocketAddr::from(([198, 18, 0, 2], 42000)), SYN);
+        assert_eq!(program.dry_run(&flood_syn).unwrap(), OURS, "takeover");
+        assert_eq!(
+            program.dry_run(&ack).unwrap(),
+            KERNEL,
+            "the listener's cookie"
+        );
+        assert_eq!(
+            program.dry_run(&forged).unwrap(),
+            OURS,
+            "a cookie of another time"
+        );
+        program
+    });
+    // And the kernel completes it: the service accepts the client.
+    let (ifname, ack) = (
+        topology.client_if.clone(),
+        common::frame(&client.ack(&syn_ack, b"")),
+    );
+    in_ns(&topology, &topology.client_ns, move || {
+        CraftedClient::open(&ifname, link).send_frame(&ack);
+    });
+    listener.set_nonblocking(true).unwrap();
+    let mut accepted = None;
+    common::wait_until(
+        "the service accepts the client",
+        Duration::from_secs(5),
+        || {
+            accepted = listener
+                .accept()
+                .ok()
+                .map(|(_, peer)| peer.as_socket().unwrap());
+            accepted.is_some()
+        },
+    );
+    assert_eq!(accepted, Some(client.addr));
+    let counters = program.counters().unwrap();
+    assert_eq!(counters.kernel_cookies, 2, "{counters:?}");
+    assert_eq!(counters.takeovers, 1, "{counters:?}");
 }

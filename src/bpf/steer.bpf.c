@@ -15,6 +15,10 @@
  *     the service's listener answers, as without synwall). Once this CPU finds
  *     the queue full, the point where the kernel would answer with syncookies,
  *     every SYN it sees is ours for TAKEOVER_HOLD_NS
+ *   - an ACK that no kernel socket but the service's listener matches, carrying
+ *     a valid syncookie of that listener (SERVED_KERNEL_FIRST: the kernel sent it
+ *     for a SYN passed to it as its SYN queue filled)     -> XDP_PASS (kernel,
+ *     whose listener completes the handshake from its cookie)
  *   - a SYN that finds a TIME_WAIT socket: the client reconnects over a 4-tuple
  *     the kernel still holds. When the service listens on the port itself
  *     (native handoff)                                     -> XDP_PASS (kernel:
@@ -46,6 +50,9 @@
  *   counters : per-CPU array of __u64, indexed by enum counter.
  *   takeover_until : per-CPU array of one __u64: until when (bpf_ktime_get_coarse_ns)
  *              this CPU sends every SYN to synwall, after it found a full SYN queue.
+ *   kernel_cookies_until : array of one __u64: until when ACKs may carry a syncookie
+ *              the service's listener sent, KERNEL_COOKIES_NS after any CPU last
+ *              found its SYN queue full.
  *   vlans    : array of __u8, indexed by VLAN id: 1 for a VLAN whose device on this
  *              interface holds a served address.
  *   tw_handshakes : LRU hash of struct bpf_sock_tuple (zero-padded) -> __u8:
@@ -78,6 +85,9 @@
  * SYN queue full. Each time it ends during a flood, up to a queue's worth of SYNs
  * reach the kernel again before the queue is full again. */
 #define TAKEOVER_HOLD_NS (10ULL * 1000 * 1000 * 1000)
+/* How long the kernel accepts its syncookies after its listener's SYN queue last
+ * overflowed (TCP_SYNCOOKIE_VALID: two minutes). */
+#define KERNEL_COOKIES_NS (120ULL * 1000 * 1000 * 1000)
 /* The longest TCP header: bpf_tcp_gen_syncookie reads the options. */
 #define MAX_TCP_HEADER 60
 
@@ -114,7 +124,8 @@ enum counter {
 	COUNTER_KERNEL_REOPENS = 5,
 	COUNTER_KERNEL_ANSWERS = 6,
 	COUNTER_TAKEOVERS = 7,
-	COUNTER_MAX = 8,
+	COUNTER_KERNEL_COOKIES = 8,
+	COUNTER_MAX = 9,
 };
 
 struct served_key {
@@ -151,6 +162,13 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } takeover_until SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} kernel_cookies_until SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -197,6 +215,7 @@ enum verdict {
 	VERDICT_KERNEL_COMPLETES, /* ours: the kernel builds the handshake's socket */
 	VERDICT_KERNEL_REOPENS, /* ours: a SYN over a TIME-WAIT tuple, for the service's listener */
 	VERDICT_KERNEL_ANSWERS, /* ours: a SYN the service's listener answers, no flood seen */
+	VERDICT_KERNEL_COOKIE, /* ours: an ACK with a syncookie the service's listener sent */
 };
 
 static __always_inline void count(__u32 which)
@@ -248,6 +267,49 @@ static __always_inline int socket_state(struct xdp_md *ctx, struct bpf_sock_tupl
 }
 
 /*
+ * A segment's IP and TCP headers, copied for the kernel's syncookie helpers. The
+ * lengths are 64-bit: the verifier keeps the bounds of a whole register spilled
+ * to the stack, and the helpers need them.
+ */
+struct headers {
+	__u8 ip[sizeof(struct ipv6hdr)];
+	__u8 tcp[MAX_TCP_HEADER];
+	__u64 ip_len;
+	__u64 tcp_len;
+};
+
+/*
+ * Copies the IP header (its first 20 or 40 bytes: the kernel's helpers refuse
+ * IPv4 options and IPv6 extension headers) and the whole TCP header of the frame
+ * into `h`, and returns the socket of the 4-tuple `tuple` if it is a listener,
+ * NULL otherwise. The caller releases it. The IP header starts `ip_offset` bytes
+ * into the frame, the TCP header `tcp_offset`.
+ */
+static __always_inline struct bpf_sock *listener_and_headers(struct xdp_md *ctx,
+							     __u32 ip_offset, __u32 tcp_offset,
+							     struct bpf_sock_tuple *tuple,
+							     __u32 is_ipv4, struct headers *h)
+{
+	__u32 tuple_len = is_ipv4 ? sizeof(tuple->ipv4) : sizeof(tuple->ipv6);
+	struct bpf_sock *sk;
+
+	h->ip_len = is_ipv4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+	if (bpf_xdp_load_bytes(ctx, ip_offset, h->ip, h->ip_len) ||
+	    bpf_xdp_load_bytes(ctx, tcp_offset, h->tcp, sizeof(struct tcphdr)))
+		return NULL;
+	h->tcp_len = (__u64)((struct tcphdr *)h->tcp)->doff * 4;
+	if (h->tcp_len < sizeof(struct tcphdr) || h->tcp_len > MAX_TCP_HEADER ||
+	    bpf_xdp_load_bytes(ctx, tcp_offset, h->tcp, h->tcp_len))
+		return NULL;
+	sk = bpf_skc_lookup_tcp(ctx, tuple, tuple_len, BPF_F_CURRENT_NETNS, 0);
+	if (sk && sk->state != BPF_TCP_LISTEN) {
+		bpf_sk_release(sk);
+		return NULL;
+	}
+	return sk;
+}
+
+/*
  * Whether the service's listener answers this SYN itself: this CPU has not found
  * its SYN queue full in the last TAKEOVER_HOLD_NS, and it is not full now.
  * bpf_tcp_gen_syncookie makes a cookie only where the kernel would send one: with
@@ -261,13 +323,10 @@ static __always_inline int socket_state(struct xdp_md *ctx, struct bpf_sock_tupl
 __noinline int kernel_answers(struct xdp_md *ctx, __u32 ip_offset, __u32 tcp_offset,
 			      struct bpf_sock_tuple *tuple, __u32 is_ipv4)
 {
-	__u8 ip_header[sizeof(struct ipv6hdr)] = {};
-	__u8 tcp_header[MAX_TCP_HEADER] = {};
-	__u32 ip_len = is_ipv4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
-	__u32 tuple_len = is_ipv4 ? sizeof(tuple->ipv4) : sizeof(tuple->ipv6);
-	__u32 zero = 0, tcp_len;
+	__u64 now, *until, *cookies_until;
+	struct headers h = {};
 	struct bpf_sock *sk;
-	__u64 now, *until;
+	__u32 zero = 0;
 	__s64 cookie;
 
 	if (!tuple)
@@ -278,29 +337,53 @@ __noinline int kernel_answers(struct xdp_md *ctx, __u32 ip_offset, __u32 tcp_off
 	now = bpf_ktime_get_coarse_ns();
 	if (now < *until)
 		return 0;
-	if (bpf_xdp_load_bytes(ctx, ip_offset, ip_header, ip_len) ||
-	    bpf_xdp_load_bytes(ctx, tcp_offset, tcp_header, sizeof(struct tcphdr)))
-		return 0;
-	tcp_len = (__u32)((struct tcphdr *)tcp_header)->doff * 4;
-	if (tcp_len < sizeof(struct tcphdr) || tcp_len > MAX_TCP_HEADER ||
-	    bpf_xdp_load_bytes(ctx, tcp_offset, tcp_header, tcp_len))
-		return 0;
-	sk = bpf_skc_lookup_tcp(ctx, tuple, tuple_len, BPF_F_CURRENT_NETNS, 0);
+	sk = listener_and_headers(ctx, ip_offset, tcp_offset, tuple, is_ipv4, &h);
 	if (!sk)
 		return 0;
-	if (sk->state != BPF_TCP_LISTEN) {
-		bpf_sk_release(sk);
-		return 0;
-	}
-	cookie = bpf_tcp_gen_syncookie(sk, ip_header, ip_len, (struct tcphdr *)tcp_header,
-				       tcp_len);
+	cookie = bpf_tcp_gen_syncookie(sk, h.ip, h.ip_len, (struct tcphdr *)h.tcp, h.tcp_len);
 	bpf_sk_release(sk);
 	if (cookie >= 0) {
 		*until = now + TAKEOVER_HOLD_NS;
+		cookies_until = bpf_map_lookup_elem(&kernel_cookies_until, &zero);
+		if (cookies_until)
+			*cookies_until = now + KERNEL_COOKIES_NS;
 		count(COUNTER_TAKEOVERS);
 		return 0;
 	}
 	return 1;
+}
+
+/*
+ * Whether this ACK carries a valid syncookie of the service's own listener: one
+ * the kernel sent itself, for a SYN passed to it just as its SYN queue filled
+ * (the SYNs of one receive batch all pass this program before the kernel takes
+ * the first), while this CPU had not yet found the queue full. Only the kernel
+ * can complete such a handshake: synwall's cookies are its own. Asked only within
+ * KERNEL_COOKIES_NS of a takeover (the kernel sends cookies only when the queue is
+ * full, which a takeover follows at once), so an ACK flood without a SYN flood
+ * costs no second lookup. Arguments as for kernel_answers; a global function too.
+ */
+__noinline int kernel_cookie(struct xdp_md *ctx, __u32 ip_offset, __u32 tcp_offset,
+			     struct bpf_sock_tuple *tuple, __u32 is_ipv4)
+{
+	struct headers h = {};
+	struct bpf_sock *sk;
+	__u64 *until;
+	__u32 zero = 0;
+	long checked;
+
+	if (!tuple)
+		return 0;
+	until = bpf_map_lookup_elem(&kernel_cookies_until, &zero);
+	if (!until || bpf_ktime_get_coarse_ns() >= *until)
+		return 0;
+	sk = listener_and_headers(ctx, ip_offset, tcp_offset, tuple, is_ipv4, &h);
+	if (!sk)
+		return 0;
+	checked = bpf_tcp_check_syncookie(sk, h.ip, h.ip_len, (struct tcphdr *)h.tcp,
+					  h.tcp_len);
+	bpf_sk_release(sk);
+	return checked == 0;
 }
 
 /*
@@ -380,7 +463,12 @@ static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, __u32 ip_of
 	if (state < 0 || state == BPF_TCP_LISTEN) {
 		int plain = offset == (is_ipv4 ? PLAIN_IPV4_TCP_OFFSET : PLAIN_IPV6_TCP_OFFSET);
 
-		return kernel_completes(&th, tuple, plain) ? VERDICT_KERNEL_COMPLETES : VERDICT_XSK;
+		if (kernel_completes(&th, tuple, plain))
+			return VERDICT_KERNEL_COMPLETES;
+		if (state == BPF_TCP_LISTEN && (flags & SERVED_KERNEL_FIRST) && th.ack &&
+		    !th.syn && !th.rst && kernel_cookie(ctx, ip_offset, offset, tuple, is_ipv4))
+			return VERDICT_KERNEL_COOKIE;
+		return VERDICT_XSK;
 	}
 	if (state == BPF_TCP_TIME_WAIT && bpf_map_lookup_elem(&tw_handshakes, tuple))
 		return VERDICT_XSK;
@@ -543,6 +631,9 @@ out:
 		break;
 	case VERDICT_KERNEL_ANSWERS:
 		count(COUNTER_KERNEL_ANSWERS);
+		break;
+	case VERDICT_KERNEL_COOKIE:
+		count(COUNTER_KERNEL_COOKIES);
 		break;
 	default:
 		count(COUNTER_PASSED);

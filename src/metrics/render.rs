@@ -126,7 +126,9 @@ fn render_steering(out: &mut Exposition, steering: SteerCounters) {
          final ACK of a handshake the kernel completes itself, native mode), kernel_reopens (a SYN \
          over a TIME-WAIT socket's 4-tuple, which the service's own listener takes, native mode), \
          kernel_answers (a SYN the service's own listener answers, its SYN queue having room, \
-         answer-syns = kernel-first), dropped_no_socket (for a served port, on an rx queue \
+         answer-syns = kernel-first), kernel_cookies (an ACK carrying a syncookie the service's \
+         own listener sent, which the kernel completes, answer-syns = kernel-first), \
+         dropped_no_socket (for a served port, on an rx queue \
          without an AF_XDP socket).",
     );
     // Every field, by name: a new verdict of the program does not go unexported.
@@ -137,6 +139,7 @@ fn render_steering(out: &mut Exposition, steering: SteerCounters) {
         kernel_completes,
         kernel_reopens,
         kernel_answers,
+        kernel_cookies,
         takeovers,
         dropped_no_xsk,
     } = steering;
@@ -147,6 +150,7 @@ fn render_steering(out: &mut Exposition, steering: SteerCounters) {
         ("kernel_completes", kernel_completes),
         ("kernel_reopens", kernel_reopens),
         ("kernel_answers", kernel_answers),
+        ("kernel_cookies", kernel_cookies),
         ("dropped_no_socket", dropped_no_xsk),
     ] {
         out.sample(xdp, &[format!("verdict=\"{verdict}\"")], value);

@@ -86,6 +86,10 @@ pub struct SteerCounters {
     /// Times a CPU found the service's SYN queue full and took over answering SYNs for synwall
     /// for [`TAKEOVER_HOLD`] ([`SynAnswerer::KernelFirst`]).
     pub takeovers: u64,
+    /// ACKs carrying a syncookie the service's own listener sent (for a SYN passed to it just
+    /// as its SYN queue filled, before a takeover), passed to the kernel, which completes the
+    /// handshake from it ([`SynAnswerer::KernelFirst`]).
+    pub kernel_cookies: u64,
 }
 
 /// Who answers the SYNs of new connections when the service listens on the served port itself
@@ -160,9 +164,10 @@ mod shared {
     include!(concat!(env!("OUT_DIR"), "/steer.enums.rs"));
 }
 use shared::{
-    COUNTER_DROPPED_NO_XSK, COUNTER_KERNEL_ANSWERS, COUNTER_KERNEL_COMPLETES, COUNTER_KERNEL_OWNED,
-    COUNTER_KERNEL_REOPENS, COUNTER_MAX, COUNTER_PASSED, COUNTER_REDIRECTED, COUNTER_TAKEOVERS,
-    SERVED, SERVED_KERNEL_FIRST, SERVED_KERNEL_LISTENS,
+    COUNTER_DROPPED_NO_XSK, COUNTER_KERNEL_ANSWERS, COUNTER_KERNEL_COMPLETES,
+    COUNTER_KERNEL_COOKIES, COUNTER_KERNEL_OWNED, COUNTER_KERNEL_REOPENS, COUNTER_MAX,
+    COUNTER_PASSED, COUNTER_REDIRECTED, COUNTER_TAKEOVERS, SERVED, SERVED_KERNEL_FIRST,
+    SERVED_KERNEL_LISTENS,
 };
 
 /// The loaded object and the maps synwall uses.
@@ -333,6 +338,7 @@ impl SteeringProgram {
             kernel_reopens: total(COUNTER_KERNEL_REOPENS),
             kernel_answers: total(COUNTER_KERNEL_ANSWERS),
             takeovers: total(COUNTER_TAKEOVERS),
+            kernel_cookies: total(COUNTER_KERNEL_COOKIES),
         })
     }
 

@@ -329,6 +329,7 @@ impl ServerSide {
             ("HandoffsFailed", stats.handoffs_failed),
             ("KernelReopens", stats.steering.kernel_reopens),
             ("KernelAnswers", stats.steering.kernel_answers),
+            ("KernelCookies", stats.steering.kernel_cookies),
             ("Takeovers", stats.steering.takeovers),
             ("XskRxDropped", stats.xsk.rx_dropped),
             ("XskRxRingFull", stats.xsk.rx_ring_full),
