@@ -8,8 +8,11 @@
 #   sudo bench/peacetime.sh -n 1 native      # one run, native handoff only
 #
 # Setups: native (native handoff, synwall's default answer-syns = kernel-first: the service's
-# own listener answers SYNs until a flood fills its SYN queue), native-synwall (native handoff,
-# synwall answers every SYN: the cost of synwall's own handshake path) and repair.
+# own listener answers SYNs until a flood fills its SYN queue), native-xdp-pass (the same,
+# against the kernel with a do-nothing XDP program on its veth, --kernel-rx xdp-pass: the
+# receive path synwall's program puts every packet on, so the ratios show synwall's own cost
+# without the veth's), native-synwall (native handoff, synwall answers every SYN: the cost of
+# synwall's own handshake path) and repair.
 #
 # Each run is `synwall-lab --peacetime --handoff MODE [--answer-syns synwall] --json`: request latency at 100 new
 # connections/s (request sent right after connect()), the server CPU's busy time per new
@@ -26,7 +29,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 [-n RUNS] [--lab PATH] [native] [native-synwall] [repair]" >&2
+  echo "usage: $0 [-n RUNS] [--lab PATH] [native] [native-xdp-pass] [native-synwall] [repair]" >&2
   exit 2
 }
 
@@ -38,12 +41,12 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     -n) [[ $# -ge 2 ]] || usage; runs=$2; shift 2 ;;
     --lab) [[ $# -ge 2 ]] || usage; lab=$2; shift 2 ;;
-    native|native-synwall|repair) modes+=("$1"); shift ;;
+    native|native-xdp-pass|native-synwall|repair) modes+=("$1"); shift ;;
     *) usage ;;
   esac
 done
 [[ "$runs" =~ ^[1-9][0-9]*$ ]] || usage
-[[ ${#modes[@]} -gt 0 ]] || modes=(native native-synwall repair)
+[[ ${#modes[@]} -gt 0 ]] || modes=(native native-xdp-pass native-synwall repair)
 if [[ ! -x "$lab" ]]; then
   echo "$lab is missing: build it with cargo build --release --workspace" >&2
   exit 1
@@ -53,6 +56,7 @@ results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT
 for mode in "${modes[@]}"; do
   case "$mode" in
+    native-xdp-pass) command=("$lab" --peacetime --handoff native --kernel-rx xdp-pass --json) ;;
     native-synwall) command=("$lab" --peacetime --handoff native --answer-syns synwall --json) ;;
     *) command=("$lab" --peacetime --handoff "$mode" --json) ;;
   esac
@@ -109,7 +113,10 @@ mode = f"{synwall['handoff']} handoff"
 if synwall.get("answer_syns"):
     mode += f", answer-syns {synwall['answer_syns']}"
 print(f"\nPeacetime, {mode}: medians of {len(reports)} runs [each run]:\n")
-print(f"| | synwall ({mode}) | kernel | synwall vs kernel, same run |")
+kernel = "kernel"
+if "do-nothing XDP" in run_of(reports[0], "kernel")["placement"]:
+    kernel += ", do-nothing XDP on its veth"
+print(f"| | synwall ({mode}) | {kernel} | synwall vs kernel, same run |")
 print("|---|---:|---:|---:|")
 for name, value, form, key, ratio_form in ROWS:
     columns = [cell([value(run_of(r, t)) for r in reports], form) for t in ("synwall", "kernel")]

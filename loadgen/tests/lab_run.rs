@@ -291,10 +291,11 @@ fn test_lab_peacetime_measures_both_targets_side_by_side() {
     let Some(session) = Session::start() else {
         return;
     };
-    for (handoff, answer_syns) in [
-        ("native", "kernel-first"),
-        ("native", "synwall"),
-        ("repair", "synwall"),
+    // The kernel on synwall's receive path (a do-nothing XDP program on its veth) once.
+    for (handoff, answer_syns, kernel_rx) in [
+        ("native", "kernel-first", "xdp-pass"),
+        ("native", "synwall", "napi"),
+        ("repair", "synwall", "napi"),
     ] {
         let finished = session.run(&[
             "--peacetime",
@@ -302,6 +303,8 @@ fn test_lab_peacetime_measures_both_targets_side_by_side() {
             handoff,
             "--answer-syns",
             answer_syns,
+            "--kernel-rx",
+            kernel_rx,
             "--phase",
             "1s",
             "--search-step",
@@ -343,6 +346,12 @@ fn test_lab_peacetime_measures_both_targets_side_by_side() {
                 "{handoff}: {cost}"
             );
         }
+        let kernel_placement = target(&report, "kernel")["placement"].as_str().unwrap();
+        assert_eq!(
+            kernel_placement.contains("a do-nothing XDP program on its veth"),
+            kernel_rx == "xdp-pass",
+            "{kernel_placement}"
+        );
         let synwall = target(&report, "synwall");
         assert_eq!(synwall["handoff"], handoff);
         let counters = &synwall["counters"];

@@ -160,6 +160,11 @@ pub enum KernelRx {
     Napi,
     /// RPS: the generator pays a remote enqueue per packet and offers about half the load.
     Rps,
+    /// Threaded NAPI with a do-nothing XDP program on the server veth: the receive path that
+    /// synwall's program puts every packet on (a veth copies each cloned TCP packet into a page
+    /// for XDP, which a NIC's driver does not), without synwall. Against it, synwall's peacetime
+    /// figures show synwall's own cost; against `napi`, also the veth's.
+    XdpPass,
 }
 
 /// The `synwall-lab` command line (`synwall-lab --help` tells what it does).

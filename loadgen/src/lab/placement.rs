@@ -9,7 +9,9 @@
 //! - Server veth, the kernel's listener: GRO on (a veth gets a NAPI instance without XDP),
 //!   threaded NAPI pinned to the server CPU: the same delivery as synwall's up to the XDP
 //!   hook. Or RPS (`--kernel-rx rps`), which moves the work to the server CPU too but makes
-//!   the generator pay for a remote enqueue per packet, so it offers about half the load.
+//!   the generator pay for a remote enqueue per packet, so it offers about half the load. Or
+//!   (`--kernel-rx xdp-pass`) a do-nothing DRV program, threaded NAPI pinned to the server CPU
+//!   at nice 0: synwall's receive path without synwall.
 //! - Server veth, synwall in generic mode: RPS.
 //! - Server veth, the XDP SYN proxy: its DRV program, threaded NAPI pinned to the server CPU at
 //!   nice 0 (all of its work is in NAPI).

@@ -42,7 +42,7 @@ use crate::lab::placement::{self, CpuTimes};
 use crate::lab::procnet::{Frames, KERNEL_COUNTERS, ProcNet, kernel_mib};
 use crate::lab::service::{self, ServiceConfig, ServiceCounters};
 use crate::lab::topology::{Family, Topology};
-use crate::lab::xdp_synproxy::XdpSynProxyPeer;
+use crate::lab::xdp_synproxy::{PassProgram, XdpSynProxyPeer};
 use synwall::counters::{Counter, Gauge};
 use synwall::proxy::{Proxy, ProxyConfig, ProxyProtocol};
 use synwall::server::{Server, ServerConfig};
@@ -96,6 +96,8 @@ pub struct ServerSide {
     synwall: Option<Arc<Server>>,
     /// The XDP SYN proxy (None for the other targets).
     peer: Option<XdpSynProxyPeer>,
+    /// The pass program on the server veth (`--kernel-rx xdp-pass`, the kernel target).
+    pass: Option<PassProgram>,
     /// Where the server side runs, for the report.
     pub placement: String,
 }
@@ -117,6 +119,15 @@ impl ServerSide {
         let peer = match target {
             Target::XdpSynproxy => Some(XdpSynProxyPeer::start(topology, served)?),
             Target::Synwall | Target::Kernel => None,
+        };
+        let pass = match receive {
+            Receive::PassNapi => Some(PassProgram::attach(
+                topology,
+                &topology.server_ns,
+                &topology.server_if,
+                served,
+            )?),
+            _ => None,
         };
         // After the peer's rules, which bring nftables synproxy's counters.
         let procnet = ProcNet::open(topology)?;
@@ -157,6 +168,7 @@ impl ServerSide {
             cpu,
             synwall: None,
             peer,
+            pass,
             placement: String::new(),
         };
         side.synwall = match started.recv_timeout(START_TIMEOUT) {
@@ -200,6 +212,10 @@ impl ServerSide {
                 "synwall's fast path ({} XDP), handoff workers (repair) and proxy",
                 self.xdp_mode_name().unwrap_or("no")
             ),
+            (Target::Kernel, _) if self.pass.is_some() => {
+                "the kernel's listener (tcp_syncookies=1), a do-nothing XDP program on its veth"
+                    .to_owned()
+            }
             (Target::Kernel, _) => "the kernel's listener (tcp_syncookies=1)".to_owned(),
             (Target::XdpSynproxy, _) => {
                 let caveat = match config.family {
@@ -379,8 +395,9 @@ impl Drop for ServerSide {
         }
         // The last reference: the server stops its threads and detaches its program.
         self.synwall = None;
-        // The XDP SYN proxy's programs, detached.
+        // The XDP SYN proxy's programs, and the pass program, detached.
         self.peer = None;
+        self.pass = None;
     }
 }
 
@@ -408,6 +425,8 @@ enum Receive {
     /// The XDP SYN proxy's DRV program, threaded NAPI; and on the client veth, the pass
     /// program's NAPI instance, threaded, on the client CPU.
     ProxyNapi,
+    /// A pass program's NAPI instance, threaded, for the kernel (`--kernel-rx xdp-pass`).
+    PassNapi,
 }
 
 impl Receive {
@@ -430,6 +449,7 @@ impl Receive {
         let receive = match (target, config.kernel_rx, config.xdp_mode) {
             (Target::Synwall, _, LabXdpMode::Native) => Receive::XdpNapi,
             (Target::Kernel, KernelRx::Napi, _) => Receive::GroNapi,
+            (Target::Kernel, KernelRx::XdpPass, _) => Receive::PassNapi,
             (Target::Synwall, _, LabXdpMode::Generic) | (Target::Kernel, KernelRx::Rps, _) => {
                 Receive::Rps
             }
@@ -438,7 +458,7 @@ impl Receive {
         match receive {
             Receive::Rps => placement::rps(topology, ns, dev, config.server_cpu).map_err(place)?,
             Receive::GroNapi => placement::gro(topology, ns, dev).map_err(place)?,
-            Receive::XdpNapi | Receive::ProxyNapi => {}
+            Receive::XdpNapi | Receive::ProxyNapi | Receive::PassNapi => {}
         }
         Ok(receive)
     }

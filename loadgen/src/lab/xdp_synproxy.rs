@@ -131,3 +131,39 @@ fn load_rules(topology: &Topology, port: u16) -> io::Result<()> {
     let _ = std::fs::remove_file(&file);
     loaded.map(drop)
 }
+
+/// A do-nothing XDP program (the SYN proxy object's pass program) on one interface, for as long
+/// as it lives: the kernel target's receive path with XDP on the veth (`--kernel-rx xdp-pass`).
+pub struct PassProgram {
+    // Field order is drop order: the link first.
+    _link: OwnedFd,
+    _object: Arc<SynProxy>,
+}
+
+impl PassProgram {
+    /// Attaches the pass program to `ifname` in the namespace `ns` of `topology`. The SYN proxy
+    /// object is loaded for `served`, which its pass program ignores.
+    pub fn attach(
+        topology: &Topology,
+        ns: &str,
+        ifname: &str,
+        served: SocketAddr,
+    ) -> Result<PassProgram, LabError> {
+        let error = |source| LabError::SynProxy {
+            what: "attaching a pass program to the server veth",
+            source,
+        };
+        let object = Arc::new(SynProxy::load(served).map_err(|e| error(io::Error::other(e)))?);
+        let (program, ifname) = (Arc::clone(&object), ifname.to_owned());
+        let link = topology
+            .spawn_in(ns, move || program.attach_pass(&ifname))
+            .join()
+            .map_err(|_| error(io::Error::other("the attaching thread panicked")))?
+            .map_err(error)?
+            .map_err(|e| error(io::Error::other(e)))?;
+        Ok(PassProgram {
+            _link: link,
+            _object: object,
+        })
+    }
+}
