@@ -27,7 +27,7 @@ fn handshakes() -> Vec<Vec<u8>> {
         for (i, options) in layouts.into_iter().enumerate() {
             for (j, addr) in [
                 format!("198.18.{base}.{i}:4000{i}"),
-                format!("[2001:db8::{base}:{i}]:4100{i}"),
+                format!("[2001:2::{base}:{i}]:4100{i}"),
             ]
             .iter()
             .enumerate()

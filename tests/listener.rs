@@ -305,7 +305,7 @@ fn test_listen_window_scale_above_14_is_taken_as_14() {
 fn test_listen_ipv6_with_vlan_completes_both_paths() {
     for mode in [SyncookiesMode::WhenFull, SyncookiesMode::Always] {
         let mut h = harness(mode);
-        let mut client = Client::new("[2001:db8::77]:50000", 0xffff_fff0, linux_options(5));
+        let mut client = Client::new("[2001:2::77]:50000", 0xffff_fff0, linux_options(5));
         client.link.vlan = Some(0x2064);
         let reply = h.syn_ack(&client);
         let syn_ack = parse_reply(&reply, client.addr);

@@ -15,7 +15,7 @@ use synwall::wire::{
 fn served() -> Endpoints {
     Endpoints::new([
         "198.18.0.1:80".parse().unwrap(),
-        "[2001:db8::1]:80".parse().unwrap(),
+        "[2001:2::1]:80".parse().unwrap(),
     ])
 }
 
@@ -54,14 +54,8 @@ fn etherparse_syn(vlan: Option<u16>) -> Vec<u8> {
             .unwrap(),
         None => builder
             .ipv6(
-                "2001:db8::7"
-                    .parse::<std::net::Ipv6Addr>()
-                    .unwrap()
-                    .octets(),
-                "2001:db8::1"
-                    .parse::<std::net::Ipv6Addr>()
-                    .unwrap()
-                    .octets(),
+                "2001:2::7".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                "2001:2::1".parse::<std::net::Ipv6Addr>().unwrap().octets(),
                 61,
             )
             .tcp(40000, 80, 0xfffffff0, 64240)
@@ -94,10 +88,7 @@ fn test_parse_etherparse_built_ipv4_vlan_syn() {
 fn test_parse_etherparse_built_ipv6_syn() {
     let frame = etherparse_syn(None);
     let repr = ours(&frame);
-    assert_eq!(
-        repr.src,
-        "[2001:db8::7]:40000".parse::<SocketAddr>().unwrap()
-    );
+    assert_eq!(repr.src, "[2001:2::7]:40000".parse::<SocketAddr>().unwrap());
     assert_eq!(repr.link.vlan, None);
     assert_eq!(repr.payload, b"syn data");
 }
@@ -122,7 +113,7 @@ fn test_parse_ignores_ethernet_padding() {
 
 #[test]
 fn test_emit_matches_etherparse_and_writes_exactly_its_length() {
-    for addr in ["198.18.3.4:40000", "[2001:db8::7]:40000"] {
+    for addr in ["198.18.3.4:40000", "[2001:2::7]:40000"] {
         for vlan in [None, Some(7)] {
             let mut client = Client::new(addr, 77, linux_options(5));
             client.link.vlan = vlan;
@@ -330,7 +321,7 @@ fn test_parse_ipv4_fragments_cannot_bypass() {
 
 /// An IPv6 SYN with `header` (an 8-byte extension header, next header TCP) inserted.
 fn ipv6_with_extension(kind: u8, header: [u8; 8]) -> Vec<u8> {
-    let mut frame = frame(&Client::new("[2001:db8::7]:40000", 1, linux_options(1)).syn());
+    let mut frame = frame(&Client::new("[2001:2::7]:40000", 1, linux_options(1)).syn());
     let payload_len = u16::from_be_bytes([frame[IP + 4], frame[IP + 5]]) + 8;
     frame[IP + 4..IP + 6].copy_from_slice(&payload_len.to_be_bytes());
     frame[IP + 6] = kind;

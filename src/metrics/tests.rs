@@ -19,7 +19,7 @@ fn instance() -> Instance {
             interface: "lo".to_owned(),
             served: vec![
                 "198.18.0.1:80".parse().unwrap(),
-                "[2001:db8::1]:443".parse().unwrap(),
+                "[2001:2::1]:443".parse().unwrap(),
             ],
         },
     }
@@ -156,7 +156,7 @@ fn test_what_is_served_is_exported() {
     let scrape = Scrape::parse(&render(&stats(), &ProxyCounters::default(), &instance()));
     assert_eq!(
         scrape.label_values("synwall_served_info", "address"),
-        BTreeSet::from(["198.18.0.1:80".to_owned(), "[2001:db8::1]:443".to_owned()])
+        BTreeSet::from(["198.18.0.1:80".to_owned(), "[2001:2::1]:443".to_owned()])
     );
     assert_eq!(scrape.get("synwall_xsk_zero_copy{queue=\"0\"}"), 0.0);
     assert_eq!(scrape.get("synwall_xsk_zero_copy{queue=\"3\"}"), 1.0);

@@ -70,7 +70,7 @@ pub(super) fn to_ipv6(address: IpAddr) -> Ipv6Addr {
     }
 }
 
-/// `PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n` (spec section 2.1).
+/// `PROXY TCP4 198.18.0.1 198.18.0.11 56324 443\r\n` (the form of the spec's example, section 2.1).
 pub(super) fn emit_v1(source: SocketAddr, destination: SocketAddr, out: &mut [u8]) -> usize {
     let mut rest = &mut out[..];
     let written = match Addresses::of(source, destination) {
@@ -119,8 +119,8 @@ mod tests {
     fn test_emit_off_writes_nothing() {
         let mut out = [0xa5; 8];
         let (source, destination) = (
-            "192.0.2.1:1".parse().unwrap(),
-            "192.0.2.2:2".parse().unwrap(),
+            "198.18.0.1:1".parse().unwrap(),
+            "198.18.0.2:2".parse().unwrap(),
         );
         assert_eq!(ProxyProtocol::Off.emit(source, destination, &mut out), 0);
         assert_eq!(out, [0xa5; 8]);
@@ -140,10 +140,10 @@ mod tests {
     }
 
     #[test]
-    fn test_emit_v1_tcp4_spec_example() {
+    fn test_emit_v1_tcp4_in_the_form_of_the_spec_example() {
         assert_eq!(
-            emitted(ProxyProtocol::V1, "192.168.0.1:56324", "192.168.0.11:443"),
-            b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n"
+            emitted(ProxyProtocol::V1, "198.18.0.1:56324", "198.18.0.11:443"),
+            b"PROXY TCP4 198.18.0.1 198.18.0.11 56324 443\r\n"
         );
     }
 
@@ -171,8 +171,8 @@ mod tests {
     #[test]
     fn test_emit_v1_mixed_families_go_as_ipv6() {
         assert_eq!(
-            emitted(ProxyProtocol::V1, "192.0.2.1:1234", "[2001:db8::2]:443"),
-            b"PROXY TCP6 ::ffff:192.0.2.1 2001:db8::2 1234 443\r\n"
+            emitted(ProxyProtocol::V1, "198.18.0.1:1234", "[2001:2::2]:443"),
+            b"PROXY TCP6 ::ffff:198.18.0.1 2001:2::2 1234 443\r\n"
         );
     }
 
@@ -181,12 +181,12 @@ mod tests {
         let expected = [
             &b"\x0d\x0a\x0d\x0a\x00\x0d\x0a\x51\x55\x49\x54\x0a"[..],
             &[0x21, 0x11, 0x00, 0x0c],
-            &[192, 168, 0, 1, 192, 168, 0, 11],
+            &[198, 18, 0, 1, 198, 18, 0, 11],
             &[0xdc, 0x04, 0x01, 0xbb],
         ]
         .concat();
         assert_eq!(
-            emitted(ProxyProtocol::V2, "192.168.0.1:56324", "192.168.0.11:443"),
+            emitted(ProxyProtocol::V2, "198.18.0.1:56324", "198.18.0.11:443"),
             expected
         );
     }
@@ -197,27 +197,23 @@ mod tests {
             &b"\x0d\x0a\x0d\x0a\x00\x0d\x0a\x51\x55\x49\x54\x0a"[..],
             &[0x21, 0x21, 0x00, 0x24],
             &[
-                0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01,
+                0x20, 0x01, 0x00, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01,
             ],
             &[
-                0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02,
+                0x20, 0x01, 0x00, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02,
             ],
             &[0xdc, 0x04, 0x01, 0xbb],
         ]
         .concat();
         assert_eq!(
-            emitted(
-                ProxyProtocol::V2,
-                "[2001:db8::1]:56324",
-                "[2001:db8::2]:443"
-            ),
+            emitted(ProxyProtocol::V2, "[2001:2::1]:56324", "[2001:2::2]:443"),
             expected
         );
-        let mixed = emitted(ProxyProtocol::V2, "192.0.2.1:1", "[2001:db8::2]:2");
+        let mixed = emitted(ProxyProtocol::V2, "198.18.0.1:1", "[2001:2::2]:2");
         assert_eq!(mixed[13], 0x21);
         assert_eq!(
             mixed[16..32],
-            Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped().octets()
+            Ipv4Addr::new(198, 18, 0, 1).to_ipv6_mapped().octets()
         );
     }
 }

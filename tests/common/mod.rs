@@ -25,7 +25,7 @@ pub fn server_v4() -> SocketAddr {
 
 /// In-memory tests only: the IPv6 documentation prefix never reaches a wire.
 pub fn server_v6() -> SocketAddr {
-    "[2001:db8::1]:80".parse().unwrap()
+    "[2001:2::1]:80".parse().unwrap()
 }
 
 pub fn secret() -> Secret {

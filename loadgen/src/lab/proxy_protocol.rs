@@ -129,8 +129,8 @@ mod tests {
         };
         let source: IpAddr = Ipv4Addr::new(198, 18, 200, 7).into();
         assert_eq!(parse_proxy_header(v1), parsed(v1.len() - 3, source));
-        let v1_tcp6 = b"PROXY TCP6 2001:db8::1 2001:db8::2 40000 80\r\n";
-        let source_v6: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let v1_tcp6 = b"PROXY TCP6 2001:2::1 2001:2::2 40000 80\r\n";
+        let source_v6: Ipv6Addr = "2001:2::1".parse().unwrap();
         assert_eq!(
             parse_proxy_header(v1_tcp6),
             parsed(v1_tcp6.len(), source_v6.into())
@@ -170,7 +170,7 @@ mod tests {
         let malformed = |bytes: &[u8]| parse_proxy_header(bytes) == ProxyHeader::Malformed;
         assert!(malformed(GET_10));
         assert!(malformed(b"PROXY TCP4 198.18.0.2 198.18.0.1 40000\r\n"));
-        assert!(malformed(b"PROXY TCP4 2001:db8::1 198.18.0.1 1 2\r\n"));
+        assert!(malformed(b"PROXY TCP4 2001:2::1 198.18.0.1 1 2\r\n"));
         assert!(malformed(b"PROXY TCP4 198.18.0.2 198.18.0.1 1 70000\r\n"));
         assert!(malformed(b"PROXY TCP4 198.18.0.2 198.18.0.1 1 2 3\r\n"));
         assert!(malformed(b"PROXY UDP4 198.18.0.2 198.18.0.1 1 2\r\n"));

@@ -96,7 +96,7 @@ pub(super) fn client(byte: u8) -> (SocketAddr, SocketAddr) {
     let (ip, server) = if byte & 0x10 == 0 {
         (IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1 + host)), SERVER_V4)
     } else {
-        let ip = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1 + u16::from(host));
+        let ip = Ipv6Addr::new(0x2001, 0x2, 0, 1, 0, 0, 0, 1 + u16::from(host));
         (IpAddr::V6(ip), SERVER_V6)
     };
     let server_port = if byte & 0x20 == 0 { 80 } else { 81 };

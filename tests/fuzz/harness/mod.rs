@@ -22,7 +22,7 @@
 //!
 //! # `listener_frames`
 //!
-//! The input is a script for one [`Listener`] serving `198.18.0.1:80` and `[2001:db8::1]:80`
+//! The input is a script for one [`Listener`] serving `198.18.0.1:80` and `[2001:2::1]:80`
 //! with an 8-entry SYN queue, 2 SYN-ACK retransmissions, 4 pending handoffs, 1500 held bytes and
 //! a 2 s handoff timeout. Its first byte sets the rest of the configuration: bits 0-1 the
 //! syncookies mode (0 never, 2 always, else when full), bit 2 `abort_on_overflow`, bits 3, 4
@@ -76,7 +76,7 @@ pub use wire_parse::wire_parse;
 pub(crate) const SERVER_V4: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 80));
 pub(crate) const SERVER_V6: SocketAddr = SocketAddr::V6(SocketAddrV6::new(
-    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+    Ipv6Addr::new(0x2001, 0x2, 0, 0, 0, 0, 0, 1),
     80,
     0,
     0,
