@@ -71,23 +71,16 @@ impl XdpSynProxyPeer {
         }
         let proxy = SynProxy::load(served).map_err(io::Error::other);
         let proxy = Arc::new(proxy.map_err(error("loading its programs"))?);
-        let attach = |ns: &str, ifname: &str, pass: bool| {
-            let (proxy, ifname) = (Arc::clone(&proxy), ifname.to_owned());
-            topology
-                .spawn_in(ns, move || -> Result<OwnedFd, XdpError> {
-                    if pass {
-                        proxy.attach_pass(&ifname)
-                    } else {
-                        proxy.attach(&ifname)
-                    }
-                })
-                .join()
-                .map_err(|_| io::Error::other("the attaching thread panicked"))?
-                .and_then(|attached| attached.map_err(io::Error::other))
-        };
-        let server_link = attach(&topology.server_ns, &topology.server_if, false)
-            .map_err(error("attaching the proxy to the server veth"))?;
-        let client_link = attach(&topology.client_ns, &topology.client_if, true)
+        let (server, client) = (&topology.server_ns, &topology.client_ns);
+        let server_link = attach_in(
+            topology,
+            server,
+            &topology.server_if,
+            &proxy,
+            Program::Proxy,
+        )
+        .map_err(error("attaching the proxy to the server veth"))?;
+        let client_link = attach_in(topology, client, &topology.client_if, &proxy, Program::Pass)
             .map_err(error("attaching the pass program to the client veth"))?;
         Ok(XdpSynProxyPeer {
             _links: [server_link, client_link],
@@ -149,21 +142,47 @@ impl PassProgram {
         ifname: &str,
         served: SocketAddr,
     ) -> Result<PassProgram, LabError> {
-        let error = |source| LabError::SynProxy {
+        let attached = SynProxy::load(served)
+            .map_err(io::Error::other)
+            .map(Arc::new)
+            .and_then(|object| {
+                let link = attach_in(topology, ns, ifname, &object, Program::Pass)?;
+                Ok(PassProgram {
+                    _link: link,
+                    _object: object,
+                })
+            });
+        attached.map_err(|source| LabError::SynProxy {
             what: "attaching a pass program to the server veth",
             source,
-        };
-        let object = Arc::new(SynProxy::load(served).map_err(|e| error(io::Error::other(e)))?);
-        let (program, ifname) = (Arc::clone(&object), ifname.to_owned());
-        let link = topology
-            .spawn_in(ns, move || program.attach_pass(&ifname))
-            .join()
-            .map_err(|_| error(io::Error::other("the attaching thread panicked")))?
-            .map_err(error)?
-            .map_err(|e| error(io::Error::other(e)))?;
-        Ok(PassProgram {
-            _link: link,
-            _object: object,
         })
     }
+}
+
+/// One of the SYN proxy object's two programs.
+#[derive(Clone, Copy)]
+enum Program {
+    Proxy,
+    Pass,
+}
+
+/// Attaches `program` of `object` to `ifname`, from a thread in the namespace `ns`.
+fn attach_in(
+    topology: &Topology,
+    ns: &str,
+    ifname: &str,
+    object: &Arc<SynProxy>,
+    program: Program,
+) -> io::Result<OwnedFd> {
+    let (object, ifname) = (Arc::clone(object), ifname.to_owned());
+    topology
+        .spawn_in(ns, move || -> Result<OwnedFd, XdpError> {
+            match program {
+                Program::Proxy => object.attach(&ifname),
+                Program::Pass => object.attach_pass(&ifname),
+            }
+        })
+        .join()
+        .map_err(|_| io::Error::other("the attaching thread panicked"))?
+        .and_then(|attached| attached.map_err(io::Error::other))
 }
