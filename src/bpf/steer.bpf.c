@@ -391,12 +391,18 @@ __noinline int kernel_cookie(struct xdp_md *ctx, __u32 ip_offset, __u32 tcp_offs
  * recorded expects exactly these numbers, and the completion program has not
  * refused it (a refused handshake completes in user space).
  */
+/* Whether `th` can end a handshake: ACK set, neither SYN nor RST. */
+static __always_inline int is_handshake_ack(const struct tcphdr *th)
+{
+	return th->ack && !th->syn && !th->rst;
+}
+
 static __always_inline int kernel_completes(const struct tcphdr *th,
 					    struct bpf_sock_tuple *tuple, int plain_layout)
 {
 	struct kernel_handshake *entry;
 
-	if (!plain_layout || !th->ack || th->syn || th->rst)
+	if (!plain_layout || !is_handshake_ack(th))
 		return 0;
 	entry = bpf_map_lookup_elem(&kernel_handshakes, tuple);
 	return entry && entry->seq == th->seq && entry->ack == th->ack_seq && entry->status >= 0;
@@ -465,8 +471,8 @@ static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, __u32 ip_of
 
 		if (kernel_completes(&th, tuple, plain))
 			return VERDICT_KERNEL_COMPLETES;
-		if (state == BPF_TCP_LISTEN && (flags & SERVED_KERNEL_FIRST) && th.ack &&
-		    !th.syn && !th.rst && kernel_cookie(ctx, ip_offset, offset, tuple, is_ipv4))
+		if (state == BPF_TCP_LISTEN && (flags & SERVED_KERNEL_FIRST) && is_handshake_ack(&th) &&
+		    kernel_cookie(ctx, ip_offset, offset, tuple, is_ipv4))
 			return VERDICT_KERNEL_COOKIE;
 		return VERDICT_XSK;
 	}

@@ -128,8 +128,7 @@ fn render_steering(out: &mut Exposition, steering: SteerCounters) {
          kernel_answers (a SYN the service's own listener answers, its SYN queue having room, \
          answer-syns = kernel-first), kernel_cookies (an ACK carrying a syncookie the service's \
          own listener sent, which the kernel completes, answer-syns = kernel-first), \
-         dropped_no_socket (for a served port, on an rx queue \
-         without an AF_XDP socket).",
+         dropped_no_socket (for a served port, on an rx queue without an AF_XDP socket).",
     );
     // Every field, by name: a new verdict of the program does not go unexported.
     let SteerCounters {
