@@ -116,34 +116,41 @@ impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
         if let Some(kernel) = kernel.as_mut() {
             kernel.retire(now, listener);
         }
-        let received = device.receive(*budget, |rx, tx| {
-            let verdict = match listener.handle_frame(now, rx, tx) {
-                Verdict::Accepted(accepted) => match inline.as_mut() {
-                    Some(inline) => {
-                        if !inline.hand_off(&accepted) {
-                            listener.handle_handoff_failed(&accepted, tx)
-                        } else {
-                            // The kernel acknowledges the early data itself.
-                            let done = listener.handle_handoff_complete(now, &accepted, false, tx);
-                            local.deliver_all(&done.reinject);
-                            done.ack
+        let received = device.receive_batches(*budget, |frames, lender| {
+            listener.handle_batch(now, frames, |batch| {
+                for (index, rx) in frames.iter().enumerate() {
+                    lender.lend(&mut |tx| {
+                        let verdict = match batch.handle(index, tx) {
+                            Verdict::Accepted(accepted) => match inline.as_mut() {
+                                Some(inline) => {
+                                    if !inline.hand_off(&accepted) {
+                                        batch.handle_handoff_failed(&accepted, tx)
+                                    } else {
+                                        // The kernel acknowledges the early data itself.
+                                        let done =
+                                            batch.handle_handoff_complete(&accepted, false, tx);
+                                        local.deliver_all(&done.reinject);
+                                        done.ack
+                                    }
+                                }
+                                None => match accept.try_push(accepted) {
+                                    Ok(()) => return None,
+                                    Err(accepted) => batch.handle_accept_overflow(accepted, tx),
+                                },
+                            },
+                            verdict => verdict,
+                        };
+                        match verdict {
+                            Verdict::Transmit(len) => Some(len),
+                            Verdict::Reinject(range) => {
+                                local.deliver(&rx[range]);
+                                None
+                            }
+                            _ => None,
                         }
-                    }
-                    None => match accept.try_push(accepted) {
-                        Ok(()) => return None,
-                        Err(accepted) => listener.handle_accept_overflow(now, accepted, tx),
-                    },
-                },
-                verdict => verdict,
-            };
-            match verdict {
-                Verdict::Transmit(len) => Some(len),
-                Verdict::Reinject(range) => {
-                    local.deliver(&rx[range]);
-                    None
+                    });
                 }
-                _ => None,
-            }
+            })
         })?;
         if let Some(kernel) = kernel.as_mut() {
             kernel.expect(now, listener);

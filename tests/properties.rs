@@ -87,14 +87,14 @@ fn flip_port(addr: SocketAddr, bit: usize) -> SocketAddr {
 proptest! {
     #[test]
     fn prop_cookie_round_trip(input in cookie_input(), mss in any::<u16>()) {
-        let jar = jar();
+        let mut jar = jar();
         let cookie = jar.encode(&input, mss);
         prop_assert_eq!(jar.check(&input, cookie), Some(jar.encoded_mss(input.local, mss)));
     }
 
     #[test]
     fn prop_cookie_rejects_any_single_bit_flip(input in cookie_input(), mss in any::<u16>(), bit in 0usize..128) {
-        let jar = jar();
+        let mut jar = jar();
         let cookie = jar.encode(&input, mss);
         let mut variants = vec![
             (CookieInput { local: flip_ip(input.local, bit), ..input }, cookie),

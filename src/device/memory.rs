@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
-use super::{FrameIo, LocalDelivery, MIN_TX_FRAME};
+use super::{FrameIo, LocalDelivery, MAX_RX_BATCH, MIN_TX_FRAME, TxLender};
 
 struct Frame {
     buf: Box<[u8]>,
@@ -19,6 +19,8 @@ pub struct MemoryDevice {
     rx: VecDeque<Frame>,
     tx: VecDeque<Frame>,
     free: Vec<Frame>,
+    /// The frames of the batch being received.
+    batch: Vec<Frame>,
 }
 
 impl MemoryDevice {
@@ -33,6 +35,7 @@ impl MemoryDevice {
                     len: 0,
                 })
                 .collect(),
+            batch: Vec::with_capacity(MAX_RX_BATCH),
         }
     }
 
@@ -71,29 +74,25 @@ impl MemoryDevice {
 }
 
 impl FrameIo for MemoryDevice {
-    fn receive<F>(&mut self, budget: usize, mut on_frame: F) -> io::Result<usize>
+    fn receive_batches<F>(&mut self, budget: usize, mut on_batch: F) -> io::Result<usize>
     where
-        F: FnMut(&[u8], &mut [u8]) -> Option<usize>,
+        F: FnMut(&[&[u8]], &mut dyn TxLender),
     {
         let mut received = 0;
-        while received < budget {
-            let Some(rx) = self.rx.pop_front() else {
-                break;
-            };
-            received += 1;
-            match self.free.pop() {
-                Some(mut tx) => match on_frame(&rx.buf[..rx.len], &mut tx.buf) {
-                    Some(len) => {
-                        tx.len = len;
-                        self.tx.push_back(tx);
-                    }
-                    None => self.free.push(tx),
-                },
-                None => {
-                    let _ = on_frame(&rx.buf[..rx.len], &mut []);
-                }
+        while received < budget && !self.rx.is_empty() {
+            let count = (budget - received).min(MAX_RX_BATCH).min(self.rx.len());
+            self.batch.extend(self.rx.drain(..count));
+            let mut frames: [&[u8]; MAX_RX_BATCH] = [&[]; MAX_RX_BATCH];
+            for (slot, frame) in frames.iter_mut().zip(&self.batch) {
+                *slot = &frame.buf[..frame.len];
             }
-            self.free.push(rx);
+            let mut lender = MemoryLender {
+                free: &mut self.free,
+                tx: &mut self.tx,
+            };
+            on_batch(&frames[..count], &mut lender);
+            self.free.append(&mut self.batch);
+            received += count;
         }
         Ok(received)
     }
@@ -131,6 +130,28 @@ impl FrameIo for MemoryDevice {
 #[derive(Debug, Default)]
 pub struct MemoryDelivery {
     pub delivered: Vec<Vec<u8>>,
+}
+
+/// Lends the free buffers of a [`MemoryDevice`].
+struct MemoryLender<'a> {
+    free: &'a mut Vec<Frame>,
+    tx: &'a mut VecDeque<Frame>,
+}
+
+impl TxLender for MemoryLender<'_> {
+    fn lend(&mut self, fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>) {
+        let Some(mut tx) = self.free.pop() else {
+            let _ = fill(&mut []);
+            return;
+        };
+        match fill(&mut tx.buf) {
+            Some(len) => {
+                tx.len = len;
+                self.tx.push_back(tx);
+            }
+            None => self.free.push(tx),
+        }
+    }
 }
 
 impl LocalDelivery for MemoryDelivery {

@@ -1,8 +1,9 @@
 //! Frame devices: the narrow, batched I/O boundary between the sans-IO listener and a NIC.
 //!
-//! A [`FrameIo`] hands received Ethernet frames to a callback together with a buffer for at
-//! most one reply, and sends frames produced by another callback. Frames are only borrowed for
-//! the duration of a callback, so a frame is always owned in exactly one place: the device.
+//! A [`FrameIo`] hands received Ethernet frames to a callback a batch at a time, with a
+//! [`TxLender`] that lends a buffer for at most one reply per frame, and sends frames produced
+//! by another callback. Frames are only borrowed for the duration of a callback, so a frame is
+//! always owned in exactly one place: the device.
 //!
 //! Implementations:
 //! - [`memory::MemoryDevice`]: an in-memory device for tests, simulations and benchmarks.
@@ -27,13 +28,26 @@ pub const MIN_TX_FRAME: usize = 2048;
 /// Every method is bounded: at most `budget` frames per call, never blocking except in
 /// [`FrameIo::wait`].
 pub trait FrameIo {
-    /// Receives up to `budget` frames. For each, calls `on_frame(rx, tx)`: `rx` is the received
-    /// frame, `tx` a buffer for one reply (at least [`MIN_TX_FRAME`] bytes, or empty when no
-    /// transmit buffer is free right now). Returning `Some(n)` queues the first `n` bytes of `tx`
-    /// for transmission. Returns the number of frames received.
-    fn receive<F>(&mut self, budget: usize, on_frame: F) -> io::Result<usize>
+    /// Receives up to `budget` frames, in batches of at most [`MAX_RX_BATCH`]. For each batch,
+    /// calls `on_batch(frames, tx)`; the callback may lend one reply buffer per frame from `tx`.
+    /// Returns the number of frames received.
+    fn receive_batches<F>(&mut self, budget: usize, on_batch: F) -> io::Result<usize>
     where
-        F: FnMut(&[u8], &mut [u8]) -> Option<usize>;
+        F: FnMut(&[&[u8]], &mut dyn TxLender);
+
+    /// Receives up to `budget` frames one at a time. For each, calls `on_frame(rx, tx)`: `rx` is
+    /// the received frame, `tx` a buffer for one reply, lent as [`TxLender::lend`] does.
+    /// Returns the number of frames received.
+    fn receive<F>(&mut self, budget: usize, mut on_frame: F) -> io::Result<usize>
+    where
+        F: FnMut(&[u8], &mut [u8]) -> Option<usize>,
+    {
+        self.receive_batches(budget, |frames, tx| {
+            for frame in frames {
+                tx.lend(&mut |buffer| on_frame(frame, buffer));
+            }
+        })
+    }
 
     /// Sends up to `budget` frames, each written by `fill(tx)` into a free transmit buffer;
     /// stops early when `fill` returns `None` or no buffer is free. Returns the number queued.
@@ -47,6 +61,17 @@ pub trait FrameIo {
     /// Blocks until a frame may be ready to receive, or `timeout` passes. Returns whether
     /// frames may be ready.
     fn wait(&mut self, timeout: Duration) -> io::Result<bool>;
+}
+
+/// The most frames a device hands over in one batch ([`FrameIo::receive_batches`]).
+pub const MAX_RX_BATCH: usize = 64;
+
+/// Lends transmit buffers to the frames of a received batch.
+pub trait TxLender {
+    /// Calls `fill(tx)` with a free transmit buffer of at least [`MIN_TX_FRAME`] bytes, or an
+    /// empty one when none is free right now (its reply cannot be sent). Returning `Some(n)`
+    /// queues the first `n` bytes of `tx` for transmission.
+    fn lend(&mut self, fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>);
 }
 
 /// Ends a device's [`FrameIo::wait`] early, from any thread: work arrived that the waiting

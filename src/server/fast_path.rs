@@ -19,7 +19,7 @@ use crate::shard::Shard;
 use crate::shutdown::Shutdown;
 use crate::sys::inject::RawInjector;
 use crate::sys::native::NativeHandoff;
-use crate::sys::{SteeringProgram, TAKEOVER_HOLD, XdpDevice, XskStatistics, affinity};
+use crate::sys::{SteeringProgram, TAKEOVER_HOLD, XdpDevice, XskStatistics, affinity, sha256};
 
 use super::{ServerConfig, ServerError, ShardHandle};
 
@@ -80,7 +80,10 @@ impl FastPath {
             let injector =
                 RawInjector::new().map_err(|source| ServerError::RawSocket { source })?;
             let keys = KeyRing::new(secret, config.key_period, unix_time());
-            let mut listener = Listener::new(config.listener.clone(), keys, Instant::now())?;
+            let (lanes, lanes_name) = sha256::fastest();
+            tracing::info!(queue, "cookie MACs: a batch at a time, {lanes_name}");
+            let mut listener = Listener::new(config.listener.clone(), keys, Instant::now())?
+                .with_sha256_lanes(lanes);
             if config.secret.is_some() {
                 // A given secret is shared (a fleet, or this host before a restart): handshakes
                 // begun elsewhere may end here.

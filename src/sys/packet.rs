@@ -24,7 +24,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{XdpError, interface_index, interface_request, set_option};
-use crate::device::{FrameIo, MIN_TX_FRAME};
+use crate::device::{FrameIo, MAX_RX_BATCH, MIN_TX_FRAME, TxLender};
 
 /// Bytes per slot of either pool: every frame a [`FrameIo`] user may write, and an Ethernet
 /// frame of a 1500-byte MTU with room to spare.
@@ -32,6 +32,8 @@ const SLOT_LEN: usize = MIN_TX_FRAME;
 /// The most messages passed to one `sendmmsg`/`recvmmsg` call (the header arrays live on the
 /// stack).
 const MMSG_CHUNK: usize = 64;
+// A `recvmmsg` fills at most one receive batch.
+const _: () = assert!(MMSG_CHUNK <= MAX_RX_BATCH);
 
 // From linux/if_packet.h.
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
@@ -281,31 +283,49 @@ impl AsRawFd for PacketSocket {
     }
 }
 
+/// Lends the free transmit slots of a [`PacketSocket`].
+struct PacketLender<'a> {
+    tx_slots: &'a mut [u8],
+    tx_lens: &'a mut Vec<usize>,
+    batch: usize,
+}
+
+impl TxLender for PacketLender<'_> {
+    fn lend(&mut self, fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>) {
+        if PacketSocket::lend(self.tx_slots, self.tx_lens, self.batch, &mut *fill).is_none() {
+            // No transmit slot free: the callback gets an empty buffer.
+            let _ = fill(&mut []);
+        }
+    }
+}
+
 impl FrameIo for PacketSocket {
-    fn receive<F>(&mut self, budget: usize, mut on_frame: F) -> io::Result<usize>
+    fn receive_batches<F>(&mut self, budget: usize, mut on_batch: F) -> io::Result<usize>
     where
-        F: FnMut(&[u8], &mut [u8]) -> Option<usize>,
+        F: FnMut(&[&[u8]], &mut dyn TxLender),
     {
         if self.rx_slots.is_empty() {
             return Ok(0);
         }
         let mut received = 0;
         while received < budget {
-            let want = budget - received;
+            let want = (budget - received).min(MAX_RX_BATCH);
             let got = self.receive_batch(want)?;
-            for slot in 0..got {
-                let Some(len) = self.rx_lens[slot] else {
-                    continue;
-                };
-                let rx = &self.rx_slots[slot * SLOT_LEN..slot * SLOT_LEN + len];
-                let lent = Self::lend(&mut self.tx_slots, &mut self.tx_lens, self.batch, |tx| {
-                    on_frame(rx, tx)
-                });
-                if lent.is_none() {
-                    // No transmit slot free: the callback gets an empty buffer.
-                    let _ = on_frame(rx, &mut []);
+            let mut frames: [&[u8]; MAX_RX_BATCH] = [&[]; MAX_RX_BATCH];
+            let mut count = 0;
+            for (slot, len) in self.rx_lens.iter().enumerate() {
+                // A truncated frame is skipped.
+                if let Some(len) = len {
+                    frames[count] = &self.rx_slots[slot * SLOT_LEN..slot * SLOT_LEN + len];
+                    count += 1;
                 }
             }
+            let mut lender = PacketLender {
+                tx_slots: &mut self.tx_slots,
+                tx_lens: &mut self.tx_lens,
+                batch: self.batch,
+            };
+            on_batch(&frames[..count], &mut lender);
             received += got;
             if got < want.min(self.batch).min(MMSG_CHUNK) {
                 break;

@@ -35,14 +35,14 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 use super::error::XdpError;
 use super::interface_index;
 use super::wakeup::{Wakeup, poll_readable};
-use crate::device::{FrameIo, MIN_TX_FRAME, Wake};
+use crate::device::{FrameIo, MAX_RX_BATCH, MIN_TX_FRAME, TxLender, Wake};
 use bind::{Bound, bind_when_free};
 use tx_frames::TxFrames;
 
 /// The headroom the kernel reserves in front of every frame's packet data.
 const XDP_HEADROOM: u32 = libxdp_sys::XDP_PACKET_HEADROOM;
-/// The most frames taken off a ring in one go.
-const BATCH: usize = 64;
+/// The most frames taken off a ring in one go: a batch for the listener.
+const BATCH: usize = MAX_RX_BATCH;
 /// Copy-mode transmit handles at most this many descriptors per `sendto()`.
 const COPY_MODE_TX_BATCH: usize = 32;
 
@@ -322,10 +322,26 @@ impl AsRawFd for XdpDevice {
     }
 }
 
+/// Lends the free transmit frames of an [`XdpDevice`].
+struct XdpLender<'a> {
+    tx_frames: &'a mut TxFrames,
+    umem: &'a Umem,
+}
+
+impl TxLender for XdpLender<'_> {
+    fn lend(&mut self, fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>) {
+        if self.tx_frames.lend(self.umem, &mut *fill).is_none() {
+            // No transmit frame free: the callback gets an empty buffer, and whatever it
+            // answers cannot be sent.
+            let _ = fill(&mut []);
+        }
+    }
+}
+
 impl FrameIo for XdpDevice {
-    fn receive<F>(&mut self, budget: usize, mut on_frame: F) -> io::Result<usize>
+    fn receive_batches<F>(&mut self, budget: usize, mut on_batch: F) -> io::Result<usize>
     where
-        F: FnMut(&[u8], &mut [u8]) -> Option<usize>,
+        F: FnMut(&[&[u8]], &mut dyn TxLender),
     {
         if self.tx_frames.free.is_empty() {
             self.tx_frames.reclaim(&mut self.comp);
@@ -336,17 +352,17 @@ impl FrameIo for XdpDevice {
             // SAFETY: the rx ring hands over frames of this UMEM; they are the callback's to
             // read until the batch goes back on the fill ring below.
             let got = unsafe { self.rx.consume(&mut self.rx_batch[..want]) };
-            for index in 0..got {
+            let mut frames: [&[u8]; BATCH] = [&[]; BATCH];
+            for (frame, desc) in frames.iter_mut().zip(&self.rx_batch[..got]) {
                 // SAFETY: the kernel does not write a frame between handing it over on the rx
                 // ring and getting it back on the fill ring; no mutable slice of it exists.
-                let rx = unsafe { self.umem.data(&self.rx_batch[index]) }.contents();
-                let lent = self.tx_frames.lend(&self.umem, |tx| on_frame(rx, tx));
-                if lent.is_none() {
-                    // No transmit frame free: the callback gets an empty buffer, and whatever
-                    // it answers cannot be sent.
-                    let _ = on_frame(rx, &mut []);
-                }
+                *frame = unsafe { self.umem.data(desc) }.contents();
             }
+            let mut lender = XdpLender {
+                tx_frames: &mut self.tx_frames,
+                umem: &self.umem,
+            };
+            on_batch(&frames[..got], &mut lender);
             // SAFETY: the batch came off the rx ring above and no slice of it is alive; the
             // fill ring has room for every receive frame, so all of it goes back.
             let returned = unsafe { self.fill.produce(&self.rx_batch[..got]) };

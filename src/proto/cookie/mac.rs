@@ -1,25 +1,74 @@
 //! HMAC-SHA256 (RFC 2104) of short messages, from pre-keyed states: the per-packet MAC.
 //!
 //! A pre-keyed HMAC is two SHA-256 states, after compressing `key ⊕ ipad` and `key ⊕ opad`.
-//! A cookie message (at most 42 bytes) fits one padded block, so a MAC is exactly two calls of
-//! `sha2::block_api::compress256` (SHA-NI when the CPU has it) on 32-byte state copies. The
-//! `hmac` crate computes the same value (a test checks it on random keys and messages) but clones
-//! and wipes ~200 bytes of buffered state per use, which costs about 60 ns per SYN, a third of the
-//! budget. The states are zeroized on drop.
+//! A cookie message (at most 42 bytes) fits one padded block, so a MAC is exactly two SHA-256
+//! compressions on 32-byte state copies. The `hmac` crate computes the same value (a test checks
+//! it on random keys and messages) but clones and wipes ~200 bytes of buffered state per use,
+//! which costs about 60 ns per SYN, a third of the budget. The states are zeroized on drop.
+//!
+//! One MAC at a time ([`PrekeyedMac::tag32_of`]) runs `sha2`'s compression (SHA-NI when the CPU
+//! has it), whose rounds wait on each other. The MACs of a batch of frames are independent, so
+//! [`tags32`] hands them all to a [`Sha256Lanes`] at once: an implementation that interleaves
+//! them (SIMD lanes, or the SHA instructions of several messages in flight) finishes a batch in
+//! a fraction of the time. This crate has [`OneAtATime`]; the CPU-specific ones live where
+//! `unsafe` may (synwall's `sys::sha256`).
 
 use sha2::block_api::compress256;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-/// The longest message [`PrekeyedMac::tag`] takes: one block minus padding and length.
+/// The longest message one block takes: a block minus padding and length.
 const MAX_MESSAGE: usize = 64 - 1 - 8;
+
+/// A SHA-256 message block.
+pub type Block = [u8; BLOCK];
+/// A SHA-256 chaining state.
+pub type State = [u32; 8];
 
 const BLOCK: usize = 64;
 const IPAD: u8 = 0x36;
 const OPAD: u8 = 0x5c;
 /// SHA-256's initial hash value (FIPS 180-4 §5.3.3).
-const SHA256_IV: [u32; 8] = [
+const SHA256_IV: State = [
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 ];
+
+/// HMAC-SHA256 of many one-block messages at once, from pre-keyed states.
+pub trait Sha256Lanes: Send + Sync {
+    /// For every `i`: the inner state `inner[i]` compresses the padded message block
+    /// `blocks[i]`, the outer state `outer[i]` compresses the inner digest ([`outer_block`]), and
+    /// `tags[i]` is the first word of the result: the first 4 bytes of the MAC, big-endian. The
+    /// four slices have one entry per message (the same length).
+    fn hmac_first_words(
+        &self,
+        inner: &[State],
+        outer: &[State],
+        blocks: &[Block],
+        tags: &mut [u32],
+    );
+}
+
+/// One compression after the other, with the `sha2` crate: what every CPU can run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OneAtATime;
+
+impl Sha256Lanes for OneAtATime {
+    fn hmac_first_words(
+        &self,
+        inner: &[State],
+        outer: &[State],
+        blocks: &[Block],
+        tags: &mut [u32],
+    ) {
+        for (((inner, outer), block), tag) in inner.iter().zip(outer).zip(blocks).zip(tags) {
+            let mut state = *inner;
+            compress256(&mut state, std::slice::from_ref(block));
+            let digest = outer_block(&state);
+            state = *outer;
+            compress256(&mut state, &[digest]);
+            *tag = state[0];
+        }
+    }
+}
 
 /// HMAC-SHA256 keyed once, for messages of at most [`MAX_MESSAGE`] bytes.
 #[derive(Zeroize, ZeroizeOnDrop)]
@@ -55,34 +104,82 @@ impl PrekeyedMac {
     /// If `message` is longer than [`MAX_MESSAGE`].
     #[cfg(test)]
     pub(crate) fn tag32(&self, message: &[u8]) -> u32 {
-        self.tag32_with(|block| {
-            block[..message.len()].copy_from_slice(message);
-            message.len()
-        })
+        self.tag32_of(&test_block(message))
     }
 
-    /// Like [`PrekeyedMac::tag32`], for a message that `write` puts straight into the zeroed
-    /// block it is given (returning its length), saving a copy on the per-packet path.
-    ///
-    /// # Panics
-    /// If the length returned is above [`MAX_MESSAGE`].
-    pub(crate) fn tag32_with(&self, write: impl FnOnce(&mut [u8; BLOCK]) -> usize) -> u32 {
-        let mut block = [[0u8; BLOCK]];
-        let len = write(&mut block[0]);
-        assert!(len <= MAX_MESSAGE, "message longer than one block");
-        finish_block(&mut block[0], len, BLOCK + len);
-        let mut inner = self.inner;
-        compress256(&mut inner, &block);
-
-        let mut block = [[0u8; BLOCK]];
-        for (chunk, word) in block[0].chunks_exact_mut(4).zip(inner) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
-        finish_block(&mut block[0], 32, BLOCK + 32);
-        let mut outer = self.outer;
-        compress256(&mut outer, &block);
-        outer[0]
+    /// The first 4 bytes of the MAC of the message in `block` (see [`write_message_block`]).
+    pub(crate) fn tag32_of(&self, block: &Block) -> u32 {
+        let mut tag = [0];
+        OneAtATime.hmac_first_words(
+            &[self.inner],
+            &[self.outer],
+            std::slice::from_ref(block),
+            &mut tag,
+        );
+        tag[0]
     }
+}
+
+/// Writes the inner hash's block of a message into a zeroed `block`: `write` puts the message
+/// straight in (returning its length), one copy less on the per-packet path; then the padding.
+///
+/// # Panics
+/// If the length returned is above [`MAX_MESSAGE`].
+pub(crate) fn write_message_block(block: &mut Block, write: impl FnOnce(&mut Block) -> usize) {
+    let len = write(block);
+    assert!(len <= MAX_MESSAGE, "message longer than one block");
+    finish_block(block, len, BLOCK + len);
+}
+
+/// The inner hash's block of `message`.
+#[cfg(test)]
+fn test_block(message: &[u8]) -> Block {
+    let mut block = [0; BLOCK];
+    write_message_block(&mut block, |block| {
+        block[..message.len()].copy_from_slice(message);
+        message.len()
+    });
+    block
+}
+
+/// The outer hash's block: the inner digest `inner`, padded.
+pub fn outer_block(inner: &State) -> Block {
+    let mut block = [0u8; BLOCK];
+    for (chunk, word) in block.chunks_exact_mut(4).zip(inner) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    finish_block(&mut block, 32, BLOCK + 32);
+    block
+}
+
+/// The tags of many messages at once: `tags[i]` is [`PrekeyedMac::tag32_of`]`(blocks[i])` under
+/// `key(i)`, computed by `lanes`. The scratch space is the caller's, so that a batch allocates
+/// nothing once it has grown.
+pub(crate) fn tags32<'k>(
+    lanes: &dyn Sha256Lanes,
+    key: impl Fn(usize) -> &'k PrekeyedMac,
+    blocks: &[Block],
+    scratch: &mut MacScratch,
+    tags: &mut Vec<u32>,
+) {
+    let MacScratch { inner, outer } = scratch;
+    // Equal lengths by construction, as `Sha256Lanes` asks.
+    inner.clear();
+    inner.extend((0..blocks.len()).map(|i| key(i).inner));
+    outer.clear();
+    outer.extend((0..blocks.len()).map(|i| key(i).outer));
+    tags.clear();
+    tags.resize(blocks.len(), 0);
+    lanes.hmac_first_words(inner, outer, blocks, tags);
+    inner.zeroize();
+    outer.zeroize();
+}
+
+/// Scratch space of [`tags32`]: copies of the pre-keyed states.
+#[derive(Default, Zeroize, ZeroizeOnDrop)]
+pub(crate) struct MacScratch {
+    inner: Vec<State>,
+    outer: Vec<State>,
 }
 
 /// SHA-256 padding after `len` bytes of data in the last block: 0x80, zeros, and the total
@@ -116,6 +213,25 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn prop_batch_matches_hmac_crate(
+            keys in any::<[[u8; 32]; 2]>(),
+            messages in proptest::collection::vec(
+                (any::<bool>(), proptest::collection::vec(any::<u8>(), 0..=MAX_MESSAGE)),
+                0..=70,
+            ),
+        ) {
+            let macs = [PrekeyedMac::new(&keys[0]), PrekeyedMac::new(&keys[1])];
+            let blocks: Vec<Block> = messages.iter().map(|(_, message)| test_block(message)).collect();
+            let mut tags = Vec::new();
+            let key = |i: usize| &macs[usize::from(messages[i].0)];
+            tags32(&OneAtATime, key, &blocks, &mut MacScratch::default(), &mut tags);
+            prop_assert_eq!(tags.len(), messages.len());
+            for ((second, message), tag) in messages.iter().zip(tags) {
+                prop_assert_eq!(tag, reference(&keys[usize::from(*second)], message));
+            }
+        }
+
         #[test]
         fn prop_matches_hmac_crate(key in any::<[u8; 32]>(), message in proptest::collection::vec(any::<u8>(), 0..=MAX_MESSAGE)) {
             prop_assert_eq!(PrekeyedMac::new(&key).tag32(&message), reference(&key, &message));

@@ -31,7 +31,8 @@
 //! # Cost and forgery odds
 //!
 //! One MAC per SYN and at most one per ACK: HMAC-SHA256 from a pre-keyed state is two SHA-256
-//! compressions (the message fits one block; see `mac.rs`). A blind attacker picks the ACK
+//! compressions (the message fits one block; see `mac.rs`). The listener computes the MACs of a
+//! batch of frames together (`prepared.rs`, and synwall's `sys::sha256` for the SIMD forms). A blind attacker picks the ACK
 //! number; for a given 4-tuple, client ISN and option bits, exactly 2 (key parities) × 4 (MSS
 //! indexes) = 8 of the 2^32 values carry a valid MAC, so an ACK is accepted with probability
 //! 8 / 2^32 = 2^-29, the figure of the kernel's cookies. A cheap check comes first in the
@@ -47,6 +48,9 @@
 
 pub mod keys;
 mod mac;
+mod prepared;
+
+pub use mac::{Block, OneAtATime, Sha256Lanes, State, outer_block};
 
 use std::net::SocketAddr;
 
@@ -54,6 +58,8 @@ use subtle::ConstantTimeEq;
 
 use crate::seq::SeqNumber;
 use keys::KeyRing;
+use mac::write_message_block;
+use prepared::{JobKind, PreparedMacs};
 
 /// Bits of the TS value that carry [`SynOptions`].
 pub const TS_OPTION_BITS: u32 = 6;
@@ -160,11 +166,13 @@ pub struct CookieInput {
     pub options: Option<SynOptions>,
 }
 
-/// Makes and checks cookies.
+/// Makes and checks cookies, one at a time or, for the listener, a batch's MACs together.
 pub struct CookieJar {
     keys: KeyRing,
     mss_v4: MssTable,
     mss_v6: MssTable,
+    lanes: Box<dyn Sha256Lanes>,
+    prepared: PreparedMacs,
 }
 
 impl CookieJar {
@@ -176,31 +184,92 @@ impl CookieJar {
             keys,
             mss_v4,
             mss_v6,
+            lanes: Box::new(OneAtATime),
+            prepared: PreparedMacs::default(),
         }
     }
 
+    /// Computes prepared MACs with `lanes` (by default [`OneAtATime`]).
+    pub(crate) fn set_lanes(&mut self, lanes: Box<dyn Sha256Lanes>) {
+        self.lanes = lanes;
+    }
+
+    /// The keys, to rotate or replace; forgets the prepared MACs, which were made with them.
     pub fn keys_mut(&mut self) -> &mut KeyRing {
+        self.prepared.clear();
         &mut self.keys
     }
 
     /// The cookie for a SYN whose client announced `client_mss`.
     #[inline]
-    pub fn encode(&self, input: &CookieInput, client_mss: u16) -> u32 {
-        let table = self.table(input.local);
-        let mss_index = table.index_for(client_mss);
-        let (parity, key) = self.keys.current();
-        let mac = mac29(key, input, mss_index);
+    pub fn encode(&mut self, input: &CookieInput, client_mss: u16) -> u32 {
+        let mss_index = self.table(input.local).index_for(client_mss);
+        let (parity, _) = self.keys.current();
+        let mac = self.mac29(JobKind::Encode, parity, input, mss_index);
         parity << PARITY_SHIFT | mss_index << MSS_INDEX_SHIFT | mac
     }
 
     /// Checks `cookie` against `input`; returns the MSS it encodes if valid.
     #[inline]
-    pub fn check(&self, input: &CookieInput, cookie: u32) -> Option<u16> {
+    pub fn check(&mut self, input: &CookieInput, cookie: u32) -> Option<u16> {
         let mss_index = (cookie >> MSS_INDEX_SHIFT) & 3;
-        let key = self.keys.by_parity(cookie >> PARITY_SHIFT);
-        let expected = mac29(key, input, mss_index);
+        let expected = self.mac29(JobKind::Check, cookie >> PARITY_SHIFT, input, mss_index);
         bool::from(expected.ct_eq(&(cookie & MAC_MASK)))
             .then(|| self.table(input.local).mss(mss_index))
+    }
+
+    /// Forgets the MACs prepared for the last batch.
+    pub(crate) fn clear_prepared(&mut self) {
+        self.prepared.clear();
+    }
+
+    /// Asks for the MAC a later [`CookieJar::encode`] with these arguments needs; returns the
+    /// job to select before it.
+    pub(crate) fn prepare_encode(&mut self, input: &CookieInput, client_mss: u16) -> usize {
+        let mss_index = self.table(input.local).index_for(client_mss);
+        let (parity, _) = self.keys.current();
+        self.prepared.push_with(JobKind::Encode, parity, |block| {
+            write_cookie_message(block, input, mss_index)
+        })
+    }
+
+    /// Asks for the MAC a later [`CookieJar::check`] with these arguments needs; returns the
+    /// job to select before it.
+    pub(crate) fn prepare_check(&mut self, input: &CookieInput, cookie: u32) -> usize {
+        let mss_index = (cookie >> MSS_INDEX_SHIFT) & 3;
+        self.prepared
+            .push_with(JobKind::Check, cookie >> PARITY_SHIFT, |block| {
+                write_cookie_message(block, input, mss_index)
+            })
+    }
+
+    /// Computes the MACs asked for since [`CookieJar::clear_prepared`], all at once.
+    pub(crate) fn compute_prepared(&mut self) {
+        self.prepared.compute(self.lanes.as_ref(), &self.keys);
+    }
+
+    /// Selects the prepared job (if any) of the frame about to be decided: the next
+    /// [`CookieJar::encode`] or [`CookieJar::check`] takes its MAC when it is the one asked for.
+    pub(crate) fn select_prepared(&mut self, job: Option<usize>) {
+        self.prepared.select(job);
+    }
+
+    /// The first 29 bits of the MAC of a cookie made of `input` and `mss_index` under the key of
+    /// slot `parity`: the selected prepared one, or computed now.
+    fn mac29(&mut self, kind: JobKind, parity: u32, input: &CookieInput, mss_index: u32) -> u32 {
+        let key = self.keys.by_parity(parity);
+        let tag = match self.prepared.take(kind, parity) {
+            Some(tag) => {
+                debug_assert_eq!(
+                    tag,
+                    key.tag32_of(&cookie_message(input, mss_index)),
+                    "a prepared MAC is the one asked for"
+                );
+                tag
+            }
+            None => key.tag32_of(&cookie_message(input, mss_index)),
+        };
+        tag >> (32 - MAC_BITS)
     }
 
     /// The MSS the cookie of a SYN announcing `client_mss` will carry.
@@ -218,13 +287,21 @@ impl CookieJar {
     }
 }
 
+/// The MAC message of a cookie, in its padded block.
+fn cookie_message(input: &CookieInput, mss_index: u32) -> Block {
+    let mut block = [0; 64];
+    write_cookie_message(&mut block, input, mss_index);
+    block
+}
+
+/// Writes the MAC message of a cookie into a zeroed `block`, padded.
 #[inline]
 #[allow(
     clippy::cast_possible_truncation,
     reason = "option bits fit in 6 bits and an MSS index in 2 (MssTable has 4 entries)"
 )]
-fn mac29(key: &mac::PrekeyedMac, input: &CookieInput, mss_index: u32) -> u32 {
-    let tag = key.tag32_with(|block| {
+fn write_cookie_message(block: &mut Block, input: &CookieInput, mss_index: u32) {
+    write_message_block(block, |block| {
         let mut len = 0;
         let mut put = |bytes: &[u8]| {
             block[len..len + bytes.len()].copy_from_slice(bytes);
@@ -249,8 +326,7 @@ fn mac29(key: &mac::PrekeyedMac, input: &CookieInput, mss_index: u32) -> u32 {
         });
         put(&[mss_index as u8, option_byte]);
         len
-    });
-    tag >> (32 - MAC_BITS)
+    })
 }
 
 #[cfg(test)]
@@ -294,7 +370,7 @@ mod tests {
 
     #[test]
     fn test_cookie_round_trip_near_wraparound() {
-        let jar = jar();
+        let mut jar = jar();
         let cookie = jar.encode(&input(), 1400);
         assert_eq!(jar.check(&input(), cookie), Some(1300));
     }

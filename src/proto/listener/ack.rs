@@ -48,16 +48,7 @@ impl Listener {
         if !self.cookie_gate_open(now) {
             return self.reject_ack(now, ack, tuple, DropReason::CookieGateClosed, tx);
         }
-        let options = ack
-            .options
-            .timestamps
-            .map(|ts| SynOptions::from_timestamp(ts.echo));
-        let input = CookieInput {
-            local: tuple.local,
-            remote: tuple.remote,
-            client_isn: ack.seq - 1,
-            options,
-        };
+        let input = cookie_of_ack(ack, tuple);
         let Some(mss) = self.cookies.check(&input, (ack.ack - 1).0) else {
             return self.reject_ack(now, ack, tuple, DropReason::CookieInvalid, tx);
         };
@@ -67,7 +58,7 @@ impl Listener {
             path: HandshakePath::Cookie,
             client_isn: input.client_isn,
             mss,
-            options: options.unwrap_or_default(),
+            options: input.options.unwrap_or_default(),
             syn_at: None,
         };
         self.accept(now, ack, tuple, completion, tx)
@@ -148,6 +139,21 @@ impl Listener {
         self.counters.incr(reason.counter());
         let reset = reset(tuple, ack.link, ack.ack, self.config.hop_limit);
         self.transmit(&reset, tx, Counter::RstsSent)
+    }
+}
+
+/// What the cookie an ACK carries (its acknowledgment number minus one) was made of, if it is
+/// one of ours: the client's ISN is the ACK's sequence number minus one, and the SYN's options
+/// come back in the echoed timestamp.
+pub(super) fn cookie_of_ack(ack: &TcpRepr<'_>, tuple: FourTuple) -> CookieInput {
+    CookieInput {
+        local: tuple.local,
+        remote: tuple.remote,
+        client_isn: ack.seq - 1,
+        options: ack
+            .options
+            .timestamps
+            .map(|ts| SynOptions::from_timestamp(ts.echo)),
     }
 }
 

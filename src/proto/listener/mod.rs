@@ -3,7 +3,8 @@
 //! It takes frames and time in and writes replies into buffers the caller owns; it never reads
 //! a clock, opens a socket, spawns a thread or touches a channel. The driver feeds it:
 //!
-//! - [`Listener::handle_frame`] for every received frame → a [`Verdict`];
+//! - [`Listener::handle_frame`] for every received frame → a [`Verdict`]; or, cheaper per
+//!   frame, [`Listener::handle_batch`] for a batch of them, deciding each with [`Batch::handle`];
 //! - [`Listener::handle_timeout`] when [`Listener::poll_timeout`] is reached, then
 //!   [`Listener::poll_transmit`] until it returns `None` (SYN-ACK retransmissions);
 //! - [`Listener::handle_accept_overflow`] when an [`Accepted`] connection did not fit the
@@ -42,12 +43,13 @@
 //!   ([`Verdict::Reinject`], [`HandoffComplete`]); for a short linger after, stale frames from
 //!   the receive ring are re-injected at once. None is ever taken for a new cookie ACK.
 //!
-//! Here: the listener's state, the driver's entry points and the timers. The SYN path is in
-//! `syn`, the ACK and RST paths in `ack`, what follows an accepted handshake in
+//! Here: the listener's state, the driver's entry points and the timers. Batches are in
+//! `batch`, the SYN path in `syn`, the ACK and RST paths in `ack`, what follows an accepted handshake in
 //! `kernel_handoff`, and the handshakes the kernel completes itself in `kernel_completion`.
 
 mod accepted;
 mod ack;
+mod batch;
 mod clock;
 mod config;
 mod handoffs;
@@ -57,6 +59,7 @@ mod syn;
 mod syn_queue;
 
 pub use accepted::{Accepted, HandshakePath, WindowScale};
+pub use batch::{Batch, MAX_BATCH};
 pub use config::{ConfigError, ListenerConfig, SyncookiesMode};
 pub use kernel_handoff::HandoffComplete;
 
@@ -65,8 +68,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cookie::CookieJar;
 use crate::cookie::keys::{KeyRing, Secret};
+use crate::cookie::{CookieJar, Sha256Lanes};
 use crate::counters::{Counter, Counters, Gauge};
 use crate::rate_limit::TokenBucket;
 use crate::seq::SeqNumber;
@@ -189,6 +192,13 @@ impl Listener {
         })
     }
 
+    /// Computes the cookie MACs of a [`Listener::handle_batch`] with `lanes` (by default one at a
+    /// time).
+    pub fn with_sha256_lanes(mut self, lanes: Box<dyn Sha256Lanes>) -> Listener {
+        self.cookies.set_lanes(lanes);
+        self
+    }
+
     pub fn config(&self) -> &ListenerConfig {
         &self.config
     }
@@ -241,16 +251,23 @@ impl Listener {
         self.cookie_gate_until = Some(self.clock.gate_until());
     }
 
-    /// Handles one received frame, writing any reply into `tx`.
+    /// Handles one received frame, writing any reply into `tx`. ([`Listener::handle_batch`] handles
+    /// many at a lower cost per frame.)
     pub fn handle_frame(&mut self, now: Instant, rx: &[u8], tx: &mut [u8]) -> Verdict {
         self.clock.advance(now);
-        let segment = match wire::parse(rx, &self.config.served) {
+        let parsed = wire::parse(rx, &self.config.served);
+        self.decide(now, rx, &parsed, tx)
+    }
+
+    /// The verdict on the received frame `rx`, parsed as `parsed`.
+    fn decide(&mut self, now: Instant, rx: &[u8], parsed: &Parsed<'_>, tx: &mut [u8]) -> Verdict {
+        let segment = match parsed {
             Parsed::Ours(segment) => segment,
             Parsed::NotOurs => {
                 self.counters.incr(Counter::FramesPassed);
                 return Verdict::Pass;
             }
-            Parsed::Malformed(kind) => return self.drop(DropReason::Malformed(kind)),
+            Parsed::Malformed(kind) => return self.drop(DropReason::Malformed(*kind)),
         };
         if is_martian(segment.src.ip(), segment.dst.ip()) {
             return self.drop(DropReason::MartianSource);
@@ -259,7 +276,7 @@ impl Listener {
             local: segment.dst,
             remote: segment.src,
         };
-        if let Some(verdict) = self.on_pending_handoff(rx, &segment, tuple) {
+        if let Some(verdict) = self.on_pending_handoff(rx, segment, tuple) {
             return verdict;
         }
         let flags = segment.flags;
@@ -267,16 +284,16 @@ impl Listener {
             if flags.contains(TcpFlags::SYN) {
                 return self.drop(DropReason::BadFlags);
             }
-            return self.on_rst(&segment, tuple);
+            return self.on_rst(segment, tuple);
         }
         if flags.contains(TcpFlags::SYN) {
             if flags.contains(TcpFlags::ACK) || flags.contains(TcpFlags::FIN) {
                 return self.drop(DropReason::BadFlags);
             }
-            return self.on_syn(now, &segment, tuple, tx);
+            return self.on_syn(now, segment, tuple, tx);
         }
         if flags.contains(TcpFlags::ACK) {
-            return self.on_ack(now, &segment, tuple, tx);
+            return self.on_ack(now, segment, tuple, tx);
         }
         self.drop(DropReason::BadFlags)
     }

@@ -55,13 +55,10 @@ impl Listener {
             SyncookiesMode::Never => false,
         };
         let offer = if stateless { offer.stateless() } else { offer };
-        let input = CookieInput {
-            local: tuple.local,
-            remote: tuple.remote,
-            client_isn: syn.seq,
-            options: offer.cookie_options(),
-        };
-        let isn = SeqNumber(self.cookies.encode(&input, offer.client_mss));
+        let isn = SeqNumber(
+            self.cookies
+                .encode(&cookie_of_syn(syn, tuple, &offer), offer.client_mss),
+        );
         let repr = self.syn_ack(tuple, syn.link, isn, syn.seq, &offer);
         if stateless {
             self.open_cookie_gate(now);
@@ -84,7 +81,7 @@ impl Listener {
     }
 
     /// What we agree to for `syn`.
-    fn offer(&self, syn: &TcpRepr<'_>) -> Offer {
+    pub(super) fn offer(&self, syn: &TcpRepr<'_>) -> Offer {
         let default_mss = if syn.src.is_ipv4() {
             DEFAULT_MSS_V4
         } else {
@@ -147,5 +144,17 @@ impl Listener {
             },
             payload: &[],
         }
+    }
+}
+
+/// What the cookie of a SYN-ACK answering `syn` with `offer` is made of. Whether the offer is
+/// stateless changes nothing here: it drops only options a cookie without timestamps does not
+/// carry.
+pub(super) fn cookie_of_syn(syn: &TcpRepr<'_>, tuple: FourTuple, offer: &Offer) -> CookieInput {
+    CookieInput {
+        local: tuple.local,
+        remote: tuple.remote,
+        client_isn: syn.seq,
+        options: offer.cookie_options(),
     }
 }

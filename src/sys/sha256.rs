@@ -1,0 +1,386 @@
+//! HMAC-SHA256 of many one-block messages at once, with the instructions the CPU has: the
+//! [`Sha256Lanes`] the listener computes a batch's cookie MACs with.
+//!
+//! - AVX-512: sixteen messages in the sixteen 32-bit lanes of a vector, each step of a round
+//!   done for all of them by one instruction (a rotation, or any three-input logic function).
+//!   The inner digest stays in the vectors as the outer block's first words, and only the first
+//!   word of each MAC is stored. On the Intel Xeon this was written on, about 27 ns per
+//!   compression against 50–56 for one at a time with the SHA extensions.
+//! - SHA extensions without AVX-512: two messages in flight, the rounds of one filling the
+//!   latency of the other's (38 ns per compression there).
+//! - Otherwise `sha2`, one compression at a time ([`OneAtATime`]).
+//!
+//! [`fastest`] chooses at run time. Every form is checked bit for bit against [`OneAtATime`]
+//! by the tests at the end, and that one against the `hmac` crate in `synwall-proto`.
+
+use synwall_proto::cookie::{OneAtATime, Sha256Lanes};
+
+/// The fastest form this CPU runs, and its name for the logs.
+pub fn fastest() -> (Box<dyn Sha256Lanes>, &'static str) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if let Some(lanes) = x86::Avx512::detect() {
+            return (Box::new(lanes), "AVX-512, 16 messages at once");
+        }
+        if let Some(lanes) = x86::ShaNi::detect() {
+            return (Box::new(lanes), "SHA extensions, 2 messages at once");
+        }
+    }
+    (Box::new(OneAtATime), "one message at a time")
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use synwall_proto::cookie::{Block, OneAtATime, Sha256Lanes, State, outer_block};
+
+    /// SHA-256's round constants (FIPS 180-4 §4.2.2).
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
+    ];
+
+    /// The outer block after the inner digest's eight words: the padding's 1 bit, zeroes, and
+    /// the message length in bits (a key block and a digest, 96 bytes).
+    const OUTER_PADDING: [u32; 8] = [0x8000_0000, 0, 0, 0, 0, 0, 0, 96 * 8];
+
+    /// Messages per AVX-512 call. Fewer than [`AVX512_MIN_FILL`] left over go to the SHA
+    /// extensions (or `sha2`), which finish them sooner than a call with idle lanes.
+    const LANES: usize = 16;
+    const AVX512_MIN_FILL: usize = 12;
+
+    /// The AVX-512 form. Made only by [`Avx512::detect`], on a CPU with AVX-512 F and BW.
+    #[derive(Debug, Clone, Copy)]
+    pub(super) struct Avx512 {
+        rest: Option<ShaNi>,
+    }
+
+    impl Avx512 {
+        pub(super) fn detect() -> Option<Avx512> {
+            (is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")).then(
+                || Avx512 {
+                    rest: ShaNi::detect(),
+                },
+            )
+        }
+    }
+
+    impl Sha256Lanes for Avx512 {
+        fn hmac_first_words(
+            &self,
+            inner: &[State],
+            outer: &[State],
+            blocks: &[Block],
+            tags: &mut [u32],
+        ) {
+            let count = blocks.len();
+            for at in (0..count).step_by(LANES) {
+                let end = (at + LANES).min(count);
+                let n = end - at;
+                let (inner, outer, blocks, tags) = (
+                    &inner[at..end],
+                    &outer[at..end],
+                    &blocks[at..end],
+                    &mut tags[at..end],
+                );
+                if n < AVX512_MIN_FILL {
+                    match self.rest {
+                        Some(sha_ni) => sha_ni.hmac_first_words(inner, outer, blocks, tags),
+                        None => OneAtATime.hmac_first_words(inner, outer, blocks, tags),
+                    }
+                    continue;
+                }
+                match (
+                    <&[State; LANES]>::try_from(inner),
+                    <&[State; LANES]>::try_from(outer),
+                    <&[Block; LANES]>::try_from(blocks),
+                    <&mut [u32; LANES]>::try_from(&mut *tags),
+                ) {
+                    (Ok(inner), Ok(outer), Ok(blocks), Ok(tags)) => {
+                        // SAFETY: an `Avx512` exists only where `detect` found AVX-512 F and BW.
+                        unsafe { hmac16(inner, outer, blocks, tags) };
+                    }
+                    _ => {
+                        // The last, partial vector: its idle lanes compute zeroes.
+                        let mut lane_inner = [State::default(); LANES];
+                        let mut lane_outer = [State::default(); LANES];
+                        let mut lane_blocks = [[0u8; 64]; LANES];
+                        let mut lane_tags = [0u32; LANES];
+                        lane_inner[..n].copy_from_slice(inner);
+                        lane_outer[..n].copy_from_slice(outer);
+                        lane_blocks[..n].copy_from_slice(blocks);
+                        // SAFETY: as above.
+                        unsafe { hmac16(&lane_inner, &lane_outer, &lane_blocks, &mut lane_tags) };
+                        tags.copy_from_slice(&lane_tags[..n]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sixteen MACs: lane `l` of every vector holds message `l`'s words.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn hmac16(
+        inner: &[State; LANES],
+        outer: &[State; LANES],
+        blocks: &[Block; LANES],
+        tags: &mut [u32; LANES],
+    ) {
+        let lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        let big_endian = _mm512_set4_epi32(0x0c0d0e0f, 0x08090a0b, 0x04050607, 0x00010203);
+        // Byte offsets of word `i` of each lane's block or state.
+        let block_word = |i: usize| _mm512_add_epi32(_mm512_slli_epi32::<6>(lane), word(i));
+        let state_word = |i: usize| _mm512_add_epi32(_mm512_slli_epi32::<5>(lane), word(i));
+
+        let mut w = [_mm512_setzero_si512(); 16];
+        for (i, w) in w.iter_mut().enumerate() {
+            // SAFETY: every offset is below 16 × 64, inside `blocks`; gathers need no
+            // alignment.
+            let words =
+                unsafe { _mm512_i32gather_epi32::<1>(block_word(i), blocks.as_ptr().cast()) };
+            *w = _mm512_shuffle_epi8(words, big_endian);
+        }
+        let inner_start: [__m512i; 8] = std::array::from_fn(|i| {
+            // SAFETY: every offset is below 16 × 32, inside `inner`.
+            unsafe { _mm512_i32gather_epi32::<1>(state_word(i), inner.as_ptr().cast()) }
+        });
+        let inner_end = rounds(inner_start, w);
+        // The outer block: the inner digest, then the padding.
+        let w: [__m512i; 16] = std::array::from_fn(|i| match i {
+            0..8 => _mm512_add_epi32(inner_end[i], inner_start[i]),
+            _ => _mm512_set1_epi32(OUTER_PADDING[i - 8] as i32),
+        });
+        let outer_start: [__m512i; 8] = std::array::from_fn(|i| {
+            // SAFETY: every offset is below 16 × 32, inside `outer`.
+            unsafe { _mm512_i32gather_epi32::<1>(state_word(i), outer.as_ptr().cast()) }
+        });
+        let outer_end = rounds(outer_start, w);
+        let first = _mm512_add_epi32(outer_end[0], outer_start[0]);
+        // SAFETY: `tags` is 16 × 4 bytes, one unaligned 64-byte store.
+        unsafe { _mm512_storeu_si512(tags.as_mut_ptr().cast(), first) };
+    }
+
+    /// `_mm512_set1_epi32(4 * i)`: the byte offset of word `i`.
+    #[target_feature(enable = "avx512f")]
+    fn word(i: usize) -> __m512i {
+        _mm512_set1_epi32(4 * i as i32)
+    }
+
+    /// The 64 rounds of a compression of the message words `w` from `start`, in every lane;
+    /// returns the working variables a..h (the caller adds `start` where it needs the words).
+    #[target_feature(enable = "avx512f")]
+    fn rounds(start: [__m512i; 8], mut w: [__m512i; 16]) -> [__m512i; 8] {
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = start;
+        for (i, &k) in K.iter().enumerate() {
+            let wi = if i < 16 {
+                w[i]
+            } else {
+                // W[i] = σ1(W[i−2]) + W[i−7] + σ0(W[i−15]) + W[i−16], in a ring of 16.
+                let w15 = w[(i + 1) % 16];
+                let w2 = w[(i + 14) % 16];
+                // 0x96: x ^ y ^ z.
+                let s0 = _mm512_ternarylogic_epi32::<0x96>(
+                    _mm512_ror_epi32::<7>(w15),
+                    _mm512_ror_epi32::<18>(w15),
+                    _mm512_srli_epi32::<3>(w15),
+                );
+                let s1 = _mm512_ternarylogic_epi32::<0x96>(
+                    _mm512_ror_epi32::<17>(w2),
+                    _mm512_ror_epi32::<19>(w2),
+                    _mm512_srli_epi32::<10>(w2),
+                );
+                let next = _mm512_add_epi32(
+                    _mm512_add_epi32(w[i % 16], s0),
+                    _mm512_add_epi32(w[(i + 9) % 16], s1),
+                );
+                w[i % 16] = next;
+                next
+            };
+            let big_sigma1 = _mm512_ternarylogic_epi32::<0x96>(
+                _mm512_ror_epi32::<6>(e),
+                _mm512_ror_epi32::<11>(e),
+                _mm512_ror_epi32::<25>(e),
+            );
+            // 0xCA: e ? f : g (Ch).
+            let choice = _mm512_ternarylogic_epi32::<0xCA>(e, f, g);
+            let k_w = _mm512_add_epi32(wi, _mm512_set1_epi32(k as i32));
+            let t1 = _mm512_add_epi32(
+                _mm512_add_epi32(h, big_sigma1),
+                _mm512_add_epi32(choice, k_w),
+            );
+            let big_sigma0 = _mm512_ternarylogic_epi32::<0x96>(
+                _mm512_ror_epi32::<2>(a),
+                _mm512_ror_epi32::<13>(a),
+                _mm512_ror_epi32::<22>(a),
+            );
+            // 0xE8: the majority of a, b, c (Maj).
+            let t2 = _mm512_add_epi32(big_sigma0, _mm512_ternarylogic_epi32::<0xE8>(a, b, c));
+            h = g;
+            g = f;
+            f = e;
+            e = _mm512_add_epi32(d, t1);
+            d = c;
+            c = b;
+            b = a;
+            a = _mm512_add_epi32(t1, t2);
+        }
+        [a, b, c, d, e, f, g, h]
+    }
+
+    /// The SHA-extensions form. Made only by [`ShaNi::detect`], on a CPU with SHA, SSE4.1 and
+    /// SSSE3.
+    #[derive(Debug, Clone, Copy)]
+    pub(super) struct ShaNi(());
+
+    impl ShaNi {
+        pub(super) fn detect() -> Option<ShaNi> {
+            (is_x86_feature_detected!("sha")
+                && is_x86_feature_detected!("sse4.1")
+                && is_x86_feature_detected!("ssse3"))
+            .then_some(ShaNi(()))
+        }
+    }
+
+    impl Sha256Lanes for ShaNi {
+        fn hmac_first_words(
+            &self,
+            inner: &[State],
+            outer: &[State],
+            blocks: &[Block],
+            tags: &mut [u32],
+        ) {
+            let count = blocks.len();
+            let pairs = count / 2 * 2;
+            for at in (0..pairs).step_by(2) {
+                let mut states = [inner[at], inner[at + 1]];
+                let blocks = [blocks[at], blocks[at + 1]];
+                // SAFETY: a `ShaNi` exists only where `detect` found SHA, SSE4.1 and SSSE3.
+                unsafe { compress2(&mut states, &blocks) };
+                let digests = [outer_block(&states[0]), outer_block(&states[1])];
+                let mut states = [outer[at], outer[at + 1]];
+                // SAFETY: as above.
+                unsafe { compress2(&mut states, &digests) };
+                tags[at] = states[0][0];
+                tags[at + 1] = states[1][0];
+            }
+            OneAtATime.hmac_first_words(
+                &inner[pairs..],
+                &outer[pairs..],
+                &blocks[pairs..],
+                &mut tags[pairs..],
+            );
+        }
+    }
+
+    /// Two compressions interleaved: the same steps of the two blocks in turn.
+    #[target_feature(enable = "sha,sse4.1,ssse3")]
+    fn compress2(states: &mut [State; 2], blocks: &[Block; 2]) {
+        let big_endian = _mm_set_epi64x(0x0c0d_0e0f_0809_0a0b, 0x0405_0607_0001_0203);
+        let mut abef = [_mm_setzero_si128(); 2];
+        let mut cdgh = [_mm_setzero_si128(); 2];
+        let mut w = [[_mm_setzero_si128(); 4]; 2];
+        for lane in 0..2 {
+            let state: *const __m128i = states[lane].as_ptr().cast();
+            // SAFETY: a state is 32 bytes, two unaligned 16-byte loads.
+            let (dcba, hgfe) = unsafe { (_mm_loadu_si128(state), _mm_loadu_si128(state.add(1))) };
+            // The SHA instructions keep the state as ABEF and CDGH.
+            let cdab = _mm_shuffle_epi32::<0xb1>(dcba);
+            let efgh = _mm_shuffle_epi32::<0x1b>(hgfe);
+            abef[lane] = _mm_alignr_epi8::<8>(cdab, efgh);
+            cdgh[lane] = _mm_blend_epi16::<0xf0>(efgh, cdab);
+            let block: *const __m128i = blocks[lane].as_ptr().cast();
+            for (quarter, w) in w[lane].iter_mut().enumerate() {
+                // SAFETY: a block is 64 bytes, four unaligned 16-byte loads.
+                *w = _mm_shuffle_epi8(unsafe { _mm_loadu_si128(block.add(quarter)) }, big_endian);
+            }
+        }
+        let (start_abef, start_cdgh) = (abef, cdgh);
+        for round4 in 0..16 {
+            let i = round4 % 4;
+            let k = &K[4 * round4..4 * round4 + 4];
+            let k = _mm_set_epi32(k[3] as i32, k[2] as i32, k[1] as i32, k[0] as i32);
+            for lane in 0..2 {
+                let w = &mut w[lane];
+                if round4 >= 4 {
+                    // The next four schedule words, from the sixteen before them.
+                    let partial = _mm_sha256msg1_epu32(w[i], w[(i + 1) % 4]);
+                    let w7 = _mm_alignr_epi8::<4>(w[(i + 3) % 4], w[(i + 2) % 4]);
+                    w[i] = _mm_sha256msg2_epu32(_mm_add_epi32(partial, w7), w[(i + 3) % 4]);
+                }
+                let k_w = _mm_add_epi32(w[i], k);
+                cdgh[lane] = _mm_sha256rnds2_epu32(cdgh[lane], abef[lane], k_w);
+                abef[lane] =
+                    _mm_sha256rnds2_epu32(abef[lane], cdgh[lane], _mm_shuffle_epi32::<0x0e>(k_w));
+            }
+        }
+        for lane in 0..2 {
+            let abef = _mm_add_epi32(abef[lane], start_abef[lane]);
+            let cdgh = _mm_add_epi32(cdgh[lane], start_cdgh[lane]);
+            let feba = _mm_shuffle_epi32::<0x1b>(abef);
+            let dchg = _mm_shuffle_epi32::<0xb1>(cdgh);
+            let state: *mut __m128i = states[lane].as_mut_ptr().cast();
+            // SAFETY: a state is 32 bytes, two unaligned 16-byte stores into it.
+            unsafe {
+                _mm_storeu_si128(state, _mm_blend_epi16::<0xf0>(feba, dchg));
+                _mm_storeu_si128(state.add(1), _mm_alignr_epi8::<8>(dchg, feba));
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Random states and blocks; the blocks need not be padded messages.
+        fn batch() -> impl Strategy<Value = Vec<(State, State, Block)>> {
+            proptest::collection::vec(any::<(State, State, [[u8; 32]; 2])>(), 0..=50).prop_map(
+                |messages| {
+                    messages
+                        .into_iter()
+                        .map(|(inner, outer, halves)| {
+                            let mut block = [0u8; 64];
+                            block[..32].copy_from_slice(&halves[0]);
+                            block[32..].copy_from_slice(&halves[1]);
+                            (inner, outer, block)
+                        })
+                        .collect()
+                },
+            )
+        }
+
+        fn tags(lanes: &dyn Sha256Lanes, batch: &[(State, State, Block)]) -> Vec<u32> {
+            let inner: Vec<State> = batch.iter().map(|message| message.0).collect();
+            let outer: Vec<State> = batch.iter().map(|message| message.1).collect();
+            let blocks: Vec<Block> = batch.iter().map(|message| message.2).collect();
+            let mut tags = vec![0; batch.len()];
+            lanes.hmac_first_words(&inner, &outer, &blocks, &mut tags);
+            tags
+        }
+
+        proptest! {
+            #[test]
+            /// On a CPU with neither AVX-512 nor the SHA extensions, synwall runs
+            /// `OneAtATime` only, and there is nothing to compare.
+            fn prop_every_form_matches_one_at_a_time(batch in batch()) {
+                let expected = tags(&OneAtATime, &batch);
+                if let Some(lanes) = Avx512::detect() {
+                    prop_assert_eq!(tags(&lanes, &batch), expected.clone());
+                    prop_assert_eq!(tags(&Avx512 { rest: None }, &batch), expected.clone());
+                }
+                if let Some(lanes) = ShaNi::detect() {
+                    prop_assert_eq!(tags(&lanes, &batch), expected);
+                }
+            }
+        }
+    }
+}
