@@ -222,7 +222,8 @@ mod tests {
             ),
         ) {
             let macs = [PrekeyedMac::new(&keys[0]), PrekeyedMac::new(&keys[1])];
-            let blocks: Vec<Block> = messages.iter().map(|(_, message)| test_block(message)).collect();
+            let blocks: Vec<Block> =
+                messages.iter().map(|(_, message)| test_block(message)).collect();
             let mut tags = Vec::new();
             let key = |i: usize| &macs[usize::from(messages[i].0)];
             tags32(&OneAtATime, key, &blocks, &mut MacScratch::default(), &mut tags);

@@ -32,7 +32,8 @@
 //!
 //! One MAC per SYN and at most one per ACK: HMAC-SHA256 from a pre-keyed state is two SHA-256
 //! compressions (the message fits one block; see `mac.rs`). The listener computes the MACs of a
-//! batch of frames together (`prepared.rs`, and synwall's `sys::sha256` for the SIMD forms). A blind attacker picks the ACK
+//! batch of frames together (`prepared.rs`, and synwall's `sys::sha256` for the SIMD forms).
+//! A blind attacker picks the ACK
 //! number; for a given 4-tuple, client ISN and option bits, exactly 2 (key parities) × 4 (MSS
 //! indexes) = 8 of the 2^32 values carry a valid MAC, so an ACK is accepted with probability
 //! 8 / 2^32 = 2^-29, the figure of the kernel's cookies. A cheap check comes first in the

@@ -44,8 +44,9 @@
 //!   the receive ring are re-injected at once. None is ever taken for a new cookie ACK.
 //!
 //! Here: the listener's state, the driver's entry points and the timers. Batches are in
-//! `batch`, the SYN path in `syn`, the ACK and RST paths in `ack`, what follows an accepted handshake in
-//! `kernel_handoff`, and the handshakes the kernel completes itself in `kernel_completion`.
+//! `batch`, the SYN path in `syn`, the ACK and RST paths in `ack`, what follows an accepted
+//! handshake in `kernel_handoff`, and the handshakes the kernel completes itself in
+//! `kernel_completion`.
 
 mod accepted;
 mod ack;
@@ -251,8 +252,8 @@ impl Listener {
         self.cookie_gate_until = Some(self.clock.gate_until());
     }
 
-    /// Handles one received frame, writing any reply into `tx`. ([`Listener::handle_batch`] handles
-    /// many at a lower cost per frame.)
+    /// Handles one received frame, writing any reply into `tx`. ([`Listener::handle_batch`]
+    /// handles many at a lower cost per frame.)
     pub fn handle_frame(&mut self, now: Instant, rx: &[u8], tx: &mut [u8]) -> Verdict {
         self.clock.advance(now);
         let parsed = wire::parse(rx, &self.config.served);
