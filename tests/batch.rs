@@ -7,9 +7,10 @@ mod common;
 
 use common::{Client, Harness, config, frame, linux_options, parse_reply, windows_options};
 use proptest::prelude::*;
-use synwall::listener::{Listener, ListenerConfig, MAX_BATCH, SyncookiesMode, Verdict};
+use synwall::device::MIN_TX_FRAME;
+use synwall::listener::{ListenerConfig, MAX_BATCH, SyncookiesMode, Verdict};
 use synwall::sys::sha256;
-use synwall::wire::{TcpFlags, TcpRepr};
+use synwall::wire::{self, Endpoints, Parsed, TcpFlags, TcpRepr};
 
 /// What a frame of the generated traffic is.
 #[derive(Debug, Clone, Copy)]
@@ -100,10 +101,15 @@ fn frames(steps: &[(usize, Step)]) -> Vec<Vec<u8>> {
 /// kept only in its low bits (the SYN options it carries): each listener has its own clock.
 type Decision = (Verdict, Option<TcpRepr<'static>>);
 
-fn decision(verdict: Verdict, tx: &[u8], to: &TcpRepr<'_>) -> Decision {
+/// The decision on `frame`: a reply is addressed to the frame's sender.
+fn decided(verdict: Verdict, frame: &[u8], tx: &[u8]) -> Decision {
     let reply = match verdict {
         Verdict::Transmit(len) => {
-            let mut reply = common::detach(parse_reply(&tx[..len], to.src));
+            let served = Endpoints::new([common::server_v4(), common::server_v6()]);
+            let Parsed::Ours(sent) = wire::parse(frame, &served) else {
+                panic!("a reply to a frame not ours")
+            };
+            let mut reply = common::detach(parse_reply(&tx[..len], sent.src));
             if let Some(timestamps) = reply.options.timestamps.as_mut() {
                 timestamps.value &= 0x3f;
             }
@@ -114,24 +120,20 @@ fn decision(verdict: Verdict, tx: &[u8], to: &TcpRepr<'_>) -> Decision {
     (verdict, reply)
 }
 
-fn sender(frame: &[u8]) -> Option<TcpRepr<'_>> {
-    match synwall::wire::parse(
-        frame,
-        &synwall::wire::Endpoints::new([common::server_v4(), common::server_v6()]),
-    ) {
-        synwall::wire::Parsed::Ours(repr) => Some(repr),
-        _ => None,
-    }
-}
-
 fn one_at_a_time(mode: SyncookiesMode, frames: &[Vec<u8>]) -> Vec<Decision> {
     let mut h = Harness::new(listener_config(mode));
-    let mut tx = vec![0; synwall::device::MIN_TX_FRAME];
+    let mut tx = vec![0; MIN_TX_FRAME];
+    let mut scratch = vec![0; MIN_TX_FRAME];
     frames
         .iter()
         .map(|frame| {
             let verdict = h.listener.handle_frame(h.now, frame, &mut tx);
-            handled(verdict, &mut h.listener, h.now, frame, &tx)
+            if let Verdict::Accepted(accepted) = &verdict {
+                // As a driver does once the kernel owns it.
+                h.listener
+                    .handle_handoff_complete(h.now, accepted, true, &mut scratch);
+            }
+            decided(verdict, frame, &tx)
         })
         .collect()
 }
@@ -139,7 +141,8 @@ fn one_at_a_time(mode: SyncookiesMode, frames: &[Vec<u8>]) -> Vec<Decision> {
 fn batched(mode: SyncookiesMode, frames: &[Vec<u8>], splits: &[usize]) -> Vec<Decision> {
     let mut h = Harness::new(listener_config(mode));
     h.listener = h.listener.with_sha256_lanes(sha256::fastest().0);
-    let mut tx = vec![0; synwall::device::MIN_TX_FRAME];
+    let mut tx = vec![0; MIN_TX_FRAME];
+    let mut scratch = vec![0; MIN_TX_FRAME];
     let mut decisions = Vec::new();
     let mut rest = frames;
     for &split in splits.iter().cycle() {
@@ -153,7 +156,6 @@ fn batched(mode: SyncookiesMode, frames: &[Vec<u8>], splits: &[usize]) -> Vec<De
             for (index, frame) in refs.iter().enumerate() {
                 let verdict = batch.handle(index, &mut tx);
                 if let Verdict::Accepted(accepted) = &verdict {
-                    let mut scratch = vec![0; synwall::device::MIN_TX_FRAME];
                     batch.handle_handoff_complete(accepted, true, &mut scratch);
                 }
                 decisions.push(decided(verdict, frame, &tx));
@@ -161,28 +163,6 @@ fn batched(mode: SyncookiesMode, frames: &[Vec<u8>], splits: &[usize]) -> Vec<De
         });
     }
     decisions
-}
-
-/// Reports a handoff done, as a driver does, and records the decision.
-fn handled(
-    verdict: Verdict,
-    listener: &mut Listener,
-    now: std::time::Instant,
-    frame: &[u8],
-    tx: &[u8],
-) -> Decision {
-    if let Verdict::Accepted(accepted) = &verdict {
-        let mut scratch = vec![0; synwall::device::MIN_TX_FRAME];
-        listener.handle_handoff_complete(now, accepted, true, &mut scratch);
-    }
-    decided(verdict, frame, tx)
-}
-
-fn decided(verdict: Verdict, frame: &[u8], tx: &[u8]) -> Decision {
-    match sender(frame) {
-        Some(from) => decision(verdict, tx, &from),
-        None => (verdict, None),
-    }
 }
 
 proptest! {

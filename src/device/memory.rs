@@ -101,18 +101,16 @@ impl FrameIo for MemoryDevice {
     where
         F: FnMut(&mut [u8]) -> Option<usize>,
     {
+        let mut lender = MemoryLender {
+            free: &mut self.free,
+            tx: &mut self.tx,
+        };
         let mut sent = 0;
         while sent < budget {
-            let Some(mut tx) = self.free.pop() else {
-                break;
-            };
-            let Some(len) = fill(&mut tx.buf) else {
-                self.free.push(tx);
-                break;
-            };
-            tx.len = len;
-            self.tx.push_back(tx);
-            sent += 1;
+            match lender.lend_free(&mut fill) {
+                Some(true) => sent += 1,
+                Some(false) | None => break,
+            }
         }
         Ok(sent)
     }
@@ -139,17 +137,18 @@ struct MemoryLender<'a> {
 }
 
 impl TxLender for MemoryLender<'_> {
-    fn lend(&mut self, fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>) {
-        let Some(mut tx) = self.free.pop() else {
-            let _ = fill(&mut []);
-            return;
-        };
+    fn lend_free(&mut self, fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>) -> Option<bool> {
+        let mut tx = self.free.pop()?;
         match fill(&mut tx.buf) {
             Some(len) => {
                 tx.len = len;
                 self.tx.push_back(tx);
+                Some(true)
             }
-            None => self.free.push(tx),
+            None => {
+                self.free.push(tx);
+                Some(false)
+            }
         }
     }
 }

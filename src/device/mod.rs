@@ -68,10 +68,19 @@ pub const MAX_RX_BATCH: usize = 64;
 
 /// Lends transmit buffers to the frames of a received batch.
 pub trait TxLender {
-    /// Calls `fill(tx)` with a free transmit buffer of at least [`MIN_TX_FRAME`] bytes, or an
-    /// empty one when none is free right now (its reply cannot be sent). Returning `Some(n)`
-    /// queues the first `n` bytes of `tx` for transmission.
-    fn lend(&mut self, fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>);
+    /// Calls `fill(tx)` with a free transmit buffer of at least [`MIN_TX_FRAME`] bytes, if one
+    /// is free right now; returning `Some(n)` queues the first `n` bytes of `tx` for
+    /// transmission. Returns whether it queued, or `None` (and `fill` is not called) when no
+    /// buffer is free.
+    fn lend_free(&mut self, fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>) -> Option<bool>;
+
+    /// [`TxLender::lend_free`], or `fill` with an empty buffer when none is free (its reply
+    /// cannot be sent): every frame of a batch is handled, buffer or not.
+    fn lend(&mut self, fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>) {
+        if self.lend_free(fill).is_none() {
+            let _ = fill(&mut []);
+        }
+    }
 }
 
 /// Ends a device's [`FrameIo::wait`] early, from any thread: work arrived that the waiting

@@ -291,11 +291,8 @@ struct PacketLender<'a> {
 }
 
 impl TxLender for PacketLender<'_> {
-    fn lend(&mut self, fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>) {
-        if PacketSocket::lend(self.tx_slots, self.tx_lens, self.batch, &mut *fill).is_none() {
-            // No transmit slot free: the callback gets an empty buffer.
-            let _ = fill(&mut []);
-        }
+    fn lend_free(&mut self, fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>) -> Option<bool> {
+        PacketSocket::lend(self.tx_slots, self.tx_lens, self.batch, fill)
     }
 }
 

@@ -329,12 +329,8 @@ struct XdpLender<'a> {
 }
 
 impl TxLender for XdpLender<'_> {
-    fn lend(&mut self, fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>) {
-        if self.tx_frames.lend(self.umem, &mut *fill).is_none() {
-            // No transmit frame free: the callback gets an empty buffer, and whatever it
-            // answers cannot be sent.
-            let _ = fill(&mut []);
-        }
+    fn lend_free(&mut self, fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>) -> Option<bool> {
+        self.tx_frames.lend(self.umem, fill)
     }
 }
 

@@ -98,8 +98,8 @@ impl Batch<'_> {
     /// If `index` is not below the number of frames.
     pub fn handle(&mut self, index: usize, tx: &mut [u8]) -> Verdict {
         let rx = self.frames[index];
+        // `handle_batch` advanced the clock to the batch's time.
         let listener = &mut *self.listener;
-        listener.clock.advance(self.now);
         let unprepared;
         let parsed = match self.parsed.get(index) {
             Some(Some(parsed)) => parsed,
