@@ -24,14 +24,29 @@ use synwall::sys::sha256;
 use synwall::wire::{self, Endpoints, Parsed, TcpRepr};
 
 const BATCH: usize = 64;
+/// The SYN queue of the flood benchmark: the kernel's default `tcp_max_syn_backlog` on a
+/// small machine.
+const SYN_QUEUE_FULL: usize = 4096;
 
 fn clients(count: usize) -> Vec<Client> {
-    (0..count)
+    clients_apart(count, 0).0
+}
+
+/// `first` clients, and `then` more with other addresses.
+fn clients_apart(first: usize, then: usize) -> (Vec<Client>, Vec<Client>) {
+    let mut all: Vec<Client> = (0..first + then)
         .map(|i| {
-            let addr = format!("198.18.{}.{}:{}", 128 + i / 250, i % 250 + 1, 1024 + i);
+            let addr = format!(
+                "198.18.{}.{}:{}",
+                128 + i / 250,
+                i % 250 + 1,
+                1024 + i % 60000
+            );
             Client::new(&addr, i as u32 * 7919, linux_options(i as u32))
         })
-        .collect()
+        .collect();
+    let rest = all.split_off(first);
+    (all, rest)
 }
 
 fn bench_wire(c: &mut Criterion) {
@@ -113,6 +128,31 @@ fn bench_cookie_syns(group: &mut BenchmarkGroup<'_, WallTime>, clients: &[Client
         b.iter(|| {
             always.handle_batch(now, &syn_refs, |batch| {
                 for index in 0..syn_refs.len() {
+                    let verdict = batch.handle(index, tx);
+                    debug_assert!(matches!(verdict, Verdict::Transmit(_)));
+                    black_box(&verdict);
+                }
+            })
+        })
+    });
+    // As a flood meets the default listener (syncookies = when-full): the SYN queue full of
+    // half-open connections, so every SYN probes it (and the handoff records) before its cookie.
+    let (queued, flood) = clients_apart(SYN_QUEUE_FULL, BATCH);
+    let mut full = Harness::new(synwall::listener::ListenerConfig {
+        max_syn_backlog: SYN_QUEUE_FULL,
+        ..config(SyncookiesMode::WhenFull)
+    });
+    for client in &queued {
+        full.syn_ack(client);
+    }
+    assert_eq!(full.listener.syn_queue_len(), SYN_QUEUE_FULL);
+    let flood: Vec<Vec<u8>> = flood.iter().map(|client| frame(&client.syn())).collect();
+    let flood_refs = refs(&flood);
+    let mut full_listener = batched(full.listener);
+    group.bench_function("syn_batch_cookie_queue_full", |b| {
+        b.iter(|| {
+            full_listener.handle_batch(full.now, &flood_refs, |batch| {
+                for index in 0..flood_refs.len() {
                     let verdict = batch.handle(index, tx);
                     debug_assert!(matches!(verdict, Verdict::Transmit(_)));
                     black_box(&verdict);

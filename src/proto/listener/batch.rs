@@ -25,7 +25,8 @@ pub struct Batch<'a> {
     listener: &'a mut Listener,
     now: Instant,
     frames: &'a [&'a [u8]],
-    parsed: [Option<Parsed<'a>>; MAX_BATCH],
+    /// Each frame parsed (past the batch's frames, unused).
+    parsed: [Parsed<'a>; MAX_BATCH],
     /// The prepared cookie MAC of each frame, if any.
     macs: [Option<usize>; MAX_BATCH],
 }
@@ -49,12 +50,12 @@ impl Listener {
             listener: self,
             now,
             frames,
-            parsed: [None; MAX_BATCH],
+            parsed: [Parsed::NotOurs; MAX_BATCH],
             macs: [None; MAX_BATCH],
         };
         let slots = batch.parsed.iter_mut().zip(&mut batch.macs);
         for (frame, (parsed, mac)) in frames.iter().zip(slots) {
-            let parsed = parsed.insert(wire::parse(frame, &batch.listener.config.served));
+            wire::parse_into(frame, &batch.listener.config.served, parsed);
             if let Parsed::Ours(segment) = parsed {
                 *mac = batch.listener.prepare_mac(segment, cookie_acks);
             }
@@ -102,7 +103,7 @@ impl Batch<'_> {
         let listener = &mut *self.listener;
         let unprepared;
         let parsed = match self.parsed.get(index) {
-            Some(Some(parsed)) => parsed,
+            Some(parsed) => parsed,
             _ => {
                 unprepared = wire::parse(rx, &listener.config.served);
                 &unprepared

@@ -8,8 +8,11 @@
 //! - [`emit`] writes a frame straight into a caller-provided buffer with correct IPv4 header and
 //!   TCP checksums; it writes exactly [`emitted_len`] bytes and nothing else.
 //!
-//! Headers are sliced with `etherparse`; TCP options are parsed here because a listener must
-//! skip unknown options, where etherparse's iterator stops at the first one.
+//! The layouts nearly every segment to a served port has (at most one 802.1Q tag, then IPv4
+//! without options and not fragmented, or IPv6 straight to TCP) are read field by field; every
+//! other frame is sliced with `etherparse`, to the same verdict (a property test holds the two
+//! to it). The TCP header is read field by field on both paths, and its options are parsed here
+//! because a listener must skip unknown options, where etherparse's iterator stops at the first.
 //!
 //! # Fragments and IPv6 extension headers
 //!
@@ -33,7 +36,7 @@ mod tuple;
 
 pub use emit::{BufferTooSmall, emit, emitted_len};
 pub use options::{TcpOptions, Timestamps};
-pub use parse::{Malformed, Parsed, ip_packet_range, parse};
+pub use parse::{Malformed, Parsed, ip_packet_range, parse, parse_into};
 pub use tuple::FourTuple;
 
 use std::net::{IpAddr, SocketAddr};
@@ -128,6 +131,7 @@ impl Endpoints {
     }
 
     /// Whether TCP to `addr`:`port` is served.
+    #[inline]
     pub fn serves(&self, addr: IpAddr, port: u16) -> bool {
         self.0
             .iter()
@@ -135,6 +139,7 @@ impl Endpoints {
     }
 
     /// Whether any port of `addr` is served.
+    #[inline]
     pub fn serves_address(&self, addr: IpAddr) -> bool {
         self.0.iter().any(|e| address_matches(e.ip(), addr))
     }
@@ -144,6 +149,7 @@ impl Endpoints {
     }
 }
 
+#[inline]
 fn address_matches(served: IpAddr, addr: IpAddr) -> bool {
     served == addr || (served.is_unspecified() && served.is_ipv4() == addr.is_ipv4())
 }

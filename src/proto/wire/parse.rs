@@ -1,18 +1,30 @@
 //! Frame parsing: Ethernet → (802.1Q) → IPv4/IPv6 → TCP, classified as ours, not ours, or
 //! malformed. See the module doc of [`crate::wire`] for fragments and extension headers.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 
 use etherparse::{
     EtherType, Ethernet2Slice, IpNumber, Ipv4Slice, Ipv6ExtensionSlice, Ipv6Slice, SingleVlanSlice,
-    TcpHeaderSlice,
 };
 
 use super::checksum::Sum;
 use super::options::TcpOptions;
 use super::{Endpoints, LinkAddrs, TcpFlags, TcpRepr};
 use crate::seq::SeqNumber;
+
+const ETHERNET_LEN: usize = 14;
+const VLAN_TAG_LEN: usize = 4;
+const IPV4_LEN: usize = 20;
+const IPV6_LEN: usize = 40;
+const TCP_LEN: usize = 20;
+const ETHER_TYPE_IPV4: u16 = EtherType::IPV4.0;
+const ETHER_TYPE_IPV6: u16 = EtherType::IPV6.0;
+const ETHER_TYPE_VLAN: u16 = EtherType::VLAN_TAGGED_FRAME.0;
+/// Version 4, a header of 5 words: no options.
+const IPV4_PLAIN_VERSION_AND_IHL: u8 = 0x45;
+/// More-fragments and the fragment offset.
+const IPV4_FRAGMENT_BITS: u16 = 0x3fff;
 
 /// What a received frame is to the listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +62,23 @@ pub enum Malformed {
 /// is [`Parsed::Ours`].
 #[inline]
 pub fn parse<'a>(frame: &'a [u8], served: &Endpoints) -> Parsed<'a> {
+    let mut parsed = Parsed::NotOurs;
+    parse_into(frame, served, &mut parsed);
+    parsed
+}
+
+/// [`parse`], written into `parsed`. A batch parses its frames into place: a returned `Parsed`
+/// (128 bytes) was built on the stack and copied there, and the copy stalled on the bytes just
+/// written (store forwarding), about 8 ns of a batched SYN's 160.
+#[inline]
+pub fn parse_into<'a>(frame: &'a [u8], served: &Endpoints, parsed: &mut Parsed<'a>) {
+    if !parse_plain(frame, served, parsed) {
+        *parsed = parse_sliced(frame, served);
+    }
+}
+
+/// The whole parse, every layer sliced by etherparse.
+fn parse_sliced<'a>(frame: &'a [u8], served: &Endpoints) -> Parsed<'a> {
     let Some((link, ether_type, network)) = link_layer(frame) else {
         return Parsed::Malformed(Malformed::Ethernet);
     };
@@ -58,6 +87,87 @@ pub fn parse<'a>(frame: &'a [u8], served: &Endpoints) -> Parsed<'a> {
         EtherType::IPV6 => parse_ipv6(link, network, served),
         _ => Parsed::NotOurs,
     }
+}
+
+/// Parses what nearly every frame to a served port is into `parsed`: at most one 802.1Q tag,
+/// an IPv4 header without options and not fragmented, or an IPv6 header followed by TCP, to a
+/// served address; read field by field, where slicing each layer cost a SYN a tenth of its
+/// handling. False, `parsed` untouched, for anything else, valid or not, which
+/// [`parse_sliced`] then classifies; where this parses, its verdict is `parse_sliced`'s (a
+/// property test holds them to it). The segment is parsed right where its addresses are read:
+/// handed on through temporaries first, the addresses were written in pieces and read back
+/// whole, a store-forwarding stall on every frame.
+#[inline(always)]
+fn parse_plain<'a>(frame: &'a [u8], served: &Endpoints, parsed: &mut Parsed<'a>) -> bool {
+    // Addresses are read as whole integers: built byte by byte, they were stored byte by byte
+    // and read back whole, another stall.
+    let be16 = |bytes: &[u8], at: usize| u16::from_be_bytes([bytes[at], bytes[at + 1]]);
+    let be32 = |bytes: &[u8], at: usize| {
+        u32::from_be_bytes(bytes[at..at + 4].try_into().expect("four bytes"))
+    };
+    let be128 = |bytes: &[u8], at: usize| {
+        u128::from_be_bytes(bytes[at..at + 16].try_into().expect("sixteen bytes"))
+    };
+    let Some(header) = frame.first_chunk::<ETHERNET_LEN>() else {
+        return false;
+    };
+    let mut link = LinkAddrs {
+        dst: header[0..6].try_into().expect("six bytes"),
+        src: header[6..12].try_into().expect("six bytes"),
+        vlan: None,
+    };
+    let (ether_type, packet) = match be16(header, 12) {
+        ETHER_TYPE_VLAN => {
+            let Some(tag) = frame[ETHERNET_LEN..].first_chunk::<VLAN_TAG_LEN>() else {
+                return false;
+            };
+            link.vlan = Some(be16(tag, 0));
+            (be16(tag, 2), &frame[ETHERNET_LEN + VLAN_TAG_LEN..])
+        }
+        ether_type => (ether_type, &frame[ETHERNET_LEN..]),
+    };
+    match ether_type {
+        ETHER_TYPE_IPV4 => {
+            let Some(header) = packet.first_chunk::<IPV4_LEN>() else {
+                return false;
+            };
+            let total_len = usize::from(be16(header, 2));
+            let fragmented = be16(header, 6) & IPV4_FRAGMENT_BITS != 0;
+            let dst = IpAddr::V4(Ipv4Addr::from_bits(be32(header, 16)));
+            if header[0] != IPV4_PLAIN_VERSION_AND_IHL
+                || header[9] != IpNumber::TCP.0
+                || fragmented
+                || !(IPV4_LEN..=packet.len()).contains(&total_len)
+                || !served.serves_address(dst)
+                || !Sum::default().add_bytes(header).verifies()
+            {
+                return false;
+            }
+            let src = IpAddr::V4(Ipv4Addr::from_bits(be32(header, 12)));
+            let segment = &packet[IPV4_LEN..total_len];
+            *parsed = parse_tcp(link, src, dst, header[8], segment, served);
+        }
+        ETHER_TYPE_IPV6 => {
+            let Some(header) = packet.first_chunk::<IPV6_LEN>() else {
+                return false;
+            };
+            let payload_len = usize::from(be16(header, 4));
+            let dst = IpAddr::V6(Ipv6Addr::from_bits(be128(header, 24)));
+            if header[0] >> 4 != 6
+                || header[6] != IpNumber::TCP.0
+                || payload_len == 0
+                || IPV6_LEN + payload_len > packet.len()
+                || !served.serves_address(dst)
+            {
+                return false;
+            }
+            let src = IpAddr::V6(Ipv6Addr::from_bits(be128(header, 8)));
+            let segment = &packet[IPV6_LEN..IPV6_LEN + payload_len];
+            *parsed = parse_tcp(link, src, dst, header[7], segment, served);
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// The Ethernet header and one optional 802.1Q tag of `frame`: the addresses, the ether type
@@ -169,7 +279,10 @@ fn classify_fragment<'a>(
     }
 }
 
-#[inline]
+/// The TCP header of `segment`, whose addresses are served: read field by field (it is the
+/// same on every path, and slicing it costs more than reading it). Inlined, so that its
+/// segment is built where the caller keeps it.
+#[inline(always)]
 fn parse_tcp<'a>(
     link: LinkAddrs,
     src: IpAddr,
@@ -178,14 +291,22 @@ fn parse_tcp<'a>(
     segment: &'a [u8],
     served: &Endpoints,
 ) -> Parsed<'a> {
-    let Ok(tcp) = TcpHeaderSlice::from_slice(segment) else {
+    let Some(header) = segment.first_chunk::<TCP_LEN>() else {
         return Parsed::Malformed(Malformed::TcpHeader);
     };
-    let dst_port = tcp.destination_port();
+    let be16 = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
+    let be32 = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let header_len = usize::from(header[12] >> 4) * 4;
+    if header_len < TCP_LEN || header_len > segment.len() {
+        return Parsed::Malformed(Malformed::TcpHeader);
+    }
+    let (src_port, dst_port) = (be16(0), be16(2));
     if !served.serves(dst, dst_port) {
         return Parsed::NotOurs;
     }
-    if tcp.source_port() == 0 {
+    if src_port == 0 {
         return Parsed::Malformed(Malformed::TcpHeader);
     }
     if !Sum::pseudo_header(src, dst, segment.len())
@@ -194,20 +315,99 @@ fn parse_tcp<'a>(
     {
         return Parsed::Malformed(Malformed::TcpChecksum);
     }
-    let Ok(options) = TcpOptions::parse(tcp.options()) else {
+    let Ok(options) = TcpOptions::parse(&segment[TCP_LEN..header_len]) else {
         return Parsed::Malformed(Malformed::TcpOptions);
     };
-    let header = tcp.slice();
     Parsed::Ours(TcpRepr {
         link,
-        src: SocketAddr::new(src, tcp.source_port()),
+        src: SocketAddr::new(src, src_port),
         dst: SocketAddr::new(dst, dst_port),
         hop_limit,
-        seq: SeqNumber(tcp.sequence_number()),
-        ack: SeqNumber(tcp.acknowledgment_number()),
+        seq: SeqNumber(be32(4)),
+        ack: SeqNumber(be32(8)),
         flags: TcpFlags(header[13]),
-        window: tcp.window_size(),
+        window: be16(14),
         options,
-        payload: &segment[header.len()..],
+        payload: &segment[header_len..],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::wire::{TcpOptions, Timestamps, emit};
+
+    fn served() -> Endpoints {
+        Endpoints::new([
+            "198.18.0.1:80".parse().unwrap(),
+            "[2001:2::1]:80".parse().unwrap(),
+        ])
+    }
+
+    /// A SYN to a served endpoint, as a frame: IPv4 or IPv6, tagged or not, with payload.
+    fn frame(ipv6: bool, vlan: Option<u16>, payload: &[u8]) -> Vec<u8> {
+        let (src, dst) = if ipv6 {
+            ("[2001:2::8]:40000", "[2001:2::1]:80")
+        } else {
+            ("198.18.0.8:40000", "198.18.0.1:80")
+        };
+        let repr = TcpRepr {
+            link: LinkAddrs {
+                src: [2, 0, 0, 0, 0, 1],
+                dst: [2, 0, 0, 0, 0, 2],
+                vlan,
+            },
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            hop_limit: 64,
+            seq: SeqNumber(7),
+            ack: SeqNumber(0),
+            flags: TcpFlags::SYN,
+            window: 64240,
+            options: TcpOptions {
+                mss: Some(1460),
+                window_scale: Some(7),
+                sack_permitted: true,
+                timestamps: Some(Timestamps { value: 1, echo: 0 }),
+            },
+            payload,
+        };
+        let mut frame = vec![0; 200];
+        let len = emit(&repr, &mut frame).unwrap();
+        frame.truncate(len);
+        frame
+    }
+
+    proptest! {
+        /// Where the field-by-field reading of the IP layer answers, the parse is the sliced
+        /// one's; it answers for every well-formed plain frame; mutations anywhere (addresses, lengths, versions,
+        /// fragment bits, checksums, options) and truncation or padding change neither.
+        #[test]
+        fn test_plain_segment_agrees_with_the_sliced_parse(
+            ipv6 in any::<bool>(),
+            vlan in proptest::option::of(any::<u16>()),
+            payload in proptest::collection::vec(any::<u8>(), 0..20),
+            mutations in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            new_len in proptest::option::of(any::<usize>()),
+        ) {
+            let mut frame = frame(ipv6, vlan, &payload);
+            let served = served();
+            let mut whole = Parsed::NotOurs;
+            prop_assert!(parse_plain(&frame, &served, &mut whole));
+            prop_assert!(matches!(whole, Parsed::Ours(_)));
+            for (at, value) in mutations {
+                let at = at % frame.len();
+                frame[at] = value;
+            }
+            if let Some(new_len) = new_len {
+                frame.resize(new_len % (frame.len() + 8), 0);
+            }
+            let mut plain = Parsed::NotOurs;
+            if parse_plain(&frame, &served, &mut plain) {
+                prop_assert_eq!(plain, parse_sliced(&frame, &served));
+            }
+        }
+    }
 }

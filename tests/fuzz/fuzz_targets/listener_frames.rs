@@ -5,7 +5,7 @@
 //! Asserted after every step: the SYN queue within its bound; no `Accepted` without a SYN-ACK
 //! the listener sent for it, nor while the connection is still being handed off; every frame
 //! sent parses back; counters and gauges agree with what was seen. The script's format and the
-//! checks are `synwall_fuzz::listener_frames`'s (harness.rs).
+//! checks are `synwall_fuzz::listener_frames`'s (harness/).
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| synwall_fuzz::listener_frames(data));

@@ -9,7 +9,7 @@ use synwall_proto::listener::SyncookiesMode;
 use synwall_proto::seq::SeqNumber;
 use synwall_proto::wire::{self, LinkAddrs, TcpFlags, TcpOptions, TcpRepr, Timestamps};
 
-use super::session::Session;
+use super::session::{Delivery, Session};
 use super::wire_parse::be16;
 use super::*;
 
@@ -32,13 +32,20 @@ pub(super) const RECENT_SYN_ACKS: usize = 16;
 /// The payload of built segments: its first `len` bytes.
 pub(super) const PAYLOAD: [u8; 255] = [0x5a; 255];
 
-/// The `listener_frames` target: see the module documentation.
+/// The `listener_frames` target: see the module documentation. Each script runs twice, its
+/// frames handed over one at a time, then in batches.
 pub fn listener_frames(data: &[u8]) {
+    for delivery in [Delivery::FrameByFrame, Delivery::Batches] {
+        run(data, delivery);
+    }
+}
+
+fn run(data: &[u8], delivery: Delivery) {
     let mut input = Input(data);
     let Some(setup) = input.u8() else {
         return;
     };
-    let mut session = Session::new(setup);
+    let mut session = Session::new(setup, delivery);
     for step in 0..MAX_STEPS {
         session.step = step;
         if session.run_step(&mut input).is_none() {
@@ -46,6 +53,8 @@ pub fn listener_frames(data: &[u8]) {
         }
         session.check();
     }
+    session.deliver_batch();
+    session.check();
 }
 
 /// The fuzzer's bytes, read front to back.

@@ -51,8 +51,11 @@
 //! A reload's `bits`: 0-1 the syncookies mode as above, 2 `abort_on_overflow`, 3 the invalid-ACK
 //! RSTs off, 7 a new secret. Frames built from fields carry valid checksums, so they reach the
 //! handshake logic. The clock advances as a driver's would: keys rotated with the wall-clock
-//! time, then `handle_timeout` and `poll_transmit` until no timer is due. Asserted after every
-//! step:
+//! time, then `handle_timeout` and `poll_transmit` until no timer is due. Each script runs twice:
+//! its frames handed to the listener one at a time ([`Listener::handle_frame`]), then in batches
+//! ([`Listener::handle_batch`], as the shard does): the frames of consecutive steps in one batch
+//! of up to `MAX_BATCH`, handed over before a step that moves the clock, reports or reloads, and
+//! at the end. Asserted in both runs, after every step:
 //! - the SYN queue holds at most 8 entries, its memory never changes, and a non-empty queue has
 //!   a timer; the held bytes and pending handoffs stay within their bounds;
 //! - every `Accepted` acknowledges a SYN-ACK the listener sent for its 4-tuple (tracked by parsing

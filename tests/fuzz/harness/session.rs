@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use synwall_proto::cookie::keys::KeyRing;
 use synwall_proto::counters::{Counter, Counters, Gauge};
 use synwall_proto::listener::{
-    Accepted, HandshakePath, Listener, ListenerConfig, ListenerUpdate, Verdict,
+    Accepted, HandshakePath, Listener, ListenerConfig, ListenerUpdate, MAX_BATCH, Verdict,
 };
 use synwall_proto::seq::SeqNumber;
 use synwall_proto::wire::{
@@ -33,9 +33,22 @@ pub(super) struct Seen {
     pub(super) passed: u64,
 }
 
+/// How the harness hands frames to the listener, as the drivers do: one at a time
+/// ([`Listener::handle_frame`]), or in batches ([`Listener::handle_batch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Delivery {
+    FrameByFrame,
+    /// The frames of consecutive steps go in one batch, of up to [`MAX_BATCH`], handed over
+    /// before the clock moves, a report or a reload.
+    Batches,
+}
+
 /// One listener, its virtual clocks and what the harness knows of it.
 pub(super) struct Session {
     pub(super) listener: Listener,
+    pub(super) delivery: Delivery,
+    /// Frames waiting for the next batch.
+    pub(super) pending: Vec<Vec<u8>>,
     pub(super) counters: Arc<Counters>,
     pub(super) served: Endpoints,
     pub(super) queue_bytes: usize,
@@ -56,7 +69,7 @@ pub(super) struct Session {
 }
 
 impl Session {
-    pub(super) fn new(setup: u8) -> Session {
+    pub(super) fn new(setup: u8, delivery: Delivery) -> Session {
         let config = ListenerConfig {
             served: Endpoints::new([SERVER_V4, SERVER_V6]),
             syncookies: syncookies_mode(setup),
@@ -82,6 +95,8 @@ impl Session {
             counters: listener.counters(),
             queue_bytes: listener.syn_queue_bytes(),
             listener,
+            delivery,
+            pending: Vec::new(),
             served,
             now,
             unix: START_UNIX,
@@ -97,7 +112,11 @@ impl Session {
 
     /// Reads and runs one step; `None` when the input ends.
     pub(super) fn run_step(&mut self, input: &mut Input<'_>) -> Option<()> {
-        match input.u8()? % 10 {
+        let op = input.u8()? % 10;
+        if matches!(op, 0 | 1 | 7 | 9) {
+            self.deliver_batch();
+        }
+        match op {
             0 => {
                 let n = input.u8()?;
                 self.advance(Duration::from_millis(10 * u64::from(n)));
@@ -363,7 +382,47 @@ impl Session {
     }
 
     fn feed(&mut self, frame: &[u8]) {
-        match self.listener.handle_frame(self.now, frame, &mut self.tx) {
+        match self.delivery {
+            Delivery::FrameByFrame => {
+                let verdict = self.listener.handle_frame(self.now, frame, &mut self.tx);
+                self.decided(frame, verdict);
+            }
+            Delivery::Batches => {
+                self.pending.push(frame.to_vec());
+                if self.pending.len() == MAX_BATCH {
+                    self.deliver_batch();
+                }
+            }
+        }
+    }
+
+    /// Hands the pending frames to the listener as one batch.
+    pub(super) fn deliver_batch(&mut self) {
+        let frames = std::mem::take(&mut self.pending);
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let mut tx = vec![0; TX_LEN];
+        let decided: Vec<(Verdict, Vec<u8>)> =
+            self.listener.handle_batch(self.now, &refs, |batch| {
+                (0..refs.len())
+                    .map(|index| {
+                        let verdict = batch.handle(index, &mut tx);
+                        let reply = match verdict {
+                            Verdict::Transmit(len) => tx[..len].to_vec(),
+                            _ => Vec::new(),
+                        };
+                        (verdict, reply)
+                    })
+                    .collect()
+            });
+        for (frame, (verdict, reply)) in frames.iter().zip(decided) {
+            self.tx[..reply.len()].copy_from_slice(&reply);
+            self.decided(frame, verdict);
+        }
+    }
+
+    /// Records the listener's verdict on `frame` (a reply is in `tx`).
+    fn decided(&mut self, frame: &[u8], verdict: Verdict) {
+        match verdict {
             Verdict::Transmit(len) => self.transmitted(len),
             Verdict::Accepted(accepted) => self.on_accepted(accepted),
             Verdict::Reinject(range) => {
