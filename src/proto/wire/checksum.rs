@@ -31,15 +31,11 @@ impl Sum {
         let sum = (&mut words).fold(self, |sum, word| {
             sum.add_u32(u32::from_be_bytes([word[0], word[1], word[2], word[3]]))
         });
-        match *words.remainder() {
-            [] => sum,
-            [a] => sum.add_u16(u16::from_be_bytes([a, 0])),
-            [a, b] => sum.add_u16(u16::from_be_bytes([a, b])),
-            [a, b, c] => sum
-                .add_u16(u16::from_be_bytes([a, b]))
-                .add_u16(u16::from_be_bytes([c, 0])),
-            _ => unreachable!("chunks_exact(4) leaves fewer than four bytes"),
-        }
+        // The last one to three bytes, padded with zeros to a word.
+        let rest = words.remainder();
+        let mut last = [0; 4];
+        last[..rest.len()].copy_from_slice(rest);
+        sum.add_u32(u32::from_be_bytes(last))
     }
 
     /// The TCP pseudo-header (RFC 9293 §3.1, RFC 8200 §8.1) of a segment of `tcp_len` bytes.

@@ -398,6 +398,9 @@ impl Session {
 
     /// Hands the pending frames to the listener as one batch.
     pub(super) fn deliver_batch(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
         let frames = std::mem::take(&mut self.pending);
         let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
         let mut tx = vec![0; TX_LEN];
