@@ -27,6 +27,8 @@ const BATCH: usize = 64;
 /// The SYN queue of the flood benchmark: the kernel's default `tcp_max_syn_backlog` on a
 /// small machine.
 const SYN_QUEUE_FULL: usize = 4096;
+/// Legit connections of the flood benchmark handed to the kernel moments ago.
+const LEGIT_HANDED: usize = 16;
 
 fn clients(count: usize) -> Vec<Client> {
     clients_apart(count, 0).0
@@ -136,8 +138,10 @@ fn bench_cookie_syns(group: &mut BenchmarkGroup<'_, WallTime>, clients: &[Client
         })
     });
     // As a flood meets the default listener (syncookies = when-full): the SYN queue full of
-    // half-open connections, so every SYN probes it (and the handoff records) before its cookie.
-    let (queued, flood) = clients_apart(SYN_QUEUE_FULL, BATCH);
+    // half-open connections, and legit clients' connections just handed to the kernel (their
+    // markers linger), so every SYN probes both tables before its cookie.
+    let (queued, rest) = clients_apart(SYN_QUEUE_FULL, LEGIT_HANDED + BATCH);
+    let (legit, flood) = rest.split_at(LEGIT_HANDED);
     let mut full = Harness::new(synwall::listener::ListenerConfig {
         max_syn_backlog: SYN_QUEUE_FULL,
         ..config(SyncookiesMode::WhenFull)
@@ -146,6 +150,13 @@ fn bench_cookie_syns(group: &mut BenchmarkGroup<'_, WallTime>, clients: &[Client
         full.syn_ack(client);
     }
     assert_eq!(full.listener.syn_queue_len(), SYN_QUEUE_FULL);
+    for client in legit {
+        let syn_ack = full.syn_ack_repr(client);
+        let (Verdict::Accepted(accepted), _) = full.send(&client.ack(&syn_ack, b"")) else {
+            unreachable!("a legit client's cookie is valid")
+        };
+        full.handoff_complete(&accepted);
+    }
     let flood: Vec<Vec<u8>> = flood.iter().map(|client| frame(&client.syn())).collect();
     let flood_refs = refs(&flood);
     let mut full_listener = batched(full.listener);

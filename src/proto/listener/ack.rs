@@ -11,7 +11,8 @@ use crate::seq::SeqNumber;
 use crate::wire::{FourTuple, TcpRepr};
 
 use super::{
-    Accepted, DropReason, HandshakePath, Listener, SyncookiesMode, Verdict, WindowScale, reset,
+    Accepted, DropReason, HandshakePath, HashedTuple, Listener, SyncookiesMode, Verdict,
+    WindowScale, reset,
 };
 
 impl Listener {
@@ -19,10 +20,10 @@ impl Listener {
         &mut self,
         now: Instant,
         ack: &TcpRepr<'_>,
-        tuple: FourTuple,
+        tuple: &HashedTuple,
         tx: &mut [u8],
     ) -> Verdict {
-        if let Some(entry) = self.queue.get(&tuple) {
+        if let Some(entry) = self.queue.get(tuple) {
             if ack.ack != entry.server_isn + 1 {
                 return self.reject_ack(now, ack, tuple, DropReason::AckMismatch, tx);
             }
@@ -31,7 +32,7 @@ impl Listener {
                 return self.drop(DropReason::OutOfWindow);
             }
             let entry = *entry;
-            self.queue.remove(&tuple);
+            self.queue.remove(tuple);
             self.counters.incr(Counter::AcceptedFromQueue);
             let completion = Completion {
                 path: HandshakePath::Queue,
@@ -48,7 +49,7 @@ impl Listener {
         if !self.cookie_gate_open(now) {
             return self.reject_ack(now, ack, tuple, DropReason::CookieGateClosed, tx);
         }
-        let input = cookie_of_ack(ack, tuple);
+        let input = cookie_of_ack(ack, *tuple.key());
         let Some(mss) = self.cookies.check(&input, (ack.ack - 1).0) else {
             return self.reject_ack(now, ack, tuple, DropReason::CookieInvalid, tx);
         };
@@ -64,13 +65,13 @@ impl Listener {
         self.accept(now, ack, tuple, completion, tx)
     }
 
-    pub(super) fn on_rst(&mut self, rst: &TcpRepr<'_>, tuple: FourTuple) -> Verdict {
-        if let Some(entry) = self.queue.get(&tuple) {
+    pub(super) fn on_rst(&mut self, rst: &TcpRepr<'_>, tuple: &HashedTuple) -> Verdict {
+        if let Some(entry) = self.queue.get(tuple) {
             let window = u32::from(self.config.receive_window).max(1);
             if !rst.seq.is_in_window(entry.client_isn + 1, window) {
                 return self.drop(DropReason::OutOfWindow);
             }
-            self.queue.remove(&tuple);
+            self.queue.remove(tuple);
             self.counters.incr(Counter::ResetsReceived);
             self.update_gauges();
             return Verdict::Consumed;
@@ -82,7 +83,7 @@ impl Listener {
         &mut self,
         now: Instant,
         ack: &TcpRepr<'_>,
-        tuple: FourTuple,
+        tuple: &HashedTuple,
         completion: Completion,
         tx: &mut [u8],
     ) -> Verdict {
@@ -97,7 +98,7 @@ impl Listener {
             Vec::new()
         };
         let accepted = Accepted {
-            tuple,
+            tuple: *tuple.key(),
             link: ack.link,
             path: completion.path,
             client_isn: completion.client_isn,
@@ -126,7 +127,7 @@ impl Listener {
         &mut self,
         now: Instant,
         ack: &TcpRepr<'_>,
-        tuple: FourTuple,
+        tuple: &HashedTuple,
         reason: DropReason,
         tx: &mut [u8],
     ) -> Verdict {
@@ -137,7 +138,7 @@ impl Listener {
             return self.drop(reason);
         }
         self.counters.incr(reason.counter());
-        let reset = reset(tuple, ack.link, ack.ack, self.config.hop_limit);
+        let reset = reset(*tuple.key(), ack.link, ack.ack, self.config.hop_limit);
         self.transmit(&reset, tx, Counter::RstsSent)
     }
 }

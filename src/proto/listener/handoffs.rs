@@ -19,7 +19,7 @@
 use std::time::{Duration, Instant};
 
 use crate::seq::SeqNumber;
-use crate::table::TimerTable;
+use crate::table::{HashedOnce, KeyHasher, TimerTable};
 use crate::wire::FourTuple;
 
 /// How long a connection the kernel owns is remembered: far longer than the receive ring
@@ -59,9 +59,14 @@ pub(crate) struct Handoffs {
 }
 
 impl Handoffs {
-    pub fn new(capacity: usize, handoff_timeout: Duration, max_held_bytes: usize) -> Handoffs {
+    pub fn new(
+        capacity: usize,
+        handoff_timeout: Duration,
+        max_held_bytes: usize,
+        hasher: KeyHasher,
+    ) -> Handoffs {
         Handoffs {
-            table: TimerTable::new(capacity, 2),
+            table: TimerTable::new(capacity, 2, hasher),
             handoff_timeout,
             handed: 0,
             held_bytes: 0,
@@ -79,7 +84,7 @@ impl Handoffs {
         self.held_bytes
     }
 
-    pub fn stage(&self, tuple: &FourTuple) -> Option<Stage> {
+    pub fn stage(&self, tuple: &HashedOnce<FourTuple>) -> Option<Stage> {
         Some(match self.table.get(tuple)? {
             Pending::HandingOff(_) => Stage::HandingOff,
             Pending::Handed(handed) => Stage::Handed(*handed),
@@ -87,7 +92,7 @@ impl Handoffs {
     }
 
     /// Records that `tuple` is being handed off from `now`. False when full.
-    pub fn start(&mut self, tuple: FourTuple, now: Instant) -> bool {
+    pub fn start(&mut self, tuple: &HashedOnce<FourTuple>, now: Instant) -> bool {
         self.make_room();
         self.table
             .insert(
@@ -101,7 +106,7 @@ impl Handoffs {
 
     /// Keeps a copy of `packet` for `tuple`'s kernel socket. False when `tuple` is not being
     /// handed off or the held bytes would pass their bound.
-    pub fn hold(&mut self, tuple: &FourTuple, packet: &[u8]) -> bool {
+    pub fn hold(&mut self, tuple: &HashedOnce<FourTuple>, packet: &[u8]) -> bool {
         if self.held_bytes + packet.len() > self.max_held_bytes {
             return false;
         }
@@ -118,7 +123,7 @@ impl Handoffs {
     /// handed off (unknown, expired, or finished already).
     pub fn finish(
         &mut self,
-        tuple: &FourTuple,
+        tuple: &HashedOnce<FourTuple>,
         handed: Handed,
         now: Instant,
     ) -> Option<Vec<Vec<u8>>> {
@@ -142,7 +147,7 @@ impl Handoffs {
         }
         let (tuple, _, _) = self.table.due(now, HANDING_OFF..HANDING_OFF + 1)?;
         self.remove(&tuple);
-        Some(tuple)
+        Some(*tuple.key())
     }
 
     /// Takes `held`'s bytes off the held total.
@@ -151,7 +156,7 @@ impl Handoffs {
     }
 
     /// Forgets `tuple` and whatever was held for it.
-    pub fn remove(&mut self, tuple: &FourTuple) {
+    pub fn remove(&mut self, tuple: &HashedOnce<FourTuple>) {
         match self.table.remove(tuple) {
             Some(Pending::Handed(_)) => self.handed -= 1,
             Some(Pending::HandingOff(held)) => self.release(&held),

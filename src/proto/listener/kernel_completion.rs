@@ -11,7 +11,7 @@ use crate::counters::Counter;
 use crate::wire::{FourTuple, Timestamps};
 
 use super::syn_queue::HalfOpen;
-use super::{Accepted, HandshakePath, Listener, WindowScale};
+use super::{Accepted, HandshakePath, HashedTuple, Listener, WindowScale};
 
 impl Listener {
     /// From now on, keeps each handshake admitted to the SYN queue for
@@ -90,10 +90,11 @@ impl Listener {
     }
 
     fn take_queued(&mut self, tuple: &FourTuple, server_isn: u32) -> Option<HalfOpen> {
-        if self.queue.get(tuple)?.server_isn.0 != server_isn {
+        let tuple = HashedTuple::new(*tuple);
+        if self.queue.get(&tuple)?.server_isn.0 != server_isn {
             return None;
         }
-        let entry = self.queue.remove(tuple);
+        let entry = self.queue.remove(&tuple);
         self.update_gauges();
         entry
     }

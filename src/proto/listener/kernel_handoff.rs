@@ -6,11 +6,11 @@
 use std::time::Instant;
 
 use crate::counters::Counter;
-use crate::wire::{self, FourTuple, Malformed, TcpFlags, TcpOptions, TcpRepr, Timestamps};
+use crate::wire::{self, Malformed, TcpFlags, TcpOptions, TcpRepr, Timestamps};
 
 use super::handoffs::{Handed, Stage};
 use super::syn_queue::{HalfOpen, Offer};
-use super::{Accepted, DropReason, HandshakePath, Listener, Verdict, reset};
+use super::{Accepted, DropReason, HandshakePath, HashedTuple, Listener, Verdict, reset};
 
 impl Listener {
     /// An [`Accepted`] connection did not fit the accept queue. With `abort_on_overflow` the
@@ -26,7 +26,8 @@ impl Listener {
         if self.config.abort_on_overflow {
             return self.reset_accepted(&accepted, tx);
         }
-        self.handoffs.remove(&accepted.tuple);
+        let tuple = HashedTuple::new(accepted.tuple);
+        self.handoffs.remove(&tuple);
         if accepted.path == HandshakePath::Queue {
             let entry = HalfOpen {
                 link: accepted.link,
@@ -42,7 +43,7 @@ impl Listener {
                 syn_at: now - accepted.handshake_duration.unwrap_or_default(),
             };
             // A full SYN queue loses it; the peer's next segment may still carry the cookie.
-            let _ = self.queue.admit(accepted.tuple, entry, now);
+            let _ = self.queue.admit(&tuple, entry, now);
         }
         self.update_gauges();
         Verdict::Consumed
@@ -64,7 +65,8 @@ impl Listener {
         let handed = Handed {
             our_next_seq: accepted.our_next_seq(),
         };
-        let Some(reinject) = self.handoffs.finish(&accepted.tuple, handed, now) else {
+        let tuple = HashedTuple::new(accepted.tuple);
+        let Some(reinject) = self.handoffs.finish(&tuple, handed, now) else {
             return HandoffComplete {
                 ack: Verdict::Consumed,
                 reinject: Vec::new(),
@@ -118,7 +120,7 @@ impl Listener {
 
     /// Forgets `accepted`'s handoff and resets its peer.
     fn reset_accepted(&mut self, accepted: &Accepted, tx: &mut [u8]) -> Verdict {
-        self.handoffs.remove(&accepted.tuple);
+        self.handoffs.remove(&HashedTuple::new(accepted.tuple));
         self.update_gauges();
         let reset = reset(
             accepted.tuple,
@@ -137,14 +139,14 @@ impl Listener {
         &mut self,
         rx: &[u8],
         segment: &TcpRepr<'_>,
-        tuple: FourTuple,
+        tuple: &HashedTuple,
     ) -> Option<Verdict> {
-        let stage = self.handoffs.stage(&tuple)?;
+        let stage = self.handoffs.stage(tuple)?;
         let is_syn =
             segment.flags.contains(TcpFlags::SYN) && !segment.flags.contains(TcpFlags::ACK);
         if matches!(stage, Stage::Handed(_)) && is_syn {
             // A new connection attempt over a 4-tuple the kernel owned.
-            self.handoffs.remove(&tuple);
+            self.handoffs.remove(tuple);
             return None;
         }
         let Some(range) = wire::ip_packet_range(rx) else {
@@ -159,7 +161,7 @@ impl Listener {
                 self.counters.incr(Counter::Reinjected);
                 Some(Verdict::Reinject(range))
             }
-            Stage::HandingOff if self.handoffs.hold(&tuple, &rx[range]) => {
+            Stage::HandingOff if self.handoffs.hold(tuple, &rx[range]) => {
                 self.counters.incr(Counter::HeldSegments);
                 self.update_gauges();
                 Some(Verdict::Consumed)

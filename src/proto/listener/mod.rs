@@ -74,6 +74,7 @@ use crate::cookie::{CookieJar, Sha256Lanes};
 use crate::counters::{Counter, Counters, Gauge};
 use crate::rate_limit::TokenBucket;
 use crate::seq::SeqNumber;
+use crate::table::{HashedOnce, KeyHasher};
 use crate::wire::{self, FourTuple, LinkAddrs, Malformed, Parsed, TcpFlags, TcpOptions, TcpRepr};
 use clock::Clock;
 use handoffs::Handoffs;
@@ -140,6 +141,10 @@ impl DropReason {
     }
 }
 
+/// A segment's 4-tuple, from our side, hashed at most once for the SYN queue and the handoff
+/// records (which share a hasher).
+type HashedTuple = HashedOnce<FourTuple>;
+
 /// One listener shard. See the module documentation.
 pub struct Listener {
     config: ListenerConfig,
@@ -170,13 +175,20 @@ impl Listener {
         config.validate()?;
         // The longest a cookie stays valid.
         let cookie_lifetime = 2 * keys.period();
+        // One hasher for both tables: a segment's tuple, hashed by one, is hashed for the other.
+        let tuple_hasher = KeyHasher::default();
         Ok(Listener {
             cookies: CookieJar::new(keys, config.cookie_mss_v4, config.cookie_mss_v6),
-            queue: SynQueue::new(config.max_syn_backlog, config.synack_retries),
+            queue: SynQueue::new(
+                config.max_syn_backlog,
+                config.synack_retries,
+                tuple_hasher.clone(),
+            ),
             handoffs: Handoffs::new(
                 config.max_pending_handoffs,
                 config.handoff_timeout,
                 config.max_held_bytes,
+                tuple_hasher,
             ),
             counters: Arc::default(),
             clock: Clock::new(
@@ -273,11 +285,11 @@ impl Listener {
         if is_martian(segment.src.ip(), segment.dst.ip()) {
             return self.drop(DropReason::MartianSource);
         }
-        let tuple = FourTuple {
+        let tuple = HashedTuple::new(FourTuple {
             local: segment.dst,
             remote: segment.src,
-        };
-        if let Some(verdict) = self.on_pending_handoff(rx, segment, tuple) {
+        });
+        if let Some(verdict) = self.on_pending_handoff(rx, segment, &tuple) {
             return verdict;
         }
         let flags = segment.flags;
@@ -285,16 +297,16 @@ impl Listener {
             if flags.contains(TcpFlags::SYN) {
                 return self.drop(DropReason::BadFlags);
             }
-            return self.on_rst(segment, tuple);
+            return self.on_rst(segment, &tuple);
         }
         if flags.contains(TcpFlags::SYN) {
             if flags.contains(TcpFlags::ACK) || flags.contains(TcpFlags::FIN) {
                 return self.drop(DropReason::BadFlags);
             }
-            return self.on_syn(now, segment, tuple, tx);
+            return self.on_syn(now, segment, &tuple, tx);
         }
         if flags.contains(TcpFlags::ACK) {
-            return self.on_ack(now, segment, tuple, tx);
+            return self.on_ack(now, segment, &tuple, tx);
         }
         self.drop(DropReason::BadFlags)
     }

@@ -10,7 +10,7 @@ use crate::seq::SeqNumber;
 use crate::wire::{FourTuple, LinkAddrs, TcpFlags, TcpOptions, TcpRepr, Timestamps};
 
 use super::syn_queue::{HalfOpen, Offer};
-use super::{DropReason, Listener, SyncookiesMode, Verdict};
+use super::{DropReason, HashedTuple, Listener, SyncookiesMode, Verdict};
 
 /// The largest window-scale shift (RFC 7323 §2.3).
 const MAX_WINDOW_SCALE: u8 = 14;
@@ -23,14 +23,14 @@ impl Listener {
         &mut self,
         now: Instant,
         syn: &TcpRepr<'_>,
-        tuple: FourTuple,
+        tuple: &HashedTuple,
         tx: &mut [u8],
     ) -> Verdict {
         self.counters.incr(Counter::SynReceived);
-        if let Some(entry) = self.queue.get(&tuple) {
+        if let Some(entry) = self.queue.get(tuple) {
             if entry.client_isn == syn.seq {
                 let repr = self.syn_ack(
-                    tuple,
+                    *tuple.key(),
                     syn.link,
                     entry.server_isn,
                     entry.client_isn,
@@ -40,7 +40,7 @@ impl Listener {
             }
             // A new connection attempt from the same 4-tuple: the old entry goes, and the gauge
             // with it, whichever path the new SYN takes.
-            self.queue.remove(&tuple);
+            self.queue.remove(tuple);
             self.update_gauges();
         }
         let offer = self.offer(syn);
@@ -57,9 +57,9 @@ impl Listener {
         let offer = if stateless { offer.stateless() } else { offer };
         let isn = SeqNumber(
             self.cookies
-                .encode(&cookie_of_syn(syn, tuple, &offer), offer.client_mss),
+                .encode(&cookie_of_syn(syn, *tuple.key(), &offer), offer.client_mss),
         );
-        let repr = self.syn_ack(tuple, syn.link, isn, syn.seq, &offer);
+        let repr = self.syn_ack(*tuple.key(), syn.link, isn, syn.seq, &offer);
         if stateless {
             self.open_cookie_gate(now);
             return self.transmit(&repr, tx, Counter::CookiesSent);
@@ -74,7 +74,11 @@ impl Listener {
         self.queue
             .admit(tuple, entry, now)
             .expect("the queue had room");
-        self.record_admission(tuple, &entry, repr.options.timestamps.map(|ts| ts.value));
+        self.record_admission(
+            *tuple.key(),
+            &entry,
+            repr.options.timestamps.map(|ts| ts.value),
+        );
         self.update_gauges();
         // Without a buffer now, the retransmission timer sends it later.
         self.transmit(&repr, tx, Counter::SynAcksSent)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::cookie::SynOptions;
 use crate::seq::SeqNumber;
-use crate::table::TimerTable;
+use crate::table::{HashedOnce, KeyHasher, TimerTable};
 use crate::wire::FourTuple;
 use crate::wire::LinkAddrs;
 
@@ -76,10 +76,10 @@ pub(crate) struct SynQueue {
 }
 
 impl SynQueue {
-    pub fn new(capacity: usize, retries: u8) -> SynQueue {
+    pub fn new(capacity: usize, retries: u8, hasher: KeyHasher) -> SynQueue {
         let retries = usize::from(retries);
         SynQueue {
-            table: TimerTable::new(capacity, retries + 1),
+            table: TimerTable::new(capacity, retries + 1, hasher),
             retries,
         }
     }
@@ -96,18 +96,18 @@ impl SynQueue {
         self.table.allocated_bytes()
     }
 
-    pub fn get(&self, tuple: &FourTuple) -> Option<&HalfOpen> {
+    pub fn get(&self, tuple: &HashedOnce<FourTuple>) -> Option<&HalfOpen> {
         self.table.get(tuple)
     }
 
-    pub fn remove(&mut self, tuple: &FourTuple) -> Option<HalfOpen> {
+    pub fn remove(&mut self, tuple: &HashedOnce<FourTuple>) -> Option<HalfOpen> {
         self.table.remove(tuple)
     }
 
     /// Admits a connection whose SYN-ACK goes out at `now`. Hands it back when full.
     pub fn admit(
         &mut self,
-        tuple: FourTuple,
+        tuple: &HashedOnce<FourTuple>,
         entry: HalfOpen,
         now: Instant,
     ) -> Result<(), HalfOpen> {
@@ -123,7 +123,7 @@ impl SynQueue {
         let (tuple, _, list) = self.table.due(now, 0..self.retries)?;
         let deadline = self.table.deadline(&tuple)? + INITIAL_RTO * (2u32 << list);
         self.table.reschedule(&tuple, list + 1, deadline);
-        Some((tuple, self.table.get(&tuple)?))
+        Some((*tuple.key(), self.table.get(&tuple)?))
     }
 
     /// Removes and returns the next connection whose last SYN-ACK went unanswered.
