@@ -19,8 +19,10 @@
 use std::time::{Duration, Instant};
 
 use crate::seq::SeqNumber;
-use crate::table::{HashedOnce, KeyHasher, TimerTable};
+use crate::table::{KeyHasher, TimerTable};
 use crate::wire::FourTuple;
+
+use super::HashedTuple;
 
 /// How long a connection the kernel owns is remembered: far longer than the receive ring
 /// takes to drain.
@@ -84,7 +86,7 @@ impl Handoffs {
         self.held_bytes
     }
 
-    pub fn stage(&self, tuple: &HashedOnce<FourTuple>) -> Option<Stage> {
+    pub fn stage(&self, tuple: &HashedTuple) -> Option<Stage> {
         Some(match self.table.get(tuple)? {
             Pending::HandingOff(_) => Stage::HandingOff,
             Pending::Handed(handed) => Stage::Handed(*handed),
@@ -92,7 +94,7 @@ impl Handoffs {
     }
 
     /// Records that `tuple` is being handed off from `now`. False when full.
-    pub fn start(&mut self, tuple: &HashedOnce<FourTuple>, now: Instant) -> bool {
+    pub fn start(&mut self, tuple: &HashedTuple, now: Instant) -> bool {
         self.make_room();
         self.table
             .insert(
@@ -106,7 +108,7 @@ impl Handoffs {
 
     /// Keeps a copy of `packet` for `tuple`'s kernel socket. False when `tuple` is not being
     /// handed off or the held bytes would pass their bound.
-    pub fn hold(&mut self, tuple: &HashedOnce<FourTuple>, packet: &[u8]) -> bool {
+    pub fn hold(&mut self, tuple: &HashedTuple, packet: &[u8]) -> bool {
         if self.held_bytes + packet.len() > self.max_held_bytes {
             return false;
         }
@@ -123,7 +125,7 @@ impl Handoffs {
     /// handed off (unknown, expired, or finished already).
     pub fn finish(
         &mut self,
-        tuple: &HashedOnce<FourTuple>,
+        tuple: &HashedTuple,
         handed: Handed,
         now: Instant,
     ) -> Option<Vec<Vec<u8>>> {
@@ -156,7 +158,7 @@ impl Handoffs {
     }
 
     /// Forgets `tuple` and whatever was held for it.
-    pub fn remove(&mut self, tuple: &HashedOnce<FourTuple>) {
+    pub fn remove(&mut self, tuple: &HashedTuple) {
         match self.table.remove(tuple) {
             Some(Pending::Handed(_)) => self.handed -= 1,
             Some(Pending::HandingOff(held)) => self.release(&held),

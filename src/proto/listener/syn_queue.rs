@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use crate::cookie::SynOptions;
 use crate::seq::SeqNumber;
-use crate::table::{HashedOnce, KeyHasher, TimerTable};
+use crate::table::{KeyHasher, TimerTable};
 use crate::wire::FourTuple;
 use crate::wire::LinkAddrs;
+
+use super::HashedTuple;
 
 /// The first retransmission timeout (RFC 6298 §2.1).
 const INITIAL_RTO: Duration = Duration::from_secs(1);
@@ -96,18 +98,18 @@ impl SynQueue {
         self.table.allocated_bytes()
     }
 
-    pub fn get(&self, tuple: &HashedOnce<FourTuple>) -> Option<&HalfOpen> {
+    pub fn get(&self, tuple: &HashedTuple) -> Option<&HalfOpen> {
         self.table.get(tuple)
     }
 
-    pub fn remove(&mut self, tuple: &HashedOnce<FourTuple>) -> Option<HalfOpen> {
+    pub fn remove(&mut self, tuple: &HashedTuple) -> Option<HalfOpen> {
         self.table.remove(tuple)
     }
 
     /// Admits a connection whose SYN-ACK goes out at `now`. Hands it back when full.
     pub fn admit(
         &mut self,
-        tuple: &HashedOnce<FourTuple>,
+        tuple: &HashedTuple,
         entry: HalfOpen,
         now: Instant,
     ) -> Result<(), HalfOpen> {
