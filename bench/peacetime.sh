@@ -12,7 +12,10 @@
 # against the kernel with a do-nothing XDP program on its veth, --kernel-rx xdp-pass: the
 # receive path synwall's program puts every packet on, so the ratios show synwall's own cost
 # without the veth's), native-synwall (native handoff, synwall answers every SYN: the cost of
-# synwall's own handshake path) and repair.
+# synwall's own handshake path), repair (repair handoff with the default answer-syns =
+# kernel-first: the kernel completes the handshakes on synwall's own listening socket, synwall
+# accepts and proxies them) and repair-synwall (repair handoff, synwall answers every SYN and
+# builds each socket with TCP_REPAIR: the cost of that path).
 #
 # Each run is `synwall-lab --peacetime --handoff MODE [--answer-syns synwall] --json`: request latency at 100 new
 # connections/s (request sent right after connect()), the server CPU's busy time per new
@@ -29,7 +32,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 [-n RUNS] [--lab PATH] [native] [native-xdp-pass] [native-synwall] [repair]" >&2
+  echo "usage: $0 [-n RUNS] [--lab PATH] [native] [native-xdp-pass] [native-synwall] [repair] [repair-synwall]" >&2
   exit 2
 }
 
@@ -41,12 +44,12 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     -n) [[ $# -ge 2 ]] || usage; runs=$2; shift 2 ;;
     --lab) [[ $# -ge 2 ]] || usage; lab=$2; shift 2 ;;
-    native|native-xdp-pass|native-synwall|repair) modes+=("$1"); shift ;;
+    native|native-xdp-pass|native-synwall|repair|repair-synwall) modes+=("$1"); shift ;;
     *) usage ;;
   esac
 done
 [[ "$runs" =~ ^[1-9][0-9]*$ ]] || usage
-[[ ${#modes[@]} -gt 0 ]] || modes=(native native-xdp-pass native-synwall repair)
+[[ ${#modes[@]} -gt 0 ]] || modes=(native native-xdp-pass native-synwall repair repair-synwall)
 if [[ ! -x "$lab" ]]; then
   echo "$lab is missing: build it with cargo build --release --workspace" >&2
   exit 1
@@ -58,6 +61,7 @@ for mode in "${modes[@]}"; do
   case "$mode" in
     native-xdp-pass) command=("$lab" --peacetime --handoff native --kernel-rx xdp-pass --json) ;;
     native-synwall) command=("$lab" --peacetime --handoff native --answer-syns synwall --json) ;;
+    repair-synwall) command=("$lab" --peacetime --handoff repair --answer-syns synwall --json) ;;
     *) command=("$lab" --peacetime --handoff "$mode" --json) ;;
   esac
   for ((run = 1; run <= runs; run++)); do

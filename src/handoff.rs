@@ -85,13 +85,23 @@ pub struct Connection {
     pub stream: TcpStream,
     pub peer: SocketAddr,
     pub local: SocketAddr,
-    /// How the handshake completed.
-    pub path: HandshakePath,
+    /// Who completed the handshake.
+    pub completed_by: CompletedBy,
     pub options: NegotiatedOptions,
     /// From the SYN to the final ACK; known for connections from the SYN queue.
     pub handshake_duration: Option<Duration>,
     /// When the kernel socket was ready.
     pub established_at: Instant,
+}
+
+/// Who completed a connection's handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletedBy {
+    /// synwall, from its SYN queue or from a cookie; the socket was built with TCP_REPAIR.
+    Synwall(HandshakePath),
+    /// The kernel's listener on synwall's own listening socket, without a flood
+    /// (`answer-syns = kernel-first`, [`crate::own_listener`]).
+    KernelListener,
 }
 
 /// What the handshake agreed on, as the kernel socket now has it.
@@ -317,7 +327,7 @@ fn repair_handoff(
         stream,
         peer: accepted.tuple.remote,
         local: accepted.tuple.local,
-        path: accepted.path,
+        completed_by: CompletedBy::Synwall(accepted.path),
         options: NegotiatedOptions::of(accepted),
         handshake_duration: accepted.handshake_duration,
         established_at: Instant::now(),
@@ -329,7 +339,11 @@ fn repair_handoff(
 
 /// Waits for the application to take `connection`, or for `shutdown`. Returns whether it was
 /// taken.
-fn deliver(connection: Connection, ready: &Sender<Connection>, shutdown: &Shutdown) -> bool {
+pub(crate) fn deliver(
+    connection: Connection,
+    ready: &Sender<Connection>,
+    shutdown: &Shutdown,
+) -> bool {
     crossbeam_channel::select! {
         send(ready, connection) -> sent => sent.is_ok(),
         recv(shutdown.signal()) -> _ => false,

@@ -32,7 +32,8 @@
 //! - [`accept_queue`], [`shard`]: the bounded hand-over to workers and the fast-path loop;
 //!   [`shutdown`]: the stop signal that wakes every thread of a server at once.
 //! - [`handoff`], [`server`]: kernel sockets for completed handshakes, and the whole server
-//!   (threads, steering program, `accept()`) for applications; [`proxy`] joins connections to
+//!   (threads, steering program, `accept()`) for applications; [`own_listener`] accepts the
+//!   connections the kernel completes without a flood in repair mode; [`proxy`] joins connections to
 //!   an upstream for `synwall listen`; [`preflight`] checks a configuration against the host
 //!   before anything is attached.
 //! - [`metrics`] exports the figures (Prometheus) and reads them back for `synwall stats`;
@@ -57,6 +58,7 @@ pub mod histogram;
 pub mod kernel;
 pub mod kernel_completion;
 pub mod metrics;
+pub mod own_listener;
 pub mod preflight;
 pub mod proxy;
 pub mod server;

@@ -401,7 +401,7 @@ fn test_synwall_listen_takes_the_syns_over_when_a_flood_fills_the_services_queue
     assert_eq!(quiet.get("synwall_syn_takeovers_total"), 0.0, "{quiet:?}");
 
     syn_flood(&topology, 2_000);
-    synwall.wait_for_log("SYN flood: the service's SYN queue is full; synwall answers");
+    synwall.wait_for_log("SYN flood: the listening socket's SYN queue is full; synwall answers");
     assert_eq!(curl(&topology).expect("curl after the flood"), http_reply());
     common::wait_until("the handoff counted", Duration::from_secs(2), || {
         scrape().get("synwall_handoffs_total") >= 1.0
@@ -414,7 +414,8 @@ fn test_synwall_listen_takes_the_syns_over_when_a_flood_fills_the_services_queue
     assert!(answered(&flooded) <= 1.0 + 129.0, "{flooded:?}");
     let log = synwall.stop();
     assert_eq!(
-        log.matches("SYN flood: the service's SYN queue").count(),
+        log.matches("SYN flood: the listening socket's SYN queue")
+            .count(),
         1,
         "{log}"
     );

@@ -249,13 +249,13 @@ fn test_status_tells_what_is_attached_and_served() {
         assert_status_text(&topology, handoff, program, &synwall);
         assert_status_json(&topology, handoff, program);
 
-        // What README and deploy/README say: in repair mode no kernel socket listens on the
-        // served port, so `ss -ltn` shows nothing there, though synwall serves it.
+        // What README and deploy/README say: in repair mode, with answer-syns = kernel-first
+        // (the default), `ss -ltnp` shows synwall's own listener on the served port.
         if handoff == "repair" {
             let listening = topology
-                .run_in(&topology.server_ns, &["ss", "-Hltn", "sport", "=", ":80"])
+                .run_in(&topology.server_ns, &["ss", "-Hltnp", "sport", "=", ":80"])
                 .expect("ss");
-            assert!(listening.trim().is_empty(), "{listening}");
+            assert!(listening.contains("\"synwall\""), "{listening}");
         }
     }
     drop(service);

@@ -28,13 +28,14 @@ fn test_runs_as_nobody_with_the_documented_capabilities() {
     let Some(topology) = privileged_lab(LAB) else {
         return;
     };
-    // Repair: the echo service behind the proxy; native: the echo service on the served port.
+    // Repair: the echo service behind the proxy, synwall's own listener on the served port;
+    // native: the echo service on the served port.
     let _upstream = EchoUpstream::start(&topology);
-    let _service = EchoUpstream::start_on(&topology, lab::PORT);
     // tests/deploy.rs checks that the unit and the DaemonSet grant exactly these.
     let prefix = as_nobody_with(&CAPABILITIES);
     let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
     for handoff in ["repair", "native"] {
+        let _service = (handoff == "native").then(|| EchoUpstream::start_on(&topology, lab::PORT));
         let synwall = listen_behind(&topology, &prefix, &upstream(), &["--handoff", handoff]);
         let started = Instant::now();
         let mut client = connect(&topology);
@@ -184,18 +185,28 @@ fn test_system_calls_stay_within_the_units_filter() {
         return;
     };
     let _upstream = EchoUpstream::start(&topology);
-    let _service = EchoUpstream::start_on(&topology, lab::PORT);
     let dir = tempfile::tempdir().unwrap();
     let secret = write_secret(dir.path(), "secret");
     let mut traced = Traced::default();
-    for handoff in ["native", "repair"] {
-        let summary = dir.path().join(format!("{handoff}.strace"));
+    // Repair twice: the kernel completing the handshakes on synwall's own listener (no flood,
+    // kernel-first), and synwall answering them and building each socket with TCP_REPAIR.
+    for (handoff, answer_syns) in [
+        ("native", "kernel-first"),
+        ("repair", "kernel-first"),
+        ("repair", "synwall"),
+    ] {
+        // Native: the echo service on the served port; repair: synwall's own listener there.
+        let _service = (handoff == "native").then(|| EchoUpstream::start_on(&topology, lab::PORT));
+        let run = format!("{handoff}-{answer_syns}");
+        let summary = dir.path().join(format!("{run}.strace"));
         let strace = ["strace", "-f", "-qq", "-C", "-o", summary.to_str().unwrap()];
         let upstream = upstream();
         // Pinned to a CPU: the fast path's affinity call is made too.
         let extra = [
             "--handoff",
             handoff,
+            "--answer-syns",
+            answer_syns,
             "--secret-file",
             &secret,
             "--cpus",
@@ -208,7 +219,7 @@ fn test_system_calls_stay_within_the_units_filter() {
             .into_iter()
             .chain(args[1..].iter().copied())
             .collect();
-        let check = dir.path().join(format!("{handoff}-check.strace"));
+        let check = dir.path().join(format!("{run}-check.strace"));
         let check_strace = ["strace", "-f", "-qq", "-C", "-o", check.to_str().unwrap()];
         let output = synwall_output(&topology.server_ns, &check_strace, &check_args);
         assert!(output.status.success(), "{output:?}");

@@ -1,5 +1,7 @@
 //! Repair mode in the lab: sockets built with TCP_REPAIR negotiate what the kernel's own
-//! listener would, for every client layout, extreme MSS values included. Privileged tier.
+//! listener would, for every client layout, extreme MSS values included; with kernel-first,
+//! the kernel completes the handshakes on synwall's own listening socket until a flood fills
+//! its SYN queue. Privileged tier.
 
 mod common;
 #[path = "common/lab.rs"]
@@ -11,9 +13,11 @@ use std::time::Duration;
 
 use common::privileged_lab;
 use lab::*;
-use loadgen::lab::{SERVER_V4, SERVER_V6};
-use synwall::handoff::HandoffMode;
+use loadgen::lab::{CLIENT_V4, SERVER_V4, SERVER_V6};
+use synwall::counters::Counter;
+use synwall::handoff::{CompletedBy, HandoffMode};
 use synwall::listener::SyncookiesMode;
+use synwall::sys::SynAnswerer;
 use synwall::sys::tcp_info::{receive_mss, tcp_info};
 use synwall::wire::TcpOptions;
 
@@ -130,4 +134,59 @@ fn test_repaired_socket_without_timestamps_sends_full_segments() {
         1460,
         "the largest segment the client received"
     );
+}
+
+/// `answer-syns = kernel-first`, the default: without a flood the kernel answers each SYN and
+/// completes the handshake on synwall's own listening socket, and `Server::accept` gives the
+/// connection with the client's own address, no frame of it through AF_XDP; a flood that
+/// fills that socket's SYN queue makes the SYNs synwall's, which answers the next client itself
+/// and builds its socket with TCP_REPAIR. Dropping the server ends the accepting thread too.
+#[test]
+fn test_kernel_first_the_kernel_answers_on_synwalls_socket_until_a_flood() {
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
+    let wall = Wall::start(&topology, HandoffMode::Repair, |config| {
+        config.answer_syns = SynAnswerer::KernelFirst;
+        // The flood below fills a queue of this size.
+        config.backlog = 128;
+    });
+    let exchange = |port| {
+        let client = topology.spawn_in(&topology.client_ns, move || {
+            lab::ping_from((CLIENT_V4, port).into(), served_v4())
+        });
+        let mut connection = wall.accept().expect("synwall gave the connection");
+        assert_eq!(
+            connection.peer,
+            (CLIENT_V4, port).into(),
+            "the client's own"
+        );
+        assert_eq!(connection.local, served_v4());
+        let mut request = [0u8; 4];
+        connection.stream.read_exact(&mut request).unwrap();
+        connection.stream.write_all(&request).unwrap();
+        let completed_by = connection.completed_by;
+        drop(connection);
+        assert_eq!(client.join().unwrap().unwrap().unwrap(), b"ping");
+        completed_by
+    };
+
+    assert_eq!(exchange(46101), CompletedBy::KernelListener);
+    let stats = wall.stats();
+    assert_eq!(stats.answer_syns, SynAnswerer::KernelFirst, "{stats:?}");
+    assert_eq!(stats.own_listener_accepted, 1, "{stats:?}");
+    assert_eq!(stats.steering.kernel_answers, 1, "{stats:?}");
+    assert_eq!(stats.listener.get(Counter::SynReceived), 0, "{stats:?}");
+    assert_eq!(stats.handoffs_completed, 0, "{stats:?}");
+
+    // The flood's spoofed SYNs fill the socket's SYN queue before synwall takes them over.
+    syn_flood(&topology, 2_000);
+    assert!(matches!(exchange(46102), CompletedBy::Synwall(_)));
+    let stats = wall.stats();
+    assert!(stats.steering.takeovers >= 1, "{stats:?}");
+    assert!(stats.steering.kernel_answers <= 1 + 129, "{stats:?}");
+    assert_eq!(stats.handoffs_completed, 1, "{stats:?}");
+    assert_eq!(stats.handoffs_failed, 0, "{stats:?}");
+    assert_eq!(stats.own_listener_accepted, 1, "{stats:?}");
+    assert_eq!(stats.own_listener_errors, 0, "{stats:?}");
 }

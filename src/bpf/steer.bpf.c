@@ -9,13 +9,14 @@
  *     owns (ESTABLISHED, TIME_WAIT, SYN_RECV, ...)         -> XDP_PASS (kernel),
  *     except pure SYNs over TIME_WAIT, tuples in handing_off and the TIME_WAIT
  *     tuples in tw_handshakes (below)
- *   - a SYN for a served port whose service listens on it itself (native handoff,
- *     bit SERVED_KERNEL_FIRST) while the listener's SYN queue has room and this
- *     CPU has not found it full in the last TAKEOVER_HOLD_NS -> XDP_PASS (kernel:
- *     the service's listener answers, as without synwall). Once this CPU finds
+ *   - a SYN for a served port where a kernel socket listens (the service's own in
+ *     native handoff, synwall's own in repair mode; bit SERVED_KERNEL_FIRST) while
+ *     the listener's SYN queue has room and this CPU has not found it full in
+ *     the last TAKEOVER_HOLD_NS                             -> XDP_PASS (kernel:
+ *     the listener answers, as without synwall). Once this CPU finds
  *     the queue full, the point where the kernel would answer with syncookies,
  *     every SYN it sees is ours for TAKEOVER_HOLD_NS
- *   - an ACK that no kernel socket but the service's listener matches, carrying
+ *   - an ACK that no kernel socket but the port's listener matches, carrying
  *     a valid syncookie of that listener (SERVED_KERNEL_FIRST: the kernel sent it
  *     for a SYN passed to it as its SYN queue filled)     -> XDP_PASS (kernel,
  *     whose listener completes the handshake from its cookie)
@@ -95,7 +96,7 @@
 enum served_flag {
 	SERVED = 1,
 	SERVED_KERNEL_LISTENS = 2, /* the service listens on the port itself (native) */
-	SERVED_KERNEL_FIRST = 4, /* its listener answers SYNs until its SYN queue is full */
+	SERVED_KERNEL_FIRST = 4, /* its listener (native or repair) answers SYNs until full */
 };
 
 #define ETH_P_8021Q_BE bpf_htons(0x8100)

@@ -18,7 +18,7 @@ use synwall::handoff::HandoffMode;
 use synwall::kernel;
 use synwall::metrics::{self, Instance, MetricsServer, ReloadStatus, SecretSource, Serving};
 use synwall::proxy::Proxy;
-use synwall::server::{Server, ServerConfig};
+use synwall::server::{Server, ServerConfig, syns_answered_by};
 use synwall::shutdown::{Never, Shutdown};
 use synwall::sys::native;
 
@@ -254,15 +254,16 @@ fn startup_line(resolved: &Resolved, settings: &Settings, server: &Server) -> St
         all if all == queues.len() => "zero-copy".to_owned(),
         _ => format!("zero-copy on queues {zero_copy:?}, copy mode on the others"),
     };
-    let handoff = match (server.handoff_mode(), resolved.proxy) {
-        (HandoffMode::Repair, Some(proxy)) => format!("repair, proxied to {}", proxy.upstream),
-        (HandoffMode::Repair, None) => "repair".to_owned(),
-        (mode, _) => format!(
-            "{}, SYNs answered by {}",
-            mode.name(),
-            resolved.server.answer_syns.answered_by()
-        ),
+    let mode = server.handoff_mode();
+    let proxied = match (mode, resolved.proxy) {
+        (HandoffMode::Repair, Some(proxy)) => format!(", proxied to {}", proxy.upstream),
+        _ => String::new(),
     };
+    let handoff = format!(
+        "{}{proxied}, SYNs answered by {}",
+        mode.name(),
+        syns_answered_by(mode, server.answer_syns())
+    );
     let secret = match &settings.secret_file {
         Some(path) => format!("from {}", path.display()),
         None => "random (this instance's own: no other shares its cookies)".to_owned(),

@@ -191,6 +191,22 @@ fn render_queues_and_handoffs(out: &mut Exposition, stats: &ServerStats) {
             "Completed handshakes the kernel took as sockets.",
             stats.handoffs_completed,
         ),
+        (
+            "synwall_own_listener_accepted_total",
+            "counter",
+            "Repair mode, answer-syns = kernel-first: connections whose handshake the kernel \
+             completed on synwall's own listening socket (no flood), accepted and given to the \
+             application or the proxy.",
+            stats.own_listener_accepted,
+        ),
+        (
+            "synwall_own_listener_accept_errors_total",
+            "counter",
+            "Repair mode, answer-syns = kernel-first: accept() calls on synwall's own listening \
+             socket that failed (a client that reset before it was accepted, or out of file \
+             descriptors or memory).",
+            stats.own_listener_errors,
+        ),
     ] {
         out.single(family, kind, help, value);
     }

@@ -41,6 +41,7 @@ fn stats() -> ServerStats {
     };
     let mut stats = ServerStats {
         handoffs_completed: 7,
+        own_listener_accepted: 11,
         queues: vec![queue(0, 2), queue(3, 5)],
         ..ServerStats::default()
     };
@@ -75,6 +76,7 @@ fn test_exposition_is_well_formed_and_reads_back() {
     }
     let scrape = Scrape::parse(&text);
     assert_eq!(scrape.get("synwall_handoffs_total"), 7.0);
+    assert_eq!(scrape.get("synwall_own_listener_accepted_total"), 11.0);
     assert_eq!(
         scrape.get("synwall_handoff_failures_total{reason=\"no_listener\"}"),
         3.0,

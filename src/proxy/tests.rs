@@ -9,7 +9,7 @@ use std::time::Instant;
 use socket2::{Domain, Socket, Type};
 
 use super::*;
-use crate::handoff::NegotiatedOptions;
+use crate::handoff::{CompletedBy, NegotiatedOptions};
 use crate::listener::HandshakePath;
 
 /// How long any awaited condition may take before the test fails.
@@ -71,7 +71,7 @@ impl Harness {
             stream,
             peer,
             local,
-            path: HandshakePath::Queue,
+            completed_by: CompletedBy::Synwall(HandshakePath::Queue),
             options: NegotiatedOptions {
                 mss: 1460,
                 window_scale: None,

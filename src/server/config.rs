@@ -54,7 +54,8 @@ pub struct ServerConfig {
     pub budget: usize,
     /// How completed handshakes become kernel sockets.
     pub handoff: HandoffMode,
-    /// Who answers new connections' SYNs in native mode (repair mode: synwall, always).
+    /// Who answers new connections' SYNs; in repair mode [`SynAnswerer::KernelFirst`] makes
+    /// synwall listen on the served addresses itself ([`crate::own_listener`]).
     pub answer_syns: SynAnswerer,
 }
 
@@ -107,7 +108,7 @@ impl ServerBuilder {
         self
     }
 
-    /// Who answers new connections' SYNs in native mode (default: kernel-first).
+    /// Who answers new connections' SYNs (default: kernel-first).
     pub fn answer_syns(mut self, answerer: SynAnswerer) -> ServerBuilder {
         self.config.answer_syns = answerer;
         self

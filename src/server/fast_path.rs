@@ -167,7 +167,7 @@ fn serve(
 }
 
 /// Logs when a SYN flood starts and ends (see [`FloodWatch`]), and when a flood makes synwall
-/// take the SYNs over from the service's listener (answer-syns = kernel-first): once per
+/// take the SYNs over from the kernel's listener (answer-syns = kernel-first): once per
 /// takeover that follows [`TAKEOVERS_QUIET`] without one. Samples once a second until the
 /// server shuts down.
 pub(super) fn monitor_flood(
@@ -194,8 +194,8 @@ pub(super) fn monitor_flood(
         if seen > last_takeovers {
             if last_takeover.is_none_or(|at| now.duration_since(at) >= TAKEOVERS_QUIET) {
                 tracing::warn!(
-                    "SYN flood: the service's SYN queue is full; synwall answers the SYNs \
-                     (answer-syns = kernel-first) while it stays full"
+                    "SYN flood: the listening socket's SYN queue is full; synwall answers \
+                     the SYNs (answer-syns = kernel-first) while it stays full"
                 );
             }
             (last_takeovers, last_takeover) = (seen, Some(now));

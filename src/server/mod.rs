@@ -8,11 +8,14 @@
 //!
 //! Native handoff: the protected service accepts every connection from its own listening
 //! socket, as if synwall were not there; [`Server::accept`] has nothing to give. Repair: the
-//! established connections come out of [`Server::accept`] / [`Server::incoming`].
+//! established connections come out of [`Server::accept`] / [`Server::incoming`]; with
+//! `answer-syns = kernel-first` (the default) synwall listens on the served addresses itself,
+//! and without a flood the kernel completes the handshakes there ([`crate::own_listener`]).
 //!
 //! Threads: one per rx queue (optionally pinned to a CPU), which also does native handoffs;
-//! in repair mode `workers` handoff workers; and one that logs when a SYN flood (the SYN
-//! queue overflowing, [`crate::flood`]) starts and ends. Memory:
+//! in repair mode `workers` handoff workers, and with kernel-first one that accepts from
+//! synwall's own listening sockets; and one that logs when a SYN flood (the SYN queue
+//! overflowing, [`crate::flood`]) starts and ends. Memory:
 //! per queue one UMEM ([`crate::sys::XdpDeviceConfig`]) and one SYN queue; the accept queue and the ready
 //! channel hold at most `backlog` connections each. Dropping the server stops every thread and
 //! detaches its programs (the kernel also detaches them if the process dies): the service's
@@ -41,6 +44,7 @@ use crate::handoff::{self, Connection, Handoff, HandoffCounters, HandoffFailure,
 use crate::histogram::HistogramSnapshot;
 use crate::kernel_completion::KernelCompletionCounters;
 use crate::listener::{ConfigError, ListenerUpdate};
+use crate::own_listener::{OwnListenerCounters, OwnListeners};
 use crate::preflight::{self, Checked, PreflightError};
 use crate::shutdown::{Never, Shutdown};
 use crate::sys::native::{NativeHandoff, NativeUnavailable};
@@ -90,6 +94,8 @@ pub enum ServerError {
     NativeHandoff,
     #[error("the server was shut down")]
     Closed,
+    #[error("waiting for connections on synwall's own listening sockets: {0}")]
+    Acceptor(io::Error),
 }
 
 /// A snapshot of everything the server counts.
@@ -103,8 +109,12 @@ pub struct ServerStats {
     pub queues: Vec<QueueStats>,
     /// How connections are handed over: [`HandoffMode::Native`] or [`HandoffMode::Repair`].
     pub handoff: HandoffMode,
-    /// Who answers new connections' SYNs: in repair mode, synwall.
+    /// Who answers new connections' SYNs.
     pub answer_syns: SynAnswerer,
+    /// Repair mode, kernel-first: connections accepted from synwall's own listening sockets
+    /// (completed by the kernel's listener, without a flood), and `accept` calls that failed.
+    pub own_listener_accepted: u64,
+    pub own_listener_errors: u64,
     pub handoffs_completed: u64,
     /// Failed handoffs, in all and by [`HandoffFailure::ALL`] order.
     pub handoffs_failed: u64,
@@ -189,8 +199,10 @@ pub struct Server {
     kernel_counters: Arc<KernelCompletionCounters>,
     /// Why the handoff mode is what it is, for the start-up line and operators.
     handoff_reason: String,
-    /// Who answers new connections' SYNs: the setting in native mode, synwall in repair mode.
+    /// Who answers new connections' SYNs: the setting, except in repair mode where synwall
+    /// could not listen on the served addresses itself (then synwall).
     answer_syns: SynAnswerer,
+    own_listener_counters: Arc<OwnListenerCounters>,
     // Dropped last, after the threads are joined: the programs detach when they go.
     program: Arc<SteeringProgram>,
     handoff: Handoff,
@@ -227,6 +239,12 @@ impl Server {
         for warning in preflight::listener_warnings(handoff.mode(), &served) {
             tracing::warn!("{warning}");
         }
+        let own_listeners = match handoff {
+            Handoff::Repair if config.answer_syns == SynAnswerer::KernelFirst => {
+                own_listeners(&served, config.backlog, &program)?
+            }
+            _ => None,
+        };
 
         let accept_queue = AcceptQueue::new(config.backlog);
         let (ready_tx, ready) = crossbeam_channel::bounded(config.backlog);
@@ -242,10 +260,11 @@ impl Server {
             handoff_counters: Arc::new(HandoffCounters::default()),
             kernel_counters: Arc::default(),
             handoff_reason,
-            answer_syns: match handoff {
-                Handoff::Native(_) => config.answer_syns,
-                Handoff::Repair => SynAnswerer::Synwall,
+            answer_syns: match (&handoff, &own_listeners) {
+                (Handoff::Repair, None) => SynAnswerer::Synwall,
+                _ => config.answer_syns,
             },
+            own_listener_counters: Arc::default(),
             program,
             handoff,
         };
@@ -253,6 +272,9 @@ impl Server {
         // Native handoffs are done by the fast-path threads themselves.
         if let Handoff::Repair = server.handoff {
             server.start_workers(config.workers, &accept_queue, &ready_tx)?;
+        }
+        if let Some(listeners) = own_listeners {
+            server.start_acceptor(listeners, &ready_tx)?;
         }
         for started in started {
             match started.recv() {
@@ -328,6 +350,30 @@ impl Server {
             })?;
         }
         Ok(())
+    }
+
+    /// The thread that accepts from synwall's own listening sockets (repair mode,
+    /// kernel-first); an error of its poll stops the server, as a fast path's does.
+    fn start_acceptor(
+        &mut self,
+        listeners: OwnListeners,
+        ready: &Sender<Connection>,
+    ) -> Result<(), ServerError> {
+        let (ready, counters, shutdown, failure) = (
+            ready.clone(),
+            Arc::clone(&self.own_listener_counters),
+            self.shutdown.clone(),
+            Arc::clone(&self.failure),
+        );
+        self.spawn("synwall-accept".to_owned(), move || {
+            if let Err(source) = listeners.run(&ready, &counters, &shutdown) {
+                failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get_or_insert(ServerError::Acceptor(source));
+                shutdown.trigger();
+            }
+        })
     }
 
     /// The thread that logs when a SYN flood starts and ends, and when synwall takes the SYNs
@@ -441,6 +487,8 @@ impl Server {
             handoffs_failed: counters.failed(),
             handoff_failures: HandoffFailure::ALL.map(|failure| counters.failures(failure)),
             handshake_duration: counters.handshake_duration.snapshot(),
+            own_listener_accepted: self.own_listener_counters.accepted.load(Ordering::Relaxed),
+            own_listener_errors: self.own_listener_counters.errors.load(Ordering::Relaxed),
             kernel_completion: self.kernel_completion_stats(),
             steering: self.program.counters().unwrap_or_default(),
             accept_queue_depth: self.accept_queue.depth(),
@@ -477,6 +525,11 @@ impl Server {
         self.handoff.mode()
     }
 
+    /// Who answers new connections' SYNs (see [`syns_answered_by`]).
+    pub fn answer_syns(&self) -> SynAnswerer {
+        self.answer_syns
+    }
+
     /// Why the handoff mode is what it is.
     pub fn handoff_reason(&self) -> &str {
         &self.handoff_reason
@@ -509,6 +562,38 @@ impl Drop for Server {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+    }
+}
+
+/// Repair mode, kernel-first: synwall's own listening sockets on the served addresses, the
+/// steering program told to let their listener answer while its SYN queue has room. `None`,
+/// with a warning that names the cause, when synwall cannot listen there (another socket
+/// does): synwall then answers every SYN, as with `answer-syns = synwall`.
+fn own_listeners(
+    served: &[SocketAddr],
+    backlog: usize,
+    steering: &SteeringProgram,
+) -> Result<Option<OwnListeners>, ServerError> {
+    match OwnListeners::bind(served, backlog) {
+        Ok(listeners) => {
+            steering.own_listener_answers()?;
+            Ok(Some(listeners))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "synwall answers every SYN itself (as answer-syns = synwall)");
+            Ok(None)
+        }
+    }
+}
+
+/// Who answers new connections' SYNs, for people: what the start-up line and the lab say.
+pub fn syns_answered_by(handoff: HandoffMode, answerer: SynAnswerer) -> &'static str {
+    match (handoff, answerer) {
+        (_, SynAnswerer::Synwall) => "synwall",
+        (HandoffMode::Repair, SynAnswerer::KernelFirst) => {
+            "the kernel, on synwall's own listening socket, until its SYN queue fills"
+        }
+        (_, SynAnswerer::KernelFirst) => "the service's listener until its SYN queue fills",
     }
 }
 

@@ -92,14 +92,16 @@ pub struct SteerCounters {
     pub kernel_cookies: u64,
 }
 
-/// Who answers the SYNs of new connections when the service listens on the served port itself
-/// (native handoff; the `answer-syns` setting).
+/// Who answers the SYNs of new connections (the `answer-syns` setting): in native handoff the
+/// service listens on the served port itself; in repair mode synwall does, with
+/// [`SynAnswerer::KernelFirst`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SynAnswerer {
-    /// The service's own listener, as without synwall, while its SYN queue has room. From the
-    /// moment a CPU finds the queue full, the point where the kernel would start answering with
-    /// syncookies, synwall answers every SYN that CPU receives for at least [`TAKEOVER_HOLD`].
-    /// Without a flood, synwall costs the service nothing.
+    /// The kernel's listener on the served port (the service's, or synwall's own in repair
+    /// mode), as without synwall, while its SYN queue has room. From the moment a CPU finds the
+    /// queue full, the point where the kernel would start answering with syncookies, synwall
+    /// answers every SYN that CPU receives for at least [`TAKEOVER_HOLD`]. Without a flood,
+    /// synwall's fast path handles no handshake.
     #[default]
     KernelFirst,
     /// synwall, every SYN.
@@ -111,14 +113,6 @@ impl SynAnswerer {
     pub fn name(self) -> &'static str {
         match self {
             SynAnswerer::KernelFirst => "kernel-first",
-            SynAnswerer::Synwall => "synwall",
-        }
-    }
-
-    /// Who answers, for people: what the start-up line and the lab say.
-    pub fn answered_by(self) -> &'static str {
-        match self {
-            SynAnswerer::KernelFirst => "the service's listener until its SYN queue fills",
             SynAnswerer::Synwall => "synwall",
         }
     }
@@ -253,10 +247,21 @@ impl SteeringProgram {
     /// whose TIME-WAIT socket gives way to the service's listener as it would without synwall;
     /// and `answerer` answers the SYNs of new connections.
     pub fn service_listens(&self, answerer: SynAnswerer) -> Result<(), XdpError> {
-        let flags = match answerer {
+        self.set_served_flags(match answerer {
             SynAnswerer::KernelFirst => SERVED | SERVED_KERNEL_LISTENS | SERVED_KERNEL_FIRST,
             SynAnswerer::Synwall => SERVED | SERVED_KERNEL_LISTENS,
-        };
+        })
+    }
+
+    /// Tells the program that synwall listens on the served ports itself (repair mode,
+    /// [`SynAnswerer::KernelFirst`]): its listener answers the SYNs of new connections while
+    /// its SYN queue has room. Everything else stays as in repair mode: a SYN over a TIME-WAIT
+    /// socket and the segments of a connection being repaired come to synwall.
+    pub fn own_listener_answers(&self) -> Result<(), XdpError> {
+        self.set_served_flags(SERVED | SERVED_KERNEL_FIRST)
+    }
+
+    fn set_served_flags(&self, flags: u8) -> Result<(), XdpError> {
         for key in &self.served_keys {
             self.object
                 .served

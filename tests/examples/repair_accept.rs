@@ -1,7 +1,8 @@
 //! synwall as the listener itself (repair mode): there is no listening socket of the program's
 //! own; `Server::accept` gives every connection that completed its handshake as an ordinary
-//! `TcpStream`, built with TCP_REPAIR. For kernels without native handoff, for connections the
-//! program relays elsewhere, or to see how each handshake completed.
+//! `TcpStream`: without a flood one the kernel completed on synwall's own listening socket,
+//! during a flood one synwall built with TCP_REPAIR. For kernels without native handoff, for
+//! connections the program relays elsewhere, or to see who completed each handshake.
 //!
 //! ```sh
 //! cargo build --example repair_accept
@@ -34,8 +35,8 @@ fn main() -> anyhow::Result<()> {
         let mut stream = connection.stream;
         writeln!(
             stream,
-            "hello, {}: your handshake completed {:?}, options {:?}",
-            connection.peer, connection.path, connection.options
+            "hello, {}: your handshake was completed by {:?}, options {:?}",
+            connection.peer, connection.completed_by, connection.options
         )?;
     }
     Ok(())

@@ -134,11 +134,12 @@ impl LabHandoff {
     }
 }
 
-/// Who answers new connections' SYNs in native handoff (synwall's `answer-syns`).
+/// Who answers new connections' SYNs (synwall's `answer-syns`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LabAnswerSyns {
-    /// The service's own listener while its SYN queue has room; synwall from the moment a
-    /// flood fills it, for at least 10 s.
+    /// The kernel's listener (the service's in native handoff, synwall's own in repair mode)
+    /// while its SYN queue has room; synwall from the moment a flood fills it, for at least
+    /// 10 s.
     KernelFirst,
     /// synwall, every SYN.
     Synwall,
@@ -185,8 +186,9 @@ pub struct LabArgs {
     /// or built with TCP_REPAIR and proxied to it (repair).
     #[arg(long, value_enum, default_value_t = LabHandoff::Native)]
     pub handoff: LabHandoff,
-    /// Native handoff: who answers new connections' SYNs, the service's own listener until a
-    /// flood fills its SYN queue (kernel-first, synwall's default), or synwall (every SYN).
+    /// Who answers new connections' SYNs: the kernel's listener until a flood fills its SYN
+    /// queue (kernel-first, synwall's default; the service's own in native handoff, synwall's
+    /// own listening socket in repair mode), or synwall (every SYN).
     #[arg(long, value_enum, default_value_t = LabAnswerSyns::KernelFirst)]
     pub answer_syns: LabAnswerSyns,
     /// Run over IPv6 (2001:2::/48): the service and synwall serve port 80 of 2001:2::1, the

@@ -25,8 +25,7 @@ pub struct PeacetimeRun {
     pub target: Target,
     /// synwall's handoff mode; null for the kernel.
     pub handoff: Option<&'static str>,
-    /// Who answered new connections' SYNs in native handoff (synwall's `answer-syns`); null for
-    /// the kernel and in repair mode.
+    /// Who answered new connections' SYNs (synwall's `answer-syns`); null for the kernel.
     pub answer_syns: Option<&'static str>,
     /// Where each part ran.
     pub placement: String,

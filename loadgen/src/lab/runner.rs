@@ -28,7 +28,7 @@ use signal_hook::iterator::{Handle, Signals};
 
 use serde::Serialize;
 
-use crate::lab::cli::{Flood, LabArgs, LabConfig, LabHandoff, Phase, Target};
+use crate::lab::cli::{Flood, LabArgs, LabConfig, Phase, Target};
 use crate::lab::error::LabError;
 use crate::lab::generator::{Generator, Next};
 use crate::lab::output::{LabReport, Printer, Row, RunFacts, TargetReport};
@@ -236,8 +236,7 @@ fn run_peacetime(
     let run = PeacetimeRun {
         target,
         handoff: (target == Target::Synwall).then(|| config.handoff.mode().name()),
-        answer_syns: (target == Target::Synwall && config.handoff == LabHandoff::Native)
-            .then(|| config.answer_syns.answerer().name()),
+        answer_syns: (target == Target::Synwall).then(|| config.answer_syns.answerer().name()),
         placement: server.placement.clone(),
         server_cpu_busy_before_pct: busy_before,
         latency,

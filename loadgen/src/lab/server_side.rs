@@ -44,8 +44,9 @@ use crate::lab::service::{self, ServiceConfig, ServiceCounters};
 use crate::lab::topology::{Family, Topology};
 use crate::lab::xdp_synproxy::{PassProgram, XdpSynProxyPeer};
 use synwall::counters::{Counter, Gauge};
+use synwall::handoff::HandoffMode;
 use synwall::proxy::{Proxy, ProxyConfig, ProxyProtocol};
-use synwall::server::{Server, ServerConfig};
+use synwall::server::{Server, ServerConfig, syns_answered_by};
 use synwall::shutdown::Shutdown;
 use synwall::sys::{XdpMode, affinity};
 
@@ -206,11 +207,13 @@ impl ServerSide {
             (Target::Synwall, LabHandoff::Native) => format!(
                 "synwall's fast path ({} XDP, native handoff, SYNs answered by {})",
                 self.xdp_mode_name().unwrap_or("no"),
-                config.answer_syns.answerer().answered_by()
+                syns_answered_by(HandoffMode::Native, config.answer_syns.answerer())
             ),
             (Target::Synwall, LabHandoff::Repair) => format!(
-                "synwall's fast path ({} XDP), handoff workers (repair) and proxy",
-                self.xdp_mode_name().unwrap_or("no")
+                "synwall's fast path ({} XDP, SYNs answered by {}), handoff workers (repair) \
+                 and proxy",
+                self.xdp_mode_name().unwrap_or("no"),
+                syns_answered_by(HandoffMode::Repair, config.answer_syns.answerer())
             ),
             (Target::Kernel, _) if self.pass.is_some() => {
                 "the kernel's listener (tcp_syncookies=1), a do-nothing XDP program on its veth"
@@ -346,6 +349,7 @@ impl ServerSide {
             ("KernelReopens", stats.steering.kernel_reopens),
             ("KernelAnswers", stats.steering.kernel_answers),
             ("KernelCookies", stats.steering.kernel_cookies),
+            ("OwnListenerAccepted", stats.own_listener_accepted),
             ("Takeovers", stats.steering.takeovers),
             ("XskRxDropped", stats.xsk.rx_dropped),
             ("XskRxRingFull", stats.xsk.rx_ring_full),

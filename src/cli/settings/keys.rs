@@ -85,10 +85,10 @@ settings! {
     /// served address) [default: auto].
     #[arg(long, value_enum)]
     handoff: HandoffMode, Restart;
-    /// Who answers new connections' SYNs in native mode: kernel-first (the service's own
-    /// listener, as without synwall, until its SYN queue fills, where the kernel would start
-    /// sending syncookies; then synwall, for at least 10 s) or synwall (every SYN)
-    /// [default: kernel-first].
+    /// Who answers new connections' SYNs: kernel-first (the kernel's listener, as without
+    /// synwall, until its SYN queue fills, where the kernel would start sending syncookies;
+    /// then synwall, for at least 10 s; in native mode the service's own listener, in repair
+    /// mode synwall's own on the served port) or synwall (every SYN) [default: kernel-first].
     #[arg(long, value_enum)]
     answer_syns: SynAnswerer, Restart;
     /// The service connections are proxied to in repair mode, HOST:PORT.

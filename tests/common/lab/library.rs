@@ -13,6 +13,7 @@ use crossbeam_channel::{Receiver, Sender};
 use loadgen::lab::Topology;
 use synwall::handoff::HandoffMode;
 use synwall::server::{Server, ServerConfig, ServerStats};
+use synwall::sys::SynAnswerer;
 
 use super::{served_v4, served_v6, sha256};
 
@@ -43,6 +44,9 @@ impl EchoServer {
     ) -> EchoServer {
         let mut config = ServerConfig::new(&topology.server_if, &[served_v4()]);
         config.handoff = HandoffMode::Repair;
+        // synwall's own handshakes and handoffs are what these tests look at; the kernel's
+        // listener answering without a flood has its own (tests/repair.rs).
+        config.answer_syns = SynAnswerer::Synwall;
         config.workers = 2;
         configure(&mut config);
         let stop = Arc::new(AtomicBool::new(false));
@@ -176,6 +180,10 @@ impl Wall {
     ) -> Wall {
         let mut config = ServerConfig::new(&topology.server_if, &[served_v4(), served_v6()]);
         config.handoff = mode;
+        if mode == HandoffMode::Repair {
+            // As for EchoServer.
+            config.answer_syns = SynAnswerer::Synwall;
+        }
         configure(&mut config);
         let stop = Arc::new(AtomicBool::new(false));
         let (requests, requests_rx) = crossbeam_channel::unbounded::<WallRequest>();

@@ -125,7 +125,8 @@ impl Drop for SynwallProcess {
 }
 
 /// The arguments of `synwall listen` on `interface`, proxying 198.18.0.1:80 to `upstream` in
-/// repair mode (unless `extra` names another `--handoff`), followed by `extra`.
+/// repair mode with synwall answering every SYN (unless `extra` names another `--handoff`, or
+/// `--answer-syns`), followed by `extra`.
 pub fn listen_args<'a>(interface: &'a str, upstream: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "listen",
@@ -138,6 +139,9 @@ pub fn listen_args<'a>(interface: &'a str, upstream: &'a str, extra: &[&'a str])
     ];
     if !extra.contains(&"--handoff") {
         args.extend(["--handoff", "repair"]);
+        if !extra.contains(&"--answer-syns") {
+            args.extend(["--answer-syns", "synwall"]);
+        }
     }
     args.extend_from_slice(extra);
     args
