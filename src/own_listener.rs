@@ -155,8 +155,7 @@ fn listen(address: SocketAddr, backlog: usize) -> io::Result<TcpListener> {
 }
 
 /// Accepts what `listener` has (edge-triggered: until it would block; the accepted sockets
-/// block, as the workers' do). Returns false once
-/// `shutdown` ends a wait for the application.
+/// block, as the workers' do). Returns false once `shutdown` ends a wait for the application.
 fn accept_all(
     listener: &TcpListener,
     ready: &Sender<Connection>,
