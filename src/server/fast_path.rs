@@ -21,7 +21,7 @@ use crate::sys::inject::RawInjector;
 use crate::sys::native::NativeHandoff;
 use crate::sys::{SteeringProgram, TAKEOVER_HOLD, XdpDevice, XskStatistics, affinity, sha256};
 
-use super::{ServerConfig, ServerError, ShardHandle};
+use super::{ServerConfig, ServerError, ShardHandle, stop_failed};
 
 /// Updates waiting for a fast-path thread, at most.
 const UPDATES: usize = 4;
@@ -128,10 +128,7 @@ impl FastPath {
         let xsk = Arc::clone(&handle.xsk);
         let _ = started.send(Ok(handle));
         if let Err(source) = serve(&mut shard, config.budget, &shutdown, &xsk, &updates) {
-            tracing::error!(queue, error = %source, "fast path failed; stopping the server");
-            *failure.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(ServerError::FastPath { queue, source });
-            shutdown.trigger();
+            stop_failed(&failure, &shutdown, ServerError::FastPath { queue, source });
         }
     }
 }

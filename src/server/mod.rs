@@ -367,11 +367,7 @@ impl Server {
         );
         self.spawn("synwall-accept".to_owned(), move || {
             if let Err(source) = listeners.run(&ready, &counters, &shutdown) {
-                failure
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get_or_insert(ServerError::Acceptor(source));
-                shutdown.trigger();
+                stop_failed(&failure, &shutdown, ServerError::Acceptor(source));
             }
         })
     }
@@ -563,6 +559,17 @@ impl Drop for Server {
             let _ = thread.join();
         }
     }
+}
+
+/// Stops the server because a thread of it failed with `error`: logged, kept as the reason
+/// [`Server::failure`] tells (the first, when several fail), and every thread told to stop.
+fn stop_failed(failure: &Mutex<Option<ServerError>>, shutdown: &Shutdown, error: ServerError) {
+    tracing::error!(%error, "stopping the server");
+    failure
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get_or_insert(error);
+    shutdown.trigger();
 }
 
 /// Repair mode, kernel-first: synwall's own listening sockets on the served addresses, the
