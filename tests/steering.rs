@@ -654,13 +654,24 @@ fn listener_with_a_full_syn_queue() -> socket2::Socket {
     listener
 }
 
+/// A listener on the served port with a listen backlog of 1. The port may still be held for a
+/// moment by the listener a test has just dropped: a child that another test thread forked
+/// keeps a copy of every descriptor until it execs, and the kernel closes the socket only with
+/// the last copy. So a bind that finds the port in use is tried again, for up to 2 s.
 fn listener_with_backlog_1() -> socket2::Socket {
     use socket2::{Domain, Socket, Type};
     let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
     listener.set_reuse_address(true).unwrap();
-    listener
-        .bind(&SocketAddr::from((SERVER_V4, PORT)).into())
-        .unwrap();
+    let address = SocketAddr::from((SERVER_V4, PORT)).into();
+    common::wait_until(
+        "the served port free to bind",
+        Duration::from_secs(2),
+        || match listener.bind(&address) {
+            Ok(()) => true,
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => false,
+            Err(error) => panic!("binding the listener: {error}"),
+        },
+    );
     listener.listen(1).unwrap();
     listener
 }

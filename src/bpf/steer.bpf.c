@@ -21,10 +21,11 @@
  *     for a SYN passed to it as its SYN queue filled)     -> XDP_PASS (kernel,
  *     whose listener completes the handshake from its cookie)
  *   - a SYN that finds a TIME_WAIT socket: the client reconnects over a 4-tuple
- *     the kernel still holds. When the service listens on the port itself
- *     (native handoff)                                     -> XDP_PASS (kernel:
- *     the TIME_WAIT socket gives way to the service's listener, RFC 6191, as
- *     without synwall; no flood picks these tuples).
+ *     the kernel still holds. When a kernel socket listens on the port (the
+ *     service's in native handoff, synwall's own in repair mode with kernel-first;
+ *     bit SERVED_KERNEL_REOPENS)                           -> XDP_PASS (kernel:
+ *     the TIME_WAIT socket gives way to that listener, RFC 6191, as without
+ *     synwall; no flood picks these tuples).
  *     Otherwise its tuple is remembered (tw_handshakes), so the rest of the new
  *     handshake also comes to us, as the kernel's own listener would take it;
  *     the handoff then replaces the TIME_WAIT socket
@@ -43,8 +44,8 @@
  *     or let a kernel listener complete the handshake.
  *
  * Maps (filled and read by src/sys/steer.rs; keep the layouts in sync):
- *   served   : hash, struct served_key -> __u8 bits: SERVED, and
- *              SERVED_KERNEL_LISTENS in native mode. Port 0 is the "this address
+ *   served   : hash, struct served_key -> __u8 bits: SERVED, and the
+ *              SERVED_KERNEL_* bits of enum served_flag. Port 0 is the "this address
  *              serves some port" marker used for segments whose ports are not
  *              visible. An all-zero address is the wildcard of its family.
  *   xsks     : XSKMAP, rx queue index -> AF_XDP socket.
@@ -97,6 +98,7 @@ enum served_flag {
 	SERVED = 1,
 	SERVED_KERNEL_LISTENS = 2, /* the service listens on the port itself (native) */
 	SERVED_KERNEL_FIRST = 4, /* its listener (native or repair) answers SYNs until full */
+	SERVED_KERNEL_REOPENS = 8, /* a SYN over a TIME-WAIT tuple goes to its listener */
 };
 
 #define ETH_P_8021Q_BE bpf_htons(0x8100)
@@ -214,7 +216,7 @@ enum verdict {
 	VERDICT_KERNEL, /* ours, but a kernel socket owns the connection */
 	VERDICT_XSK, /* ours: to user space */
 	VERDICT_KERNEL_COMPLETES, /* ours: the kernel builds the handshake's socket */
-	VERDICT_KERNEL_REOPENS, /* ours: a SYN over a TIME-WAIT tuple, for the service's listener */
+	VERDICT_KERNEL_REOPENS, /* ours: a SYN over a TIME-WAIT tuple, for the port's listener */
 	VERDICT_KERNEL_ANSWERS, /* ours: a SYN the service's listener answers, no flood seen */
 	VERDICT_KERNEL_COOKIE, /* ours: an ACK with a syncookie the service's listener sent */
 };
@@ -456,7 +458,7 @@ static __always_inline enum verdict classify_tcp(struct xdp_md *ctx, __u32 ip_of
 	 * connection, whose socket answers with a challenge ACK (RFC 5961). */
 	if (th.syn && !th.ack) {
 		if (state == BPF_TCP_TIME_WAIT) {
-			if (flags & SERVED_KERNEL_LISTENS)
+			if (flags & SERVED_KERNEL_REOPENS)
 				return VERDICT_KERNEL_REOPENS;
 			bpf_map_update_elem(&tw_handshakes, tuple, &one, BPF_ANY);
 		} else if (state >= 0 && state != BPF_TCP_LISTEN) {

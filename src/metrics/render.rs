@@ -124,7 +124,8 @@ fn render_steering(out: &mut Exposition, steering: SteerCounters) {
         "Frames the XDP program saw, by verdict: passed (not for a served port), redirected \
          (to synwall), kernel_owned (a kernel socket owns the connection), kernel_completes (the \
          final ACK of a handshake the kernel completes itself, native mode), kernel_reopens (a SYN \
-         over a TIME-WAIT socket's 4-tuple, which the service's own listener takes, native mode), \
+         over a TIME-WAIT socket's 4-tuple, which the port's listener takes: the service's in \
+         native mode, synwall's own in repair mode with kernel-first), \
          kernel_answers (a SYN the service's own listener answers, its SYN queue having room, \
          answer-syns = kernel-first), kernel_cookies (an ACK carrying a syncookie the service's \
          own listener sent, which the kernel completes, answer-syns = kernel-first), \

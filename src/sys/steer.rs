@@ -78,7 +78,8 @@ pub struct SteerCounters {
     /// itself (native mode), passed to the kernel.
     pub kernel_completes: u64,
     /// SYNs over the 4-tuple of a TIME-WAIT socket, passed to the kernel, whose listener takes
-    /// the connection over as without synwall (native mode: the service listens on the port).
+    /// the connection over as without synwall (native mode: the service's listener; repair
+    /// mode with kernel-first: synwall's own).
     pub kernel_reopens: u64,
     /// SYNs the service's own listener answered, its SYN queue having room and no takeover
     /// holding ([`SynAnswerer::KernelFirst`]).
@@ -161,7 +162,7 @@ use shared::{
     COUNTER_DROPPED_NO_XSK, COUNTER_KERNEL_ANSWERS, COUNTER_KERNEL_COMPLETES,
     COUNTER_KERNEL_COOKIES, COUNTER_KERNEL_OWNED, COUNTER_KERNEL_REOPENS, COUNTER_MAX,
     COUNTER_PASSED, COUNTER_REDIRECTED, COUNTER_TAKEOVERS, SERVED, SERVED_KERNEL_FIRST,
-    SERVED_KERNEL_LISTENS,
+    SERVED_KERNEL_LISTENS, SERVED_KERNEL_REOPENS,
 };
 
 /// The loaded object and the maps synwall uses.
@@ -247,18 +248,20 @@ impl SteeringProgram {
     /// whose TIME-WAIT socket gives way to the service's listener as it would without synwall;
     /// and `answerer` answers the SYNs of new connections.
     pub fn service_listens(&self, answerer: SynAnswerer) -> Result<(), XdpError> {
+        let listens = SERVED | SERVED_KERNEL_LISTENS | SERVED_KERNEL_REOPENS;
         self.set_served_flags(match answerer {
-            SynAnswerer::KernelFirst => SERVED | SERVED_KERNEL_LISTENS | SERVED_KERNEL_FIRST,
-            SynAnswerer::Synwall => SERVED | SERVED_KERNEL_LISTENS,
+            SynAnswerer::KernelFirst => listens | SERVED_KERNEL_FIRST,
+            SynAnswerer::Synwall => listens,
         })
     }
 
     /// Tells the program that synwall listens on the served ports itself (repair mode,
     /// [`SynAnswerer::KernelFirst`]): its listener answers the SYNs of new connections while
-    /// its SYN queue has room. Everything else stays as in repair mode: a SYN over a TIME-WAIT
-    /// socket and the segments of a connection being repaired come to synwall.
+    /// its SYN queue has room, and a SYN over a TIME-WAIT socket goes to the kernel, whose
+    /// TIME-WAIT socket gives way to that listener. The segments of a connection being
+    /// repaired still come to synwall.
     pub fn own_listener_answers(&self) -> Result<(), XdpError> {
-        self.set_served_flags(SERVED | SERVED_KERNEL_FIRST)
+        self.set_served_flags(SERVED | SERVED_KERNEL_FIRST | SERVED_KERNEL_REOPENS)
     }
 
     fn set_served_flags(&self, flags: u8) -> Result<(), XdpError> {
