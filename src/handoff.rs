@@ -31,13 +31,11 @@ use crossbeam_channel::Sender;
 use crate::accept_queue::{AcceptReceiver, Handshake};
 use crate::histogram::DurationHistogram;
 use crate::listener::{Accepted, HandshakePath, WindowScale};
+use crate::log_gate::{LOG_EVERY, LogGate};
 use crate::shutdown::Shutdown;
 use crate::sys::inject::RawInjector;
 use crate::sys::native::{NativeHandoff, NativeRefusal};
 use crate::sys::{SteeringProgram, repair};
-
-/// The least time between two log lines about failures of one kind.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// How completed handshakes become kernel sockets (the `handoff` setting).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -201,8 +199,8 @@ pub struct HandoffCounters {
     /// From SYN to final ACK, for handshakes completed from the SYN queue (a cookie handshake
     /// keeps no SYN time).
     pub handshake_duration: DurationHistogram,
-    /// When each kind of failure was last logged.
-    logged: Mutex<[Option<Instant>; HandoffFailure::ALL.len()]>,
+    /// One log gate per kind of failure.
+    logged: Mutex<[LogGate; HandoffFailure::ALL.len()]>,
 }
 
 impl HandoffCounters {
@@ -235,11 +233,8 @@ impl HandoffCounters {
     /// Counts a failure, and logs it unless one of its kind was logged within [`LOG_EVERY`].
     pub(crate) fn fail(&self, failure: HandoffFailure, error: &dyn std::fmt::Display) {
         self.failures[failure.index()].fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
         let mut logged = self.logged.lock().unwrap_or_else(PoisonError::into_inner);
-        let last = &mut logged[failure.index()];
-        if last.is_none_or(|at| now.duration_since(at) >= LOG_EVERY) {
-            *last = Some(now);
+        if logged[failure.index()].pass(Instant::now()) {
             tracing::warn!(
                 %error,
                 failures = self.failures(failure),

@@ -14,14 +14,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::handoff::{HandoffCounters, HandoffFailure};
 use crate::listener::Listener;
+use crate::log_gate::{LOG_EVERY, LogGate};
 use crate::sys::native::{EntryBuffers, NativeHandoff, NativeRefusal};
-
-/// The least time between two log lines about records the kernel could not be given.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// What the shard's fast-path loop calls, once per round (see the module documentation).
 pub trait KernelCompletion: Send {
@@ -51,7 +49,8 @@ pub struct NativeCompletion {
     handoffs: Arc<HandoffCounters>,
     counters: Arc<KernelCompletionCounters>,
     buffers: EntryBuffers,
-    logged: Option<Instant>,
+    /// For the lines about records the kernel could not be given.
+    logged: LogGate,
 }
 
 impl NativeCompletion {
@@ -67,7 +66,7 @@ impl NativeCompletion {
             handoffs,
             counters,
             buffers: EntryBuffers::default(),
-            logged: None,
+            logged: LogGate::default(),
         }
     }
 }
@@ -79,11 +78,7 @@ impl KernelCompletion for NativeCompletion {
             self.counters
                 .unrecorded
                 .fetch_add(error.count as u64, Ordering::Relaxed);
-            if self
-                .logged
-                .is_none_or(|at| now.duration_since(at) >= LOG_EVERY)
-            {
-                self.logged = Some(now);
+            if self.logged.pass(now) {
                 tracing::warn!(
                     %error,
                     "they complete in user space (logged at most every {} s)",

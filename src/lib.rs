@@ -30,7 +30,8 @@
 //! - [`flood`]: when a SYN flood starts and ends, from the counters.
 //! - [`device`]: the batched frame-I/O trait, and an in-memory device.
 //! - [`accept_queue`], [`shard`]: the bounded hand-over to workers and the fast-path loop;
-//!   [`shutdown`]: the stop signal that wakes every thread of a server at once.
+//!   [`shutdown`]: the stop signal that wakes every thread of a server at once; [`log_gate`]:
+//!   at most one log line per 10 s about a failure its counter counts.
 //! - [`handoff`], [`server`]: kernel sockets for completed handshakes, and the whole server
 //!   (threads, steering program, `accept()`) for applications; [`own_listener`] accepts the
 //!   connections the kernel completes without a flood in repair mode; [`proxy`] joins connections to
@@ -57,6 +58,7 @@ pub mod handoff;
 pub mod histogram;
 pub mod kernel;
 pub mod kernel_completion;
+pub mod log_gate;
 pub mod metrics;
 pub mod own_listener;
 pub mod preflight;

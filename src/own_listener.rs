@@ -27,11 +27,10 @@ use socket2::{Domain, Socket, Type};
 
 use crate::handoff::{self, CompletedBy, Connection, NegotiatedOptions};
 use crate::listener::WindowScale;
+use crate::log_gate::{LOG_EVERY, LogGate};
 use crate::shutdown::Shutdown;
 use crate::sys::tcp_info::{TcpInfo, tcp_info};
 
-/// The least time between two log lines about accept errors.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long the thread waits after an error that the next `accept` would repeat (out of file
 /// descriptors or memory), rather than spin on a socket that stays readable.
 const ERROR_PAUSE: Duration = Duration::from_millis(10);
@@ -46,16 +45,14 @@ pub struct OwnListenerCounters {
     pub accepted: AtomicU64,
     /// `accept` calls that failed (the error is logged, at most every 10 s).
     pub errors: AtomicU64,
-    logged: Mutex<Option<Instant>>,
+    logged: Mutex<LogGate>,
 }
 
 impl OwnListenerCounters {
     fn fail(&self, error: &io::Error) {
         let errors = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
-        let now = Instant::now();
         let mut logged = self.logged.lock().unwrap_or_else(PoisonError::into_inner);
-        if logged.is_none_or(|at| now.duration_since(at) >= LOG_EVERY) {
-            *logged = Some(now);
+        if logged.pass(Instant::now()) {
             tracing::warn!(
                 %error,
                 errors,
