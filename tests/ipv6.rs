@@ -8,7 +8,6 @@ mod common;
 #[path = "common/lab.rs"]
 mod lab;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::{Client, linux_options, privileged_lab};
@@ -137,15 +136,10 @@ fn test_ipv6_reconnect_over_a_time_wait_tuple_in_both_modes() {
         let wall = Wall::start(&topology, mode, |_| {});
         for round in 0..2 {
             let client = exchange(&topology, port);
-            let mut accepted = match &listener {
+            lab::answer_ping(match &listener {
                 Some(listener) => listener.accept().expect("the service's connection").0,
                 None => wall.accept().expect("synwall's connection").stream,
-            };
-            let mut request = [0u8; 4];
-            accepted.read_exact(&mut request).unwrap();
-            // The server closes first: its kernel holds the 4-tuple in TIME-WAIT.
-            accepted.write_all(&request).unwrap();
-            drop(accepted);
+            });
             assert_eq!(
                 client.join().unwrap().unwrap().unwrap(),
                 b"ping",

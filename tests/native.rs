@@ -207,12 +207,8 @@ fn test_native_reconnect_over_a_time_wait_tuple() {
     };
     for round in 0..2 {
         let client = exchange();
-        let (mut accepted, _) = listener.accept().expect("the service got the connection");
-        let mut request = [0u8; 4];
-        accepted.read_exact(&mut request).unwrap();
-        // The service closes first: its kernel holds the 4-tuple in TIME-WAIT.
-        accepted.write_all(&request).unwrap();
-        drop(accepted);
+        let (accepted, _) = listener.accept().expect("the service got the connection");
+        lab::answer_ping(accepted);
         assert_eq!(
             client.join().unwrap().unwrap().unwrap(),
             b"ping",
@@ -342,12 +338,9 @@ fn test_kernel_first_the_service_answers_until_a_flood_fills_its_syn_queue() {
         let client = topology.spawn_in(&topology.client_ns, move || {
             lab::ping_from((CLIENT_V4, port).into(), served_v4())
         });
-        let (mut accepted, peer) = listener.accept().expect("the service got the connection");
+        let (accepted, peer) = listener.accept().expect("the service got the connection");
         assert_eq!(peer, (CLIENT_V4, port).into(), "the client's own address");
-        let mut request = [0u8; 4];
-        accepted.read_exact(&mut request).unwrap();
-        accepted.write_all(&request).unwrap();
-        drop(accepted);
+        lab::answer_ping(accepted);
         assert_eq!(client.join().unwrap().unwrap().unwrap(), b"ping");
     };
 

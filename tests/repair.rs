@@ -156,18 +156,15 @@ fn test_kernel_first_the_kernel_answers_on_synwalls_socket_until_a_flood() {
         let client = topology.spawn_in(&topology.client_ns, move || {
             lab::ping_from((CLIENT_V4, port).into(), served_v4())
         });
-        let mut connection = wall.accept().expect("synwall gave the connection");
+        let connection = wall.accept().expect("synwall gave the connection");
         assert_eq!(
             connection.peer,
             (CLIENT_V4, port).into(),
             "the client's own"
         );
         assert_eq!(connection.local, served_v4());
-        let mut request = [0u8; 4];
-        connection.stream.read_exact(&mut request).unwrap();
-        connection.stream.write_all(&request).unwrap();
         let completed_by = connection.completed_by;
-        drop(connection);
+        lab::answer_ping(connection.stream);
         assert_eq!(client.join().unwrap().unwrap().unwrap(), b"ping");
         completed_by
     };

@@ -99,6 +99,16 @@ pub fn ping_from(client: SocketAddr, served: SocketAddr) -> std::io::Result<Vec<
     Ok(reply)
 }
 
+/// The server's half of [`ping_from`]: reads the 4-byte request from `stream`, echoes it and
+/// closes first, so that the server's kernel holds the 4-tuple in TIME-WAIT.
+pub fn answer_ping(mut stream: std::net::TcpStream) {
+    use std::io::{Read, Write};
+
+    let mut request = [0u8; 4];
+    stream.read_exact(&mut request).unwrap();
+    stream.write_all(&request).unwrap();
+}
+
 /// Waits until the server namespace's kernel holds a connection from client port `port` in
 /// TIME-WAIT (any family): after the server closed first, the client's FIN may still be on
 /// its way. Fails after 5 s.
