@@ -185,8 +185,18 @@ impl KeyRing {
 
     /// The key a cookie with parity bit `parity` was made with, if still valid.
     pub(crate) fn by_parity(&self, parity: u32) -> &PrekeyedMac {
-        &self.slots[parity as usize & 1]
+        &self.slots[usize::from(slot_of_parity(parity))]
     }
+
+    /// Both slots, slot `p` holding the key of parity bit `p`.
+    pub(crate) fn slots(&self) -> &[PrekeyedMac; 2] {
+        &self.slots
+    }
+}
+
+/// The slot of the key a cookie with parity bit `parity` was made with (its lowest bit).
+pub(crate) fn slot_of_parity(parity: u32) -> u8 {
+    u8::from(parity & 1 == 1)
 }
 
 fn slot_of(epoch: u64) -> usize {

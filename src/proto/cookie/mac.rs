@@ -32,16 +32,22 @@ const SHA256_IV: State = [
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 ];
 
+/// The most keys one [`Sha256Lanes::hmac_first_words`] call takes (the listener uses two: the
+/// key slots a cookie's parity bit picks).
+pub const MAX_KEYS: usize = 16;
+
 /// HMAC-SHA256 of many one-block messages at once, from pre-keyed states.
 pub trait Sha256Lanes: Send + Sync {
-    /// For every `i`: the inner state `inner[i]` compresses the padded message block
-    /// `blocks[i]`, the outer state `outer[i]` compresses the inner digest ([`outer_block`]), and
-    /// `tags[i]` is the first word of the result: the first 4 bytes of the MAC, big-endian. The
-    /// four slices have one entry per message (the same length).
+    /// For every `i`: the inner state of `keys[key_of[i]]` compresses the padded message block
+    /// `blocks[i]`, its outer state compresses the inner digest ([`outer_block`]), and `tags[i]`
+    /// is the first word of the result: the first 4 bytes of the MAC, big-endian. `key_of`,
+    /// `blocks` and `tags` have one entry per message (the same length); `keys` has at most
+    /// [`MAX_KEYS`] entries, and every `key_of` entry is an index into it. The keys are read
+    /// where they are, not copied per message.
     fn hmac_first_words(
         &self,
-        inner: &[State],
-        outer: &[State],
+        keys: &[PrekeyedMac],
+        key_of: &[u8],
         blocks: &[Block],
         tags: &mut [u32],
     );
@@ -54,32 +60,28 @@ pub struct OneAtATime;
 impl Sha256Lanes for OneAtATime {
     fn hmac_first_words(
         &self,
-        inner: &[State],
-        outer: &[State],
+        keys: &[PrekeyedMac],
+        key_of: &[u8],
         blocks: &[Block],
         tags: &mut [u32],
     ) {
-        for (((inner, outer), block), tag) in inner.iter().zip(outer).zip(blocks).zip(tags) {
-            let mut state = *inner;
-            compress256(&mut state, std::slice::from_ref(block));
-            let digest = outer_block(&state);
-            state = *outer;
-            compress256(&mut state, &[digest]);
-            *tag = state[0];
+        for ((&key, block), tag) in key_of.iter().zip(blocks).zip(tags) {
+            *tag = keys[usize::from(key)].tag32_of(block);
         }
     }
 }
 
-/// HMAC-SHA256 keyed once, for messages of at most [`MAX_MESSAGE`] bytes.
+/// HMAC-SHA256 keyed once, for messages that fit one block (at most 55 bytes): the states after
+/// compressing `key ⊕ ipad` and `key ⊕ opad`. Zeroized on drop.
 #[derive(Zeroize, ZeroizeOnDrop)]
-pub(crate) struct PrekeyedMac {
-    inner: [u32; 8],
-    outer: [u32; 8],
+pub struct PrekeyedMac {
+    inner: State,
+    outer: State,
 }
 
 impl PrekeyedMac {
     /// Keys with a 32-byte key (zero-padded to a block, as RFC 2104 does with short keys).
-    pub(crate) fn new(key: &[u8; 32]) -> PrekeyedMac {
+    pub fn new(key: &[u8; 32]) -> PrekeyedMac {
         let mut pad = [[0u8; BLOCK]];
         let mut keyed = |fill: u8| {
             pad[0] = [fill; BLOCK];
@@ -98,6 +100,16 @@ impl PrekeyedMac {
         mac
     }
 
+    /// The state after compressing `key ⊕ ipad`, where the inner hash starts.
+    pub fn inner(&self) -> &State {
+        &self.inner
+    }
+
+    /// The state after compressing `key ⊕ opad`, where the outer hash starts.
+    pub fn outer(&self) -> &State {
+        &self.outer
+    }
+
     /// The first 4 bytes of HMAC-SHA256(key, `message`), big-endian.
     ///
     /// # Panics
@@ -109,14 +121,12 @@ impl PrekeyedMac {
 
     /// The first 4 bytes of the MAC of the message in `block` (see [`write_message_block`]).
     pub(crate) fn tag32_of(&self, block: &Block) -> u32 {
-        let mut tag = [0];
-        OneAtATime.hmac_first_words(
-            &[self.inner],
-            &[self.outer],
-            std::slice::from_ref(block),
-            &mut tag,
-        );
-        tag[0]
+        let mut state = self.inner;
+        compress256(&mut state, std::slice::from_ref(block));
+        let digest = outer_block(&state);
+        state = self.outer;
+        compress256(&mut state, &[digest]);
+        state[0]
     }
 }
 
@@ -153,33 +163,19 @@ pub fn outer_block(inner: &State) -> Block {
 }
 
 /// The tags of many messages at once: `tags[i]` is [`PrekeyedMac::tag32_of`]`(blocks[i])` under
-/// `key(i)`, computed by `lanes`. The scratch space is the caller's, so that a batch allocates
+/// `keys[key_of[i]]`, computed by `lanes`. `tags` is the caller's, so that a batch allocates
 /// nothing once it has grown.
-pub(crate) fn tags32<'k>(
+pub(crate) fn tags32(
     lanes: &dyn Sha256Lanes,
-    key: impl Fn(usize) -> &'k PrekeyedMac,
+    keys: &[PrekeyedMac],
+    key_of: &[u8],
     blocks: &[Block],
-    scratch: &mut MacScratch,
     tags: &mut Vec<u32>,
 ) {
-    let MacScratch { inner, outer } = scratch;
-    // Equal lengths by construction, as `Sha256Lanes` asks.
-    inner.clear();
-    inner.extend((0..blocks.len()).map(|i| key(i).inner));
-    outer.clear();
-    outer.extend((0..blocks.len()).map(|i| key(i).outer));
+    assert!(keys.len() <= MAX_KEYS && key_of.len() == blocks.len());
     tags.clear();
     tags.resize(blocks.len(), 0);
-    lanes.hmac_first_words(inner, outer, blocks, tags);
-    inner.zeroize();
-    outer.zeroize();
-}
-
-/// Scratch space of [`tags32`]: copies of the pre-keyed states.
-#[derive(Default, Zeroize, ZeroizeOnDrop)]
-pub(crate) struct MacScratch {
-    inner: Vec<State>,
-    outer: Vec<State>,
+    lanes.hmac_first_words(keys, key_of, blocks, tags);
 }
 
 /// SHA-256 padding after `len` bytes of data in the last block: 0x80, zeros, and the total
@@ -225,8 +221,8 @@ mod tests {
             let blocks: Vec<Block> =
                 messages.iter().map(|(_, message)| test_block(message)).collect();
             let mut tags = Vec::new();
-            let key = |i: usize| &macs[usize::from(messages[i].0)];
-            tags32(&OneAtATime, key, &blocks, &mut MacScratch::default(), &mut tags);
+            let key_of: Vec<u8> = messages.iter().map(|(second, _)| u8::from(*second)).collect();
+            tags32(&OneAtATime, &macs, &key_of, &blocks, &mut tags);
             prop_assert_eq!(tags.len(), messages.len());
             for ((second, message), tag) in messages.iter().zip(tags) {
                 prop_assert_eq!(tag, reference(&keys[usize::from(*second)], message));

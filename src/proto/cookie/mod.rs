@@ -51,7 +51,7 @@ pub mod keys;
 mod mac;
 mod prepared;
 
-pub use mac::{Block, OneAtATime, Sha256Lanes, State, outer_block};
+pub use mac::{Block, MAX_KEYS, OneAtATime, PrekeyedMac, Sha256Lanes, State, outer_block};
 
 use std::net::SocketAddr;
 

@@ -9,8 +9,8 @@
 
 use zeroize::Zeroize;
 
-use super::keys::KeyRing;
-use super::mac::{Block, MacScratch, Sha256Lanes, tags32};
+use super::keys::{KeyRing, slot_of_parity};
+use super::mac::{Block, Sha256Lanes, tags32};
 
 /// What a prepared MAC is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,12 +24,12 @@ pub(crate) enum JobKind {
 #[derive(Default)]
 pub(crate) struct PreparedMacs {
     kinds: Vec<JobKind>,
-    parities: Vec<u32>,
+    /// Each job's key slot (a cookie's parity bit), an index into [`KeyRing::slots`].
+    parities: Vec<u8>,
     blocks: Vec<Block>,
     tags: Vec<u32>,
     /// The job of the frame being decided.
     selected: Option<usize>,
-    scratch: MacScratch,
 }
 
 impl PreparedMacs {
@@ -51,7 +51,7 @@ impl PreparedMacs {
         write: impl FnOnce(&mut Block),
     ) -> usize {
         self.kinds.push(kind);
-        self.parities.push(parity);
+        self.parities.push(slot_of_parity(parity));
         self.blocks.push([0; 64]);
         write(self.blocks.last_mut().expect("just pushed"));
         self.blocks.len() - 1
@@ -59,9 +59,13 @@ impl PreparedMacs {
 
     /// Computes every job asked for since [`PreparedMacs::clear`].
     pub(crate) fn compute(&mut self, lanes: &dyn Sha256Lanes, keys: &KeyRing) {
-        let parities = &self.parities;
-        let key = |i: usize| keys.by_parity(parities[i]);
-        tags32(lanes, key, &self.blocks, &mut self.scratch, &mut self.tags);
+        tags32(
+            lanes,
+            keys.slots(),
+            &self.parities,
+            &self.blocks,
+            &mut self.tags,
+        );
     }
 
     /// Selects the job of the frame about to be decided (`None`: it has none).
@@ -73,7 +77,7 @@ impl PreparedMacs {
     /// deselects it.
     pub(crate) fn take(&mut self, kind: JobKind, parity: u32) -> Option<u32> {
         let job = self.selected.take()?;
-        (self.kinds.get(job) == Some(&kind) && self.parities[job] == parity)
+        (self.kinds.get(job) == Some(&kind) && self.parities[job] == slot_of_parity(parity))
             .then(|| self.tags.get(job).copied())
             .flatten()
     }
