@@ -267,15 +267,23 @@ fn test_dashboard_queries_documented_series() {
     }
     assert!(queries.len() > 20, "{queries:?}");
     let names = metric_names(&queries.join("\n"));
-    for loss in [
+    // Losses, and what passes without a flood (the kernel answering, no handoff at all).
+    for series in [
         "synwall_xsk_rx_ring_full_total",
         "synwall_xdp_frames_total",
         "synwall_handoff_failures_total",
         "synwall_proxy_upstream_failures_total",
         "synwall_syn_queue_capacity",
+        "synwall_own_listener_accepted_total",
+        "synwall_own_listener_accept_errors_total",
+        "synwall_syn_takeovers_total",
     ] {
-        assert!(names.contains(loss), "the dashboard shows {loss}");
+        assert!(names.contains(series), "the dashboard shows {series}");
     }
+    assert!(
+        queries.iter().any(|query| query.contains("kernel_answers")),
+        "the dashboard shows the SYNs the kernel answers"
+    );
     assert_documented(&names, "grafana-dashboard.json");
 }
 
