@@ -79,6 +79,17 @@ mod x86 {
         }
     }
 
+    impl Avx512 {
+        /// Fewer messages than [`AVX512_MIN_FILL`]: the SHA extensions (or `sha2`) finish them
+        /// sooner than a call with idle lanes.
+        fn few(&self, keys: &[PrekeyedMac], key_of: &[u8], blocks: &[Block], tags: &mut [u32]) {
+            match self.rest {
+                Some(sha_ni) => sha_ni.hmac_first_words(keys, key_of, blocks, tags),
+                None => OneAtATime.hmac_first_words(keys, key_of, blocks, tags),
+            }
+        }
+    }
+
     impl Sha256Lanes for Avx512 {
         fn hmac_first_words(
             &self,
@@ -88,6 +99,9 @@ mod x86 {
             tags: &mut [u32],
         ) {
             let count = blocks.len();
+            if count < AVX512_MIN_FILL {
+                return self.few(keys, key_of, blocks, tags);
+            }
             let table = KeyTable::new(keys);
             for at in (0..count).step_by(LANES) {
                 let end = (at + LANES).min(count);
@@ -95,10 +109,7 @@ mod x86 {
                 let (key_of, blocks, tags) =
                     (&key_of[at..end], &blocks[at..end], &mut tags[at..end]);
                 if n < AVX512_MIN_FILL {
-                    match self.rest {
-                        Some(sha_ni) => sha_ni.hmac_first_words(keys, key_of, blocks, tags),
-                        None => OneAtATime.hmac_first_words(keys, key_of, blocks, tags),
-                    }
+                    self.few(keys, key_of, blocks, tags);
                     continue;
                 }
                 match (

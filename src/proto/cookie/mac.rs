@@ -172,7 +172,7 @@ pub(crate) fn tags32(
     blocks: &[Block],
     tags: &mut Vec<u32>,
 ) {
-    assert!(keys.len() <= MAX_KEYS && key_of.len() == blocks.len());
+    debug_assert_eq!(key_of.len(), blocks.len(), "one key per message");
     tags.clear();
     tags.resize(blocks.len(), 0);
     lanes.hmac_first_words(keys, key_of, blocks, tags);
