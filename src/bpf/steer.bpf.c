@@ -53,7 +53,7 @@
  *   takeover_until : per-CPU array of one __u64: until when (bpf_ktime_get_coarse_ns)
  *              this CPU sends every SYN to synwall, after it found a full SYN queue.
  *   kernel_cookies_until : array of one __u64: until when ACKs may carry a syncookie
- *              the service's listener sent, KERNEL_COOKIES_NS after any CPU last
+ *              the port's listener sent, KERNEL_COOKIES_NS after any CPU last
  *              found its SYN queue full.
  *   vlans    : array of __u8, indexed by VLAN id: 1 for a VLAN whose device on this
  *              interface holds a served address.
@@ -217,8 +217,8 @@ enum verdict {
 	VERDICT_XSK, /* ours: to user space */
 	VERDICT_KERNEL_COMPLETES, /* ours: the kernel builds the handshake's socket */
 	VERDICT_KERNEL_REOPENS, /* ours: a SYN over a TIME-WAIT tuple, for the port's listener */
-	VERDICT_KERNEL_ANSWERS, /* ours: a SYN the service's listener answers, no flood seen */
-	VERDICT_KERNEL_COOKIE, /* ours: an ACK with a syncookie the service's listener sent */
+	VERDICT_KERNEL_ANSWERS, /* ours: a SYN the port's listener answers, no flood seen */
+	VERDICT_KERNEL_COOKIE, /* ours: an ACK with a syncookie the port's listener sent */
 };
 
 static __always_inline void count(__u32 which)
@@ -313,7 +313,8 @@ static __always_inline struct bpf_sock *listener_and_headers(struct xdp_md *ctx,
 }
 
 /*
- * Whether the service's listener answers this SYN itself: this CPU has not found
+ * Whether the port's listener (the service's, or synwall's own in repair mode)
+ * answers this SYN itself: this CPU has not found
  * its SYN queue full in the last TAKEOVER_HOLD_NS, and it is not full now.
  * bpf_tcp_gen_syncookie makes a cookie only where the kernel would send one: with
  * net.ipv4.tcp_syncookies = 1 when the listener's SYN queue is full (the answer
@@ -357,7 +358,7 @@ __noinline int kernel_answers(struct xdp_md *ctx, __u32 ip_offset, __u32 tcp_off
 }
 
 /*
- * Whether this ACK carries a valid syncookie of the service's own listener: one
+ * Whether this ACK carries a valid syncookie of the port's listener: one
  * the kernel sent itself, for a SYN passed to it just as its SYN queue filled
  * (the SYNs of one receive batch all pass this program before the kernel takes
  * the first), while this CPU had not yet found the queue full. Only the kernel

@@ -126,9 +126,10 @@ fn render_steering(out: &mut Exposition, steering: SteerCounters) {
          final ACK of a handshake the kernel completes itself, native mode), kernel_reopens (a SYN \
          over a TIME-WAIT socket's 4-tuple, which the port's listener takes: the service's in \
          native mode, synwall's own in repair mode with kernel-first), \
-         kernel_answers (a SYN the service's own listener answers, its SYN queue having room, \
-         answer-syns = kernel-first), kernel_cookies (an ACK carrying a syncookie the service's \
-         own listener sent, which the kernel completes, answer-syns = kernel-first), \
+         kernel_answers (a SYN the port's listener answers, the service's in native mode or \
+         synwall's own in repair mode, its SYN queue having room, answer-syns = kernel-first), \
+         kernel_cookies (an ACK carrying a syncookie that listener sent, which the kernel \
+         completes, answer-syns = kernel-first), \
          dropped_no_socket (for a served port, on an rx queue without an AF_XDP socket).",
     );
     // Every field, by name: a new verdict of the program does not go unexported.
@@ -159,7 +160,7 @@ fn render_steering(out: &mut Exposition, steering: SteerCounters) {
     out.describe(
         takeover,
         "counter",
-        "Times a CPU found the service's SYN queue full and synwall took over answering the SYNs \
+        "Times a CPU found the listener's SYN queue full and synwall took over answering the SYNs \
          that CPU receives, for at least 10 s (answer-syns = kernel-first).",
     );
     out.sample(takeover, &NO_LABELS, takeovers);

@@ -28,7 +28,7 @@ const UPDATES: usize = 4;
 /// How often a fast-path thread publishes its AF_XDP ring statistics.
 const STATISTICS_INTERVAL: Duration = Duration::from_secs(1);
 /// A takeover that follows this long without one starts a new log line: during a flood each
-/// CPU's takeover is renewed every `TAKEOVER_HOLD` while the service's SYN queue stays full.
+/// CPU's takeover is renewed every `TAKEOVER_HOLD` while the listener's SYN queue stays full.
 const TAKEOVERS_QUIET: Duration = Duration::from_secs(3 * TAKEOVER_HOLD.as_secs());
 
 /// What one fast-path thread needs.

@@ -373,7 +373,7 @@ impl Server {
     }
 
     /// The thread that logs when a SYN flood starts and ends, and when synwall takes the SYNs
-    /// over from the service's listener.
+    /// over from the kernel's listener.
     fn start_flood_monitor(&mut self) -> Result<(), ServerError> {
         let counters: Vec<_> = self
             .shards

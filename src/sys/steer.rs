@@ -81,13 +81,13 @@ pub struct SteerCounters {
     /// the connection over as without synwall (native mode: the service's listener; repair
     /// mode with kernel-first: synwall's own).
     pub kernel_reopens: u64,
-    /// SYNs the service's own listener answered, its SYN queue having room and no takeover
-    /// holding ([`SynAnswerer::KernelFirst`]).
+    /// SYNs the port's listener answered (the service's in native mode, synwall's own in repair
+    /// mode), its SYN queue having room and no takeover holding ([`SynAnswerer::KernelFirst`]).
     pub kernel_answers: u64,
-    /// Times a CPU found the service's SYN queue full and took over answering SYNs for synwall
+    /// Times a CPU found the listener's SYN queue full and took over answering SYNs for synwall
     /// for [`TAKEOVER_HOLD`] ([`SynAnswerer::KernelFirst`]).
     pub takeovers: u64,
-    /// ACKs carrying a syncookie the service's own listener sent (for a SYN passed to it just
+    /// ACKs carrying a syncookie the port's listener sent (for a SYN passed to it just
     /// as its SYN queue filled, before a takeover), passed to the kernel, which completes the
     /// handshake from it ([`SynAnswerer::KernelFirst`]).
     pub kernel_cookies: u64,
@@ -119,7 +119,7 @@ impl SynAnswerer {
     }
 }
 
-/// How long a CPU keeps sending every SYN to synwall after it found the service's SYN queue
+/// How long a CPU keeps sending every SYN to synwall after it found the listener's SYN queue
 /// full (`TAKEOVER_HOLD_NS` in steer.bpf.c).
 pub const TAKEOVER_HOLD: std::time::Duration = std::time::Duration::from_secs(10);
 

@@ -76,8 +76,8 @@ spelling! {
 spelling! {
     /// [`synwall::sys::SynAnswerer`]: `kernel-first`, `synwall`.
     SynAnswerer = synwall::sys::SynAnswerer {
-        /// The service's own listener while its SYN queue has room; synwall from the moment it
-        /// fills, for at least 10 s.
+        /// The kernel's listener (the service's in native mode, synwall's own in repair mode)
+        /// while its SYN queue has room; synwall from the moment it fills, for at least 10 s.
         KernelFirst,
         /// synwall, every SYN.
         Synwall,
