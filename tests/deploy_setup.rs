@@ -294,6 +294,7 @@ fn test_set_up_scripts_pass_shellcheck() {
             ".ci/run",
             "bench/lab-compare.sh",
             "bench/peacetime.sh",
+            "bench/bpf-cost.sh",
         ],
     );
 }

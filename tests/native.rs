@@ -10,14 +10,17 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::privileged_lab;
+use common::{Client, linux_options, privileged_lab};
 use lab::*;
 use loadgen::lab::{CLIENT_V4, SERVER_V4, SERVER_V6};
 use synwall::counters::{Counter, Gauge};
 use synwall::handoff::{HandoffFailure, HandoffMode};
-use synwall::listener::SyncookiesMode;
+use synwall::listener::{Accepted, HandshakePath, SyncookiesMode};
+use synwall::seq::SeqNumber;
 use synwall::server::Server;
-use synwall::sys::SynAnswerer;
+use synwall::sys::native::{EntryBuffers, NativeHandoff};
+use synwall::sys::{SteeringProgram, SynAnswerer, TcxVerdict, XdpAction, XdpMode};
+use synwall::wire::{FourTuple, TcpFlags};
 
 const LAB: &str = "swn";
 
@@ -412,4 +415,94 @@ fn test_synwall_listen_takes_the_syns_over_when_a_flood_fills_the_services_queue
         1,
         "{log}"
     );
+}
+
+/// The completion program on the served interface looks a segment up only within a second of
+/// the steering program letting a handshake's final ACK through for the kernel: without a
+/// flood synwall queues no handshake, and every segment of every connection skips the lookup.
+#[test]
+fn test_completion_program_looks_only_after_the_steering_program_passed_an_ack() {
+    let Some(topology) = privileged_lab(LAB) else {
+        return;
+    };
+    let interface = topology.server_if.clone();
+    in_ns(&topology, &topology.server_ns, move || {
+        let steering = SteeringProgram::attach(&interface, XdpMode::Generic, &[served_v4()])
+            .expect("attaching the steering program");
+        let native = NativeHandoff::attach(&steering, SynAnswerer::Synwall)
+            .expect("attaching the native handoff");
+        let _service = std::net::TcpListener::bind(served_v4()).unwrap();
+        let mut buffers = EntryBuffers::default();
+        // A handshake of the SYN queue, recorded for the kernel, and its final ACK.
+        let queued = |port: u16| {
+            let client = Client {
+                server: served_v4(),
+                ..Client::new(&format!("{CLIENT_V4}:{port}"), 1, linux_options(1))
+            };
+            let accepted = Accepted {
+                tuple: FourTuple {
+                    local: served_v4(),
+                    remote: client.addr,
+                },
+                link: client.link,
+                path: HandshakePath::Queue,
+                client_isn: client.isn,
+                server_isn: SeqNumber(12_344),
+                mss: 1460,
+                window_scale: None,
+                sack_permitted: false,
+                timestamps: None,
+                ecn: false,
+                peer_window: 502,
+                receive_window: 65_535,
+                early_data: Vec::new(),
+                handshake_duration: None,
+            };
+            let ack = common::frame(&client.segment(
+                TcpFlags::ACK,
+                accepted.peer_next_seq(),
+                accepted.our_next_seq(),
+            ));
+            (accepted, ack)
+        };
+        let reports = || {
+            let mut reports = Vec::new();
+            native.take_reports(0, |report| reports.push(report.tuple));
+            reports
+        };
+
+        let (first, ack) = queued(40_001);
+        native
+            .expect(0, std::iter::once(first.clone()), &mut buffers)
+            .unwrap();
+        assert_eq!(native.finish_dry_run(&ack).unwrap(), TcxVerdict::Next);
+        assert!(
+            reports().is_empty(),
+            "the gate is shut before any ACK passed"
+        );
+        // The steering program lets the ACK through for the kernel, and opens the gate: the
+        // completion program now takes the handshake (whatever the kfunc makes of a test run)
+        // and reports it. A test run more than a second after the last one (a stalled machine)
+        // finds the gate shut again and is repeated.
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            assert_eq!(steering.dry_run(&ack).unwrap(), XdpAction::Pass);
+            native.finish_dry_run(&ack).unwrap();
+            seen = reports();
+            if !seen.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(seen, [first.tuple]);
+        assert!(steering.counters().unwrap().kernel_completes >= 1);
+
+        // A second later the gate is shut again (COMPLETIONS_GATE_NS, kernel_handshake.h).
+        std::thread::sleep(Duration::from_millis(1_100));
+        let (second, ack) = queued(40_002);
+        native
+            .expect(0, std::iter::once(second), &mut buffers)
+            .unwrap();
+        assert_eq!(native.finish_dry_run(&ack).unwrap(), TcxVerdict::Next);
+        assert!(reports().is_empty(), "the gate shut again");
+    });
 }

@@ -16,7 +16,10 @@
  * retire the handshake from its SYN queue. When nothing listens on the port the
  * ACK goes on to the kernel, which answers it with a RST as it would without
  * synwall; an ACK whose values the kfunc refuses is dropped, and the rest of
- * that handshake goes to user space (synwall_handoff's way).
+ * that handshake goes to user space (synwall_handoff's way). It looks a segment
+ * up only while the steering program's gate is open (completions_until, for
+ * COMPLETIONS_GATE_NS after it last let such an ACK through): nearly every other
+ * segment belongs to a connection the kernel already has.
  *
  * synwall_handoff (tcx ingress of the loopback device): a handshake that synwall
  * completed itself (a cookie, or a SYN-queue entry whose ACK reached user
@@ -35,8 +38,8 @@
  * Maps (written and read by src/sys/native.rs; keep the layouts in sync):
  *   pending : hash, struct bpf_sock_tuple (zero-padded, source = the client)
  *             -> struct pending_handoff.
- *   kernel_handshakes : see kernel_handshake.h; the steering program's map,
- *             shared (libbpf reuses its fd).
+ *   kernel_handshakes, completions_until : see kernel_handshake.h; the steering
+ *             program's maps, shared (libbpf reuses their fds).
  *   completion_reports : ring buffer of struct completion_report.
  */
 #include <linux/bpf.h>
@@ -286,6 +289,8 @@ int synwall_finish(struct __sk_buff *skb)
 	__u32 tuple_len;
 	int status;
 
+	if (!completions_gate_open())
+		return TCX_NEXT;
 	tuple_len = load_tuple(skb, &tuple, &th, &tcp_offset);
 	if (!tuple_len)
 		return TCX_NEXT;

@@ -13,6 +13,7 @@
 #define SYNWALL_KERNEL_HANDSHAKE_H
 
 #include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
 
 #define MAX_KERNEL_HANDSHAKES 65536
 
@@ -50,5 +51,50 @@ struct {
 	__type(key, struct bpf_sock_tuple);
 	__type(value, struct kernel_handshake);
 } kernel_handshakes SEC(".maps");
+
+/* How long the completion program keeps looking segments up in kernel_handshakes
+ * after the steering program last let one through for the kernel to complete.
+ * That segment reaches the completion program moments later, in the same receive
+ * path (with RPS, after a hop to another CPU): a second is ample. */
+#define COMPLETIONS_GATE_NS (1000ULL * 1000 * 1000)
+
+/* Until when (bpf_ktime_get_coarse_ns) the completion program looks up the
+ * segments it sees. Nearly every segment on the served interface belongs to a
+ * connection the kernel already has, and the lookup, in a table of
+ * MAX_KERNEL_HANDSHAKES entries, costs a cache miss: without a flood, when synwall
+ * queues no handshake, the gate stays shut and the completion program costs a
+ * clock read. The steering program's map, shared like kernel_handshakes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} completions_until SEC(".maps");
+
+/* Steering program: a segment goes to the kernel for the completion program. */
+static __always_inline void open_completions_gate(void)
+{
+	__u32 zero = 0;
+	__u64 *until = bpf_map_lookup_elem(&completions_until, &zero);
+	__u64 now;
+
+	if (!until)
+		return;
+	now = bpf_ktime_get_coarse_ns();
+	/* At most one write per half gate, however many CPUs pass such segments: the
+	 * value is one cache line that every CPU reads. */
+	if (*until < now + COMPLETIONS_GATE_NS / 2)
+		*until = now + COMPLETIONS_GATE_NS;
+}
+
+/* Completion program: whether the steering program may have let a segment
+ * through for it lately. */
+static __always_inline int completions_gate_open(void)
+{
+	__u32 zero = 0;
+	__u64 *until = bpf_map_lookup_elem(&completions_until, &zero);
+
+	return until && bpf_ktime_get_coarse_ns() < *until;
+}
 
 #endif

@@ -37,7 +37,8 @@
  *     sequence and acknowledgment numbers the handshake expects, not a SYN or
  *     RST, not refused by the completion program, no VLAN tag, no IPv4
  *     options or IPv6 extension headers                    -> XDP_PASS (kernel,
- *     where synwall's completion program builds the socket)
+ *     where synwall's completion program builds the socket, its gate,
+ *     completions_until, opened for COMPLETIONS_GATE_NS)
  *   - every other TCP segment to a served address:port     -> XSKMAP[rx queue]
  *     and, when no AF_XDP socket is registered there, XDP_DROP: a served
  *     port's segments never leak to the kernel, which would answer with a RST
@@ -64,6 +65,8 @@
  *              Such a socket is hashed (ESTABLISHED) before its timestamps,
  *              options and windows are restored; its segments keep going to
  *              user space, which holds them for it, until it is ready.
+ *   kernel_handshakes, completions_until : see kernel_handshake.h; shared with
+ *              the native handoff's completion program.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -635,6 +638,7 @@ out:
 		break;
 	case VERDICT_KERNEL_COMPLETES:
 		count(COUNTER_KERNEL_COMPLETES);
+		open_completions_gate();
 		break;
 	case VERDICT_KERNEL_REOPENS:
 		count(COUNTER_KERNEL_REOPENS);

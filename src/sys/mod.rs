@@ -23,7 +23,7 @@
 //!   the host's addresses.
 //! - For synwall's own lab and tests only, with the feature `lab` (not the product's API):
 //!   `netns` moves a thread into a named network namespace, `PacketSocket` (packet.rs),
-//!   `synproxy` (the lab's XDP SYN proxy), and test runs of a loaded XDP program
+//!   `synproxy` (the lab's XDP SYN proxy), and test runs of a loaded XDP or TC program
 //!   (test_run.rs).
 //! - [`XdpError`] (error.rs) names the cause of every failure.
 //!
@@ -80,6 +80,8 @@ pub use steer::PROGRAM_NAME as STEER_PROGRAM_NAME;
 pub use steer::{
     HandoffShield, SteerCounters, SteeringProgram, SynAnswerer, TAKEOVER_HOLD, XdpAction, XdpMode,
 };
+#[cfg(feature = "lab")]
+pub use test_run::TcxVerdict;
 pub use xsk::{XdpDevice, XdpDeviceConfig, XskStatistics, ZeroCopy};
 
 /// Sets socket option `option` at `level` of `fd` to `value`: plain C data (a value, a struct

@@ -24,6 +24,8 @@ use std::ffi::CStr;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
+#[cfg(feature = "lab")]
+use std::os::fd::RawFd;
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -120,6 +122,9 @@ pub struct NativeHandoff {
     _link: OwnedFd,
     _complete_link: OwnedFd,
     _object: Object,
+    /// `synwall_finish`, for test runs (feature `lab`).
+    #[cfg(feature = "lab")]
+    finish_prog_fd: RawFd,
     pending: Map<SOCK_TUPLE_LEN, PENDING_LEN>,
     kernel_handshakes: Map<SOCK_TUPLE_LEN, KERNEL_HANDSHAKE_LEN>,
     lost_reports: Map<4, 8>,
@@ -193,22 +198,24 @@ pub fn check() -> Result<(), NativeUnavailable> {
 impl NativeHandoff {
     /// [`check`]s, then loads the programs and attaches them: `synwall_handoff` to the calling
     /// thread's network namespace's `lo`, `synwall_finish` to the interface `steering` is
-    /// attached to, sharing its map of the handshakes the kernel completes. Then tells
-    /// `steering` that the service listens on the served ports itself, so that a SYN over a
-    /// TIME-WAIT 4-tuple goes to the kernel, and that `answerer` answers new connections' SYNs.
+    /// attached to, sharing its map of the handshakes the kernel completes and the gate it
+    /// opens for them. Then tells `steering` that the service listens on the served ports
+    /// itself, so that a SYN over a TIME-WAIT 4-tuple goes to the kernel, and that `answerer`
+    /// answers new connections' SYNs.
     pub fn attach(
         steering: &SteeringProgram,
         answerer: SynAnswerer,
     ) -> Result<NativeHandoff, NativeUnavailable> {
         check()?;
-        let shared = [(c"kernel_handshakes", steering.kernel_handshakes_fd())];
+        let shared = steering.maps_for_completion();
         let object = Object::load_sharing(OBJECT, c"synwall_handoff", "lo", &shared)?;
         let lo = interface_index("lo")?;
         let tcx = |prog_fd, ifindex| {
             link(prog_fd, ifindex, libbpf_sys::BPF_TCX_INGRESS, 0).map_err(NativeUnavailable::NoTcx)
         };
         let link = tcx(object.program_fd(PROGRAM_NAME)?, lo)?;
-        let complete_link = tcx(object.program_fd(FINISH_PROGRAM_NAME)?, steering.ifindex())?;
+        let finish_prog_fd = object.program_fd(FINISH_PROGRAM_NAME)?;
+        let complete_link = tcx(finish_prog_fd, steering.ifindex())?;
         let (ring_fd, ring_size) = object.ring_buffer(c"completion_reports")?;
         let ring = RingReader::new(ring_fd, ring_size).map_err(|source| {
             NativeUnavailable::Load(XdpError::Load {
@@ -220,6 +227,8 @@ impl NativeHandoff {
         Ok(NativeHandoff {
             _link: link,
             _complete_link: complete_link,
+            #[cfg(feature = "lab")]
+            finish_prog_fd,
             pending: object.map(c"pending")?,
             kernel_handshakes: object.map(c"kernel_handshakes")?,
             lost_reports: object.map(c"lost_reports")?,
@@ -281,6 +290,14 @@ impl NativeHandoff {
                 others.entry(report_queue).or_default().push(report);
             }
         });
+    }
+
+    /// Runs the completion program (`synwall_finish`) once on `frame` (BPF_PROG_TEST_RUN, in the
+    /// calling thread's network namespace) and returns its verdict; what it does to the maps
+    /// and the reports, it does. For the tests (feature `lab`).
+    #[cfg(feature = "lab")]
+    pub fn finish_dry_run(&self, frame: &[u8]) -> io::Result<super::TcxVerdict> {
+        super::test_run::test_run_tc(self.finish_prog_fd, frame)
     }
 
     /// Reports the completion program could not write because the ring buffer was full: their

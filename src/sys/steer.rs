@@ -176,8 +176,10 @@ struct Loaded {
     handing_off: Map<SOCK_TUPLE_LEN, 1>,
     tw_handshakes: Map<SOCK_TUPLE_LEN, 1>,
     vlans: Map<4, 1>,
-    /// Shared with the native handoff's completion program (kernel_handshake.h).
+    /// Shared with the native handoff's completion program (kernel_handshake.h), as is
+    /// `completions_until`, that program's gate.
     kernel_handshakes: Map<SOCK_TUPLE_LEN, KERNEL_HANDSHAKE_LEN>,
+    completions_until: Map<4, 8>,
 }
 
 /// The steering program, attached to one interface (see the module docs for its invariants).
@@ -274,9 +276,13 @@ impl SteeringProgram {
         Ok(())
     }
 
-    /// The fd of the map of handshakes the kernel completes (kernel_handshake.h).
-    pub(super) fn kernel_handshakes_fd(&self) -> RawFd {
-        self.object.kernel_handshakes.fd()
+    /// The maps the native handoff's completion program shares (kernel_handshake.h): the
+    /// handshakes the kernel completes, and the gate this program opens for them.
+    pub(super) fn maps_for_completion(&self) -> [(&'static CStr, RawFd); 2] {
+        [
+            (c"kernel_handshakes", self.object.kernel_handshakes.fd()),
+            (c"completions_until", self.object.completions_until.fd()),
+        ]
     }
 
     /// Takes tagged frames of VLAN `vlan` (0..=4095) too: for a VLAN device with a served
@@ -579,6 +585,7 @@ fn load(ifname: &str) -> Result<Loaded, XdpError> {
         tw_handshakes: object.map(c"tw_handshakes")?,
         vlans: object.map(c"vlans")?,
         kernel_handshakes: object.map(c"kernel_handshakes")?,
+        completions_until: object.map(c"completions_until")?,
         _object: object,
     })
 }

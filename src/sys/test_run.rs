@@ -1,4 +1,4 @@
-//! Test runs of a loaded XDP program (BPF_PROG_TEST_RUN), for the lab and the tests only
+//! Test runs of a loaded XDP or TC program (BPF_PROG_TEST_RUN), for the lab and the tests only
 //! (feature `lab`): what the program decides for a frame, and what it costs per frame.
 
 use std::io;
@@ -18,6 +18,38 @@ pub(super) fn test_run(
     frame: &[u8],
     repeat: u32,
 ) -> io::Result<(XdpAction, Duration)> {
+    let (retval, duration) = run(prog_fd, frame, repeat)?;
+    Ok((XdpAction::from(retval), duration))
+}
+
+/// What a tcx program decided for a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcxVerdict {
+    /// `TCX_NEXT`: on to the next program, or the stack.
+    Next,
+    /// `TCX_PASS`: to the stack.
+    Pass,
+    /// `TCX_DROP`.
+    Drop,
+    Other(i32),
+}
+
+/// Runs TC program `prog_fd` once on `frame`, an Ethernet frame as it reaches tcx ingress (in
+/// the calling thread's network namespace, on its loopback device): its verdict. Nothing is
+/// delivered.
+pub(super) fn test_run_tc(prog_fd: RawFd, frame: &[u8]) -> io::Result<TcxVerdict> {
+    let (retval, _) = run(prog_fd, frame, 1)?;
+    Ok(match i32::from_ne_bytes(retval.to_ne_bytes()) {
+        -1 => TcxVerdict::Next,
+        0 => TcxVerdict::Pass,
+        2 => TcxVerdict::Drop,
+        other => TcxVerdict::Other(other),
+    })
+}
+
+/// BPF_PROG_TEST_RUN of `prog_fd`, `repeat` times on `frame`: the return value of the last run
+/// and the kernel's mean time per run.
+fn run(prog_fd: RawFd, frame: &[u8], repeat: u32) -> io::Result<(u32, Duration)> {
     let size = u32::try_from(frame.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
     // SAFETY: bpf_test_run_opts is a plain C struct; all-zero is its documented default.
@@ -32,8 +64,5 @@ pub(super) fn test_run(
     if ret < 0 {
         return Err(neg_errno(ret));
     }
-    Ok((
-        XdpAction::from(opts.retval),
-        Duration::from_nanos(u64::from(opts.duration)),
-    ))
+    Ok((opts.retval, Duration::from_nanos(u64::from(opts.duration))))
 }
