@@ -482,8 +482,8 @@ fn test_completion_program_looks_only_after_the_steering_program_passed_an_ack()
         );
         // The steering program lets the ACK through for the kernel, and opens the gate: the
         // completion program now takes the handshake (whatever the kfunc makes of a test run)
-        // and reports it. A test run more than a second after the last one (a stalled machine)
-        // finds the gate shut again and is repeated.
+        // and reports it. Should the machine stall for a second between the two runs, the gate
+        // has shut again: the pair is run again.
         let mut seen = Vec::new();
         for _ in 0..3 {
             assert_eq!(steering.dry_run(&ack).unwrap(), XdpAction::Pass);

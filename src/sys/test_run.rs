@@ -31,6 +31,7 @@ pub enum TcxVerdict {
     Pass,
     /// `TCX_DROP`.
     Drop,
+    /// Any other value.
     Other(i32),
 }
 
