@@ -27,10 +27,11 @@ const SOURCES: [&str; 2] = ["steer", "handoff"];
 const LAB_SOURCE: &str = "synproxy";
 
 /// Per program: the C `enum` whose enumerators the Rust side uses, and their Rust type.
-const SHARED_ENUMS: [(&str, &str, &str); 4] = [
+const SHARED_ENUMS: [(&str, &str, &str); 5] = [
     ("steer", "counter", "u32"),
     ("steer", "served_flag", "u8"),
     ("handoff", "status", "i32"),
+    ("handoff", "injected", "i32"),
     ("synproxy", "outcome", "usize"),
 ];
 

@@ -28,7 +28,8 @@
  * travels through `lo`, whose ingress runs this program. The program writes the
  * outcome into the entry (`status`) for the fast path, which deletes the entry.
  * An ACK that gets no socket is dropped here, so that the kernel does not answer
- * it; synwall resets the client itself.
+ * it; synwall resets the client itself. Only packets with synwall's priority
+ * (INJECTED_PRIORITY) are looked at: the rest of the loopback traffic passes.
  *
  * Every other packet goes on untouched, to the next program or the stack
  * (TCX_NEXT). Both programs read IPv4 headers without options and IPv6 headers
@@ -78,6 +79,13 @@ enum status {
 	STATUS_NO_LISTENER = 2, /* nothing listens on the served port */
 	STATUS_TIME_WAIT = 3, /* a TIME_WAIT socket still holds the tuple */
 	STATUS_OCCUPIED = 4, /* another live socket holds the tuple */
+};
+
+/* The priority (SO_PRIORITY) synwall's raw sockets give every packet they send
+ * (src/sys/inject.rs): synwall_handoff looks up those packets only, and lets the
+ * host's other loopback traffic by without parsing it. */
+enum injected {
+	INJECTED_PRIORITY = 1937206380, /* 0x73776c6c, "swll" */
 };
 
 struct pending_handoff {
@@ -246,6 +254,8 @@ int synwall_handoff(struct __sk_buff *skb)
 	__u32 tuple_len;
 	int status;
 
+	if (skb->priority != INJECTED_PRIORITY)
+		return TCX_NEXT;
 	tuple_len = load_tuple(skb, &tuple, &th, &tcp_offset);
 	if (!tuple_len)
 		return TCX_NEXT;

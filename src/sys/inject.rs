@@ -8,7 +8,9 @@
 //! kernel socket existed.
 //!
 //! The sockets are of protocol `IPPROTO_RAW`, which receives nothing: a raw socket of
-//! `IPPROTO_TCP` would be handed a copy of every TCP segment the host takes in.
+//! `IPPROTO_TCP` would be handed a copy of every TCP segment the host takes in. Their packets
+//! carry the priority (`SO_PRIORITY`) by which the native handoff's program on `lo` tells them
+//! from the host's other loopback traffic, which it then leaves alone without a lookup.
 //!
 //! Owns two raw sockets, closed on drop.
 
@@ -18,6 +20,7 @@ use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::native::INJECTED_PRIORITY;
 use super::set_option;
 use crate::device::LocalDelivery;
 
@@ -59,7 +62,7 @@ impl LocalDelivery for RawInjector {
     }
 }
 
-/// A send-only raw socket whose packets carry their own IP header.
+/// A send-only raw socket whose packets carry their own IP header and synwall's priority.
 fn raw_socket(domain: Domain, level: libc::c_int, hdrincl: libc::c_int) -> io::Result<Socket> {
     let socket = Socket::new(
         domain,
@@ -68,5 +71,11 @@ fn raw_socket(domain: Domain, level: libc::c_int, hdrincl: libc::c_int) -> io::R
     )?;
     let on: libc::c_int = 1;
     set_option(socket.as_raw_fd(), level, hdrincl, &on)?;
+    set_option(
+        socket.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_PRIORITY,
+        &INJECTED_PRIORITY,
+    )?;
     Ok(socket)
 }

@@ -67,6 +67,10 @@ mod shared {
     include!(concat!(env!("OUT_DIR"), "/handoff.enums.rs"));
 }
 use shared::{STATUS_NO_LISTENER, STATUS_OCCUPIED, STATUS_PENDING, STATUS_TIME_WAIT};
+/// The priority (`SO_PRIORITY`) of every packet synwall's raw sockets send ([`RawInjector`]):
+/// the handoff program on `lo` looks at those packets only, not at the host's other loopback
+/// traffic.
+pub(super) const INJECTED_PRIORITY: i32 = shared::INJECTED_PRIORITY;
 /// How long the program may take to see an injected ACK. The stack takes it in within the
 /// `sendto` call, unless the CPU's softirq work is deferred to ksoftirqd (a flood).
 const SEEN_WITHIN: Duration = Duration::from_millis(500);
@@ -122,7 +126,9 @@ pub struct NativeHandoff {
     _link: OwnedFd,
     _complete_link: OwnedFd,
     _object: Object,
-    /// `synwall_finish`, for test runs (feature `lab`).
+    /// `synwall_handoff` and `synwall_finish`, for test runs (feature `lab`).
+    #[cfg(feature = "lab")]
+    handoff_prog_fd: RawFd,
     #[cfg(feature = "lab")]
     finish_prog_fd: RawFd,
     pending: Map<SOCK_TUPLE_LEN, PENDING_LEN>,
@@ -213,7 +219,8 @@ impl NativeHandoff {
         let tcx = |prog_fd, ifindex| {
             link(prog_fd, ifindex, libbpf_sys::BPF_TCX_INGRESS, 0).map_err(NativeUnavailable::NoTcx)
         };
-        let link = tcx(object.program_fd(PROGRAM_NAME)?, lo)?;
+        let handoff_prog_fd = object.program_fd(PROGRAM_NAME)?;
+        let link = tcx(handoff_prog_fd, lo)?;
         let finish_prog_fd = object.program_fd(FINISH_PROGRAM_NAME)?;
         let complete_link = tcx(finish_prog_fd, steering.ifindex())?;
         let (ring_fd, ring_size) = object.ring_buffer(c"completion_reports")?;
@@ -227,6 +234,8 @@ impl NativeHandoff {
         Ok(NativeHandoff {
             _link: link,
             _complete_link: complete_link,
+            #[cfg(feature = "lab")]
+            handoff_prog_fd,
             #[cfg(feature = "lab")]
             finish_prog_fd,
             pending: object.map(c"pending")?,
@@ -297,7 +306,37 @@ impl NativeHandoff {
     /// and the reports, it does. For the tests (feature `lab`).
     #[cfg(feature = "lab")]
     pub fn finish_dry_run(&self, frame: &[u8]) -> io::Result<super::TcxVerdict> {
-        super::test_run::test_run_tc(self.finish_prog_fd, frame)
+        super::test_run::test_run_tc(self.finish_prog_fd, frame, 0)
+    }
+
+    /// Runs the handoff program (`synwall_handoff`) once on `frame` as
+    /// [`NativeHandoff::finish_dry_run`] runs the completion program: as a packet of synwall's
+    /// raw sockets when `from_synwall`, else as any other loopback packet. For the tests
+    /// (feature `lab`).
+    #[cfg(feature = "lab")]
+    pub fn handoff_dry_run(
+        &self,
+        frame: &[u8],
+        from_synwall: bool,
+    ) -> io::Result<super::TcxVerdict> {
+        let priority = if from_synwall {
+            INJECTED_PRIORITY.unsigned_abs()
+        } else {
+            0
+        };
+        super::test_run::test_run_tc(self.handoff_prog_fd, frame, priority)
+    }
+
+    /// Records `accepted` for the handoff program, as [`NativeHandoff::hand_off`] does before
+    /// it sends the final ACK; without sending it. For the tests (feature `lab`).
+    #[cfg(feature = "lab")]
+    pub fn record_handoff(&self, accepted: &Accepted) -> io::Result<()> {
+        self.record_pending(&sock_tuple(&accepted.tuple), accepted)
+    }
+
+    /// Writes the `pending` entry of `accepted`, under `key`.
+    fn record_pending(&self, key: &[u8; SOCK_TUPLE_LEN], accepted: &Accepted) -> io::Result<()> {
+        self.pending.update(key, &pending_entry(accepted))
     }
 
     /// Reports the completion program could not write because the ring buffer was full: their
@@ -346,8 +385,7 @@ impl NativeHandoff {
         injector: &mut RawInjector,
     ) -> Result<i32, NativeRefusal> {
         let os = |step| move |source| NativeRefusal::Os { step, source };
-        self.pending
-            .update(key, &pending_entry(accepted))
+        self.record_pending(key, accepted)
             .map_err(os("recording the handshake for the handoff program"))?;
         let outcome = injector
             .deliver(ack)

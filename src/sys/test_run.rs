@@ -18,7 +18,7 @@ pub(super) fn test_run(
     frame: &[u8],
     repeat: u32,
 ) -> io::Result<(XdpAction, Duration)> {
-    let (retval, duration) = run(prog_fd, frame, repeat)?;
+    let (retval, duration) = run(prog_fd, frame, &[], repeat)?;
     Ok((XdpAction::from(retval), duration))
 }
 
@@ -36,10 +36,14 @@ pub enum TcxVerdict {
 }
 
 /// Runs TC program `prog_fd` once on `frame`, an Ethernet frame as it reaches tcx ingress (in
-/// the calling thread's network namespace, on its loopback device): its verdict. Nothing is
-/// delivered.
-pub(super) fn test_run_tc(prog_fd: RawFd, frame: &[u8]) -> io::Result<TcxVerdict> {
-    let (retval, _) = run(prog_fd, frame, 1)?;
+/// the calling thread's network namespace, on its loopback device), the packet's priority
+/// `priority`: its verdict. Nothing is delivered.
+pub(super) fn test_run_tc(prog_fd: RawFd, frame: &[u8], priority: u32) -> io::Result<TcxVerdict> {
+    // The start of a `struct __sk_buff` up to its `priority` (offset 32), the only field set:
+    // the kernel takes a shorter context as zero-filled.
+    let mut context = [0u8; 36];
+    context[32..].copy_from_slice(&priority.to_ne_bytes());
+    let (retval, _) = run(prog_fd, frame, &context, 1)?;
     Ok(match i32::from_ne_bytes(retval.to_ne_bytes()) {
         -1 => TcxVerdict::Next,
         0 => TcxVerdict::Pass,
@@ -48,19 +52,26 @@ pub(super) fn test_run_tc(prog_fd: RawFd, frame: &[u8]) -> io::Result<TcxVerdict
     })
 }
 
-/// BPF_PROG_TEST_RUN of `prog_fd`, `repeat` times on `frame`: the return value of the last run
-/// and the kernel's mean time per run.
-fn run(prog_fd: RawFd, frame: &[u8], repeat: u32) -> io::Result<(u32, Duration)> {
-    let size = u32::try_from(frame.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+/// BPF_PROG_TEST_RUN of `prog_fd`, `repeat` times on `frame` with the program's context
+/// starting as `context` (none when empty): the return value of the last run and the kernel's
+/// mean time per run.
+fn run(prog_fd: RawFd, frame: &[u8], context: &[u8], repeat: u32) -> io::Result<(u32, Duration)> {
+    let too_large = |_| io::Error::new(io::ErrorKind::InvalidInput, "test-run input too large");
+    let size = u32::try_from(frame.len()).map_err(too_large)?;
+    let context_size = u32::try_from(context.len()).map_err(too_large)?;
     // SAFETY: bpf_test_run_opts is a plain C struct; all-zero is its documented default.
     let mut opts: ffi::bpf_test_run_opts = unsafe { std::mem::zeroed() };
     opts.sz = std::mem::size_of::<ffi::bpf_test_run_opts>();
     opts.data_in = frame.as_ptr().cast();
     opts.data_size_in = size;
+    if !context.is_empty() {
+        opts.ctx_in = context.as_ptr().cast();
+        opts.ctx_size_in = context_size;
+    }
     opts.repeat = i32::try_from(repeat.max(1)).unwrap_or(i32::MAX);
-    // SAFETY: opts is initialised with its size; data_in points to `size` readable bytes that
-    // outlive the call; data_out is null, so the kernel writes no output.
+    // SAFETY: opts is initialised with its size; data_in points to `size` readable bytes and
+    // ctx_in, when set, to `context_size`, both outliving the call; data_out and ctx_out are
+    // null, so the kernel writes no output.
     let ret = unsafe { ffi::bpf_prog_test_run_opts(prog_fd, &mut opts) };
     if ret < 0 {
         return Err(neg_errno(ret));
