@@ -89,9 +89,13 @@ impl Sum {
         (!self.fold()).to_be_bytes()
     }
 
-    /// Whether data including its checksum field verifies (sums to all ones).
+    /// Whether data including its checksum field verifies (sums to all ones): whether the sum
+    /// folds to 0xffff, which is whether it is a non-zero multiple of 2^16 − 1 (folding keeps
+    /// the value modulo 2^16 − 1 and turns no non-zero sum into zero). The remainder is a
+    /// multiplication, shorter than the fold's chain of dependent steps, on every frame
+    /// received.
     pub(crate) fn verifies(self) -> bool {
-        self.fold() == 0xffff
+        self.0 != 0 && self.0.is_multiple_of(0xffff)
     }
 }
 
@@ -141,6 +145,20 @@ mod tests {
             let folded = u64::from(Sum(raw).fold());
             assert_eq!(folded % 0xffff, raw % 0xffff, "{raw:#x}");
             assert_eq!(folded == 0, raw == 0, "{raw:#x}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn test_verifies_is_folding_to_all_ones(
+            raw in proptest::prop_oneof![
+                proptest::prelude::any::<u64>(),
+                // Multiples of 2^16 − 1 (which verify, but for zero) and small sums.
+                proptest::strategy::Strategy::prop_map(0..u64::MAX / 0xffff, |k| k * 0xffff),
+                0..0x2_0000u64,
+            ],
+        ) {
+            proptest::prop_assert_eq!(Sum(raw).verifies(), Sum(raw).fold() == 0xffff);
         }
     }
 
