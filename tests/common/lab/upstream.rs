@@ -117,6 +117,15 @@ impl Drop for EchoUpstream {
     }
 }
 
+/// The most SYNs a listening socket with the default backlog answers itself, in a
+/// [`syn_flood`] and besides the client's own SYN, before synwall takes the SYNs over: its
+/// SYN queue (128 entries; the kernel answers the 129th with a cookie, which is what the XDP
+/// program sees as "full"), and one receive batch more. The SYNs of a batch (the veth's NAPI
+/// budget, 64) all pass the XDP program before the kernel queues the first, so the program
+/// finds the queue full only in the batch after it filled (see `kernel_answers` in
+/// steer.bpf.c). A CI run measured 134.
+pub const FLOOD_SYNS_THE_LISTENER_ANSWERS: u64 = 129 + 64;
+
 /// Sends `count` SYNs to port 80 from loadgen's spoofed sources (198.18.128.0/17), from the
 /// client namespace over AF_PACKET: loadgen itself, run in this process; bounded in packets
 /// and to 30 s.
