@@ -76,19 +76,19 @@ impl TcpOptions {
     /// branch on each option's kind.
     #[inline(always)]
     fn parse_common(area: &[u8]) -> Option<TcpOptions> {
-        let word = |at: usize| u32::from_be_bytes(area[at..at + 4].try_into().expect("four bytes"));
+        let be32 = |at: usize| u32::from_be_bytes(area[at..at + 4].try_into().expect("four bytes"));
         let timestamps = |at: usize| Timestamps {
-            value: word(at),
-            echo: word(at + 4),
+            value: be32(at),
+            echo: be32(at + 4),
         };
         match area.len() {
-            12 if word(0) == NOP_NOP_TIMESTAMPS => Some(TcpOptions {
+            12 if be32(0) == NOP_NOP_TIMESTAMPS => Some(TcpOptions {
                 timestamps: Some(timestamps(4)),
                 ..TcpOptions::default()
             }),
-            20 if word(0) & HEAD_MASK == MSS_HEAD
-                && word(4) == SACK_PERMITTED_TIMESTAMPS_HEAD
-                && word(16) & HEAD3_MASK == NOP_WINDOW_SCALE_HEAD =>
+            20 if be32(0) & HEAD_MASK == MSS_HEAD
+                && be32(4) == SACK_PERMITTED_TIMESTAMPS_HEAD
+                && be32(16) & HEAD3_MASK == NOP_WINDOW_SCALE_HEAD =>
             {
                 Some(TcpOptions {
                     mss: Some(u16::from_be_bytes([area[2], area[3]])),
