@@ -213,10 +213,12 @@ fn bench_cookie_acks(group: &mut BenchmarkGroup<'_, WallTime>, clients: &[Client
             |h| {
                 h.listener.handle_batch(h.now, &ack_refs, |batch| {
                     for index in 0..ack_refs.len() {
-                        let Verdict::Accepted(accepted) = batch.handle(index, tx) else {
+                        // Borrowed in place, as the shard's inline handoff does.
+                        let verdict = batch.handle(index, tx);
+                        let Verdict::Accepted(accepted) = &verdict else {
                             unreachable!("every ACK carries a valid cookie")
                         };
-                        batch.handle_handoff_complete(&accepted, true, tx);
+                        batch.handle_handoff_complete(accepted, true, tx);
                     }
                 })
             },

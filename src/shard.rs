@@ -120,25 +120,27 @@ impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
             listener.handle_batch(now, frames, |batch| {
                 for (index, rx) in frames.iter().enumerate() {
                     lender.lend(&mut |tx| {
-                        let verdict = match batch.handle(index, tx) {
-                            Verdict::Accepted(accepted) => match inline.as_mut() {
-                                Some(inline) => {
-                                    if !inline.hand_off(&accepted) {
-                                        batch.handle_handoff_failed(&accepted, tx)
-                                    } else {
-                                        // The kernel acknowledges the early data itself.
-                                        let done =
-                                            batch.handle_handoff_complete(&accepted, false, tx);
-                                        local.deliver_all(&done.reinject);
-                                        done.ack
-                                    }
+                        // Handed off inline, the connection is borrowed where the listener
+                        // wrote it: moved out of the verdict, its 160 bytes would be read back
+                        // whole right after their narrow stores (a store-forwarding stall).
+                        let verdict = match (batch.handle(index, tx), inline.as_mut()) {
+                            (Verdict::Accepted(ref accepted), Some(inline)) => {
+                                if !inline.hand_off(accepted) {
+                                    batch.handle_handoff_failed(accepted, tx)
+                                } else {
+                                    // The kernel acknowledges the early data itself.
+                                    let done = batch.handle_handoff_complete(accepted, false, tx);
+                                    local.deliver_all(&done.reinject);
+                                    done.ack
                                 }
-                                None => match accept.try_push(accepted) {
+                            }
+                            (Verdict::Accepted(accepted), None) => {
+                                match accept.try_push(accepted) {
                                     Ok(()) => return None,
                                     Err(accepted) => batch.handle_accept_overflow(accepted, tx),
-                                },
-                            },
-                            verdict => verdict,
+                                }
+                            }
+                            (verdict, _) => verdict,
                         };
                         match verdict {
                             Verdict::Transmit(len) => Some(len),

@@ -60,6 +60,7 @@ use subtle::ConstantTimeEq;
 use crate::seq::SeqNumber;
 use keys::KeyRing;
 use mac::write_message_block;
+pub(crate) use prepared::MAX_PREPARED;
 use prepared::{JobKind, PreparedMacs};
 
 /// Bits of the TS value that carry [`SynOptions`].
@@ -225,8 +226,8 @@ impl CookieJar {
     }
 
     /// Asks for the MAC a later [`CookieJar::encode`] with these arguments needs; returns the
-    /// job to select before it.
-    pub(crate) fn prepare_encode(&mut self, input: &CookieInput, client_mss: u16) -> usize {
+    /// job to select before it (`None`: [`MAX_PREPARED`] jobs wait already).
+    pub(crate) fn prepare_encode(&mut self, input: &CookieInput, client_mss: u16) -> Option<usize> {
         let mss_index = self.table(input.local).index_for(client_mss);
         let (parity, _) = self.keys.current();
         self.prepared.push_with(JobKind::Encode, parity, |block| {
@@ -235,8 +236,8 @@ impl CookieJar {
     }
 
     /// Asks for the MAC a later [`CookieJar::check`] with these arguments needs; returns the
-    /// job to select before it.
-    pub(crate) fn prepare_check(&mut self, input: &CookieInput, cookie: u32) -> usize {
+    /// job to select before it (`None`: [`MAX_PREPARED`] jobs wait already).
+    pub(crate) fn prepare_check(&mut self, input: &CookieInput, cookie: u32) -> Option<usize> {
         let mss_index = (cookie >> MSS_INDEX_SHIFT) & 3;
         self.prepared
             .push_with(JobKind::Check, cookie >> PARITY_SHIFT, |block| {

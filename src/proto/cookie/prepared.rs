@@ -21,51 +21,79 @@ pub(crate) enum JobKind {
     Check,
 }
 
-#[derive(Default)]
+/// The most jobs between two clears: one per frame of a batch. A job asked for beyond it is
+/// not prepared, and its MAC is computed when the frame is decided.
+pub(crate) const MAX_PREPARED: usize = 64;
+
+/// The jobs of one batch, in arrays made with the listener: a batch allocates nothing, and the
+/// first batch of a new listener costs what every later one does.
 pub(crate) struct PreparedMacs {
-    kinds: Vec<JobKind>,
+    /// Jobs asked for since the last clear: the first `len` entries of each array.
+    len: usize,
+    /// Jobs whose tags are computed: the first `computed` of them. A tag of an earlier batch
+    /// is never taken for a job not computed yet.
+    computed: usize,
+    kinds: [JobKind; MAX_PREPARED],
     /// Each job's key slot (a cookie's parity bit), an index into [`KeyRing::slots`].
-    parities: Vec<u8>,
-    blocks: Vec<Block>,
-    tags: Vec<u32>,
+    parities: [u8; MAX_PREPARED],
+    blocks: [Block; MAX_PREPARED],
+    tags: [u32; MAX_PREPARED],
     /// The job of the frame being decided.
     selected: Option<usize>,
+}
+
+impl Default for PreparedMacs {
+    fn default() -> PreparedMacs {
+        PreparedMacs {
+            len: 0,
+            computed: 0,
+            kinds: [JobKind::Encode; MAX_PREPARED],
+            parities: [0; MAX_PREPARED],
+            blocks: [[0; 64]; MAX_PREPARED],
+            tags: [0; MAX_PREPARED],
+            selected: None,
+        }
+    }
 }
 
 impl PreparedMacs {
     /// Forgets every job.
     pub(crate) fn clear(&mut self) {
-        self.kinds.clear();
-        self.parities.clear();
-        self.blocks.clear();
-        self.tags.clear();
+        self.len = 0;
+        self.computed = 0;
         self.selected = None;
     }
 
     /// Asks for the MAC of the block `write` fills (from zeroes, where it is kept) under the key
-    /// of slot `parity`; returns the job's number. The caller bounds the jobs of a batch.
+    /// of slot `parity`; returns the job's number, or `None` when [`MAX_PREPARED`] jobs are
+    /// already waiting.
     pub(crate) fn push_with(
         &mut self,
         kind: JobKind,
         parity: u32,
         write: impl FnOnce(&mut Block),
-    ) -> usize {
-        self.kinds.push(kind);
-        self.parities.push(slot_of_parity(parity));
-        self.blocks.push([0; 64]);
-        write(self.blocks.last_mut().expect("just pushed"));
-        self.blocks.len() - 1
+    ) -> Option<usize> {
+        let job = self.len;
+        let block = self.blocks.get_mut(job)?;
+        *block = [0; 64];
+        write(block);
+        self.kinds[job] = kind;
+        self.parities[job] = slot_of_parity(parity);
+        self.len += 1;
+        Some(job)
     }
 
     /// Computes every job asked for since [`PreparedMacs::clear`].
     pub(crate) fn compute(&mut self, lanes: &dyn Sha256Lanes, keys: &KeyRing) {
+        let len = self.len;
         tags32(
             lanes,
             keys.slots(),
-            &self.parities,
-            &self.blocks,
-            &mut self.tags,
+            &self.parities[..len],
+            &self.blocks[..len],
+            &mut self.tags[..len],
         );
+        self.computed = len;
     }
 
     /// Selects the job of the frame about to be decided (`None`: it has none).
@@ -76,10 +104,9 @@ impl PreparedMacs {
     /// The tag of the selected job, if it is a computed one of `kind` under slot `parity`;
     /// deselects it.
     pub(crate) fn take(&mut self, kind: JobKind, parity: u32) -> Option<u32> {
-        let job = self.selected.take()?;
-        (self.kinds.get(job) == Some(&kind) && self.parities[job] == slot_of_parity(parity))
-            .then(|| self.tags.get(job).copied())
-            .flatten()
+        let job = self.selected.take().filter(|&job| job < self.computed)?;
+        (self.kinds[job] == kind && self.parities[job] == slot_of_parity(parity))
+            .then_some(self.tags[job])
     }
 }
 
@@ -88,5 +115,54 @@ impl Drop for PreparedMacs {
         // The messages hold client addresses; the tags are cookies, some not yet sent.
         self.blocks.zeroize();
         self.tags.zeroize();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cookie::OneAtATime;
+    use crate::cookie::keys::Secret;
+
+    /// A block that tells job `i` apart.
+    fn write_job(i: usize) -> impl FnOnce(&mut Block) {
+        move |block: &mut Block| block[..8].copy_from_slice(&i.to_be_bytes())
+    }
+
+    #[test]
+    fn test_jobs_past_the_arrays_are_refused_not_lost() {
+        let keys = KeyRing::new(
+            Secret::from_bytes([3; 32]),
+            Duration::from_secs(64),
+            Duration::from_secs(6400),
+        );
+        let mut prepared = PreparedMacs::default();
+        for i in 0..MAX_PREPARED {
+            assert_eq!(prepared.push_with(JobKind::Check, 0, write_job(i)), Some(i));
+        }
+        assert_eq!(prepared.push_with(JobKind::Check, 0, write_job(0)), None);
+        prepared.compute(&OneAtATime, &keys);
+        for i in [0, MAX_PREPARED - 1] {
+            let mut block = [0; 64];
+            write_job(i)(&mut block);
+            prepared.select(Some(i));
+            let tag = prepared.take(JobKind::Check, 0);
+            assert_eq!(tag, Some(keys.by_parity(0).tag32_of(&block)));
+        }
+        // Another kind or key slot takes nothing: the caller computes its own MAC.
+        prepared.select(Some(1));
+        assert_eq!(prepared.take(JobKind::Encode, 0), None);
+        prepared.select(Some(1));
+        assert_eq!(prepared.take(JobKind::Check, 1), None);
+        // A clear forgets every tag, and the arrays take new jobs from the first; a job not
+        // computed yet has no tag, not the last batch's.
+        prepared.clear();
+        prepared.select(Some(0));
+        assert_eq!(prepared.take(JobKind::Check, 0), None);
+        assert_eq!(prepared.push_with(JobKind::Check, 0, write_job(0)), Some(0));
+        prepared.select(Some(0));
+        assert_eq!(prepared.take(JobKind::Check, 0), None);
     }
 }

@@ -10,15 +10,16 @@
 
 use std::time::Instant;
 
+use crate::cookie::MAX_PREPARED;
 use crate::wire::{self, FourTuple, Parsed, TcpFlags, TcpRepr};
 
 use super::ack::cookie_of_ack;
 use super::syn::cookie_of_syn;
 use super::{Accepted, HandoffComplete, Listener, SyncookiesMode, Verdict};
 
-/// The frames of a batch parsed and prepared together; a larger batch's other frames are
-/// handled one at a time.
-pub const MAX_BATCH: usize = 64;
+/// The frames of a batch parsed and prepared together (one cookie MAC each at most, as many as
+/// the cookie jar prepares); a larger batch's other frames are handled one at a time.
+pub const MAX_BATCH: usize = MAX_PREPARED;
 
 /// A batch of received frames being handled ([`Listener::handle_batch`]).
 pub struct Batch<'a> {
@@ -81,13 +82,13 @@ impl Listener {
             }
             let offer = self.offer(segment);
             let input = cookie_of_syn(segment, tuple, &offer);
-            return Some(self.cookies.prepare_encode(&input, offer.client_mss));
+            return self.cookies.prepare_encode(&input, offer.client_mss);
         }
         if !flags.contains(TcpFlags::ACK) || !cookie_acks {
             return None;
         }
         let input = cookie_of_ack(segment, tuple);
-        Some(self.cookies.prepare_check(&input, (segment.ack - 1).0))
+        self.cookies.prepare_check(&input, (segment.ack - 1).0)
     }
 }
 
