@@ -121,7 +121,7 @@ impl<D: FrameIo, L: LocalDelivery> Shard<D, L> {
                 for (index, rx) in frames.iter().enumerate() {
                     lender.lend(&mut |tx| {
                         // Handed off inline, the connection is borrowed where the listener
-                        // wrote it: moved out of the verdict, its 160 bytes would be read back
+                        // wrote it: moved out of the verdict, its bytes would be read back
                         // whole right after their narrow stores (a store-forwarding stall).
                         let verdict = match (batch.handle(index, tx), inline.as_mut()) {
                             (Verdict::Accepted(ref accepted), Some(inline)) => {
