@@ -18,13 +18,26 @@ use super::{BUFFER_LEN, Handover};
 /// serves the others, and comes back to this one without waiting for an event.
 pub(super) const READS_PER_TURN: usize = 16;
 /// One socket of a connection, and what the last events said about it. mio is edge-triggered:
-/// a readiness stays set until an operation returns WouldBlock, and the next event sets it
-/// again. Both sockets are registered once for both interests, so no re-registration is needed
-/// when the buffers fill and drain.
+/// a readiness stays set until an operation shows the socket drained or full, and the next
+/// event sets it again. Both sockets are registered once for both interests, so no
+/// re-registration is needed when the buffers fill and drain.
+///
+/// A read that returns fewer bytes than it had room for found the receive queue empty, and a
+/// write that takes fewer bytes than it was given found the send buffer full: each clears its
+/// readiness without a second system call to see WouldBlock (as tokio does). That is safe on
+/// TCP sockets under epoll's edge trigger: bytes arriving after the read, or buffer space freed
+/// after a write that ran out of it, raise a new event. A peer's FIN that arrived before the
+/// read raises none: the read takes the last bytes and stops short of it, and only the next
+/// read returns end-of-file. So once an event has said the peer closed its half, readability
+/// stays set, as tokio keeps its read-closed readiness. Per keep-alive request, that saves the
+/// two reads that only returned WouldBlock.
 pub(super) struct Side {
     stream: TcpStream,
     readable: bool,
     writable: bool,
+    /// An event said the peer closed its half (or the socket failed): final, so a short read
+    /// no longer clears `readable`: the end-of-file, or the error, is still to be read.
+    read_closed: bool,
 }
 
 impl Side {
@@ -33,6 +46,7 @@ impl Side {
             stream,
             readable: false,
             writable: false,
+            read_closed: false,
         }
     }
 
@@ -44,7 +58,8 @@ impl Side {
         {
             return Err(Failure::Broken(error));
         }
-        self.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
+        self.read_closed |= event.is_read_closed() || event.is_error();
+        self.readable |= event.is_readable() || self.read_closed;
         self.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
         Ok(())
     }
@@ -80,9 +95,12 @@ impl Direction {
     ) -> io::Result<bool> {
         for _ in 0..READS_PER_TURN {
             while to.writable && !self.buffer.is_empty() {
-                match (&to.stream).write(self.buffer.pending()) {
+                let pending = self.buffer.pending();
+                match (&to.stream).write(pending) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(written) => {
+                        // A short write filled the send buffer (see `Side`).
+                        to.writable = written == pending.len();
                         self.buffer.consume(written);
                         *moved += written as u64;
                     }
@@ -98,9 +116,14 @@ impl Direction {
             if !from.readable || self.eof || self.buffer.is_full() {
                 return Ok(false);
             }
-            match (&from.stream).read(self.buffer.room()) {
+            let room = self.buffer.room();
+            match (&from.stream).read(room) {
                 Ok(0) => self.eof = true,
-                Ok(read) => self.buffer.fill(read),
+                Ok(read) => {
+                    // A short read emptied the receive queue (see `Side`).
+                    from.readable = read == room.len() || from.read_closed;
+                    self.buffer.fill(read);
+                }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => from.readable = false,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(error),
@@ -181,7 +204,16 @@ impl Joined {
     /// Takes note of an event on one side: the end of the upstream connect, or a readiness.
     pub(super) fn handle_event(&mut self, which: Which, event: &Event) -> Result<(), Failure> {
         match which {
-            Which::Upstream if self.is_connecting() => self.poll_connect(),
+            Which::Upstream if self.is_connecting() => {
+                self.poll_connect()?;
+                // The event that ends the connect may also say the upstream has closed its
+                // half already (a greeting and a FIN right after accepting).
+                if self.is_connecting() {
+                    Ok(())
+                } else {
+                    self.upstream.handle_event(event)
+                }
+            }
             Which::Upstream => self.upstream.handle_event(event),
             Which::Client => self.client.handle_event(event),
         }

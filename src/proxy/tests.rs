@@ -290,9 +290,13 @@ fn test_half_close_client_first_still_gets_the_reply() {
     harness.finish();
 }
 
+/// Upstreams that greet and close their half right after accepting, many at once, still get
+/// each client's request. The greeting and the FIN may reach the proxy together, even with the
+/// event that ends its connect: the end-of-file must still follow the greeting to each client.
 #[test]
 fn test_half_close_upstream_first_still_gets_the_request() {
-    let (upstream, served) = upstream(1, |mut stream| {
+    const CONNECTIONS: usize = 100;
+    let (upstream, served) = upstream(CONNECTIONS, |mut stream| {
         stream.write_all(b"greeting").unwrap();
         stream.shutdown(net::Shutdown::Write).unwrap();
         let (request, ended) = read_all(&mut stream);
@@ -300,15 +304,18 @@ fn test_half_close_upstream_first_still_gets_the_request() {
         request
     });
     let harness = Harness::start(config(upstream));
-    let mut client = harness.connect();
-    let (greeting, ended) = read_all(&mut client);
-    ended.unwrap();
-    assert_eq!(greeting, b"greeting");
-    client.write_all(b"late words").unwrap();
-    client.shutdown(net::Shutdown::Write).unwrap();
-    assert_eq!(served.join().unwrap(), [b"late words"]);
+    let mut clients: Vec<_> = (0..CONNECTIONS).map(|_| harness.connect()).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        let (greeting, ended) = read_all(client);
+        ended.unwrap();
+        assert_eq!(greeting, b"greeting", "connection {i}");
+        client.write_all(b"late words").unwrap();
+        client.shutdown(net::Shutdown::Write).unwrap();
+    }
+    let requests = served.join().unwrap();
+    assert!(requests.iter().all(|request| request == b"late words"));
     let counters = harness.counters();
-    wait_until("the connection ended", || {
+    wait_until("every connection ended", || {
         counters.active.load(Ordering::Relaxed) == 0
     });
     harness.finish();
