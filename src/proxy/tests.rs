@@ -312,8 +312,7 @@ fn test_half_close_upstream_first_still_gets_the_request() {
         client.write_all(b"late words").unwrap();
         client.shutdown(net::Shutdown::Write).unwrap();
     }
-    let requests = served.join().unwrap();
-    assert!(requests.iter().all(|request| request == b"late words"));
+    assert_eq!(served.join().unwrap(), [b"late words"; CONNECTIONS]);
     let counters = harness.counters();
     wait_until("every connection ended", || {
         counters.active.load(Ordering::Relaxed) == 0
