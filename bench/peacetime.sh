@@ -14,8 +14,10 @@
 # without the veth's), native-synwall (native handoff, synwall answers every SYN: the cost of
 # synwall's own handshake path), repair (repair handoff with the default answer-syns =
 # kernel-first: the kernel completes the handshakes on synwall's own listening socket, synwall
-# accepts and proxies them) and repair-synwall (repair handoff, synwall answers every SYN and
-# builds each socket with TCP_REPAIR: the cost of that path).
+# accepts and proxies them), repair-unix (the same, the service behind the proxy on a Unix
+# stream socket instead of a TCP port: no second TCP connection per client on the loopback)
+# and repair-synwall (repair handoff, synwall answers every SYN and builds each socket with
+# TCP_REPAIR: the cost of that path).
 #
 # Each run is `synwall-lab --peacetime --handoff MODE [--answer-syns synwall] --json`: request latency at 100 new
 # connections/s (request sent right after connect()), the server CPU's busy time per new
@@ -32,7 +34,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 [-n RUNS] [--lab PATH] [native] [native-xdp-pass] [native-synwall] [repair] [repair-synwall]" >&2
+  echo "usage: $0 [-n RUNS] [--lab PATH] [native] [native-xdp-pass] [native-synwall] [repair] [repair-unix] [repair-synwall]" >&2
   exit 2
 }
 
@@ -44,12 +46,12 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     -n) [[ $# -ge 2 ]] || usage; runs=$2; shift 2 ;;
     --lab) [[ $# -ge 2 ]] || usage; lab=$2; shift 2 ;;
-    native|native-xdp-pass|native-synwall|repair|repair-synwall) modes+=("$1"); shift ;;
+    native|native-xdp-pass|native-synwall|repair|repair-unix|repair-synwall) modes+=("$1"); shift ;;
     *) usage ;;
   esac
 done
 [[ "$runs" =~ ^[1-9][0-9]*$ ]] || usage
-[[ ${#modes[@]} -gt 0 ]] || modes=(native native-xdp-pass native-synwall repair repair-synwall)
+[[ ${#modes[@]} -gt 0 ]] || modes=(native native-xdp-pass native-synwall repair repair-unix repair-synwall)
 if [[ ! -x "$lab" ]]; then
   echo "$lab is missing: build it with cargo build --release --workspace" >&2
   exit 1
@@ -62,6 +64,7 @@ for mode in "${modes[@]}"; do
     native-xdp-pass) command=("$lab" --peacetime --handoff native --kernel-rx xdp-pass --json) ;;
     native-synwall) command=("$lab" --peacetime --handoff native --answer-syns synwall --json) ;;
     repair-synwall) command=("$lab" --peacetime --handoff repair --answer-syns synwall --json) ;;
+    repair-unix) command=("$lab" --peacetime --handoff repair --upstream unix --json) ;;
     *) command=("$lab" --peacetime --handoff "$mode" --json) ;;
   esac
   for ((run = 1; run <= runs; run++)); do
@@ -116,6 +119,8 @@ synwall = run_of(reports[0], "synwall")
 mode = f"{synwall['handoff']} handoff"
 if synwall.get("answer_syns"):
     mode += f", answer-syns {synwall['answer_syns']}"
+if synwall.get("upstream"):
+    mode += f", {synwall['upstream']} upstream"
 print(f"\nPeacetime, {mode}: medians of {len(reports)} runs [each run]:\n")
 kernel = "kernel"
 if "do-nothing XDP" in run_of(reports[0], "kernel")["placement"]:

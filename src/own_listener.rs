@@ -12,6 +12,11 @@
 //! When the application stops taking connections, the thread blocks on the full channel, the
 //! sockets' accept queues fill (`backlog` each) and the kernel drops further final ACKs, as it
 //! does for any listener: memory stays bounded.
+//!
+//! The thread starts with the application's first `accept`. synwall's proxy takes the sockets
+//! instead ([`OwnListeners::into_sockets`], through `Server::take_own_listeners`) and accepts
+//! in its own event loops: a connection then reaches the proxy without passing through two
+//! other threads (this one and the proxy's accept loop), two wake-ups fewer each.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -33,7 +38,7 @@ use crate::sys::tcp_info::{TcpInfo, tcp_info};
 
 /// How long the thread waits after an error that the next `accept` would repeat (out of file
 /// descriptors or memory), rather than spin on a socket that stays readable.
-const ERROR_PAUSE: Duration = Duration::from_millis(10);
+pub const ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// The timestamp option's bytes, which the kernel keeps out of its send MSS.
 const TIMESTAMP_OPTION_LEN: u32 = 12;
 const WAKER: Token = Token(usize::MAX);
@@ -70,6 +75,39 @@ pub struct OwnListeners {
     listeners: Vec<TcpListener>,
 }
 
+/// synwall's listening sockets taken to be accepted from in another event loop (the proxy's),
+/// non-blocking; what is accepted is counted in the server's counters.
+#[derive(Debug)]
+pub struct OwnListenerSockets {
+    pub listeners: Vec<TcpListener>,
+    counters: Arc<OwnListenerCounters>,
+}
+
+/// What one `accept` on a listening socket came to.
+pub enum Accepted {
+    Connection(Connection),
+    /// Nothing waits (WouldBlock).
+    Empty,
+    /// A client reset its connection while it waited, or a signal came (counted when an
+    /// error): accept again.
+    Again,
+    /// Out of descriptors or memory (counted and logged): the socket stays readable, so wait
+    /// a little before the next accept rather than spin.
+    Failed,
+}
+
+impl OwnListenerSockets {
+    /// Accepts one connection from listener `index`.
+    pub fn accept(&self, index: usize) -> Accepted {
+        accept_one(&self.listeners[index], &self.counters)
+    }
+
+    /// A connection accepted here was given to the application.
+    pub fn count_delivered(&self) {
+        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Why synwall could not listen on the served addresses itself.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
@@ -100,6 +138,15 @@ impl OwnListeners {
             listeners.push(listener);
         }
         Ok(OwnListeners { poll, listeners })
+    }
+
+    /// The sockets alone, for an event loop that accepts from them itself (counted in
+    /// `counters`).
+    pub fn into_sockets(self, counters: Arc<OwnListenerCounters>) -> OwnListenerSockets {
+        OwnListenerSockets {
+            listeners: self.listeners,
+            counters,
+        }
     }
 
     /// Accepts until `shutdown`, giving each connection to the application through `ready`.
@@ -160,33 +207,47 @@ fn accept_all(
     shutdown: &Shutdown,
 ) -> bool {
     loop {
-        let (stream, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return true,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            // The client reset the connection while it waited in the accept queue.
-            Err(error) if error.kind() == io::ErrorKind::ConnectionAborted => {
-                counters.fail(&error);
-                continue;
+        match accept_one(listener, counters) {
+            Accepted::Connection(connection) => {
+                if !handoff::deliver(connection, ready, shutdown) {
+                    return false;
+                }
+                counters.accepted.fetch_add(1, Ordering::Relaxed);
             }
-            Err(error) => {
-                counters.fail(&error);
-                // Out of descriptors or memory: the socket stays readable, so wait a little
-                // rather than spin; edge-triggered, so look again without a new event.
+            Accepted::Empty => return true,
+            Accepted::Again => {}
+            // Edge-triggered: look again after the pause, without a new event.
+            Accepted::Failed => {
                 if shutdown.wait_timeout(ERROR_PAUSE) {
                     return false;
                 }
-                continue;
             }
-        };
-        let Some(connection) = connection(stream, peer) else {
-            counters.fail(&io::Error::other("reading the accepted socket's state"));
-            continue;
-        };
-        if !handoff::deliver(connection, ready, shutdown) {
-            return false;
         }
-        counters.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One `accept` on `listener`, its errors counted.
+fn accept_one(listener: &TcpListener, counters: &OwnListenerCounters) -> Accepted {
+    let (stream, peer) = match listener.accept() {
+        Ok(accepted) => accepted,
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Accepted::Empty,
+        Err(error) if error.kind() == io::ErrorKind::Interrupted => return Accepted::Again,
+        // The client reset the connection while it waited in the accept queue.
+        Err(error) if error.kind() == io::ErrorKind::ConnectionAborted => {
+            counters.fail(&error);
+            return Accepted::Again;
+        }
+        Err(error) => {
+            counters.fail(&error);
+            return Accepted::Failed;
+        }
+    };
+    match connection(stream, peer) {
+        Some(connection) => Accepted::Connection(connection),
+        None => {
+            counters.fail(&io::Error::other("reading the accepted socket's state"));
+            Accepted::Again
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod lab;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{privileged_lab, require_tool};
@@ -39,6 +40,28 @@ fn test_curl_through_synwall_listen() {
     for _ in 0..20 {
         assert_eq!(curl(&topology).expect("curl through synwall"), http_reply());
     }
+}
+
+/// The service on a Unix socket behind synwall's proxy: every exchange answered, each
+/// connection announced by a PROXY v2 header the service reads.
+#[test]
+fn test_curl_through_a_unix_upstream() {
+    let Some(topology) = http_lab() else {
+        return;
+    };
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let path = directory.path().join("service.sock");
+    let http = HttpServer::start_unix(&path);
+    let upstream = format!("unix:{}", path.display());
+    let _synwall = listen(&topology, &upstream, &["--proxy-protocol", "v2"]);
+    for _ in 0..20 {
+        assert_eq!(curl(&topology).expect("curl through synwall"), http_reply());
+    }
+    let counters = http.counters();
+    let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    assert_eq!(count(&counters.accepted), 20);
+    assert_eq!(count(&counters.requests), 20);
+    assert_eq!(count(&counters.bad_proxy_header), 0);
 }
 
 #[test]

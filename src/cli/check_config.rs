@@ -1,7 +1,7 @@
 //! `synwall check-config`: the settings checked (and with `--host`, against this host as
 //! `listen` would) and printed or saved in effect.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::settings::{Lookup, Resolved};
@@ -80,9 +80,9 @@ fn check_on_host(resolved: &mut Resolved) -> anyhow::Result<String> {
     for warning in preflight::listener_warnings(server.handoff, &served) {
         tracing::warn!("{warning}");
     }
-    if let (HandoffMode::Repair, Some(proxy)) = (server.handoff, resolved.proxy) {
+    if let (HandoffMode::Repair, Some(proxy)) = (server.handoff, &resolved.proxy) {
         // Not an error: the service may start after synwall; the proxy counts each failure.
-        if let Err(error) = TcpStream::connect_timeout(&proxy.upstream, proxy.connect_timeout) {
+        if let Err(error) = proxy.upstream.probe(proxy.connect_timeout) {
             tracing::warn!(
                 "upstream {}: {error}; connections fail until it accepts",
                 proxy.upstream

@@ -146,7 +146,7 @@ fn repair_proxy(resolved: &Resolved, server: &Server) -> anyhow::Result<Option<A
         let config = resolved.repair_proxy(server.handoff_reason())?;
         return Ok(Some(Arc::new(Proxy::new(config))));
     }
-    if let Some(unused) = resolved.proxy {
+    if let Some(unused) = &resolved.proxy {
         tracing::warn!(
             upstream = %unused.upstream,
             "the upstream is not used: in native mode the service listening on the served \
@@ -219,7 +219,7 @@ pub(crate) fn settle_handoff(resolved: &mut Resolved) -> anyhow::Result<()> {
         .iter()
         .copied()
         .find(|&address| !kernel::listening_on(address).unwrap_or(true));
-    let (mode, why) = match (native::check(), resolved.proxy, unlistened) {
+    let (mode, why) = match (native::check(), &resolved.proxy, unlistened) {
         (Err(unavailable), None, _) => {
             return Err(SettingsError::NoUpstream {
                 why: format!("handoff = auto, but {unavailable}"),
@@ -255,7 +255,7 @@ fn startup_line(resolved: &Resolved, settings: &Settings, server: &Server) -> St
         _ => format!("zero-copy on queues {zero_copy:?}, copy mode on the others"),
     };
     let mode = server.handoff_mode();
-    let proxied = match (mode, resolved.proxy) {
+    let proxied = match (mode, &resolved.proxy) {
         (HandoffMode::Repair, Some(proxy)) => format!(", proxied to {}", proxy.upstream),
         _ => String::new(),
     };

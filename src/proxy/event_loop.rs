@@ -1,23 +1,36 @@
 //! One event loop of the proxy: a thread on a mio poll, owning a slab of joined connections;
-//! it admits handed-over connections, drives every readiness event, gives up on upstream
-//! connects past their deadline and resets whatever is still open when serving stops.
+//! it admits handed-over connections and those it accepts from synwall's own listening sockets
+//! itself, drives every readiness event, gives up on upstream connects past their deadline and
+//! resets whatever is still open when serving stops.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use mio::event::Event;
-use mio::{Events, Poll, Token, Waker};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::joined::{Joined, reset};
 use super::slots::Slots;
-use super::{HANDOVER_CAPACITY, Handover, LoopHandle, ProxyCounters};
+use super::{HANDOVER_CAPACITY, Handover, LoopHandle, ProxyConfig, ProxyCounters};
+use crate::own_listener::{Accepted, ERROR_PAUSE, OwnListenerSockets};
 
 /// Events taken from epoll per wait.
 pub(super) const EVENTS_PER_WAIT: usize = 1024;
-/// The event loops' own token; connection `i` has tokens `2i` (client) and `2i + 1` (upstream).
+/// The event loops' own token; connection `i` has tokens `2i` (client) and `2i + 1` (upstream),
+/// synwall's own listening socket `i` has `LISTENERS - i`.
 pub(super) const WAKER: Token = Token(usize::MAX);
+const LISTENERS: usize = usize::MAX - 1;
+/// How often a loop that found no free slot looks again for connections in the listening
+/// sockets' accept queues, when no connection of its own ends first.
+const SLOT_RETRY: Duration = Duration::from_millis(10);
+/// Connections accepted from the listening sockets per turn of the loop, at most, before it
+/// serves the events of those it has.
+const ACCEPTS_PER_TURN: usize = HANDOVER_CAPACITY;
 
 /// Bytes moved since the counters were last updated: added once per loop iteration, so the
 /// loops do not share a cache line per write.
@@ -46,16 +59,47 @@ pub(super) struct EventLoop<'a> {
     counters: &'a ProxyCounters,
     /// Set when serving ends.
     finished: &'a AtomicBool,
+    /// synwall's own listening sockets, when the proxy took them from the server.
+    own: Option<&'a OwnListenerSockets>,
+    /// What connections accepted from them are joined to (the configuration in force).
+    config: &'a RwLock<Arc<ProxyConfig>>,
+    /// The listening sockets may hold connections this loop has not accepted: a listening
+    /// socket was readable, no slot was free or `accept` failed. Edge-triggered, so without
+    /// a new connection no event says so again.
+    accept_pending: bool,
+    /// After an `accept` that failed for want of descriptors or memory: not before then.
+    accept_paused_until: Option<Instant>,
+}
+
+/// What an event loop shares with the others and the proxy.
+pub(super) struct Shared<'a> {
+    pub(super) slots: &'a Slots,
+    pub(super) counters: &'a ProxyCounters,
+    pub(super) finished: &'a AtomicBool,
+    pub(super) own: Option<&'a OwnListenerSockets>,
+    pub(super) config: &'a RwLock<Arc<ProxyConfig>>,
 }
 
 impl<'a> EventLoop<'a> {
-    pub(super) fn new(
-        slots: &'a Slots,
-        counters: &'a ProxyCounters,
-        finished: &'a AtomicBool,
-    ) -> io::Result<(EventLoop<'a>, LoopHandle)> {
+    /// A loop with its end for the accept loop; registers synwall's own listening sockets,
+    /// if the proxy has them, in this loop's poll.
+    pub(super) fn new(shared: Shared<'a>) -> io::Result<(EventLoop<'a>, LoopHandle)> {
+        let Shared {
+            slots,
+            counters,
+            finished,
+            own,
+            config,
+        } = shared;
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
+        for (index, listener) in own.iter().flat_map(|own| own.listeners.iter().enumerate()) {
+            poll.registry().register(
+                &mut SourceFd(&listener.as_raw_fd()),
+                Token(LISTENERS - index),
+                Interest::READABLE,
+            )?;
+        }
         let (sender, receiver) = crossbeam_channel::bounded(HANDOVER_CAPACITY);
         let event_loop = EventLoop {
             poll,
@@ -68,6 +112,11 @@ impl<'a> EventLoop<'a> {
             slots,
             counters,
             finished,
+            own,
+            config,
+            // Connections may have queued before the loop started.
+            accept_pending: own.is_some(),
+            accept_paused_until: None,
         };
         let handle = LoopHandle {
             handovers: sender,
@@ -82,8 +131,12 @@ impl<'a> EventLoop<'a> {
             let timeout = if !(self.busy.is_empty() && self.handovers.is_empty()) {
                 Some(Duration::ZERO)
             } else {
+                let now = Instant::now();
                 self.next_deadline
-                    .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+                    .map(|deadline| deadline.saturating_duration_since(now))
+                    .into_iter()
+                    .chain(self.accept_retry(now))
+                    .min()
             };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -91,8 +144,15 @@ impl<'a> EventLoop<'a> {
                 Err(error) => panic!("epoll_wait on the proxy's epoll instance failed: {error}"),
             }
             let busy = std::mem::take(&mut self.busy);
-            for event in events.iter().filter(|event| event.token() != WAKER) {
-                self.handle_event(event);
+            for event in &events {
+                match event.token() {
+                    WAKER => {}
+                    // Listener `i`'s token is `LISTENERS - i`.
+                    Token(token) if token > LISTENERS - self.listener_count() => {
+                        self.accept_pending = true;
+                    }
+                    _ => self.handle_event(event),
+                }
             }
             for index in busy {
                 if let Some(joined) = self.joined[index].as_mut() {
@@ -107,6 +167,9 @@ impl<'a> EventLoop<'a> {
                 };
                 self.admit(handover);
             }
+            if self.accept_pending {
+                self.accept_own();
+            }
             let now = Instant::now();
             if self.next_deadline.is_some_and(|deadline| deadline <= now) {
                 self.next_deadline = self.expire_connects(now);
@@ -114,6 +177,67 @@ impl<'a> EventLoop<'a> {
             self.flush_tally();
         }
         self.reset_all();
+    }
+
+    fn listener_count(&self) -> usize {
+        self.own.map_or(0, |own| own.listeners.len())
+    }
+
+    /// When to look at the listening sockets again without an event, if they may hold
+    /// connections: at once while a slot is free, at the end of a pause after a failed
+    /// `accept`, else after [`SLOT_RETRY`] (a slot freed by another loop).
+    fn accept_retry(&self, now: Instant) -> Option<Duration> {
+        if !self.accept_pending {
+            return None;
+        }
+        Some(match self.accept_paused_until {
+            Some(until) => until.saturating_duration_since(now),
+            None if self.slots.any_free() => Duration::ZERO,
+            None => SLOT_RETRY,
+        })
+    }
+
+    /// Accepts what synwall's own listening sockets hold while slots are free, at most
+    /// [`ACCEPTS_PER_TURN`]; leaves `accept_pending` set when it stopped before every socket
+    /// was drained.
+    fn accept_own(&mut self) {
+        let Some(own) = self.own else {
+            return;
+        };
+        let now = Instant::now();
+        if self.accept_paused_until.is_some_and(|until| now < until) {
+            return;
+        }
+        self.accept_paused_until = None;
+        self.accept_pending = true;
+        let mut budget = ACCEPTS_PER_TURN;
+        for index in 0..own.listeners.len() {
+            loop {
+                if budget == 0 || !self.slots.try_acquire() {
+                    return;
+                }
+                budget -= 1;
+                match own.accept(index) {
+                    Accepted::Connection(connection) => {
+                        own.count_delivered();
+                        let config =
+                            Arc::clone(&self.config.read().unwrap_or_else(PoisonError::into_inner));
+                        self.admit(Handover { connection, config });
+                    }
+                    Accepted::Empty => {
+                        self.slots.release();
+                        break;
+                    }
+                    Accepted::Again => self.slots.release(),
+                    Accepted::Failed => {
+                        self.slots.release();
+                        self.accept_paused_until = Some(now + ERROR_PAUSE);
+                        return;
+                    }
+                }
+            }
+        }
+        self.accept_pending = false;
     }
 
     /// Opens the upstream connection of a handed-over client.

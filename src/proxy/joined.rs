@@ -2,7 +2,6 @@
 //! passed on and the resets that end it.
 
 use std::io::{self, Read, Write};
-use std::net::{self, SocketAddr};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
@@ -12,6 +11,7 @@ use mio::{Interest, Registry};
 use socket2::SockRef;
 
 use super::event_loop::{Failure, Tally, Turn, Which};
+use super::upstream::Stream;
 use super::{BUFFER_LEN, Handover};
 
 /// Reads per direction per turn of a connection: at most 16 × 16 KiB move before the loop
@@ -25,14 +25,14 @@ pub(super) const READS_PER_TURN: usize = 16;
 /// A read that returns fewer bytes than it had room for found the receive queue empty, and a
 /// write that takes fewer bytes than it was given found the send buffer full: each clears its
 /// readiness without a second system call to see WouldBlock (as tokio does). That is safe on
-/// TCP sockets under epoll's edge trigger: bytes arriving after the read, or buffer space freed
+/// TCP and Unix stream sockets under epoll's edge trigger: bytes arriving after the read, or buffer space freed
 /// after a write that ran out of it, raise a new event. A peer's FIN that arrived before the
 /// read raises none: the read takes the last bytes and stops short of it, and only the next
 /// read returns end-of-file. So once an event has said the peer closed its half, readability
 /// stays set, as tokio keeps its read-closed readiness. Per keep-alive request, that saves the
 /// two reads that only returned WouldBlock.
 pub(super) struct Side {
-    stream: TcpStream,
+    stream: Stream,
     readable: bool,
     writable: bool,
     /// An event said the peer closed its half (or the socket failed): final, so a short read
@@ -41,7 +41,7 @@ pub(super) struct Side {
 }
 
 impl Side {
-    pub(super) fn new(stream: TcpStream) -> Side {
+    pub(super) fn new(stream: Stream) -> Side {
         Side {
             stream,
             readable: false,
@@ -110,7 +110,7 @@ impl Direction {
                 }
             }
             if self.eof && self.buffer.is_empty() && !self.shut && to_open {
-                to.stream.shutdown(net::Shutdown::Write)?;
+                to.stream.shutdown_write()?;
                 self.shut = true;
             }
             if !from.readable || self.eof || self.buffer.is_full() {
@@ -158,7 +158,7 @@ impl Joined {
         let upstream = client
             .set_nonblocking(true)
             .map_err(Failure::Broken)
-            .and_then(|()| connect(config.upstream).map_err(Failure::Upstream));
+            .and_then(|()| config.upstream.connect().map_err(Failure::Upstream));
         let upstream = match upstream {
             Ok(upstream) => upstream,
             Err(failure) => {
@@ -167,7 +167,7 @@ impl Joined {
             }
         };
         let mut joined = Joined {
-            client: Side::new(TcpStream::from_std(client)),
+            client: Side::new(Stream::Tcp(TcpStream::from_std(client))),
             upstream: Side::new(upstream),
             to_upstream: Direction::new(),
             to_client: Direction::new(),
@@ -226,7 +226,7 @@ impl Joined {
         if let Some(error) = stream.take_error().map_err(Failure::Upstream)? {
             return Err(Failure::Upstream(error));
         }
-        match stream.peer_addr() {
+        match stream.check_connected() {
             Ok(_) => {
                 self.connect_deadline = None;
                 self.upstream.readable = true;
@@ -274,14 +274,8 @@ impl Joined {
     }
 }
 
-/// A non-blocking connect to `upstream`, TCP_NODELAY on.
-pub(super) fn connect(upstream: SocketAddr) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect(upstream)?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
-
-/// Makes the close of `stream` a RST (SO_LINGER 0) instead of a FIN; the caller drops it.
+/// Makes the close of `stream` a RST (SO_LINGER 0) instead of a FIN; the caller drops it. A
+/// Unix socket has no RST: its peer reads end-of-file, or ECONNRESET when it had bytes unread.
 pub(super) fn reset(stream: &impl AsFd) {
     let _ = SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }

@@ -5,13 +5,19 @@
 //!  next() ─► accept loop (the caller of Proxy::serve / Proxy::run)
 //!               │ takes a slot (max_connections), snapshots the configuration
 //!               ▼ round robin: bounded channel + mio::Waker
-//!            event loop 0 … event loop threads-1  (mio, edge-triggered epoll)
-//!               each owns a slab of joined connections: client ⇄ 2 × 16 KiB ⇄ upstream
+//!            event loop 0 … event loop threads-1  (mio, edge-triggered epoll)  ◄─ accept()
+//!               each owns a slab of joined connections:         synwall's own listening
+//!               client ⇄ 2 × 16 KiB ⇄ upstream                   sockets (Proxy::run)
 //! ```
 //!
-//! Threads: the caller's thread accepts; `threads` event-loop threads (fixed when [`Proxy::serve`]
-//! starts) do every system call of the joined connections, none blocking. No thread per
-//! connection.
+//! Threads: the caller's thread takes what `next` gives; `threads` event-loop threads (fixed
+//! when [`Proxy::serve`] starts) do every system call of the joined connections, none
+//! blocking. No thread per connection. [`Proxy::run`] also takes the server's own listening
+//! sockets (repair mode, `answer-syns = kernel-first`: where every connection comes from
+//! without a flood) and every event loop accepts from them itself, when a slot is free: such a
+//! connection wakes one thread, not three (the server's accepting thread, the accept loop and
+//! an event loop). With several loops, each is woken by a new connection and one of them gets
+//! it.
 //!
 //! Memory per connection is bounded: one [`BUFFER_LEN`] buffer per direction, 2 × 16 KiB = 32 KiB,
 //! plus 152 bytes of state (measured; a test keeps it under 200), so 128 MiB at 4096
@@ -26,19 +32,28 @@
 //! do, and it takes four more descriptors per connection and pipe pages that an unprivileged
 //! process gets only up to `fs.pipe-user-pages-soft` (16384 pages: 512 connections' worth).
 //!
+//! The upstream is a TCP address or, for a service on the same host, a Unix stream socket
+//! ([`Upstream`]): no second TCP connection per client on the loopback (handshake, segments,
+//! TIME-WAIT), which costs the host more than the proxy itself does. A Unix socket has no RST:
+//! where the proxy resets a TCP upstream, it closes a Unix one, which then reads end-of-file
+//! (ECONNRESET if it had bytes unread), and the client side is reset as always.
+//!
 //! Per connection: the upstream connect is non-blocking and gives up after `connect_timeout`
 //! (checked every 100 ms while one is pending, so up to 100 ms late; an idle loop sleeps until an
 //! event or a handover wakes it); an upstream that refuses or does not answer
 //! gets the client a RST (counted in `upstream_failures`), never a connection that silently
-//! goes nowhere. With a PROXY protocol header configured, the header is the first thing the
+//! goes nowhere. A Unix socket whose accept queue is full refuses at once (EAGAIN), where a
+//! TCP one would drop the SYN and keep the client waiting for a retransmission: that client is
+//! reset and counted too. With a PROXY protocol header configured, the header is the first thing the
 //! upstream receives. A read returning end-of-file is passed on as a half-close
 //! (`shutdown(Write)` of the other side once the buffered bytes are written); the connection
 //! ends when both directions have. A reset or any other error on one side resets the other
 //! (SO_LINGER 0). There is no idle timeout.
 //!
 //! Bounded: at most `max_connections` joined at once, over all loops (connecting ones
-//! included); when the limit is reached the proxy stops taking connections, the accept queue
-//! fills and the listener applies its overflow policy. The configuration can change while
+//! included); when the limit is reached the proxy stops taking connections (the accept loop
+//! holds the one `next` gave until a slot frees), the accept queues fill and the listener
+//! applies its overflow policy. The configuration can change while
 //! running ([`Proxy::reconfigure`]): upstream, timeout, PROXY protocol and limit apply to
 //! connections accepted from then on; connections already joined keep going; the number of
 //! threads stays as it was when serving started. When serving stops, every connection still
@@ -53,9 +68,9 @@ mod joined;
 mod slots;
 #[cfg(test)]
 mod tests;
+mod upstream;
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::thread;
@@ -65,22 +80,24 @@ use crossbeam_channel::{Select, SendError, Sender};
 use mio::Waker;
 
 use crate::handoff::Connection;
+use crate::own_listener::OwnListenerSockets;
 use crate::server::{Server, ServerError};
 use crate::shutdown::Shutdown;
-use event_loop::EventLoop;
+use event_loop::{EventLoop, Shared};
 use joined::reset;
 use slots::Slots;
 
 pub use header::ProxyProtocol;
+pub use upstream::Upstream;
 
 /// Bytes buffered per direction of a connection.
 pub const BUFFER_LEN: usize = 16 * 1024;
 /// Connections waiting in the channel to one event loop; the accept loop waits when it is full.
 const HANDOVER_CAPACITY: usize = 256;
 /// What the proxy joins clients to, and how.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyConfig {
-    pub upstream: SocketAddr,
+    pub upstream: Upstream,
     pub connect_timeout: Duration,
     /// Connections joined at once, over all event loops (connecting ones included).
     pub max_connections: usize,
@@ -107,7 +124,8 @@ pub struct ProxyCounters {
 
 /// The proxy of one server.
 pub struct Proxy {
-    config: RwLock<ProxyConfig>,
+    /// Shared with every connection accepted under it (a reference count per connection).
+    config: RwLock<Arc<ProxyConfig>>,
     slots: Slots,
     counters: Arc<ProxyCounters>,
 }
@@ -116,7 +134,7 @@ impl Proxy {
     pub fn new(config: ProxyConfig) -> Proxy {
         Proxy {
             slots: Slots::new(config.max_connections),
-            config: RwLock::new(config),
+            config: RwLock::new(Arc::new(config)),
             counters: Arc::default(),
         }
     }
@@ -128,12 +146,20 @@ impl Proxy {
     /// Applies to connections accepted from now on (all but `threads`).
     pub fn reconfigure(&self, config: ProxyConfig) {
         self.slots.set_limit(config.max_connections);
-        *self.config.write().unwrap_or_else(PoisonError::into_inner) = config;
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
     }
 
-    /// Proxies every connection `server` accepts until `shutdown` or the server fails.
+    /// Proxies every connection `server` accepts until `shutdown` or the server fails; the
+    /// event loops accept from the server's own listening sockets themselves when they can
+    /// take them ([`Server::take_own_listeners`]). Once per server: those sockets close when
+    /// this returns, and the kernel then refuses new connections on them.
     pub fn run(&self, server: &Server, shutdown: &Shutdown) -> io::Result<()> {
-        self.serve(|shutdown| server.accept_until(shutdown), shutdown)
+        let own = server.take_own_listeners();
+        self.serve_with(
+            own.as_ref(),
+            |shutdown| server.accept_until(shutdown),
+            shutdown,
+        )
     }
 
     /// Proxies every connection `next` gives until `shutdown` or `next` fails; `next` waits
@@ -141,6 +167,16 @@ impl Proxy {
     /// the event loops have ended (every connection still open is reset then).
     pub fn serve(
         &self,
+        next: impl FnMut(&Shutdown) -> io::Result<Option<Connection>>,
+        shutdown: &Shutdown,
+    ) -> io::Result<()> {
+        self.serve_with(None, next, shutdown)
+    }
+
+    /// [`Proxy::serve`], the event loops also accepting from `own`.
+    fn serve_with(
+        &self,
+        own: Option<&OwnListenerSockets>,
         mut next: impl FnMut(&Shutdown) -> io::Result<Option<Connection>>,
         shutdown: &Shutdown,
     ) -> io::Result<()> {
@@ -148,7 +184,14 @@ impl Proxy {
         let mut loops = Vec::new();
         let mut handles = Vec::new();
         for _ in 0..self.config().threads.max(1) {
-            let (event_loop, handle) = EventLoop::new(&self.slots, &self.counters, &finished)
+            let shared = Shared {
+                slots: &self.slots,
+                counters: &self.counters,
+                finished: &finished,
+                own,
+                config: &self.config,
+            };
+            let (event_loop, handle) = EventLoop::new(shared)
                 .map_err(|error| io::Error::from(ServerError::Thread(error)))?;
             loops.push(event_loop);
             handles.push(handle);
@@ -172,8 +215,10 @@ impl Proxy {
         })
     }
 
-    /// Hands connections to the loops in turn while a slot is free. Returns on `shutdown`,
-    /// when `next` fails, or when a loop is gone (it panicked: the scope passes the panic on).
+    /// Hands connections to the loops in turn, each once a slot is free (taken after the
+    /// connection, so that a loop accepting from the server's own listening sockets never
+    /// waits for a slot that this one holds while `next` waits). Returns on `shutdown`, when
+    /// `next` fails, or when a loop is gone (it panicked: the scope passes the panic on).
     fn accept_loop(
         &self,
         next: &mut impl FnMut(&Shutdown) -> io::Result<Option<Connection>>,
@@ -181,18 +226,11 @@ impl Proxy {
         loops: &[LoopHandle],
     ) -> io::Result<()> {
         let mut turn = 0;
-        while self.slots.acquire(shutdown) {
-            let connection = match next(shutdown) {
-                Ok(Some(connection)) => connection,
-                Ok(None) => {
-                    self.slots.release();
-                    return Ok(());
-                }
-                Err(error) => {
-                    self.slots.release();
-                    return Err(error);
-                }
-            };
+        while let Some(connection) = next(shutdown)? {
+            if !self.slots.acquire(shutdown) {
+                reset(&connection.stream);
+                return Ok(());
+            }
             let handover = Handover {
                 connection,
                 config: self.config(),
@@ -206,15 +244,15 @@ impl Proxy {
         Ok(())
     }
 
-    fn config(&self) -> ProxyConfig {
-        *self.config.read().unwrap_or_else(PoisonError::into_inner)
+    fn config(&self) -> Arc<ProxyConfig> {
+        Arc::clone(&self.config.read().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
 /// A connection on its way to an event loop, with the configuration in force when it came.
 struct Handover {
     connection: Connection,
-    config: ProxyConfig,
+    config: Arc<ProxyConfig>,
 }
 
 /// The accept loop's end of one event loop.

@@ -41,6 +41,16 @@ impl Slots {
         }
     }
 
+    /// Whether a slot is free now.
+    pub(super) fn any_free(&self) -> bool {
+        !self.free.is_empty()
+    }
+
+    /// Takes a slot if one is free.
+    pub(super) fn try_acquire(&self) -> bool {
+        self.free.try_recv().is_ok()
+    }
+
     pub(super) fn release(&self) {
         let mut limit = self.limit.lock().unwrap_or_else(PoisonError::into_inner);
         if limit.owed > 0 {

@@ -1,8 +1,10 @@
 //! The proxy end to end on loopback: bytes both ways, half-closes, resets, upstream failures,
-//! the PROXY protocol header, the connection limit, reconfiguration and stop.
+//! the PROXY protocol header, the connection limit, reconfiguration and stop; and to upstreams
+//! on Unix sockets.
 
 use std::io::{Read, Write};
-use std::net::{self, IpAddr, Ipv4Addr, TcpListener, TcpStream as StdTcpStream};
+use std::net::{self, IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream as StdTcpStream};
+use std::os::unix::net::{UnixListener, UnixStream as StdUnixStream};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -11,13 +13,14 @@ use socket2::{Domain, Socket, Type};
 use super::*;
 use crate::handoff::{CompletedBy, NegotiatedOptions};
 use crate::listener::HandshakePath;
+use crate::own_listener::{OwnListenerCounters, OwnListenerSockets, OwnListeners};
 
 /// How long any awaited condition may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-fn config(upstream: SocketAddr) -> ProxyConfig {
+fn config(upstream: impl Into<Upstream>) -> ProxyConfig {
     ProxyConfig {
-        upstream,
+        upstream: upstream.into(),
         connect_timeout: Duration::from_secs(5),
         max_connections: 1024,
         threads: 1,
@@ -25,18 +28,39 @@ fn config(upstream: SocketAddr) -> ProxyConfig {
     }
 }
 
-/// A proxy serving on its own thread, fed with the server ends of loopback pairs.
+/// A proxy serving on its own thread, fed with the server ends of loopback pairs, and with
+/// [`Harness::accepting`] also accepting from a listening socket of its own (as from the
+/// server's own listening sockets, [`Proxy::run`]).
 struct Harness {
     proxy: Arc<Proxy>,
     feed: Sender<Connection>,
     /// Where the test's clients connect; what it accepts goes to the proxy.
     front: TcpListener,
+    /// The proxy's own listening socket and what it counts, with [`Harness::accepting`].
+    own: Option<(SocketAddr, Arc<OwnListenerCounters>)>,
     stop: Shutdown,
     serving: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl Harness {
     fn start(config: ProxyConfig) -> Harness {
+        Harness::serving(config, None)
+    }
+
+    /// A proxy whose event loops also accept from a listening socket on loopback.
+    fn accepting(config: ProxyConfig) -> Harness {
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let counters = Arc::new(OwnListenerCounters::default());
+        let own = OwnListeners::bind(&[local], 64)
+            .unwrap()
+            .into_sockets(Arc::clone(&counters));
+        let address = own.listeners[0].local_addr().unwrap();
+        let mut harness = Harness::serving(config, Some(own));
+        harness.own = Some((address, counters));
+        harness
+    }
+
+    fn serving(config: ProxyConfig, own: Option<OwnListenerSockets>) -> Harness {
         let proxy = Arc::new(Proxy::new(config));
         let stop = Shutdown::default();
         let (feed, connections) = crossbeam_channel::unbounded::<Connection>();
@@ -49,15 +73,30 @@ impl Harness {
                     recv(stop.signal()) -> _ => Ok(None),
                 }
             };
-            move || proxy.serve(next, &stop)
+            move || proxy.serve_with(own.as_ref(), next, &stop)
         });
         Harness {
             proxy,
             feed,
             front: TcpListener::bind("127.0.0.1:0").unwrap(),
+            own: None,
             stop,
             serving: Some(serving),
         }
+    }
+
+    /// A client of the proxy's own listening socket ([`Harness::accepting`]).
+    fn connect_own(&self) -> StdTcpStream {
+        let (address, _) = self.own.as_ref().expect("a harness that accepts");
+        let client = StdTcpStream::connect(address).unwrap();
+        client.set_read_timeout(Some(DEADLINE)).unwrap();
+        client
+    }
+
+    /// What the proxy accepted from its own listening socket.
+    fn own_accepted(&self) -> u64 {
+        let (_, counters) = self.own.as_ref().expect("a harness that accepts");
+        load(&counters.accepted)
     }
 
     /// A client whose connection the proxy serves: the test's end of a loopback pair.
@@ -124,27 +163,58 @@ fn load(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
 }
 
-/// An upstream that takes `connections` connections and runs `serve` on each, on a thread
-/// of its own; joining the handle gives what each returned, in accept order.
+/// An upstream on loopback TCP that takes `connections` connections and runs `serve` on each;
+/// see [`serve_each`].
 fn upstream<T: Send + 'static>(
     connections: usize,
     serve: impl Fn(StdTcpStream) -> T + Send + Sync + 'static,
 ) -> (SocketAddr, JoinHandle<Vec<T>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
+    let accept = move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        stream
+    };
+    (address, serve_each(connections, accept, serve))
+}
+
+/// An upstream on a Unix socket in a temporary directory (gone with the returned guard) that
+/// takes `connections` connections and runs `serve` on each; see [`serve_each`].
+fn unix_upstream<T: Send + 'static>(
+    connections: usize,
+    serve: impl Fn(StdUnixStream) -> T + Send + Sync + 'static,
+) -> (Upstream, tempfile::TempDir, JoinHandle<Vec<T>>) {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("upstream.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let accept = move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        stream
+    };
+    let served = serve_each(connections, accept, serve);
+    (Upstream::unix(path), directory, served)
+}
+
+/// Accepts `connections` streams with `accept` and runs `serve` on each, on a thread of its
+/// own; joining the handle gives what each returned, in accept order.
+fn serve_each<S: Send + 'static, T: Send + 'static>(
+    connections: usize,
+    accept: impl Fn() -> S + Send + 'static,
+    serve: impl Fn(S) -> T + Send + Sync + 'static,
+) -> JoinHandle<Vec<T>> {
     let serve = Arc::new(serve);
-    let accepting = thread::spawn(move || {
+    thread::spawn(move || {
         let served: Vec<_> = (0..connections)
             .map(|_| {
-                let (stream, _) = listener.accept().unwrap();
-                stream.set_read_timeout(Some(DEADLINE)).unwrap();
+                let stream = accept();
                 let serve = Arc::clone(&serve);
                 thread::spawn(move || serve(stream))
             })
             .collect();
         served.into_iter().map(|s| s.join().unwrap()).collect()
-    });
-    (address, accepting)
+    })
 }
 
 /// Echoes until end-of-file, then closes its half.
@@ -154,7 +224,7 @@ fn echo(mut stream: StdTcpStream) {
 }
 
 /// Reads until end-of-file or an error; returns what came and how it ended.
-fn read_all(stream: &mut StdTcpStream) -> (Vec<u8>, io::Result<()>) {
+fn read_all(stream: &mut impl Read) -> (Vec<u8>, io::Result<()>) {
     let mut received = Vec::new();
     let ended = stream.read_to_end(&mut received).map(drop);
     (received, ended)
@@ -251,7 +321,15 @@ fn test_many_concurrent_connections_one_loop() {
     const CONNECTIONS: usize = 200;
     let (upstream, served) = upstream(CONNECTIONS, echo);
     let harness = Harness::start(config(upstream));
-    let mut clients: Vec<_> = (0..CONNECTIONS).map(|_| harness.connect()).collect();
+    let clients = (0..CONNECTIONS).map(|_| harness.connect()).collect();
+    check_echoed(&harness, clients, served);
+    harness.finish();
+}
+
+/// Each of `clients` sends its own message and closes its half; each must get it back whole
+/// from the echoing upstreams `served`, every connection proxied and ended.
+#[track_caller]
+fn check_echoed(harness: &Harness, mut clients: Vec<StdTcpStream>, served: JoinHandle<Vec<()>>) {
     let message = |i: usize| format!("connection {i} ").repeat(100).into_bytes();
     for (i, client) in clients.iter_mut().enumerate() {
         client.write_all(&message(i)).unwrap();
@@ -267,9 +345,8 @@ fn test_many_concurrent_connections_one_loop() {
     wait_until("every connection ended", || {
         counters.active.load(Ordering::Relaxed) == 0
     });
-    assert_eq!(load(&counters.proxied), CONNECTIONS as u64);
+    assert_eq!(load(&counters.proxied), clients.len() as u64);
     assert_eq!(load(&counters.upstream_failures), 0);
-    harness.finish();
 }
 
 #[test]
@@ -296,15 +373,34 @@ fn test_half_close_client_first_still_gets_the_reply() {
 #[test]
 fn test_half_close_upstream_first_still_gets_the_request() {
     const CONNECTIONS: usize = 100;
-    let (upstream, served) = upstream(CONNECTIONS, |mut stream| {
-        stream.write_all(b"greeting").unwrap();
-        stream.shutdown(net::Shutdown::Write).unwrap();
-        let (request, ended) = read_all(&mut stream);
-        ended.unwrap();
-        request
+    let (upstream, served) = upstream(CONNECTIONS, |stream| {
+        greet_then_read(stream, |stream| stream.shutdown(net::Shutdown::Write))
     });
-    let harness = Harness::start(config(upstream));
-    let mut clients: Vec<_> = (0..CONNECTIONS).map(|_| harness.connect()).collect();
+    check_upstream_first_half_close(Harness::start(config(upstream)), served, CONNECTIONS);
+}
+
+/// An upstream's side of [`check_upstream_first_half_close`]: greets, closes its half with
+/// `close_half`, then reads the request to its end.
+fn greet_then_read<S: Read + Write>(
+    mut stream: S,
+    close_half: impl Fn(&S) -> io::Result<()>,
+) -> Vec<u8> {
+    stream.write_all(b"greeting").unwrap();
+    close_half(&stream).unwrap();
+    let (request, ended) = read_all(&mut stream);
+    ended.unwrap();
+    request
+}
+
+/// Each of `connections` clients reads its upstream's greeting and end-of-file, then sends its
+/// request; each upstream must get it whole ([`greet_then_read`]).
+#[track_caller]
+fn check_upstream_first_half_close(
+    harness: Harness,
+    served: JoinHandle<Vec<Vec<u8>>>,
+    connections: usize,
+) {
+    let mut clients: Vec<_> = (0..connections).map(|_| harness.connect()).collect();
     for (i, client) in clients.iter_mut().enumerate() {
         let (greeting, ended) = read_all(client);
         ended.unwrap();
@@ -312,11 +408,15 @@ fn test_half_close_upstream_first_still_gets_the_request() {
         client.write_all(b"late words").unwrap();
         client.shutdown(net::Shutdown::Write).unwrap();
     }
-    assert_eq!(served.join().unwrap(), [b"late words"; CONNECTIONS]);
+    assert_eq!(
+        served.join().unwrap(),
+        vec![b"late words".to_vec(); connections]
+    );
     let counters = harness.counters();
     wait_until("every connection ended", || {
         counters.active.load(Ordering::Relaxed) == 0
     });
+    assert_eq!(load(&counters.proxied), connections as u64);
     harness.finish();
 }
 
@@ -387,15 +487,19 @@ fn test_upstream_reset_reaches_the_client() {
     harness.finish();
 }
 
-#[test]
-fn test_client_reset_reaches_the_upstream() {
-    let (upstream, served) = upstream(1, |mut stream| read_all(&mut stream).1);
-    let harness = Harness::start(config(upstream));
+/// A client resets its connection once the proxy has joined it to its upstream.
+fn reset_a_connected_client(harness: &Harness) {
     let client = harness.connect();
     let counters = harness.counters();
     wait_until("the upstream is connected", || load(&counters.proxied) == 1);
     reset(&client);
-    drop(client);
+}
+
+#[test]
+fn test_client_reset_reaches_the_upstream() {
+    let (upstream, served) = upstream(1, |mut stream| read_all(&mut stream).1);
+    let harness = Harness::start(config(upstream));
+    reset_a_connected_client(&harness);
     let [ended] = served.join().unwrap().try_into().unwrap();
     assert_reset(ended);
     harness.finish();
@@ -489,22 +593,46 @@ fn test_proxy_protocol_v2_header_comes_first() {
 
 #[test]
 fn test_connection_limit_holds_the_next_until_one_ends() {
+    // The accept loop holds the second connection until a slot frees.
+    check_limit_holds_the_second(false, |harness| {
+        assert!(harness.feed.len() <= 1, "more than one connection taken");
+        assert_eq!(load(&harness.counters().proxied), 1);
+    });
+}
+
+/// With `max_connections` 1 (clients of the proxy's own listening socket if `own`): a second
+/// client, while the first is open, is not served and satisfies `waiting` for a while; it is
+/// served once the first ends.
+#[track_caller]
+fn check_limit_holds_the_second(own: bool, waiting: impl Fn(&Harness)) {
     let (upstream, served) = upstream(2, echo);
-    let harness = Harness::start(ProxyConfig {
+    let limited = ProxyConfig {
         max_connections: 1,
         ..config(upstream)
-    });
+    };
+    let harness = if own {
+        Harness::accepting(limited)
+    } else {
+        Harness::start(limited)
+    };
+    let connect = |harness: &Harness| {
+        if own {
+            harness.connect_own()
+        } else {
+            harness.connect()
+        }
+    };
     let counters = harness.counters();
-    let mut first = harness.connect();
+    let mut first = connect(&harness);
     first.write_all(b"one").unwrap();
     let mut echoed = [0; 3];
     first.read_exact(&mut echoed).unwrap();
-    let mut second = harness.connect();
+    let mut second = connect(&harness);
     second.write_all(b"two").unwrap();
     // Not a wait for a condition: for a while, nothing may happen.
     let watch_until = Instant::now() + Duration::from_millis(200);
     while Instant::now() < watch_until {
-        assert_eq!(harness.feed.len(), 1, "the second connection was taken");
+        waiting(&harness);
         assert_eq!(counters.active.load(Ordering::Relaxed), 1);
         thread::sleep(Duration::from_millis(5));
     }
@@ -554,4 +682,130 @@ fn test_stop_resets_open_connections() {
     assert_reset(read_all(&mut client).1);
     let [ended] = served.join().unwrap().try_into().unwrap();
     assert_reset(ended);
+}
+
+/// The v2 PROXY header of a client over IPv4, as an upstream reads it: the client's address.
+fn read_proxy_v2_source(stream: &mut impl Read) -> SocketAddr {
+    let mut header = [0; 28];
+    stream.read_exact(&mut header).unwrap();
+    assert_eq!(header[..12], *b"\r\n\r\n\0\r\nQUIT\n");
+    assert_eq!(header[12..16], [0x21, 0x11, 0, 12], "PROXY, TCP over IPv4");
+    let ip = Ipv4Addr::new(header[16], header[17], header[18], header[19]);
+    SocketAddr::new(IpAddr::V4(ip), u16::from_be_bytes([header[24], header[25]]))
+}
+
+#[test]
+fn test_unix_upstream_gets_the_header_and_the_bytes_both_ways() {
+    const LEN: usize = 1 << 20;
+    let (upstream, _directory, served) = unix_upstream(1, |mut stream| {
+        let source = read_proxy_v2_source(&mut stream);
+        io::copy(&mut stream.try_clone().unwrap(), &mut stream).unwrap();
+        stream.shutdown(net::Shutdown::Write).unwrap();
+        source
+    });
+    let harness = Harness::start(ProxyConfig {
+        proxy_protocol: ProxyProtocol::V2,
+        ..config(upstream)
+    });
+    let mut client = harness.connect();
+    let sent = noise(11, LEN);
+    let sending = thread::spawn({
+        let (mut client, sent) = (client.try_clone().unwrap(), sent.clone());
+        move || {
+            client.write_all(&sent).unwrap();
+            client.shutdown(net::Shutdown::Write).unwrap();
+        }
+    });
+    let (received, ended) = read_all(&mut client);
+    ended.unwrap();
+    sending.join().unwrap();
+    assert!(
+        received == sent,
+        "{} bytes back, not the {LEN} sent",
+        received.len()
+    );
+    let [source] = served.join().unwrap().try_into().unwrap();
+    assert_eq!(source, client.local_addr().unwrap());
+    let counters = harness.counters();
+    wait_until("the connection ended", || {
+        counters.active.load(Ordering::Relaxed) == 0
+    });
+    assert_eq!(load(&counters.proxied), 1);
+    assert_eq!(load(&counters.bytes_to_upstream), 28 + LEN as u64);
+    assert_eq!(load(&counters.bytes_to_clients), LEN as u64);
+    harness.finish();
+}
+
+/// As over TCP: a greeting and the upstream's end-of-file reach every client, and each
+/// client's request its upstream.
+#[test]
+fn test_unix_upstream_half_closes_both_ways() {
+    const CONNECTIONS: usize = 50;
+    let (upstream, _directory, served) = unix_upstream(CONNECTIONS, |stream| {
+        greet_then_read(stream, |stream| stream.shutdown(net::Shutdown::Write))
+    });
+    check_upstream_first_half_close(Harness::start(config(upstream)), served, CONNECTIONS);
+}
+
+#[test]
+fn test_unix_upstream_missing_resets_the_client() {
+    let directory = tempfile::tempdir().unwrap();
+    let harness = Harness::start(config(Upstream::unix(directory.path().join("absent.sock"))));
+    assert_upstream_failure_resets_the_client(harness);
+}
+
+/// A Unix socket's full accept queue refuses a non-blocking connect at once (EAGAIN): the
+/// client is reset and counted, as the module documentation says, with no wait.
+#[test]
+fn test_unix_upstream_full_accept_queue_resets_the_client() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("full.sock");
+    let listener = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+    listener
+        .bind(&socket2::SockAddr::unix(&path).unwrap())
+        .unwrap();
+    // Backlog 0 holds one connection.
+    listener.listen(0).unwrap();
+    let _filler = StdUnixStream::connect(&path).unwrap();
+    let harness = Harness::start(config(Upstream::unix(&path)));
+    assert_upstream_failure_resets_the_client(harness);
+}
+
+/// A Unix socket has no reset: a client's reset closes the upstream's socket, which reads
+/// end-of-file.
+#[test]
+fn test_client_reset_closes_the_unix_upstream() {
+    let (upstream, _directory, served) =
+        unix_upstream(1, |mut stream| read_all(&mut stream).1.is_ok());
+    let harness = Harness::start(config(upstream));
+    reset_a_connected_client(&harness);
+    assert_eq!(served.join().unwrap(), [true]);
+    harness.finish();
+}
+
+/// Every connection in the listening socket reaches the upstream exactly once, from either
+/// of two loops that both watch it.
+#[test]
+fn test_event_loops_accept_from_own_listeners() {
+    const CONNECTIONS: usize = 100;
+    let (upstream, served) = upstream(CONNECTIONS, echo);
+    let harness = Harness::accepting(ProxyConfig {
+        threads: 2,
+        ..config(upstream)
+    });
+    let clients = (0..CONNECTIONS).map(|_| harness.connect_own()).collect();
+    check_echoed(&harness, clients, served);
+    assert_eq!(harness.own_accepted(), CONNECTIONS as u64);
+    let (_, own) = harness.own.as_ref().unwrap();
+    assert_eq!(load(&own.errors), 0);
+    harness.finish();
+}
+
+/// With no slot free, a connection waits in the listening socket's accept queue, and is
+/// taken as soon as one is.
+#[test]
+fn test_own_listener_connection_waits_for_a_slot() {
+    check_limit_holds_the_second(true, |harness| {
+        assert_eq!(harness.own_accepted(), 1, "the second was accepted");
+    });
 }

@@ -14,7 +14,8 @@
 //!
 //! Threads: one per rx queue (optionally pinned to a CPU), which also does native handoffs;
 //! in repair mode `workers` handoff workers, and with kernel-first one that accepts from
-//! synwall's own listening sockets; and one that logs when a SYN flood (the SYN queue
+//! synwall's own listening sockets, started by the first `accept` (a proxy takes the sockets
+//! instead, [`Server::take_own_listeners`]); and one that logs when a SYN flood (the SYN queue
 //! overflowing, [`crate::flood`]) starts and ends. Memory:
 //! per queue one UMEM ([`crate::sys::XdpDeviceConfig`]) and one SYN queue; the accept queue and the ready
 //! channel hold at most `backlog` connections each. Dropping the server stops every thread and
@@ -44,7 +45,7 @@ use crate::handoff::{self, Connection, Handoff, HandoffCounters, HandoffFailure,
 use crate::histogram::HistogramSnapshot;
 use crate::kernel_completion::KernelCompletionCounters;
 use crate::listener::{ConfigError, ListenerUpdate};
-use crate::own_listener::{OwnListenerCounters, OwnListeners};
+use crate::own_listener::{OwnListenerCounters, OwnListenerSockets, OwnListeners};
 use crate::preflight::{self, Checked, PreflightError};
 use crate::shutdown::{Never, Shutdown};
 use crate::sys::native::{NativeHandoff, NativeUnavailable};
@@ -203,6 +204,7 @@ pub struct Server {
     /// could not listen on the served addresses itself (then synwall).
     answer_syns: SynAnswerer,
     own_listener_counters: Arc<OwnListenerCounters>,
+    acceptor: Mutex<Acceptor>,
     // Dropped last, after the threads are joined: the programs detach when they go.
     program: Arc<SteeringProgram>,
     handoff: Handoff,
@@ -265,6 +267,7 @@ impl Server {
                 _ => config.answer_syns,
             },
             own_listener_counters: Arc::default(),
+            acceptor: Mutex::new(Acceptor::None),
             program,
             handoff,
         };
@@ -274,7 +277,10 @@ impl Server {
             server.start_workers(config.workers, &accept_queue, &ready_tx)?;
         }
         if let Some(listeners) = own_listeners {
-            server.start_acceptor(listeners, &ready_tx)?;
+            *server
+                .acceptor
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner) = Acceptor::Waiting(listeners, ready_tx);
         }
         for started in started {
             match started.recv() {
@@ -352,24 +358,60 @@ impl Server {
         Ok(())
     }
 
-    /// The thread that accepts from synwall's own listening sockets (repair mode,
-    /// kernel-first); an error of its poll stops the server, as a fast path's does.
-    fn start_acceptor(
-        &mut self,
-        listeners: OwnListeners,
-        ready: &Sender<Connection>,
-    ) -> Result<(), ServerError> {
-        let (ready, counters, shutdown, failure) = (
-            ready.clone(),
+    /// Starts the thread that accepts from synwall's own listening sockets (repair mode,
+    /// kernel-first), unless it runs already or a proxy took the sockets; an error of its poll
+    /// stops the server, as a fast path's does, and so does a thread that cannot start (the
+    /// sockets would then go unaccepted).
+    fn start_acceptor(&self) -> Result<(), ServerError> {
+        let mut acceptor = self.acceptor.lock().unwrap_or_else(PoisonError::into_inner);
+        let (listeners, ready) = match std::mem::replace(&mut *acceptor, Acceptor::None) {
+            Acceptor::Waiting(listeners, ready) => (listeners, ready),
+            other => {
+                *acceptor = other;
+                return Ok(());
+            }
+        };
+        let (counters, shutdown, failure) = (
             Arc::clone(&self.own_listener_counters),
             self.shutdown.clone(),
             Arc::clone(&self.failure),
         );
-        self.spawn("synwall-accept".to_owned(), move || {
-            if let Err(source) = listeners.run(&ready, &counters, &shutdown) {
-                stop_failed(&failure, &shutdown, ServerError::Acceptor(source));
+        let thread = thread::Builder::new()
+            .name("synwall-accept".to_owned())
+            .spawn(move || {
+                if let Err(source) = listeners.run(&ready, &counters, &shutdown) {
+                    stop_failed(&failure, &shutdown, ServerError::Acceptor(source));
+                }
+            });
+        match thread {
+            Ok(thread) => {
+                *acceptor = Acceptor::Running(thread);
+                Ok(())
             }
-        })
+            Err(error) => {
+                stop_failed(&self.failure, &self.shutdown, ServerError::Thread(error));
+                Err(self.take_failure())
+            }
+        }
+    }
+
+    /// synwall's own listening sockets (repair mode, kernel-first), for an event loop that
+    /// accepts from them itself (synwall's proxy): each connection then skips the thread that
+    /// would accept it and the ready channel. `None` when there are none, or once `accept`
+    /// has started that thread, or after an earlier call took them. Connections that synwall
+    /// completes itself (during a flood) still come from [`Server::accept`].
+    pub fn take_own_listeners(&self) -> Option<OwnListenerSockets> {
+        let mut acceptor = self.acceptor.lock().unwrap_or_else(PoisonError::into_inner);
+        match std::mem::replace(&mut *acceptor, Acceptor::None) {
+            // The ready channel's sender goes: it disconnects when the workers end.
+            Acceptor::Waiting(listeners, _ready) => {
+                Some(listeners.into_sockets(Arc::clone(&self.own_listener_counters)))
+            }
+            other => {
+                *acceptor = other;
+                None
+            }
+        }
     }
 
     /// The thread that logs when a SYN flood starts and ends, and when synwall takes the SYNs
@@ -442,7 +484,7 @@ impl Server {
         }
         match self.handoff {
             Handoff::Native(_) => Err(ServerError::NativeHandoff),
-            Handoff::Repair => Ok(()),
+            Handoff::Repair => self.start_acceptor(),
         }
     }
 
@@ -558,7 +600,25 @@ impl Drop for Server {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+        let acceptor = self
+            .acceptor
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Acceptor::Running(thread) = std::mem::replace(acceptor, Acceptor::None) {
+            let _ = thread.join();
+        }
     }
+}
+
+/// synwall's own listening sockets (repair mode, kernel-first) until connections are first
+/// taken from them: by `accept`, which starts the thread that accepts into the ready channel,
+/// or by a proxy ([`Server::take_own_listeners`]).
+enum Acceptor {
+    /// None to accept from: not kernel-first, or the sockets were taken.
+    None,
+    /// Nobody has asked for connections yet; the kernel's accept queues hold them meanwhile.
+    Waiting(OwnListeners, Sender<Connection>),
+    Running(JoinHandle<()>),
 }
 
 /// Stops the server because a thread of it failed with `error`: logged, kept as the reason

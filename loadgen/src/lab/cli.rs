@@ -134,6 +134,25 @@ impl LabHandoff {
     }
 }
 
+/// Where the service listens behind synwall's proxy (repair mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LabUpstream {
+    /// A TCP port of the server's address: a second TCP connection on the loopback per
+    /// client.
+    Tcp,
+    /// A Unix stream socket (synwall's `upstream = "unix:/PATH"`).
+    Unix,
+}
+
+impl LabUpstream {
+    pub fn name(self) -> &'static str {
+        match self {
+            LabUpstream::Tcp => "tcp",
+            LabUpstream::Unix => "unix",
+        }
+    }
+}
+
 /// Who answers new connections' SYNs (synwall's `answer-syns`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LabAnswerSyns {
@@ -191,6 +210,10 @@ pub struct LabArgs {
     /// own listening socket in repair mode), or synwall (every SYN).
     #[arg(long, value_enum, default_value_t = LabAnswerSyns::KernelFirst)]
     pub answer_syns: LabAnswerSyns,
+    /// With --handoff repair: where the service listens behind synwall's proxy, a TCP port
+    /// (8080) or a Unix stream socket (in the temporary directory, removed afterwards).
+    #[arg(long, value_enum, default_value_t = LabUpstream::Tcp)]
+    pub upstream: LabUpstream,
     /// Run over IPv6 (2001:2::/48): the service and synwall serve port 80 of 2001:2::1, the
     /// flood spoofs IPv6 sources, the legit and peacetime clients connect over IPv6.
     #[arg(long)]
@@ -340,6 +363,7 @@ pub struct LabConfig {
     pub peacetime: bool,
     pub handoff: LabHandoff,
     pub answer_syns: LabAnswerSyns,
+    pub upstream: LabUpstream,
     /// The family of every address of the run.
     pub family: Family,
     pub phase: Duration,
@@ -381,6 +405,11 @@ impl LabArgs {
         self.check_legit_clients()?;
         self.check_cpus()?;
         self.check_cost_rate()?;
+        if self.upstream == LabUpstream::Unix && self.handoff != LabHandoff::Repair {
+            return Err(LabError::Setting(
+                "--upstream unix needs --handoff repair: only repair mode proxies".to_owned(),
+            ));
+        }
         let fixed_rate = match self.fixed_rate {
             Some(rate) => rate,
             None if self.compare => DEFAULT_FIXED_RATE,
@@ -397,6 +426,7 @@ impl LabArgs {
             peacetime: self.peacetime,
             handoff: self.handoff,
             answer_syns: self.answer_syns,
+            upstream: self.upstream,
             family: if self.ipv6 { Family::V6 } else { Family::V4 },
             phase: self.phase,
             search_step: self.search_step,

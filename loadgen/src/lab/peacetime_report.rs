@@ -27,6 +27,9 @@ pub struct PeacetimeRun {
     pub handoff: Option<&'static str>,
     /// Who answered new connections' SYNs (synwall's `answer-syns`); null for the kernel.
     pub answer_syns: Option<&'static str>,
+    /// Where synwall's proxy joins connections to the service (repair mode): `tcp` or `unix`;
+    /// null otherwise.
+    pub upstream: Option<&'static str>,
     /// Where each part ran.
     pub placement: String,
     /// How busy the server CPU was with other work just before the run (percent).
@@ -192,10 +195,14 @@ pub fn print_start(
 /// synwall's handoff mode, and who answered SYNs in native mode; None for the kernel.
 fn synwall_setup(run: &PeacetimeRun) -> Option<String> {
     let handoff = run.handoff?;
-    Some(match run.answer_syns {
-        Some(answer_syns) => format!("{handoff} handoff, answer-syns {answer_syns}"),
-        None => format!("{handoff} handoff"),
-    })
+    let mut setup = format!("{handoff} handoff");
+    if let Some(answer_syns) = run.answer_syns {
+        setup += &format!(", answer-syns {answer_syns}");
+    }
+    if let Some(upstream) = run.upstream {
+        setup += &format!(", {upstream} upstream");
+    }
+    Some(setup)
 }
 
 /// Prints one target's figures.

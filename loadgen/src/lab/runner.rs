@@ -28,7 +28,7 @@ use signal_hook::iterator::{Handle, Signals};
 
 use serde::Serialize;
 
-use crate::lab::cli::{Flood, LabArgs, LabConfig, Phase, Target};
+use crate::lab::cli::{Flood, LabArgs, LabConfig, LabHandoff, Phase, Target};
 use crate::lab::error::LabError;
 use crate::lab::generator::{Generator, Next};
 use crate::lab::output::{LabReport, Printer, Row, RunFacts, TargetReport};
@@ -237,6 +237,8 @@ fn run_peacetime(
         target,
         handoff: (target == Target::Synwall).then(|| config.handoff.mode().name()),
         answer_syns: (target == Target::Synwall).then(|| config.answer_syns.answerer().name()),
+        upstream: (target == Target::Synwall && config.handoff == LabHandoff::Repair)
+            .then(|| config.upstream.name()),
         placement: server.placement.clone(),
         server_cpu_busy_before_pct: busy_before,
         latency,

@@ -5,8 +5,10 @@
 //!
 //! The service always accepts from a kernel listening socket of its own. With synwall in
 //! native handoff it listens on the served port, and synwall hands it every connection; in
-//! repair mode it listens on [`UPSTREAM_PORT`] and synwall's [`Proxy`] joins each connection to
-//! it, announcing the client with a PROXY protocol v2 header, which the service reads.
+//! repair mode it listens on [`UPSTREAM_PORT`] (or, with `--upstream unix`, on a Unix stream
+//! socket in the temporary directory, named after the run's server namespace and removed when
+//! the service stops) and synwall's [`Proxy`] joins each connection to it, announcing the
+//! client with a PROXY protocol v2 header, which the service reads.
 //!
 //! One thread enters the server namespace, pins itself to the server CPU (so every thread it
 //! starts, synwall's handoff workers and the proxy's, inherits that CPU), starts the
@@ -28,7 +30,10 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
@@ -36,16 +41,16 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::lab::cli::{KernelRx, LabAnswerSyns, LabConfig, LabHandoff, LabXdpMode, Target};
+use crate::lab::cli::{KernelRx, LabConfig, LabHandoff, LabUpstream, LabXdpMode, Target};
 use crate::lab::error::LabError;
 use crate::lab::placement::{self, CpuTimes};
 use crate::lab::procnet::{Frames, KERNEL_COUNTERS, ProcNet, kernel_mib};
-use crate::lab::service::{self, ServiceConfig, ServiceCounters};
+use crate::lab::service::{self, ServiceConfig, ServiceCounters, ServiceListener};
 use crate::lab::topology::{Family, Topology};
 use crate::lab::xdp_synproxy::{PassProgram, XdpSynProxyPeer};
 use synwall::counters::{Counter, Gauge};
 use synwall::handoff::HandoffMode;
-use synwall::proxy::{Proxy, ProxyConfig, ProxyProtocol};
+use synwall::proxy::{Proxy, ProxyConfig, ProxyProtocol, Upstream};
 use synwall::server::{Server, ServerConfig, syns_answered_by};
 use synwall::shutdown::Shutdown;
 use synwall::sys::{XdpMode, affinity};
@@ -111,7 +116,6 @@ impl ServerSide {
         target: Target,
     ) -> Result<ServerSide, LabError> {
         let cpu = config.server_cpu;
-        let (handoff, answer_syns) = (config.handoff, config.answer_syns);
         let receive = Receive::place(topology, config, target)?;
         if target != Target::Synwall {
             prepare_kernel(topology).map_err(LabError::Kernel)?;
@@ -137,19 +141,11 @@ impl ServerSide {
         let (started_tx, started) = crossbeam_channel::bounded(1);
         let thread = {
             let (stop, service) = (Arc::clone(&stop), Arc::clone(&service));
-            let (interface, xdp_mode) = (topology.server_if.clone(), config.xdp_mode);
-            let server = config.family.server();
+            let (interface, config) = (topology.server_if.clone(), config.clone());
+            let unix_upstream = std::env::temp_dir().join(format!("{}.sock", topology.server_ns));
             topology.spawn_in(&topology.server_ns, move || {
                 affinity::pin_current_thread(cpu)?;
-                let opened = Listening::open(
-                    target,
-                    &interface,
-                    server,
-                    cpu,
-                    xdp_mode,
-                    handoff,
-                    answer_syns,
-                );
+                let opened = Listening::open(target, &interface, &config, unix_upstream);
                 let listening = match opened {
                     Ok(listening) => listening,
                     Err(error) => {
@@ -211,9 +207,10 @@ impl ServerSide {
             ),
             (Target::Synwall, LabHandoff::Repair) => format!(
                 "synwall's fast path ({} XDP, SYNs answered by {}), handoff workers (repair) \
-                 and proxy",
+                 and proxy (to a {} upstream)",
                 self.xdp_mode_name().unwrap_or("no"),
-                syns_answered_by(HandoffMode::Repair, config.answer_syns.answerer())
+                syns_answered_by(HandoffMode::Repair, config.answer_syns.answerer()),
+                config.upstream.name()
             ),
             (Target::Kernel, _) if self.pass.is_some() => {
                 "the kernel's listener (tcp_syncookies=1), a do-nothing XDP program on its veth"
@@ -507,51 +504,57 @@ impl Receive {
 /// The serving thread's side: the service's own listening socket and, for the synwall target,
 /// synwall in front of it (and its proxy in repair mode).
 struct Listening {
-    socket: TcpListener,
+    socket: ServiceListener,
+    /// The Unix socket's path with `--upstream unix`, removed when serving ends.
+    unix_path: Option<PathBuf>,
     synwall: Option<Arc<Server>>,
     proxy: Option<Proxy>,
 }
 
 impl Listening {
-    /// Starts `target` on `server` (the server's address of the run's family) in the calling
-    /// thread's namespace.
+    /// Starts `target` on the server's address of the run's family in the calling thread's
+    /// namespace; with `--upstream unix`, the service listens on `unix_upstream`.
     fn open(
         target: Target,
         interface: &str,
-        server: IpAddr,
-        cpu: usize,
-        xdp_mode: LabXdpMode,
-        handoff: LabHandoff,
-        answer_syns: LabAnswerSyns,
+        config: &LabConfig,
+        unix_upstream: PathBuf,
     ) -> Result<Listening, LabError> {
-        let served = SocketAddr::new(server, PORT);
-        let behind_proxy = target == Target::Synwall && handoff == LabHandoff::Repair;
-        let service = if behind_proxy {
-            SocketAddr::new(server, UPSTREAM_PORT)
-        } else {
-            served
-        };
-        let socket = listen(service).map_err(LabError::Kernel)?;
+        let served = SocketAddr::new(config.family.server(), PORT);
+        let behind_proxy = target == Target::Synwall && config.handoff == LabHandoff::Repair;
+        let (socket, upstream, unix_path) = service_listener(
+            served,
+            behind_proxy.then_some(config.upstream),
+            unix_upstream,
+        )
+        .map_err(LabError::Kernel)?;
         if target != Target::Synwall {
             return Ok(Listening {
                 socket,
+                unix_path,
                 synwall: None,
                 proxy: None,
             });
         }
-        let mut config = ServerConfig::new(interface, &[served]);
-        config.backlog = BACKLOG;
-        config.cpus = vec![cpu];
-        config.handoff = handoff.mode();
-        config.answer_syns = answer_syns.answerer();
-        config.xdp_mode = match xdp_mode {
+        let mut server = ServerConfig::new(interface, &[served]);
+        server.backlog = BACKLOG;
+        server.cpus = vec![config.server_cpu];
+        server.handoff = config.handoff.mode();
+        server.answer_syns = config.answer_syns.answerer();
+        server.xdp_mode = match config.xdp_mode {
             LabXdpMode::Native => XdpMode::Native,
             LabXdpMode::Generic => XdpMode::Generic,
         };
-        let synwall = Arc::new(Server::bind(config)?);
-        let proxy = behind_proxy.then(|| {
+        let synwall = match Server::bind(server) {
+            Ok(synwall) => Arc::new(synwall),
+            Err(error) => {
+                remove_socket(unix_path.as_ref());
+                return Err(error.into());
+            }
+        };
+        let proxy = upstream.map(|upstream| {
             Proxy::new(ProxyConfig {
-                upstream: service,
+                upstream,
                 connect_timeout: Duration::from_secs(3),
                 max_connections: PROXIED,
                 threads: 1,
@@ -560,9 +563,44 @@ impl Listening {
         });
         Ok(Listening {
             socket,
+            unix_path,
             synwall: Some(synwall),
             proxy,
         })
+    }
+}
+
+/// The service's listening socket: on `served`, or where `proxied` says behind the proxy (then
+/// with the proxy's upstream, and the Unix socket's path when there is one).
+fn service_listener(
+    served: SocketAddr,
+    proxied: Option<LabUpstream>,
+    unix_upstream: PathBuf,
+) -> io::Result<(ServiceListener, Option<Upstream>, Option<PathBuf>)> {
+    Ok(match proxied {
+        None => (listen(served)?.into(), None, None),
+        Some(LabUpstream::Tcp) => {
+            let address = SocketAddr::new(served.ip(), UPSTREAM_PORT);
+            (listen(address)?.into(), Some(Upstream::Tcp(address)), None)
+        }
+        Some(LabUpstream::Unix) => {
+            // The backlog of the TCP ones (std's bind would take 128).
+            let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+            socket.bind(&SockAddr::unix(&unix_upstream)?)?;
+            socket.listen(BACKLOG as i32)?;
+            let listener = UnixListener::from(OwnedFd::from(socket));
+            let upstream = Upstream::unix(&unix_upstream);
+            (listener.into(), Some(upstream), Some(unix_upstream))
+        }
+    })
+}
+
+/// Removes the service's Unix socket, if it has one.
+fn remove_socket(path: Option<&PathBuf>) {
+    if let Some(path) = path
+        && let Err(error) = std::fs::remove_file(path)
+    {
+        tracing::warn!(%error, path = %path.display(), "removing the service's Unix socket");
     }
 }
 
@@ -574,7 +612,7 @@ fn serve(listening: Listening, stop: &AtomicBool, service: &ServiceCounters) -> 
         ..ServiceConfig::default()
     };
     let proxy_stop = Shutdown::default();
-    std::thread::scope(|scope| {
+    let served = std::thread::scope(|scope| {
         if let (Some(proxy), Some(synwall)) = (&listening.proxy, &listening.synwall) {
             let proxy_stop = &proxy_stop;
             scope.spawn(move || proxy.run(synwall, proxy_stop));
@@ -584,7 +622,9 @@ fn serve(listening: Listening, stop: &AtomicBool, service: &ServiceCounters) -> 
         stop.store(true, Ordering::Relaxed);
         proxy_stop.trigger();
         served
-    })
+    });
+    remove_socket(listening.unix_path.as_ref());
+    served
 }
 
 /// A kernel listening socket on `address`.

@@ -4,8 +4,8 @@
 //! in the buffer are answered in turn); after an HTTP/1.0 request, or one with
 //! `Connection: close`, the service closes first, as nginx does (TIME-WAIT stays with it).
 //!
-//! One thread: [`run`] is a `mio` event loop over the kernel listening socket it is given and
-//! the connections it accepts, until the stop flag is raised (looked at every [`STOP_WAIT`] at
+//! One thread: [`run`] is a `mio` event loop over the kernel listening socket it is given (TCP,
+//! or a Unix stream socket behind synwall's proxy) and the connections it accepts, until the stop flag is raised (looked at every [`STOP_WAIT`] at
 //! least). With [`ServiceConfig::proxy_protocol`], every connection must start with a PROXY
 //! protocol header (HAProxy's v1 text or v2 binary form) naming the real client, as when the
 //! service sits behind a proxy that connects from a local address; a connection whose header
@@ -35,7 +35,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::event::Source;
+use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::lab::proxy_protocol::{ProxyHeader, parse_proxy_header};
@@ -138,16 +139,80 @@ pub struct ServiceCounters {
     pub bad_proxy_header: AtomicU64,
 }
 
+/// A listening socket the service can serve.
+#[derive(Debug)]
+pub enum ServiceListener {
+    Tcp(std::net::TcpListener),
+    /// Behind synwall's proxy with a Unix-socket upstream; the clients are known from their
+    /// PROXY headers only.
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl From<std::net::TcpListener> for ServiceListener {
+    fn from(listener: std::net::TcpListener) -> ServiceListener {
+        ServiceListener::Tcp(listener)
+    }
+}
+
+impl From<std::os::unix::net::UnixListener> for ServiceListener {
+    fn from(listener: std::os::unix::net::UnixListener) -> ServiceListener {
+        ServiceListener::Unix(listener)
+    }
+}
+
 /// Serves the connections of `listener` until `stop` is raised or accepting fails.
 pub fn run(
-    listener: std::net::TcpListener,
+    listener: ServiceListener,
     config: &ServiceConfig,
     counters: &ServiceCounters,
     stop: &AtomicBool,
 ) -> io::Result<()> {
-    listener.set_nonblocking(true)?;
+    match listener {
+        ServiceListener::Tcp(listener) => {
+            listener.set_nonblocking(true)?;
+            serve(TcpListener::from_std(listener), config, counters, stop)
+        }
+        ServiceListener::Unix(listener) => {
+            listener.set_nonblocking(true)?;
+            serve(UnixListener::from_std(listener), config, counters, stop)
+        }
+    }
+}
+
+/// What the service needs of a listening socket.
+trait Accept: Source {
+    type Stream: Read + Write + Source;
+
+    /// The next connection, and its client's address where the socket has one.
+    fn accept_next(&self) -> io::Result<(Self::Stream, Option<IpAddr>)>;
+}
+
+impl Accept for TcpListener {
+    type Stream = mio::net::TcpStream;
+
+    fn accept_next(&self) -> io::Result<(Self::Stream, Option<IpAddr>)> {
+        let (stream, peer) = self.accept()?;
+        Ok((stream, Some(peer.ip())))
+    }
+}
+
+impl Accept for UnixListener {
+    type Stream = mio::net::UnixStream;
+
+    fn accept_next(&self) -> io::Result<(Self::Stream, Option<IpAddr>)> {
+        let (stream, _) = self.accept()?;
+        Ok((stream, None))
+    }
+}
+
+fn serve<L: Accept>(
+    listener: L,
+    config: &ServiceConfig,
+    counters: &ServiceCounters,
+    stop: &AtomicBool,
+) -> io::Result<()> {
     let mut service = Service {
-        listener: TcpListener::from_std(listener),
+        listener,
         poll: Poll::new()?,
         connections: Slots::new(config.max_connections),
         config,
@@ -189,19 +254,19 @@ fn count(counter: &AtomicU64) {
 }
 
 /// The event loop's state.
-struct Service<'a> {
-    listener: TcpListener,
+struct Service<'a, L: Accept> {
+    listener: L,
     poll: Poll,
-    connections: Slots<Connection>,
+    connections: Slots<Connection<L::Stream>>,
     config: &'a ServiceConfig,
     counters: &'a ServiceCounters,
 }
 
-impl Service<'_> {
+impl<L: Accept> Service<'_, L> {
     /// Accepts every connection waiting in the listening socket's queue.
     fn accept_all(&mut self) -> io::Result<()> {
         loop {
-            let (stream, peer) = match self.listener.accept() {
+            let (stream, peer) = match self.listener.accept_next() {
                 Ok(accepted) => accepted,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 // The client left before it was accepted, or a signal came.
@@ -217,9 +282,9 @@ impl Service<'_> {
             };
             count(&self.counters.accepted);
             if !self.config.proxy_protocol {
-                self.count_client(peer.ip());
+                self.count_client(peer);
             }
-            let connection = Connection::new(stream, peer.ip(), self.config.proxy_protocol);
+            let connection = Connection::new(stream, peer, self.config.proxy_protocol);
             let deadline = Instant::now() + self.config.idle_timeout;
             let (token, connection) = match self.connections.insert(connection, deadline) {
                 Ok(inserted) => inserted,
@@ -241,12 +306,13 @@ impl Service<'_> {
         }
     }
 
-    fn count_client(&self, client: IpAddr) {
-        if self
-            .config
-            .spoofed
-            .iter()
-            .any(|prefix| prefix.contains(client))
+    fn count_client(&self, client: Option<IpAddr>) {
+        if let Some(client) = client
+            && self
+                .config
+                .spoofed
+                .iter()
+                .any(|prefix| prefix.contains(client))
         {
             count(&self.counters.forged);
         }
@@ -283,9 +349,10 @@ impl Service<'_> {
 }
 
 /// One accepted connection.
-struct Connection {
-    stream: TcpStream,
-    peer: IpAddr,
+struct Connection<S> {
+    stream: S,
+    /// `None` on a Unix socket.
+    peer: Option<IpAddr>,
     /// The PROXY header has yet to come (with [`ServiceConfig::proxy_protocol`]).
     awaits_proxy_header: bool,
     /// Bytes received and not yet handled.
@@ -303,14 +370,15 @@ enum Served {
     /// Waiting for its socket; `requested` if a complete request came (the idle clock
     /// restarts).
     Open { requested: bool },
-    /// Its PROXY header named `client`; serve it again for what follows.
-    Client(IpAddr),
+    /// Its PROXY header named `client` (`None`: a LOCAL header on a Unix socket); serve it
+    /// again for what follows.
+    Client(Option<IpAddr>),
     /// Answered and done, closed by the peer, failed, or refused (counted where it applies).
     Closed,
 }
 
-impl Connection {
-    fn new(stream: TcpStream, peer: IpAddr, proxy_protocol: bool) -> Connection {
+impl<S: Read + Write> Connection<S> {
+    fn new(stream: S, peer: Option<IpAddr>, proxy_protocol: bool) -> Connection<S> {
         Connection {
             stream,
             peer,
@@ -355,7 +423,7 @@ impl Connection {
                     ProxyHeader::Parsed { length, client } => {
                         self.awaits_proxy_header = false;
                         self.consume(length);
-                        return Served::Client(client.unwrap_or(self.peer));
+                        return Served::Client(client.or(self.peer));
                     }
                 }
             } else if let Some(length) = head_length(&self.received[..self.length]) {
@@ -436,7 +504,8 @@ pub struct Running {
 
 impl Running {
     /// Serves `listener` with `config` until stopped.
-    pub fn start(listener: std::net::TcpListener, config: ServiceConfig) -> Running {
+    pub fn start(listener: impl Into<ServiceListener>, config: ServiceConfig) -> Running {
+        let listener = listener.into();
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(ServiceCounters::default());
         let thread = {

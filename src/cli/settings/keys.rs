@@ -91,7 +91,8 @@ settings! {
     /// mode synwall's own on the served port) or synwall (every SYN) [default: kernel-first].
     #[arg(long, value_enum)]
     answer_syns: SynAnswerer, Restart;
-    /// The service connections are proxied to in repair mode, HOST:PORT.
+    /// The service connections are proxied to in repair mode: HOST:PORT, or unix:/PATH for a
+    /// Unix stream socket on this host (no second TCP connection per client on the loopback).
     #[arg(long)]
     upstream: String, Reload;
     /// How long to wait for the upstream to accept a connection [default: 3s].

@@ -18,7 +18,7 @@ use synwall::cookie::MssTable;
 use synwall::cookie::keys::{KeyError, Secret};
 use synwall::handoff::HandoffMode;
 use synwall::listener::{ConfigError, ListenerUpdate};
-use synwall::proxy::ProxyConfig;
+use synwall::proxy::{ProxyConfig, Upstream};
 use synwall::server::ServerConfig;
 
 mod keys;
@@ -69,7 +69,7 @@ pub struct Resolved {
 impl Resolved {
     /// The proxy, for a server whose connections are handed over in repair mode `because`.
     pub fn repair_proxy(&self, because: &str) -> Result<ProxyConfig, SettingsError> {
-        self.proxy.ok_or_else(|| SettingsError::NoUpstream {
+        self.proxy.clone().ok_or_else(|| SettingsError::NoUpstream {
             why: because.to_owned(),
         })
     }
@@ -252,28 +252,46 @@ impl Settings {
         let Some(upstream) = self.upstream.as_deref() else {
             return Ok(None);
         };
-        let address = match (upstream.parse::<SocketAddr>(), lookup) {
-            (Ok(address), _) => address,
-            (Err(_), Lookup::Dns) => look_up(upstream)?,
-            (Err(_), Lookup::FormOnly) => {
-                let port = upstream
-                    .rsplit_once(':')
-                    .filter(|(host, _)| !host.is_empty())
-                    .and_then(|(_, port)| port.parse().ok())
-                    .ok_or_else(|| {
-                        invalid("upstream", &format!("{upstream:?}: expected HOST:PORT"))
-                    })?;
-                SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port))
-            }
-        };
         Ok(Some(ProxyConfig {
-            upstream: address,
+            upstream: parse_upstream(upstream, lookup)?,
             connect_timeout: self.upstream_timeout.unwrap_or(Duration::from_secs(3)),
             max_connections: positive("max-connections", self.max_connections)?.unwrap_or(4096),
             threads: positive("proxy-threads", self.proxy_threads)?.unwrap_or(1),
             proxy_protocol: self.proxy_protocol.map(Into::into).unwrap_or_default(),
         }))
     }
+}
+
+/// `upstream` as the settings spell it: `unix:` and an absolute path, or `HOST:PORT`, a host
+/// name looked up as `lookup` says.
+fn parse_upstream(upstream: &str, lookup: Lookup) -> Result<Upstream, SettingsError> {
+    if let Some(path) = upstream.strip_prefix(Upstream::UNIX_PREFIX) {
+        if !path.starts_with('/') {
+            return Err(invalid(
+                "upstream",
+                &format!("{upstream:?}: expected unix:/PATH, an absolute path"),
+            ));
+        }
+        return Ok(Upstream::unix(path));
+    }
+    let address = match (upstream.parse::<SocketAddr>(), lookup) {
+        (Ok(address), _) => address,
+        (Err(_), Lookup::Dns) => look_up(upstream)?,
+        (Err(_), Lookup::FormOnly) => {
+            let port = upstream
+                .rsplit_once(':')
+                .filter(|(host, _)| !host.is_empty())
+                .and_then(|(_, port)| port.parse().ok())
+                .ok_or_else(|| {
+                    invalid(
+                        "upstream",
+                        &format!("{upstream:?}: expected HOST:PORT or unix:/PATH"),
+                    )
+                })?;
+            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port))
+        }
+    };
+    Ok(Upstream::Tcp(address))
 }
 
 /// The first address `upstream` (`HOST:PORT`) resolves to.
@@ -283,7 +301,7 @@ fn look_up(upstream: &str) -> Result<SocketAddr, SettingsError> {
         .map_err(|error| {
             invalid(
                 "upstream",
-                &format!("{upstream:?}: {error} (expected HOST:PORT)"),
+                &format!("{upstream:?}: {error} (expected HOST:PORT or unix:/PATH)"),
             )
         })?
         .next()

@@ -200,7 +200,10 @@ fn test_a_pure_check_looks_no_name_up() {
     };
     // `.invalid` never resolves (RFC 6761): only a lookup could fail on it.
     let resolved = named.resolve(Lookup::FormOnly).expect("the form is right");
-    assert_eq!(resolved.proxy.unwrap().upstream.port(), 8080);
+    assert_eq!(
+        resolved.proxy.as_ref().unwrap().upstream,
+        Upstream::Tcp("0.0.0.0:8080".parse().unwrap())
+    );
     let effective = named.effective(&resolved);
     assert_eq!(effective.upstream.as_deref(), Some("upstream.invalid:8080"));
     let error = named.resolve(Lookup::Dns).unwrap_err().to_string();
@@ -209,12 +212,41 @@ fn test_a_pure_check_looks_no_name_up() {
         "{error}"
     );
     for malformed in ["upstream.invalid", ":8080", "upstream.invalid:http"] {
-        let settings = Settings {
-            upstream: Some(malformed.into()),
-            ..minimal()
-        };
-        let error = settings.resolve(Lookup::FormOnly).unwrap_err().to_string();
+        let error = upstream_error(malformed);
         assert!(error.contains("expected HOST:PORT"), "{malformed}: {error}");
+    }
+}
+
+/// Why `upstream` is refused, by form alone.
+fn upstream_error(upstream: &str) -> String {
+    let settings = Settings {
+        upstream: Some(upstream.into()),
+        ..minimal()
+    };
+    settings.resolve(Lookup::FormOnly).unwrap_err().to_string()
+}
+
+#[test]
+fn test_a_unix_upstream_is_an_absolute_path() {
+    let unix = Settings {
+        upstream: Some("unix:/run/app/proxy.sock".into()),
+        ..minimal()
+    };
+    let resolved = unix.resolve(Lookup::Dns).expect("no lookup for a path");
+    let upstream = resolved.proxy.as_ref().unwrap().upstream.clone();
+    assert_eq!(upstream, Upstream::unix("/run/app/proxy.sock"));
+    assert_eq!(upstream.to_string(), "unix:/run/app/proxy.sock");
+    let effective = unix.effective(&resolved);
+    assert_eq!(
+        effective.upstream.as_deref(),
+        Some("unix:/run/app/proxy.sock")
+    );
+    for malformed in ["unix:proxy.sock", "unix:"] {
+        let error = upstream_error(malformed);
+        assert!(
+            error.starts_with(&format!("upstream: {malformed:?}: expected unix:/PATH")),
+            "{malformed}: {error}"
+        );
     }
 }
 

@@ -44,6 +44,22 @@ impl HttpServer {
             service::ServiceConfig::default(),
         ))
     }
+
+    /// On a Unix socket at `path` (no namespace: the path is the same in every one), reading a
+    /// PROXY header first on each connection.
+    pub fn start_unix(path: &std::path::Path) -> HttpServer {
+        let listener = std::os::unix::net::UnixListener::bind(path).expect("binding the service");
+        let config = service::ServiceConfig {
+            proxy_protocol: true,
+            ..service::ServiceConfig::default()
+        };
+        HttpServer(service::Running::start(listener, config))
+    }
+
+    /// What it has counted so far.
+    pub fn counters(&self) -> &service::ServiceCounters {
+        self.0.counters()
+    }
 }
 
 /// What [`curl`] gets from an [`HttpServer`].
