@@ -17,20 +17,20 @@ use super::{BUFFER_LEN, Handover};
 /// Reads per direction per turn of a connection: at most 16 × 16 KiB move before the loop
 /// serves the others, and comes back to this one without waiting for an event.
 pub(super) const READS_PER_TURN: usize = 16;
-/// One socket of a connection, and what the last events said about it. mio is edge-triggered:
-/// a readiness stays set until an operation shows the socket drained or full, and the next
-/// event sets it again. Both sockets are registered once for both interests, so no
-/// re-registration is needed when the buffers fill and drain.
+/// One socket of a connection, and what the last events said about it. mio is edge-triggered: a
+/// readiness stays set until an operation shows the socket drained or full, and the next event sets
+/// it again. Both sockets are registered once for both interests, so no re-registration is needed
+/// when the buffers fill and drain.
 ///
-/// A read that returns fewer bytes than it had room for found the receive queue empty, and a
-/// write that takes fewer bytes than it was given found the send buffer full: each clears its
-/// readiness without a second system call to see WouldBlock (as tokio does). That is safe on
-/// TCP and Unix stream sockets under epoll's edge trigger: bytes arriving after the read, or buffer space freed
-/// after a write that ran out of it, raise a new event. A peer's FIN that arrived before the
-/// read raises none: the read takes the last bytes and stops short of it, and only the next
-/// read returns end-of-file. So once an event has said the peer closed its half, readability
-/// stays set, as tokio keeps its read-closed readiness. Per keep-alive request, that saves the
-/// two reads that only returned WouldBlock.
+/// A read that returns fewer bytes than it had room for found the receive queue empty, and a write
+/// that takes fewer bytes than it was given found the send buffer full: each clears its readiness
+/// without a second system call to see WouldBlock (as tokio does). That is safe on TCP and Unix
+/// stream sockets under epoll's edge trigger: bytes arriving after the read, or buffer space freed
+/// after a write that ran out of it, raise a new event. A peer's FIN that arrived before the read
+/// raises none: the read takes the last bytes and stops short of it, and only the next read returns
+/// end-of-file. So once an event has said the peer closed its half, readability stays set, as tokio
+/// keeps its read-closed readiness. Per keep-alive request, that saves the two reads that only
+/// returned WouldBlock.
 pub(super) struct Side {
     stream: Stream,
     readable: bool,

@@ -20,7 +20,7 @@
 //! it.
 //!
 //! Memory per connection is bounded: one [`BUFFER_LEN`] buffer per direction, 2 × 16 KiB = 32 KiB,
-//! plus 152 bytes of state (measured; a test keeps it under 200), so 128 MiB at 4096
+//! plus 168 bytes of state (measured; a test keeps it under 200), so 128 MiB at 4096
 //! connections; the kernel's socket buffers of the two sockets come on top (bounded by the
 //! kernel, `tcp_rmem`/`tcp_wmem`). The slab of a loop grows to the most connections it held at
 //! once and keeps that many slots (without their buffers).
@@ -40,24 +40,22 @@
 //!
 //! Per connection: the upstream connect is non-blocking and gives up after `connect_timeout`
 //! (checked every 100 ms while one is pending, so up to 100 ms late; an idle loop sleeps until an
-//! event or a handover wakes it); an upstream that refuses or does not answer
-//! gets the client a RST (counted in `upstream_failures`), never a connection that silently
-//! goes nowhere. A Unix socket whose accept queue is full refuses at once (EAGAIN), where a
-//! TCP one would drop the SYN and keep the client waiting for a retransmission: that client is
-//! reset and counted too. With a PROXY protocol header configured, the header is the first thing the
-//! upstream receives. A read returning end-of-file is passed on as a half-close
-//! (`shutdown(Write)` of the other side once the buffered bytes are written); the connection
-//! ends when both directions have. A reset or any other error on one side resets the other
-//! (SO_LINGER 0). There is no idle timeout.
+//! event or a handover wakes it); an upstream that refuses or does not answer gets the client a RST
+//! (counted in `upstream_failures`), never a connection that silently goes nowhere. A Unix socket
+//! whose accept queue is full refuses at once (EAGAIN), where a TCP one would drop the SYN and keep
+//! the client waiting for a retransmission: that client is reset and counted too. With a PROXY
+//! protocol header configured, the header is the first thing the upstream receives. A read
+//! returning end-of-file is passed on as a half-close (`shutdown(Write)` of the other side once the
+//! buffered bytes are written); the connection ends when both directions have. A reset or any other
+//! error on one side resets the other (SO_LINGER 0). There is no idle timeout.
 //!
-//! Bounded: at most `max_connections` joined at once, over all loops (connecting ones
-//! included); when the limit is reached the proxy stops taking connections (the accept loop
-//! holds the one `next` gave until a slot frees), the accept queues fill and the listener
-//! applies its overflow policy. The configuration can change while
-//! running ([`Proxy::reconfigure`]): upstream, timeout, PROXY protocol and limit apply to
-//! connections accepted from then on; connections already joined keep going; the number of
-//! threads stays as it was when serving started. When serving stops, every connection still
-//! open is reset.
+//! Bounded: at most `max_connections` joined at once, over all loops (connecting ones included);
+//! when the limit is reached the proxy stops taking connections (the accept loop holds the one
+//! `next` gave until a slot frees), the accept queues fill and the listener applies its overflow
+//! policy. The configuration can change while running ([`Proxy::reconfigure`]): upstream, timeout,
+//! PROXY protocol and limit apply to connections accepted from then on; connections already joined
+//! keep going; the number of threads stays as it was when serving started. When serving stops,
+//! every connection still open is reset.
 //!
 //! Panics: an event-loop thread panics only if `epoll_wait` fails with something else than
 //! EINTR, which it cannot on a valid epoll descriptor.

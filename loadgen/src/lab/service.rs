@@ -5,11 +5,12 @@
 //! `Connection: close`, the service closes first, as nginx does (TIME-WAIT stays with it).
 //!
 //! One thread: [`run`] is a `mio` event loop over the kernel listening socket it is given (TCP,
-//! or a Unix stream socket behind synwall's proxy) and the connections it accepts, until the stop flag is raised (looked at every [`STOP_WAIT`] at
-//! least). With [`ServiceConfig::proxy_protocol`], every connection must start with a PROXY
-//! protocol header (HAProxy's v1 text or v2 binary form) naming the real client, as when the
-//! service sits behind a proxy that connects from a local address; a connection whose header
-//! is missing or malformed is counted and closed.
+//! or a Unix stream socket behind synwall's proxy) and the connections it accepts, until the
+//! stop flag is raised (looked at every [`STOP_WAIT`] at least). With
+//! [`ServiceConfig::proxy_protocol`], every connection must start with a PROXY protocol header
+//! (HAProxy's v1 text or v2 binary form) naming the real client, as when the service sits
+//! behind a proxy that connects from a local address; a connection whose header is missing or
+//! malformed is counted and closed.
 //!
 //! Counted ([`ServiceCounters`], read by the lab's sampler from another thread): connections
 //! accepted, and of those the forged ones: whose client (from the PROXY header, else the peer
