@@ -54,6 +54,12 @@ pub struct OwnListenerCounters {
 }
 
 impl OwnListenerCounters {
+    /// A connection accepted from synwall's own listening sockets was given to the application
+    /// (or the proxy).
+    pub fn count_delivered(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn fail(&self, error: &io::Error) {
         let errors = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
         let mut logged = self.logged.lock().unwrap_or_else(PoisonError::into_inner);
@@ -102,9 +108,8 @@ impl OwnListenerSockets {
         accept_one(&self.listeners[index], &self.counters)
     }
 
-    /// A connection accepted here was given to the application.
-    pub fn count_delivered(&self) {
-        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    pub fn counters(&self) -> &OwnListenerCounters {
+        &self.counters
     }
 }
 
@@ -212,7 +217,7 @@ fn accept_all(
                 if !handoff::deliver(connection, ready, shutdown) {
                     return false;
                 }
-                counters.accepted.fetch_add(1, Ordering::Relaxed);
+                counters.count_delivered();
             }
             Accepted::Empty => return true,
             Accepted::Again => {}

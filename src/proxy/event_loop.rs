@@ -6,7 +6,7 @@
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
@@ -16,7 +16,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::joined::{Joined, reset};
 use super::slots::Slots;
-use super::{HANDOVER_CAPACITY, Handover, LoopHandle, ProxyConfig, ProxyCounters};
+use super::{HANDOVER_CAPACITY, Handover, LoopHandle, ProxyConfig, ProxyCounters, in_force};
 use crate::own_listener::{Accepted, ERROR_PAUSE, OwnListenerSockets};
 
 /// Events taken from epoll per wait.
@@ -55,14 +55,7 @@ pub(super) struct EventLoop<'a> {
     /// then to expire connects (and finds the next one), and otherwise sleeps until an event or
     /// a handover wakes it. No periodic tick.
     next_deadline: Option<Instant>,
-    slots: &'a Slots,
-    counters: &'a ProxyCounters,
-    /// Set when serving ends.
-    finished: &'a AtomicBool,
-    /// synwall's own listening sockets, when the proxy took them from the server.
-    own: Option<&'a OwnListenerSockets>,
-    /// What connections accepted from them are joined to (the configuration in force).
-    config: &'a RwLock<Arc<ProxyConfig>>,
+    shared: Shared<'a>,
     /// The listening sockets may hold connections this loop has not accepted: a listening
     /// socket was readable, no slot was free or `accept` failed. Edge-triggered, so without
     /// a new connection no event says so again.
@@ -75,8 +68,11 @@ pub(super) struct EventLoop<'a> {
 pub(super) struct Shared<'a> {
     pub(super) slots: &'a Slots,
     pub(super) counters: &'a ProxyCounters,
+    /// Set when serving ends.
     pub(super) finished: &'a AtomicBool,
+    /// synwall's own listening sockets, when the proxy took them from the server.
     pub(super) own: Option<&'a OwnListenerSockets>,
+    /// What connections accepted from them are joined to (the configuration in force).
     pub(super) config: &'a RwLock<Arc<ProxyConfig>>,
 }
 
@@ -84,13 +80,7 @@ impl<'a> EventLoop<'a> {
     /// A loop with its end for the accept loop; registers synwall's own listening sockets,
     /// if the proxy has them, in this loop's poll.
     pub(super) fn new(shared: Shared<'a>) -> io::Result<(EventLoop<'a>, LoopHandle)> {
-        let Shared {
-            slots,
-            counters,
-            finished,
-            own,
-            config,
-        } = shared;
+        let own = shared.own;
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         for (index, listener) in own.iter().flat_map(|own| own.listeners.iter().enumerate()) {
@@ -109,11 +99,7 @@ impl<'a> EventLoop<'a> {
             busy: Vec::new(),
             tally: Tally::default(),
             next_deadline: None,
-            slots,
-            counters,
-            finished,
-            own,
-            config,
+            shared,
             // Connections may have queued before the loop started.
             accept_pending: own.is_some(),
             accept_paused_until: None,
@@ -127,7 +113,7 @@ impl<'a> EventLoop<'a> {
 
     pub(super) fn run(mut self) {
         let mut events = Events::with_capacity(EVENTS_PER_WAIT);
-        while !self.finished.load(Ordering::Relaxed) {
+        while !self.shared.finished.load(Ordering::Relaxed) {
             let timeout = if !(self.busy.is_empty() && self.handovers.is_empty()) {
                 Some(Duration::ZERO)
             } else {
@@ -180,7 +166,7 @@ impl<'a> EventLoop<'a> {
     }
 
     fn listener_count(&self) -> usize {
-        self.own.map_or(0, |own| own.listeners.len())
+        self.shared.own.map_or(0, |own| own.listeners.len())
     }
 
     /// When to look at the listening sockets again without an event, if they may hold
@@ -192,7 +178,7 @@ impl<'a> EventLoop<'a> {
         }
         Some(match self.accept_paused_until {
             Some(until) => until.saturating_duration_since(now),
-            None if self.slots.any_free() => Duration::ZERO,
+            None if self.shared.slots.any_free() => Duration::ZERO,
             None => SLOT_RETRY,
         })
     }
@@ -201,7 +187,7 @@ impl<'a> EventLoop<'a> {
     /// [`ACCEPTS_PER_TURN`]; leaves `accept_pending` set when it stopped before every socket
     /// was drained.
     fn accept_own(&mut self) {
-        let Some(own) = self.own else {
+        let Some(own) = self.shared.own else {
             return;
         };
         let now = Instant::now();
@@ -213,24 +199,23 @@ impl<'a> EventLoop<'a> {
         let mut budget = ACCEPTS_PER_TURN;
         for index in 0..own.listeners.len() {
             loop {
-                if budget == 0 || !self.slots.try_acquire() {
+                if budget == 0 || !self.shared.slots.try_acquire() {
                     return;
                 }
                 budget -= 1;
                 match own.accept(index) {
                     Accepted::Connection(connection) => {
-                        own.count_delivered();
-                        let config =
-                            Arc::clone(&self.config.read().unwrap_or_else(PoisonError::into_inner));
+                        own.counters().count_delivered();
+                        let config = in_force(self.shared.config);
                         self.admit(Handover { connection, config });
                     }
                     Accepted::Empty => {
-                        self.slots.release();
+                        self.shared.slots.release();
                         break;
                     }
-                    Accepted::Again => self.slots.release(),
+                    Accepted::Again => self.shared.slots.release(),
                     Accepted::Failed => {
-                        self.slots.release();
+                        self.shared.slots.release();
                         self.accept_paused_until = Some(now + ERROR_PAUSE);
                         return;
                     }
@@ -254,12 +239,12 @@ impl<'a> EventLoop<'a> {
                     .chain(joined.connect_deadline)
                     .min();
                 self.joined[index] = Some(joined);
-                self.counters.active.fetch_add(1, Ordering::Relaxed);
+                self.shared.counters.active.fetch_add(1, Ordering::Relaxed);
             }
             Err(failure) => {
                 self.free.push(index);
                 self.count_failure(&failure);
-                self.slots.release();
+                self.shared.slots.release();
             }
         }
     }
@@ -274,7 +259,7 @@ impl<'a> EventLoop<'a> {
             return self.close(index, Err(failure));
         }
         if was_connecting && !joined.is_connecting() {
-            self.counters.proxied.fetch_add(1, Ordering::Relaxed);
+            self.shared.counters.proxied.fetch_add(1, Ordering::Relaxed);
         }
         self.drive(index);
     }
@@ -328,14 +313,15 @@ impl<'a> EventLoop<'a> {
             self.count_failure(&failure);
             joined.reset();
         }
-        self.counters.active.fetch_sub(1, Ordering::Relaxed);
-        self.slots.release();
+        self.shared.counters.active.fetch_sub(1, Ordering::Relaxed);
+        self.shared.slots.release();
     }
 
     fn count_failure(&self, failure: &Failure) {
         match failure {
             Failure::Upstream(error) => {
-                self.counters
+                self.shared
+                    .counters
                     .upstream_failures
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%error, "upstream unreachable; resetting the client");
@@ -352,12 +338,14 @@ impl<'a> EventLoop<'a> {
             to_clients,
         } = std::mem::take(&mut self.tally);
         if to_upstream > 0 {
-            self.counters
+            self.shared
+                .counters
                 .bytes_to_upstream
                 .fetch_add(to_upstream, Ordering::Relaxed);
         }
         if to_clients > 0 {
-            self.counters
+            self.shared
+                .counters
                 .bytes_to_clients
                 .fetch_add(to_clients, Ordering::Relaxed);
         }
@@ -368,13 +356,13 @@ impl<'a> EventLoop<'a> {
         for index in 0..self.joined.len() {
             if let Some(joined) = self.joined[index].take() {
                 joined.reset();
-                self.counters.active.fetch_sub(1, Ordering::Relaxed);
-                self.slots.release();
+                self.shared.counters.active.fetch_sub(1, Ordering::Relaxed);
+                self.shared.slots.release();
             }
         }
         for handover in self.handovers.try_iter() {
             reset(&handover.connection.stream);
-            self.slots.release();
+            self.shared.slots.release();
         }
         self.flush_tally();
     }

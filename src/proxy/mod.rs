@@ -243,8 +243,13 @@ impl Proxy {
     }
 
     fn config(&self) -> Arc<ProxyConfig> {
-        Arc::clone(&self.config.read().unwrap_or_else(PoisonError::into_inner))
+        in_force(&self.config)
     }
+}
+
+/// The configuration in force, for a connection taken now.
+fn in_force(config: &RwLock<Arc<ProxyConfig>>) -> Arc<ProxyConfig> {
+    Arc::clone(&config.read().unwrap_or_else(PoisonError::into_inner))
 }
 
 /// A connection on its way to an event loop, with the configuration in force when it came.
